@@ -1,0 +1,1 @@
+"""Azure Functions blueprints; function_app.py at the repo root registers them."""

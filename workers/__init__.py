@@ -1,0 +1,1 @@
+"""The asyncio scoring worker (`qscore worker`)."""
