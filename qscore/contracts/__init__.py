@@ -1,1 +1,38 @@
-"""qscore.contracts"""
+"""The versioned request/reply contract shared by the worker, the Functions app and producers."""
+
+from qscore.contracts.errors import ContractViolation
+from qscore.contracts.messages import (
+    PRODUCTION_LABEL,
+    REPLY_CONTENT_TYPE,
+    REQUEST_CONTENT_TYPE,
+    SCHEMA_VERSION,
+    ErrorCode,
+    ReplyError,
+    ReplyStatus,
+    ScoreReply,
+    ScoreRequest,
+    Tensor,
+    Timings,
+)
+from qscore.contracts.model_spec import ModelSpec, TensorSpec
+from qscore.contracts.validation import check_deadline, decode_request, request_arrays
+
+__all__ = [
+    "PRODUCTION_LABEL",
+    "REPLY_CONTENT_TYPE",
+    "REQUEST_CONTENT_TYPE",
+    "SCHEMA_VERSION",
+    "ContractViolation",
+    "ErrorCode",
+    "ModelSpec",
+    "ReplyError",
+    "ReplyStatus",
+    "ScoreReply",
+    "ScoreRequest",
+    "Tensor",
+    "TensorSpec",
+    "Timings",
+    "check_deadline",
+    "decode_request",
+    "request_arrays",
+]

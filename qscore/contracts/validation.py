@@ -1,0 +1,112 @@
+"""Decode a request body and check it against the model's serving contract.
+
+Everything here is pure and synchronous (no I/O): the worker, the Functions activities and
+the HTTP endpoint call the same functions, so a request is judged the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+from pydantic import ValidationError
+
+from qscore.contracts.errors import ContractViolation
+from qscore.contracts.messages import ErrorCode, ScoreRequest
+from qscore.contracts.model_spec import ModelSpec
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+
+
+def decode_request(body: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> ScoreRequest:
+    """Parse a request body; raises ContractViolation with a reason a person can act on."""
+    if len(body) > max_message_bytes:
+        raise ContractViolation(
+            ErrorCode.TOO_LARGE, f"body is {len(body)} bytes; the limit is {max_message_bytes}"
+        )
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractViolation(ErrorCode.INVALID_ENCODING, f"body is not UTF-8 JSON: {exc}") from None
+    try:
+        return ScoreRequest.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        summary = f"{where}: {first['msg']}"
+        if exc.error_count() > 1:
+            summary += f" (and {exc.error_count() - 1} more)"
+        raise ContractViolation(ErrorCode.SCHEMA_VIOLATION, summary) from None
+
+
+def check_deadline(request: ScoreRequest, *, now: datetime | None = None) -> None:
+    """Raise EXPIRED when the request's deadline has passed."""
+    if request.deadline is None:
+        return
+    deadline = request.deadline if request.deadline.tzinfo else request.deadline.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    if current > deadline:
+        late_ms = (current - deadline).total_seconds() * 1000
+        raise ContractViolation(
+            ErrorCode.EXPIRED, f"deadline {deadline.isoformat()} passed {late_ms:.0f} ms ago"
+        )
+
+
+def request_arrays(request: ScoreRequest, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The request's inputs as arrays, each checked against `spec`; all share one batch size."""
+    names = {tensor.name for tensor in spec.inputs}
+    unknown = sorted(set(request.inputs) - names)
+    missing = sorted(names - set(request.inputs))
+    if unknown or missing:
+        raise ContractViolation(
+            ErrorCode.BAD_INPUT_NAME,
+            f"model {spec.name!r} takes inputs {sorted(names)}; unknown {unknown}, missing {missing}",
+        )
+    arrays = {name: _checked_array(name, request, spec) for name in sorted(names)}
+    batch_sizes = {array.shape[0] for array in arrays.values()} if spec.max_batch_size > 0 else {1}
+    if len(batch_sizes) > 1:
+        raise ContractViolation(ErrorCode.BAD_SHAPE, f"inputs disagree on batch size: {sorted(batch_sizes)}")
+    return arrays
+
+
+def _checked_array(name: str, request: ScoreRequest, spec: ModelSpec) -> np.ndarray:
+    tensor = request.inputs[name]
+    tensor_spec = spec.input(name)
+    assert tensor_spec is not None  # names were checked by the caller
+    if tensor.datatype != tensor_spec.datatype:
+        raise ContractViolation(
+            ErrorCode.BAD_DTYPE,
+            f"input {name!r} is {tensor.datatype}; model {spec.name!r} takes {tensor_spec.datatype}",
+        )
+    _check_shape(name, tensor.shape, tensor_spec.dims, spec)
+    try:
+        array = tensor.to_numpy()
+    except ValueError as exc:
+        raise ContractViolation(ErrorCode.BAD_SHAPE, f"input {name!r}: {exc}") from None
+    if not spec.allow_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ContractViolation(
+            ErrorCode.NON_FINITE, f"input {name!r} holds NaN or infinity; model {spec.name!r} forbids them"
+        )
+    return array
+
+
+def _check_shape(name: str, shape: list[int], dims: list[int], spec: ModelSpec) -> None:
+    expected = (["batch"] if spec.max_batch_size > 0 else []) + [str(d) if d >= 0 else "any" for d in dims]
+    sample_shape = shape[1:] if spec.max_batch_size > 0 else shape
+    fits = len(sample_shape) == len(dims) and all(
+        d < 0 or d == s for d, s in zip(dims, sample_shape, strict=True)
+    )
+    if spec.max_batch_size > 0 and (not shape or shape[0] < 1):
+        fits = False
+    if not fits:
+        raise ContractViolation(
+            ErrorCode.BAD_SHAPE,
+            f"input {name!r} has shape {shape}; model {spec.name!r} takes [{', '.join(expected)}]",
+        )
+    if spec.max_batch_size > 0 and shape[0] > spec.max_batch_size:
+        raise ContractViolation(
+            ErrorCode.TOO_LARGE,
+            f"input {name!r} carries {shape[0]} samples; "
+            f"model {spec.name!r} takes at most {spec.max_batch_size} per request",
+        )
