@@ -1,0 +1,151 @@
+"""The scoring core both runtimes share: group validated requests, call Triton once per
+group, split the outputs back per request, and build replies.
+
+The worker (workers/) and the Functions activities (functions/) differ only in how
+messages arrive and are settled; what happens to a request is decided here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from qscore.contracts import (
+    ContractViolation,
+    ModelSpec,
+    ReplyError,
+    ReplyStatus,
+    ScoreReply,
+    ScoreRequest,
+    Tensor,
+    Timings,
+)
+
+
+class InferenceBackend(Protocol):
+    """What the core needs from an inference client (qscore.inference.TritonClient provides it)."""
+
+    async def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        *,
+        version: str = "",
+        outputs: Sequence[str] | None = None,
+    ) -> InferResultLike: ...
+
+
+class InferResultLike(Protocol):
+    @property
+    def outputs(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class ScoringItem:
+    """One validated request, ready to be batched. Times are epoch seconds (time.time())."""
+
+    request_id: str
+    request: ScoreRequest
+    arrays: dict[str, np.ndarray]
+    received_at: float
+    enqueued_at: float | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0])
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    item: ScoringItem
+    outputs: dict[str, np.ndarray]
+    model_version: str
+    batch_started_at: float
+    inference_ms: float
+    batch_rows: int = field(default=0)
+
+
+def group_key(model: str, version: str) -> tuple[str, str]:
+    """Requests are batched together only for the same model and resolved version."""
+    return (model, version)
+
+
+async def score_group(
+    backend: InferenceBackend, spec: ModelSpec, version: str, items: Sequence[ScoringItem]
+) -> list[ScoredItem]:
+    """Score items of one (model, version) in a single Triton call; outputs split back by rows."""
+    if not items:
+        return []
+    names = [tensor.name for tensor in spec.inputs]
+    batch = {name: np.concatenate([item.arrays[name] for item in items], axis=0) for name in names}
+    started = time.time()
+    result = await backend.infer(spec.name, batch, version=version)
+    inference_ms = (time.time() - started) * 1000
+    bounds = np.cumsum([item.rows for item in items])[:-1]
+    per_output = {name: np.split(array, bounds, axis=0) for name, array in result.outputs.items()}
+    total_rows = int(sum(item.rows for item in items))
+    return [
+        ScoredItem(
+            item=item,
+            outputs={name: parts[index] for name, parts in per_output.items()},
+            model_version=result.model_version or version,
+            batch_started_at=started,
+            inference_ms=inference_ms,
+            batch_rows=total_rows,
+        )
+        for index, item in enumerate(items)
+    ]
+
+
+def ok_reply(scored: ScoredItem, *, scored_by: str | None = None, binary: bool = False) -> ScoreReply:
+    """The reply for a scored request; `total_ms` runs to now, so build it just before sending."""
+    item = scored.item
+    now = time.time()
+    origin = item.enqueued_at if item.enqueued_at is not None else item.received_at
+    timings = Timings(
+        queue_wait_ms=max(0.0, (item.received_at - origin) * 1000),
+        batch_wait_ms=max(0.0, (scored.batch_started_at - item.received_at) * 1000),
+        inference_ms=scored.inference_ms,
+        total_ms=max(0.0, (now - origin) * 1000),
+    )
+    return ScoreReply(
+        request_id=item.request_id,
+        status=ReplyStatus.OK,
+        model=item.request.model,
+        model_version=scored.model_version,
+        outputs={name: Tensor.from_numpy(array, binary=binary) for name, array in scored.outputs.items()},
+        timings=timings,
+        scored_by=scored_by,
+    )
+
+
+def error_reply(
+    request_id: str,
+    model: str,
+    violation: ContractViolation,
+    *,
+    received_at: float | None = None,
+    enqueued_at: float | None = None,
+    scored_by: str | None = None,
+) -> ScoreReply:
+    """The reply that tells a producer why its request was not scored."""
+    now = time.time()
+    received = received_at if received_at is not None else now
+    origin = enqueued_at if enqueued_at is not None else received
+    return ScoreReply(
+        request_id=request_id,
+        status=ReplyStatus.ERROR,
+        model=model,
+        error=ReplyError(code=violation.code, message=violation.description),
+        timings=Timings(
+            queue_wait_ms=max(0.0, (received - origin) * 1000), total_ms=max(0.0, (now - origin) * 1000)
+        ),
+        scored_by=scored_by,
+    )

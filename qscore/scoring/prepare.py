@@ -1,0 +1,86 @@
+"""Turn a raw request body into a validated ScoringItem with its resolved model version.
+
+Shared by the worker and the Functions activities so that both judge a request the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from qscore.contracts import (
+    ContractViolation,
+    ErrorCode,
+    ModelSpec,
+    check_deadline,
+    decode_request,
+    request_arrays,
+)
+from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
+from qscore.registry import ModelRegistry, RegistryError
+from qscore.scoring.core import ScoringItem
+
+
+class SpecSource(Protocol):
+    """Where model specs come from (qscore.inference.TritonClient provides it; it caches)."""
+
+    async def model_spec(self, model: str, version: str = "") -> ModelSpec: ...
+
+
+class UnknownModel(Exception):
+    """Raised by a SpecSource for a model the server does not serve (permanent)."""
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    item: ScoringItem
+    spec: ModelSpec
+    version: str
+    shadow_version: str | None = None
+
+
+class RequestPreparer:
+    """decode -> deadline -> model spec -> registry route -> tensors checked against the spec."""
+
+    def __init__(
+        self,
+        *,
+        specs: SpecSource,
+        registry: ModelRegistry,
+        unknown_model_errors: tuple[type[BaseException], ...] = (UnknownModel,),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._specs = specs
+        self._registry = registry
+        self._unknown_model_errors = unknown_model_errors
+        self._max_message_bytes = max_message_bytes
+
+    async def prepare(
+        self, *, request_id: str, body: bytes, received_at: float, enqueued_at: float | None = None
+    ) -> PreparedRequest:
+        """Raises ContractViolation for a request that can never be scored as sent."""
+        request = decode_request(body, max_message_bytes=self._max_message_bytes)
+        check_deadline(request)
+        try:
+            spec = await self._specs.model_spec(request.model)
+        except self._unknown_model_errors:
+            raise ContractViolation(
+                ErrorCode.UNKNOWN_MODEL, f"no model named {request.model!r} is served"
+            ) from None
+        try:
+            route = self._registry.resolve(
+                request.model, request.version, available=spec.versions, routing_key=request_id
+            )
+        except RegistryError as exc:
+            raise ContractViolation(ErrorCode.UNKNOWN_VERSION, str(exc)) from None
+        arrays = request_arrays(request, spec)
+        item = ScoringItem(
+            request_id=request_id,
+            request=request,
+            arrays=arrays,
+            received_at=received_at,
+            enqueued_at=enqueued_at,
+        )
+        return PreparedRequest(
+            item=item, spec=spec, version=route.version, shadow_version=route.shadow_version
+        )
