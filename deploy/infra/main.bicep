@@ -1,0 +1,257 @@
+// Azure side of one qscore environment: Service Bus namespace and queues, the Durable
+// Functions storage account, three user-assigned identities federated with the AKS
+// cluster's OIDC issuer, and least-privilege role assignments.
+//   az deployment group create -g <rg> -f deploy/infra/main.bicep -p deploy/infra/<env>.bicepparam
+// dev and qa share one Standard namespace (queue names carry the environment suffix);
+// prod has its own Premium namespace.
+
+targetScope = 'resourceGroup'
+
+@description('Environment name: dev, qa or prod.')
+@allowed(['dev', 'qa', 'prod'])
+param environment string
+
+param location string = resourceGroup().location
+
+@description('Service Bus namespace name (shared by dev and qa).')
+param serviceBusNamespaceName string
+
+@allowed(['Standard', 'Premium'])
+param serviceBusSku string = 'Standard'
+
+@description('Appended to queue names ("-dev", "-qa"; empty in prod).')
+param queueSuffix string = ''
+
+@description('Storage account for the Functions app and its Durable task hub.')
+param storageAccountName string
+
+@description('The AKS cluster OIDC issuer URL (az aks show --query oidcIssuerProfile.issuerUrl).')
+param aksOidcIssuerUrl string
+
+@description('Namespace the overlay deploys into (qscore-<environment>).')
+param kubernetesNamespace string = 'qscore-${environment}'
+
+@description('Namespace and service account of the KEDA operator (AKS add-on: kube-system/keda-operator).')
+param kedaNamespace string = 'kube-system'
+param kedaServiceAccount string = 'keda-operator'
+
+var roles = {
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+}
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: serviceBusNamespaceName
+  location: location
+  sku: {
+    name: serviceBusSku
+    tier: serviceBusSku
+    capacity: serviceBusSku == 'Premium' ? 1 : null
+  }
+  properties: {
+    // Entra ID only: no SAS keys, so no connection string can leak.
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+  }
+}
+
+var requestQueueProperties = {
+  // The worker renews locks for long batches; 30 s bounds redelivery after a crash.
+  lockDuration: 'PT30S'
+  maxDeliveryCount: 8
+  deadLetteringOnMessageExpiration: true
+  defaultMessageTimeToLive: 'P1D'
+  requiresSession: false
+  enablePartitioning: false
+}
+
+resource requestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-requests${queueSuffix}'
+  properties: requestQueueProperties
+}
+
+resource functionsRequestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-requests-functions${queueSuffix}'
+  properties: requestQueueProperties
+}
+
+resource longRequestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-requests-long${queueSuffix}'
+  properties: union(requestQueueProperties, {
+    // Minutes-long scoring: the Job renews the lock; 5 min (the maximum) limits renew traffic.
+    lockDuration: 'PT5M'
+    maxDeliveryCount: 5
+  })
+}
+
+resource replyQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-replies${queueSuffix}'
+  properties: {
+    // Producers receive their replies by session id = their reply-to session.
+    requiresSession: true
+    lockDuration: 'PT30S'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'PT1H'
+  }
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: storageAccountName
+  location: location
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+  }
+}
+
+resource workerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-qscore-worker-${environment}'
+  location: location
+}
+
+resource functionsIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-qscore-functions-${environment}'
+  location: location
+}
+
+resource scalerIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-qscore-scaler-${environment}'
+  location: location
+}
+
+resource workerFederation 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials@2023-01-31' = {
+  parent: workerIdentity
+  name: 'aks-${kubernetesNamespace}-qscore-worker'
+  properties: {
+    issuer: aksOidcIssuerUrl
+    subject: 'system:serviceaccount:${kubernetesNamespace}:qscore-worker'
+    audiences: ['api://AzureADTokenExchange']
+  }
+}
+
+resource functionsFederation 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials@2023-01-31' = {
+  parent: functionsIdentity
+  name: 'aks-${kubernetesNamespace}-qscore-functions'
+  properties: {
+    issuer: aksOidcIssuerUrl
+    subject: 'system:serviceaccount:${kubernetesNamespace}:qscore-functions'
+    audiences: ['api://AzureADTokenExchange']
+  }
+}
+
+// The KEDA operator's service account presents this identity (TriggerAuthentication identityId).
+resource scalerFederation 'Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials@2023-01-31' = {
+  parent: scalerIdentity
+  name: 'aks-keda-operator-${environment}'
+  properties: {
+    issuer: aksOidcIssuerUrl
+    subject: 'system:serviceaccount:${kedaNamespace}:${kedaServiceAccount}'
+    audiences: ['api://AzureADTokenExchange']
+  }
+}
+
+// Workers: receive requests (both worker queues), send replies. Nothing else.
+module workerReceivesRequests 'queue-role.bicep' = {
+  name: 'worker-receive-${environment}'
+  params: {
+    namespaceName: serviceBus.name
+    queueNames: [requestQueue.name, longRequestQueue.name]
+    principalId: workerIdentity.properties.principalId
+    roleDefinitionId: roles.serviceBusDataReceiver
+  }
+}
+
+module workerSendsReplies 'queue-role.bicep' = {
+  name: 'worker-send-${environment}'
+  params: {
+    namespaceName: serviceBus.name
+    queueNames: [replyQueue.name]
+    principalId: workerIdentity.properties.principalId
+    roleDefinitionId: roles.serviceBusDataSender
+  }
+}
+
+// Functions app: receive its own request queue, send replies; task hub storage.
+module functionsReceivesRequests 'queue-role.bicep' = {
+  name: 'functions-receive-${environment}'
+  params: {
+    namespaceName: serviceBus.name
+    queueNames: [functionsRequestQueue.name]
+    principalId: functionsIdentity.properties.principalId
+    roleDefinitionId: roles.serviceBusDataReceiver
+  }
+}
+
+module functionsSendsReplies 'queue-role.bicep' = {
+  name: 'functions-send-${environment}'
+  params: {
+    namespaceName: serviceBus.name
+    queueNames: [replyQueue.name]
+    principalId: functionsIdentity.properties.principalId
+    roleDefinitionId: roles.serviceBusDataSender
+  }
+}
+
+// KEDA reads queue runtime properties (message counts), which needs Manage rights: Data
+// Owner, scoped to the scaled queues only, held by the scaler identity and no workload.
+module scalerReadsQueueLengths 'queue-role.bicep' = {
+  name: 'scaler-owner-${environment}'
+  params: {
+    namespaceName: serviceBus.name
+    queueNames: [requestQueue.name, functionsRequestQueue.name, longRequestQueue.name]
+    principalId: scalerIdentity.properties.principalId
+    roleDefinitionId: roles.serviceBusDataOwner
+  }
+}
+
+var functionsStorageRoles = [
+  roles.storageBlobDataOwner
+  roles.storageQueueDataContributor
+  roles.storageTableDataContributor
+]
+
+resource functionsStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for role in functionsStorageRoles: {
+    name: guid(storage.id, functionsIdentity.id, role)
+    scope: storage
+    properties: {
+      principalId: functionsIdentity.properties.principalId
+      principalType: 'ServicePrincipal'
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+    }
+  }
+]
+
+resource scalerStorageQueueRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, scalerIdentity.id, roles.storageQueueDataReader)
+  scope: storage
+  properties: {
+    principalId: scalerIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
+  }
+}
+
+// Values for the overlay's qscore-environment ConfigMap.
+output SERVICEBUS_NAMESPACE_NAME string = serviceBus.name
+output REQUEST_QUEUE string = requestQueue.name
+output REPLY_QUEUE string = replyQueue.name
+output LONG_REQUEST_QUEUE string = longRequestQueue.name
+output FUNCTIONS_REQUEST_QUEUE string = functionsRequestQueue.name
+output STORAGE_ACCOUNT_NAME string = storage.name
+output WORKER_CLIENT_ID string = workerIdentity.properties.clientId
+output FUNCTIONS_CLIENT_ID string = functionsIdentity.properties.clientId
+output SCALER_CLIENT_ID string = scalerIdentity.properties.clientId
