@@ -1,0 +1,51 @@
+"""Activity functions: the only place the orchestration touches Triton, the bus and storage.
+
+Each takes and returns a JSON document (dicts; Durable records them in the history) and hands
+the work to functions/steps.py and functions/delivery.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.durable_functions as df
+
+from functions import delivery, names, steps
+from functions.payloads import DeadLetterInput, InferInput, SendInput
+from functions.runtime import current_runtime
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.VALIDATE)
+async def validate_batch(payload: dict[str, Any]) -> dict[str, Any]:
+    """Decode and check every request; group the valid ones by model and version."""
+    from functions.payloads import Carried
+
+    result = await steps.validate(Carried.model_validate(payload["batch"]), current_runtime())
+    return result.model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity=names.INFER)
+async def infer_group(payload: dict[str, Any]) -> dict[str, Any]:
+    """One Triton call for one (model, version) group; raises on transient failures to be retried."""
+    request = InferInput.model_validate(payload)
+    outcome = await steps.infer(request.batch, request.group, current_runtime())
+    return outcome.model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity=names.SEND_REPLIES)
+async def send_replies(payload: dict[str, Any]) -> dict[str, Any]:
+    """Batched sends to the reply queues with each producer's session id."""
+    request = SendInput.model_validate(payload)
+    runtime = current_runtime()
+    batch = await steps.load_batch(request.batch, runtime.payloads)
+    summary = await delivery.send_replies(batch, request.outcomes, request.rejected, runtime)
+    return summary.model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity=names.DEAD_LETTER)
+async def store_dead_letters(payload: dict[str, Any]) -> int:
+    """Requests that cannot be answered, kept with their reason."""
+    request = DeadLetterInput.model_validate(payload)
+    return await delivery.store_dead_letters(request.instance_id, request.rejected, current_runtime())

@@ -1,0 +1,108 @@
+"""HTTP API for services that cannot use the queue.
+
+POST /api/score    body: a ScoreRequest. 202 + Location/status URL; the request is scored by the
+                   same orchestration as a queue batch (a batch of one, reply in its output).
+GET  /api/score/{id}  200 with the ScoreReply when done, 202 while running, 404 if unknown.
+
+Auth level `function` (a function key in `x-functions-key` or `?code=`); for Entra ID, see
+docs/functions.md (App Service Authentication in front, keys then optional).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions import names
+from functions.payloads import InboundMessage
+from functions.problems import problem
+from functions.runtime import current_settings, payload_store
+from functions.trigger import orchestration_input, start_once
+from qscore.contracts import ContractViolation, check_deadline, decode_request
+from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
+
+bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID = 128
+
+
+def _request_id(req: func.HttpRequest) -> str | None:
+    """A client-chosen id makes a retried POST idempotent; otherwise a fresh one."""
+    given = req.headers.get(REQUEST_ID_HEADER)
+    if given is None:
+        return str(uuid.uuid4())
+    given = given.strip()
+    if not given or len(given) > MAX_REQUEST_ID or not given.isprintable():
+        return None
+    return given
+
+
+def _status_url(req: func.HttpRequest, request_id: str) -> str:
+    base = req.url.split("/api/", 1)[0]
+    return f"{base}/api/score/{request_id}"
+
+
+@bp.function_name(names.HTTP_SUBMIT)
+@bp.route(route="score", methods=[func.HttpMethod.POST])
+@bp.durable_client_input(client_name="client")
+async def http_submit_score(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Validate the body as the queue path does, then score it as a batch of one."""
+    request_id = _request_id(req)
+    if request_id is None:
+        return problem(
+            400,
+            "Bad request id",
+            f"{REQUEST_ID_HEADER} must be 1-{MAX_REQUEST_ID} printable characters",
+            code="bad_request_id",
+        )
+    body = req.get_body()
+    try:
+        check_deadline(decode_request(body, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES))
+    except ContractViolation as violation:
+        return problem(400, "Invalid scoring request", violation.description, code=violation.code.value)
+    message = InboundMessage.from_body(body, message_id=request_id, received_at=time.time(), origin="http")
+    started = await orchestration_input([message], payload_store(), current_settings())
+    await start_once(client, names.batch_instance_id([request_id]), started)
+    status_url = _status_url(req, request_id)
+    return func.HttpResponse(
+        json.dumps({"id": request_id, "statusQueryGetUri": status_url}),
+        status_code=202,
+        headers={"Content-Type": "application/json", "Location": status_url, "Retry-After": "1"},
+    )
+
+
+@bp.function_name(names.HTTP_STATUS)
+@bp.route(route="score/{id}", methods=[func.HttpMethod.GET])
+@bp.durable_client_input(client_name="client")
+async def http_score_status(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """The reply once scored; 202 while the orchestration runs."""
+    request_id = req.route_params.get("id", "")
+    status = await client.get_status(names.batch_instance_id([request_id]))
+    state = status.runtime_status
+    if state is None:
+        return problem(404, "Unknown request", f"no scoring request {request_id!r}", code="not_found")
+    if state == df.OrchestrationRuntimeStatus.Completed:
+        reply = (status.output or {}).get("http_replies", {}).get(request_id)
+        if reply is not None:
+            return func.HttpResponse(
+                json.dumps(reply), status_code=200, headers={"Content-Type": "application/json"}
+            )
+        return problem(404, "Unknown request", f"{request_id!r} was not an HTTP request", code="not_found")
+    if state in (df.OrchestrationRuntimeStatus.Failed, df.OrchestrationRuntimeStatus.Terminated):
+        return problem(
+            500, "Scoring failed", f"the scoring of {request_id!r} ended {state.value}", code="failed"
+        )
+    return func.HttpResponse(
+        json.dumps({"id": request_id, "status": state.value}),
+        status_code=202,
+        headers={"Content-Type": "application/json", "Retry-After": "1"},
+    )

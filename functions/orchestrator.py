@@ -1,0 +1,100 @@
+"""The orchestrator: one instance per trigger batch (or per HTTP request).
+
+It is replayed from its history after every activity, so it must decide the same way every time:
+no I/O, no clocks, no randomness, no settings read here. Everything it needs is in its input
+(the batch, or a reference to it, and the retry policy) and in the activity results.
+
+    validate -> one inference activity per (model, version) group, with retry and backoff
+             -> send replies (ok and error) -> store what cannot be answered
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from functions import names
+from functions.payloads import (
+    BatchOutcome,
+    DeadLetterInput,
+    Group,
+    GroupOutcome,
+    InferInput,
+    OrchestrationInput,
+    SendInput,
+    SendSummary,
+    ValidationResult,
+)
+from functions.retry import BackoffRetryOptions
+
+bp = df.Blueprint()
+
+
+def _failure_text(exc: BaseException) -> str:
+    # The SDK wraps an activity failure as Exception("<reason> \n <details>"); the first line is enough.
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def collect_outcomes(
+    context: df.DurableOrchestrationContext, tasks: list[Any], groups: list[Group]
+) -> Generator[Any, Any, list[GroupOutcome]]:
+    """All group results; a group whose retries ran out becomes a failure, the others still count."""
+    if not tasks:
+        return []
+    try:
+        results = yield context.task_all(tasks)
+        return [GroupOutcome.model_validate(result) for result in results]
+    except Exception:
+        pass  # at least one group failed for good: look at each one
+    outcomes: list[GroupOutcome] = []
+    for task, group in zip(tasks, groups, strict=True):
+        try:
+            outcomes.append(GroupOutcome.model_validate((yield task)))
+        except Exception as exc:
+            outcomes.append(GroupOutcome(group=group, failure=_failure_text(exc)))
+    return outcomes
+
+
+def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    started = OrchestrationInput.model_validate(context.get_input())
+    validation = ValidationResult.model_validate(
+        (yield context.call_activity(names.VALIDATE, {"batch": started.batch.model_dump(mode="json")}))
+    )
+    context.set_custom_status({"stage": "inference", "groups": len(validation.groups)})
+    retry = BackoffRetryOptions(started.retry)
+    tasks = [
+        context.call_activity_with_retry(
+            names.INFER, retry, InferInput(batch=started.batch, group=group).model_dump(mode="json")
+        )
+        for group in validation.groups
+    ]
+    outcomes = yield from collect_outcomes(context, tasks, validation.groups)
+    context.set_custom_status({"stage": "replies", "groups": len(validation.groups)})
+    send = SendInput(batch=started.batch, outcomes=outcomes, rejected=validation.rejected_with_reply)
+    summary = SendSummary.model_validate(
+        (yield context.call_activity(names.SEND_REPLIES, send.model_dump(mode="json")))
+    )
+    dead_lettered = 0
+    if validation.dead_letters:
+        store = DeadLetterInput(instance_id=context.instance_id, rejected=validation.dead_letters)
+        dead_lettered = yield context.call_activity(names.DEAD_LETTER, store.model_dump(mode="json"))
+    context.set_custom_status({"stage": "done"})
+    return BatchOutcome(
+        instance_id=context.instance_id,
+        messages=started.message_count,
+        groups=len(validation.groups),
+        replied=summary.sent + len(summary.http_replies),
+        ok=summary.ok,
+        errors=summary.errors,
+        dead_lettered=int(dead_lettered),
+        failed_groups=sum(outcome.failure is not None for outcome in outcomes),
+        http_replies=summary.http_replies,
+    ).model_dump(mode="json")
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.ORCHESTRATOR)
+def score_batch_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Score one batch: validate, infer per group with retries, reply, dead-letter the rest."""
+    return (yield from score_batch(context))

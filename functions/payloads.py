@@ -1,0 +1,125 @@
+"""What flows between the trigger, the orchestrator and the activities (all JSON-serialisable).
+
+Durable Functions records every orchestration input and activity input/output in its history and
+replays them, so these documents stay small: request bodies travel once, inline when the batch
+is small, otherwise as a reference into the payload store (see functions/payload_store.py).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from functions.settings import RetryPolicy
+
+
+class InboundMessage(BaseModel):
+    """One request as it arrived, with what the reply needs."""
+
+    message_id: str
+    body: str = Field(description="UTF-8 text, or base64 when `encoding` is base64")
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+    reply_to: str | None = None
+    reply_to_session_id: str | None = None
+    enqueued_at: float | None = None
+    received_at: float
+    traceparent: str | None = None
+    origin: Literal["queue", "http"] = "queue"
+
+    @classmethod
+    def from_body(cls, body: bytes, **fields: object) -> InboundMessage:
+        try:
+            return cls(body=body.decode("utf-8"), **fields)  # type: ignore[arg-type]
+        except UnicodeDecodeError:
+            return cls(body=base64.b64encode(body).decode(), encoding="base64", **fields)  # type: ignore[arg-type]
+
+    def body_bytes(self) -> bytes:
+        return base64.b64decode(self.body) if self.encoding == "base64" else self.body.encode("utf-8")
+
+
+class MessageBatch(BaseModel):
+    messages: list[InboundMessage]
+
+
+class Carried(BaseModel):
+    """A JSON document carried by value (`inline`) or by reference (`ref` into the payload store)."""
+
+    inline: str | None = None
+    ref: str | None = None
+    size_bytes: int = 0
+
+
+class OrchestrationInput(BaseModel):
+    batch: Carried
+    message_count: int
+    retry: RetryPolicy
+
+
+class Group(BaseModel):
+    """Requests of one model and resolved version: one inference activity, one Triton call."""
+
+    model: str
+    version: str
+    request_ids: list[str]
+
+
+class Rejection(BaseModel):
+    """A request that can never be scored as sent, with the reason a person can act on."""
+
+    request_id: str
+    model: str
+    code: str
+    description: str
+
+
+class ValidationResult(BaseModel):
+    groups: list[Group]
+    rejected_with_reply: list[Rejection] = Field(default_factory=list)
+    dead_letters: list[Rejection] = Field(default_factory=list)
+
+
+class InferInput(BaseModel):
+    batch: Carried
+    group: Group
+
+
+class GroupOutcome(BaseModel):
+    """Replies for one group (`replies` carries a JSON list of ScoreReply), or why it failed."""
+
+    group: Group
+    replies: Carried | None = None
+    failure: str | None = None
+
+
+class SendInput(BaseModel):
+    batch: Carried
+    outcomes: list[GroupOutcome]
+    rejected: list[Rejection]
+
+
+class SendSummary(BaseModel):
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)
+
+
+class DeadLetterInput(BaseModel):
+    instance_id: str
+    rejected: list[Rejection]
+
+
+class BatchOutcome(BaseModel):
+    """The orchestration output."""
+
+    instance_id: str
+    messages: int
+    groups: int
+    replied: int
+    ok: int
+    errors: int
+    dead_lettered: int
+    failed_groups: int
+    http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)

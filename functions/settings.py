@@ -1,0 +1,67 @@
+"""Settings of the Functions app, read from app settings (environment variables).
+
+The names shared with the worker (`QSCORE_*`, see the interfaces) keep their meaning; the
+`QSCORE_FUNCTIONS_*` ones only concern the Functions runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The Durable Task Azure Storage provider moves any message over 45 KB to blob storage (compressed
+# "large message" path): every replay then re-reads a blob. Keeping inputs below it keeps replays cheap.
+DEFAULT_INLINE_LIMIT_BYTES = 45 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry of the inference activity (transient Triton failures only)."""
+
+    first_retry_ms: int = 1000
+    backoff_coefficient: float = 2.0
+    max_retry_ms: int = 10_000
+    max_attempts: int = 4
+
+
+@dataclass(frozen=True)
+class FunctionsSettings:
+    connection: str | None
+    namespace: str | None
+    request_queue: str
+    reply_queue: str
+    triton_url: str
+    inline_limit_bytes: int
+    payload_dir: Path
+    dead_letter_path: Path
+    retry: RetryPolicy
+    scored_by: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> FunctionsSettings:
+        values = os.environ if env is None else env
+        retry = RetryPolicy(
+            first_retry_ms=int(values.get("QSCORE_FUNCTIONS_RETRY_FIRST_MS", "1000")),
+            backoff_coefficient=float(values.get("QSCORE_FUNCTIONS_RETRY_BACKOFF", "2.0")),
+            max_retry_ms=int(values.get("QSCORE_FUNCTIONS_RETRY_MAX_MS", "10000")),
+            max_attempts=int(values.get("QSCORE_FUNCTIONS_RETRY_ATTEMPTS", "4")),
+        )
+        return cls(
+            connection=values.get("QSCORE_SERVICEBUS_CONNECTION") or values.get("ServiceBusConnection"),
+            namespace=values.get("QSCORE_SERVICEBUS_NAMESPACE")
+            or values.get("ServiceBusConnection__fullyQualifiedNamespace"),
+            request_queue=values.get("QSCORE_REQUEST_QUEUE", "scoring-requests"),
+            reply_queue=values.get("QSCORE_REPLY_QUEUE", "scoring-replies"),
+            triton_url=values.get("QSCORE_TRITON_URL", "127.0.0.1:8001"),
+            inline_limit_bytes=int(
+                values.get("QSCORE_FUNCTIONS_INLINE_LIMIT_BYTES", str(DEFAULT_INLINE_LIMIT_BYTES))
+            ),
+            payload_dir=Path(values.get("QSCORE_FUNCTIONS_PAYLOAD_DIR", ".qscore/functions/payloads")),
+            dead_letter_path=Path(
+                values.get("QSCORE_FUNCTIONS_DEAD_LETTERS", ".qscore/functions/dead-letters.jsonl")
+            ),
+            retry=retry,
+            scored_by=values.get("WEBSITE_INSTANCE_ID", "") or f"functions-{os.getpid()}",
+        )

@@ -1,0 +1,91 @@
+"""Service Bus batch trigger: one Durable orchestration per batch of request messages.
+
+The trigger does no scoring itself; it records what each message needs (body, reply address,
+timestamps, trace context), stores the batch by reference when it is too large for the Durable
+history, and starts the orchestration under an instance id derived from the message ids. A
+redelivered batch (same messages) finds its instance already running or done and is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions import names
+from functions.payload_store import PayloadStore, carry
+from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
+from functions.runtime import current_settings, payload_store
+from functions.settings import FunctionsSettings
+
+log = logging.getLogger("qscore.functions")
+
+bp = df.Blueprint()
+
+# Instances in these states already own the batch; Failed/Terminated ones are started again.
+ACTIVE_OR_DONE = {
+    df.OrchestrationRuntimeStatus.Pending,
+    df.OrchestrationRuntimeStatus.Running,
+    df.OrchestrationRuntimeStatus.Completed,
+    df.OrchestrationRuntimeStatus.ContinuedAsNew,
+}
+
+
+def inbound_message(message: func.ServiceBusMessage, received_at: float) -> InboundMessage:
+    properties = message.application_properties or {}
+    traceparent = properties.get("traceparent")
+    enqueued = message.enqueued_time_utc
+    return InboundMessage.from_body(
+        message.get_body(),
+        message_id=message.message_id,
+        reply_to=message.reply_to,
+        reply_to_session_id=message.reply_to_session_id,
+        enqueued_at=enqueued.timestamp() if enqueued is not None else None,
+        received_at=received_at,
+        traceparent=str(traceparent) if traceparent is not None else None,
+    )
+
+
+async def orchestration_input(
+    messages: Sequence[InboundMessage], store: PayloadStore, settings: FunctionsSettings
+) -> OrchestrationInput:
+    document = MessageBatch(messages=list(messages)).model_dump_json(exclude_none=True)
+    batch = await carry(document, store, inline_limit_bytes=settings.inline_limit_bytes)
+    return OrchestrationInput(batch=batch, message_count=len(messages), retry=settings.retry)
+
+
+async def start_once(
+    client: df.DurableOrchestrationClient, instance_id: str, started: OrchestrationInput
+) -> bool:
+    """Start the orchestration unless this instance id already runs or ran; True if started."""
+    status = await client.get_status(instance_id)
+    if status.runtime_status in ACTIVE_OR_DONE:
+        log.info("batch %s already %s; not scored again", instance_id, status.runtime_status.value)
+        return False
+    await client.start_new(names.ORCHESTRATOR, instance_id, started.model_dump(mode="json"))
+    return True
+
+
+@bp.function_name(names.TRIGGER)
+@bp.service_bus_queue_trigger(
+    arg_name="messages",
+    queue_name="%QSCORE_REQUEST_QUEUE%",
+    connection="ServiceBusConnection",
+    cardinality=func.Cardinality.MANY,
+)
+@bp.durable_client_input(client_name="client")
+async def score_requests_trigger(
+    messages: list[func.ServiceBusMessage], client: df.DurableOrchestrationClient
+) -> None:
+    """Raising here abandons the whole batch, so Service Bus redelivers it (same instance id)."""
+    received_at = time.time()
+    inbound = [inbound_message(message, received_at) for message in messages]
+    if not inbound:
+        return
+    instance_id = names.batch_instance_id(m.message_id for m in inbound)
+    started = await orchestration_input(inbound, payload_store(), current_settings())
+    if await start_once(client, instance_id, started):
+        log.info("batch of %d started as %s", len(inbound), instance_id)

@@ -1,0 +1,182 @@
+"""Replay the orchestrator from hand-built Durable histories and check the actions it returns."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from functions import names
+from functions.local import history as h
+from functions.local.app_index import functions_by_trigger
+from functions.payloads import Carried, Group, GroupOutcome, OrchestrationInput, SendSummary, ValidationResult
+from functions.settings import RetryPolicy
+
+RETRY = RetryPolicy(first_retry_ms=1000, backoff_coefficient=2.0, max_retry_ms=8000, max_attempts=2)
+BATCH = Carried(inline='{"messages": []}', size_bytes=16)
+INPUT = OrchestrationInput(batch=BATCH, message_count=3, retry=RETRY).model_dump(mode="json")
+GROUPS = [
+    Group(model="digits", version="1", request_ids=["a", "b"]),
+    Group(model="digits", version="2", request_ids=["c"]),
+]
+VALIDATED = ValidationResult(groups=GROUPS).model_dump(mode="json")
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def orchestrator(functions_app: Any) -> Any:
+    return functions_by_trigger(functions_app, "orchestrationTrigger")[names.ORCHESTRATOR].get_user_function()
+
+
+def replay(orchestrator: Any, events: list[dict[str, Any]]) -> h.Episode:
+    start = [h.orchestrator_started(T0), h.execution_started(names.ORCHESTRATOR, json.dumps(INPUT), T0)]
+    return h.run_episode(orchestrator, "qscore-test", start + events, json.dumps(INPUT))
+
+
+def outcome(group: Group) -> dict[str, Any]:
+    return GroupOutcome(group=group, replies=Carried(inline="[]")).model_dump(mode="json")
+
+
+def after_validation() -> list[dict[str, Any]]:
+    return [
+        h.task_scheduled(0, names.VALIDATE),
+        h.orchestrator_completed(T0),
+        h.orchestrator_started(T0),
+        h.task_completed(0, VALIDATED),
+    ]
+
+
+def test_first_run_schedules_validation_only(orchestrator: Any) -> None:
+    episode = replay(orchestrator, [])
+    assert not episode.done
+    assert [a["functionName"] for a in episode.actions] == [names.VALIDATE]
+    assert episode.actions[0]["actionType"] == 0
+    assert episode.actions[0]["input"] == json.dumps({"batch": BATCH.model_dump(mode="json")})
+
+
+def test_after_validation_one_inference_per_group_with_retry(orchestrator: Any) -> None:
+    episode = replay(orchestrator, after_validation())
+    inference = episode.actions[1:]
+    assert [a["functionName"] for a in inference] == [names.INFER, names.INFER]
+    assert {a["actionType"] for a in inference} == {1}  # CallActivityWithRetry
+    assert inference[0]["retryOptions"] == {
+        "firstRetryIntervalInMilliseconds": 1000,
+        "maxNumberOfAttempts": 2,
+        "backoffCoefficient": 2.0,
+        "maxRetryIntervalInMilliseconds": 8000,
+    }
+    assert [json.loads(a["input"])["group"]["version"] for a in inference] == ["1", "2"]
+    assert episode.custom_status == {"stage": "inference", "groups": 2}
+
+
+def inference_done() -> list[dict[str, Any]]:
+    return [
+        *after_validation(),
+        h.task_scheduled(1, names.INFER),
+        h.task_scheduled(2, names.INFER),
+        h.orchestrator_completed(T0),
+        h.orchestrator_started(T0),
+        h.task_completed(1, outcome(GROUPS[0])),
+        h.orchestrator_completed(T0),
+        h.orchestrator_started(T0),
+        h.task_completed(2, outcome(GROUPS[1])),
+    ]
+
+
+def test_after_inference_sends_replies_then_completes(orchestrator: Any) -> None:
+    episode = replay(orchestrator, inference_done())
+    assert episode.actions[-1]["functionName"] == names.SEND_REPLIES
+    sent = SendSummary(sent=3, ok=3).model_dump(mode="json")
+    finished = replay(
+        orchestrator,
+        [
+            *inference_done(),
+            h.task_scheduled(3, names.SEND_REPLIES),
+            h.orchestrator_started(T0),
+            h.task_completed(3, sent),
+        ],
+    )
+    assert finished.done
+    assert finished.output["replied"] == 3 and finished.output["failed_groups"] == 0
+    assert len(finished.actions) == 4  # nothing new: no dead letters in this batch
+
+
+def test_replaying_twice_gives_the_same_actions(orchestrator: Any) -> None:
+    assert replay(orchestrator, inference_done()).actions == replay(orchestrator, inference_done()).actions
+
+
+def test_activity_failure_is_retried_then_the_group_fails(orchestrator: Any) -> None:
+    fire = T0 + timedelta(seconds=1)
+    events = [
+        *after_validation(),
+        h.task_scheduled(1, names.INFER),
+        h.task_scheduled(2, names.INFER),
+        h.orchestrator_started(T0),
+        h.task_completed(2, outcome(GROUPS[1])),
+        h.orchestrator_started(T0),
+        h.task_failed(1, "InferenceUnavailable: triton is down"),
+        h.timer_created(3, fire),
+    ]
+    waiting = replay(orchestrator, events)
+    assert not waiting.done and len(waiting.actions) == 3  # the retry is the engine's, not a new action
+    events += [h.orchestrator_started(fire), h.timer_fired(3, fire), h.task_scheduled(4, names.INFER)]
+    events += [
+        h.orchestrator_started(fire),
+        h.task_failed(4, "InferenceUnavailable: still down"),
+        h.timer_created(5, fire),
+    ]
+    still_waiting = replay(orchestrator, events)
+    assert not still_waiting.done and len(still_waiting.actions) == 3
+    events += [h.orchestrator_started(fire), h.timer_fired(5, fire)]  # attempts used up
+    gave_up = replay(orchestrator, events)
+    send = gave_up.actions[-1]
+    assert send["functionName"] == names.SEND_REPLIES
+    outcomes = json.loads(send["input"])["outcomes"]
+    assert outcomes[0]["failure"].startswith("InferenceUnavailable: still down")
+    assert outcomes[1]["failure"] is None
+
+
+def test_retry_succeeds_on_second_attempt(orchestrator: Any) -> None:
+    fire = T0 + timedelta(seconds=1)
+    events = [
+        *after_validation(),
+        h.task_scheduled(1, names.INFER),
+        h.task_scheduled(2, names.INFER),
+        h.orchestrator_started(T0),
+        h.task_failed(1, "InferenceUnavailable"),
+        h.timer_created(3, fire),
+        h.orchestrator_started(T0),
+        h.task_completed(2, outcome(GROUPS[1])),
+        h.orchestrator_started(fire),
+        h.timer_fired(3, fire),
+        h.task_scheduled(4, names.INFER),
+        h.orchestrator_started(fire),
+        h.task_completed(4, outcome(GROUPS[0])),
+    ]
+    episode = replay(orchestrator, events)
+    outcomes = json.loads(episode.actions[-1]["input"])["outcomes"]
+    assert [o["failure"] for o in outcomes] == [None, None]
+
+
+def test_non_determinism_guard(orchestrator: Any) -> None:
+    events = after_validation()
+    events[0] = h.task_scheduled(0, "some_other_activity")
+    episode = replay(orchestrator, events)
+    with pytest.raises(h.NonDeterministicOrchestration, match="some_other_activity"):
+        h.check_determinism([*events[:1]], episode.actions)
+    h.check_determinism(after_validation(), replay(orchestrator, after_validation()).actions)
+
+
+def test_invalid_requests_are_dead_lettered(orchestrator: Any) -> None:
+    from functions.payloads import Rejection
+
+    rejected = Rejection(request_id="x", model="", code="no_reply_address", description="none")
+    validated = ValidationResult(groups=[], dead_letters=[rejected]).model_dump(mode="json")
+    events = [h.task_scheduled(0, names.VALIDATE), h.orchestrator_started(T0), h.task_completed(0, validated)]
+    events += [h.task_scheduled(1, names.SEND_REPLIES), h.orchestrator_started(T0)]
+    events.append(h.task_completed(1, SendSummary().model_dump(mode="json")))
+    episode = replay(orchestrator, events)
+    assert episode.actions[-1]["functionName"] == names.DEAD_LETTER
+    assert json.loads(episode.actions[-1]["input"])["rejected"][0]["code"] == "no_reply_address"
