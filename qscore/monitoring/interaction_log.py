@@ -1,0 +1,199 @@
+"""Append-only JSONL log of scored interactions, written off the event loop.
+
+`log()` only puts the record (or a closure that builds it) on a bounded queue; a writer thread
+builds the JSON, appends it in batches and rotates the file by size. Scoring never waits on
+the disk: when the queue is full the interaction is dropped and counted (`dropped`), because
+a slow disk must not slow replies down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from qscore.contracts import ScoreReply
+from qscore.monitoring.records import InteractionRecord, Route, summarize_inputs, summarize_outputs
+from qscore.scoring import ScoredItem
+
+INTERACTION_LOG_ENV = "QSCORE_INTERACTION_LOG"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_BACKUPS = 5
+
+logger = logging.getLogger(__name__)
+
+RecordSource = InteractionRecord | Callable[[], InteractionRecord]
+
+
+class _Stop:
+    pass
+
+
+def record_from_scored(
+    scored: ScoredItem,
+    *,
+    reply: ScoreReply | None = None,
+    route: Route = "production",
+    scored_by: str | None = None,
+) -> InteractionRecord:
+    """The log record of one scored request (CPU work: run it off the event loop)."""
+    item = scored.item
+    inputs, stats = summarize_inputs(item.arrays)
+    prediction, confidence = summarize_outputs(scored.outputs)
+    timings = reply.timings.model_dump() if reply is not None else {"inference_ms": scored.inference_ms}
+    return InteractionRecord(
+        at=scored.batch_started_at + scored.inference_ms / 1000,
+        request_id=item.request_id,
+        model=item.request.model,
+        version=scored.model_version,
+        route=route,
+        inputs=inputs,
+        input_stats=stats,
+        prediction=prediction,
+        max_probability=confidence,
+        timings=timings,
+        scored_by=scored_by or (reply.scored_by if reply is not None else None),
+    )
+
+
+class InteractionLog:
+    """Append-only, size-rotated JSONL at `path` (`path.1` is the newest rotated part)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backups: int = DEFAULT_BACKUPS,
+        max_pending: int = 10_000,
+        write_batch: int = 512,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._write_batch = write_batch
+        self._queue: queue.Queue[RecordSource | threading.Event | _Stop] = queue.Queue(maxsize=max_pending)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="interaction-log", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_env(cls) -> InteractionLog | None:
+        """The log named by QSCORE_INTERACTION_LOG, or None when logging is off."""
+        path = os.environ.get(INTERACTION_LOG_ENV)
+        return cls(Path(path)) if path else None
+
+    def log_nowait(self, record: RecordSource) -> bool:
+        """Queue a record (or a zero-argument function building one); False when dropped."""
+        if self._closed:
+            return False
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    async def log(self, record: RecordSource) -> bool:
+        """Like `log_nowait`; async so callers can treat every sink alike. Never waits on disk."""
+        return self.log_nowait(record)
+
+    async def log_scored(
+        self,
+        scored: ScoredItem,
+        *,
+        reply: ScoreReply | None = None,
+        route: Route = "production",
+        scored_by: str | None = None,
+    ) -> bool:
+        """Log a scored request; the record (array summaries, JSON) is built on the writer thread."""
+        build = functools.partial(record_from_scored, scored, reply=reply, route=route, scored_by=scored_by)
+        return self.log_nowait(build)
+
+    async def flush(self, wait_s: float = 10.0) -> bool:
+        """Wait until everything queued so far is on disk; False on timeout."""
+        if self._closed:
+            return True
+        done = threading.Event()
+        await asyncio.to_thread(self._queue.put, done)
+        return await asyncio.to_thread(done.wait, wait_s)
+
+    async def close(self) -> None:
+        """Write what is queued, close the file and stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._queue.put, _Stop())
+        await asyncio.to_thread(self._thread.join)
+
+    async def __aenter__(self) -> InteractionLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writer thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle: IO[str] = self.path.open("a", encoding="utf-8")
+        try:
+            stop = False
+            while not stop:
+                batch = [self._queue.get()]
+                while len(batch) < self._write_batch:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(isinstance(entry, _Stop) for entry in batch)
+                handle = self._write(handle, [entry for entry in batch if not isinstance(entry, _Stop)])
+        finally:
+            handle.close()
+
+    def _write(self, handle: IO[str], batch: list[RecordSource | threading.Event | _Stop]) -> IO[str]:
+        lines: list[str] = []
+        flushes: list[threading.Event] = []
+        for entry in batch:
+            if isinstance(entry, threading.Event):
+                flushes.append(entry)
+                continue
+            try:
+                record = entry if isinstance(entry, InteractionRecord) else entry()  # type: ignore[operator]
+                lines.append(record.model_dump_json() + "\n")
+            except Exception:  # one bad record must not stop the log
+                self.failed += 1
+                logger.exception("interaction record could not be built")
+        if lines:
+            payload = "".join(lines)
+            if handle.tell() > 0 and handle.tell() + len(payload) > self.max_bytes:
+                handle = self._rotate(handle)
+            handle.write(payload)
+            handle.flush()
+            self.written += len(lines)
+        for event in flushes:
+            event.set()
+        return handle
+
+    def _rotate(self, handle: IO[str]) -> IO[str]:
+        handle.close()
+        oldest = self.path.with_name(f"{self.path.name}.{self.backups}")
+        oldest.unlink(missing_ok=True)
+        for index in range(self.backups - 1, 0, -1):
+            part = self.path.with_name(f"{self.path.name}.{index}")
+            if part.exists():
+                os.replace(part, self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        return self.path.open("a", encoding="utf-8")

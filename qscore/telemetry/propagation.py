@@ -1,0 +1,60 @@
+"""W3C trace context on Service Bus application properties.
+
+The producer writes `traceparent` (and `tracestate` when there is one) into the message's
+application properties; a worker reads them back to parent its spans to the producer's.
+The azure-servicebus SDK hands received application properties back with bytes keys and
+often bytes values, so extraction decodes both. Azure SDK's own tracing writes the same W3C
+value under `Diagnostic-Id`; it is accepted as a fallback so messages from such producers
+still join their trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+AZURE_DIAGNOSTIC_ID = "Diagnostic-Id"
+
+_propagator = TraceContextTextMapPropagator()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def inject_trace_context(properties: MutableMapping[Any, Any], context: Context | None = None) -> None:
+    """Write the current (or given) span's W3C trace context into `properties` as str values.
+
+    Nothing is written when there is no valid span, so untraced producers add no properties.
+    """
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=context)
+    properties.update(carrier)
+
+
+def trace_carrier(properties: Mapping[Any, Any] | None) -> dict[str, str]:
+    """The trace-context properties of a message with str keys and values."""
+    carrier: dict[str, str] = {}
+    for key, value in (properties or {}).items():
+        name = _text(key)
+        if name.lower() in (TRACEPARENT, TRACESTATE):
+            carrier[name.lower()] = _text(value)
+        elif name == AZURE_DIAGNOSTIC_ID:
+            carrier.setdefault(TRACEPARENT, _text(value))
+    return carrier
+
+
+def extract_trace_context(properties: Mapping[Any, Any] | None) -> Context:
+    """The producer's context from a message's application properties (bytes or str keys).
+
+    A missing or malformed traceparent gives an empty context: the worker then starts a new
+    trace instead of failing the message.
+    """
+    return _propagator.extract(trace_carrier(properties))
