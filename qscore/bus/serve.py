@@ -1,0 +1,70 @@
+"""Run the endpoint in this process until SIGTERM/SIGINT (used by `qscore bus serve`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from proton.reactor import Container
+
+from qscore.bus import codec
+from qscore.bus.addressing import entity_summary
+from qscore.bus.broker import Broker
+from qscore.bus.config import QueueConfig
+from qscore.bus.server import BusServer
+from qscore.bus.store import MessageStore
+
+DEFAULT_PORT = 5672
+
+
+def connection_string(host: str, port: int) -> str:
+    """What producers and workers pass to ServiceBusClient.from_connection_string."""
+    return (
+        f"Endpoint=sb://{host}:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+        "SharedAccessKey=local;UseDevelopmentEmulator=true"
+    )
+
+
+def serve(
+    queues: list[QueueConfig],
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    data_dir: Path | None = None,
+) -> None:
+    """Serve until a signal arrives; blocks the calling thread (it is the reactor thread)."""
+    store_path = None
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store_path = data_dir / "bus.sqlite3"
+    store = MessageStore(store_path)
+    broker = Broker(queues, store)
+    recovered = broker.recover(codec.now_ms())
+    server = BusServer(broker, host=host, port=port)
+    container = Container(server)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        container.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"qscore bus listening on amqp://{host}:{port}", flush=True)
+    print(f"connection string: {connection_string(host, port)}", flush=True)
+    print(f"store: {store_path or 'in memory'} ({recovered} messages recovered)", flush=True)
+    for name in broker.queue_names():
+        print(f"queue: {entity_summary(broker.entities[name])}", flush=True)
+    try:
+        container.run()
+    finally:
+        store.close()
+        print("qscore bus stopped", file=sys.stderr, flush=True)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
