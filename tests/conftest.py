@@ -4,4 +4,7 @@ pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.triton",
     "tests.fixtures.bus",
+    "tests.fixtures.producer",
+    "tests.fixtures.telemetry",
+    "tests.fixtures.durable",
 ]

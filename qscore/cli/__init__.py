@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from qscore.cli import bench, bus, demo, functions, registry, scale, triton, worker
+from qscore.cli import bench, bus, demo, enqueue, functions, registry, scale, triton, worker
 from qscore.cli.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(functions.app, name="functions")
 app.add_typer(registry.app, name="model")
 worker.register(app)
 demo.register(app)
+enqueue.register(app)
 bench.register(app)
 scale.register(app)
 

@@ -1,0 +1,20 @@
+"""Producers' side of qscore: build requests from arrays, send them in batches, collect replies."""
+
+from qscore.producer.collector import ReplyCollector
+from qscore.producer.outcomes import OutcomeKind, ProducerStats, ReplyOutcome
+from qscore.producer.producer import ProducerClosed, ScoringProducer
+from qscore.producer.requests import OutgoingRequest, request_message, split_rows
+from qscore.producer.settings import ProducerSettings
+
+__all__ = [
+    "OutcomeKind",
+    "OutgoingRequest",
+    "ProducerClosed",
+    "ProducerSettings",
+    "ProducerStats",
+    "ReplyCollector",
+    "ReplyOutcome",
+    "ScoringProducer",
+    "request_message",
+    "split_rows",
+]

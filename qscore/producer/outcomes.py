@@ -1,0 +1,48 @@
+"""What the producer reports per request, and its running counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from qscore.contracts import ReplyStatus, ScoreReply
+
+
+class OutcomeKind(StrEnum):
+    REPLIED = "replied"  # a reply arrived (its status may still be `error`)
+    TIMED_OUT = "timed_out"  # no reply within the request's timeout
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """The end of one request's round trip. Times are epoch seconds (time.time())."""
+
+    request_id: str
+    kind: OutcomeKind
+    sent_at: float
+    finished_at: float
+    reply: ScoreReply | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None and self.reply.status is ReplyStatus.OK
+
+    @property
+    def latency_ms(self) -> float:
+        """End to end as the producer saw it: send call returned -> reply received (or timeout)."""
+        return (self.finished_at - self.sent_at) * 1000
+
+
+@dataclass
+class ProducerStats:
+    sent: int = 0
+    replied: int = 0
+    timed_out: int = 0
+    duplicates: int = 0  # a second reply for an answered request (at-least-once delivery)
+    late: int = 0  # a reply for a request that had already timed out
+    stray: int = 0  # a reply on our session for no request we know (e.g. an earlier run)
+    malformed: int = 0  # a reply body that is not a ScoreReply
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.replied - self.timed_out

@@ -1,0 +1,316 @@
+"""`ScoringProducer`: send scoring requests in batches and collect their replies from our session.
+
+One producer owns one reply session (`settings.session_id`). Requests are sent with
+message_id = request id, reply_to = the reply queue and reply_to_session_id = that session, so
+every worker replies into it; a background task receives from the session and matches replies
+by correlation id. Delivery is at-least-once: a duplicate reply is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
+from pydantic import ValidationError
+
+from qscore.contracts import ScoreReply
+from qscore.producer.collector import ReplyCollector
+from qscore.producer.outcomes import ProducerStats, ReplyOutcome
+from qscore.producer.requests import OutgoingRequest, request_message
+from qscore.producer.settings import ProducerSettings
+from qscore.producer.tracing import request_traceparent
+
+log = logging.getLogger(__name__)
+
+EXPIRY_TICK_S = 0.1
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+SESSION_LOCK_RENEWAL_S = 7 * 24 * 3600.0  # renew our session's lock for as long as we run
+
+
+class ProducerClosed(RuntimeError):
+    """send/score called on a producer that is not started or already closed."""
+
+
+class ScoringProducer:
+    """Async producer of scoring requests; use as `async with ScoringProducer(settings=...) as p:`."""
+
+    def __init__(self, *, settings: ProducerSettings, client: ServiceBusClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._owns_client = client is None
+        self._collector = ReplyCollector()
+        self._sender: ServiceBusSender | None = None
+        self._receiver: ServiceBusReceiver | None = None
+        self._renewer: AutoLockRenewer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._send_lock = asyncio.Lock()
+        self._running = False
+
+    @property
+    def session_id(self) -> str:
+        return self.settings.session_id
+
+    @property
+    def stats(self) -> ProducerStats:
+        return self._collector.stats
+
+    @property
+    def pending(self) -> int:
+        return self._collector.pending_count
+
+    async def start(self) -> None:
+        """Connect, open the sender and our session's receiver, start collecting replies."""
+        if self._running:
+            return
+        if self._client is None:
+            from qscore.transport.client import servicebus_client
+
+            self._client = servicebus_client(
+                connection=self.settings.connection, namespace=self.settings.namespace
+            )
+        self._sender = self._client.get_queue_sender(self.settings.request_queue)
+        try:
+            # Each link attach is a round trip or two: open both at once.
+            _, self._receiver = await asyncio.gather(self._sender.__aenter__(), self._open_receiver())
+        except BaseException:
+            await self.close()
+            raise
+        self._running = True
+        self._tasks = [
+            asyncio.create_task(self._receive_loop(), name="producer-replies"),
+            asyncio.create_task(self._expiry_loop(), name="producer-expiry"),
+        ]
+
+    async def close(self) -> None:
+        """Stop collecting; requests still pending get no outcome. Safe to call twice."""
+        self._running = False
+        self._collector.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # Closing a link waits for the broker's detach: close them side by side.
+        await asyncio.gather(self._close_receiver(), self._close_sender())
+        if self._owns_client and self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> ScoringProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def send(self, requests: Iterable[OutgoingRequest], *, timeout_s: float | None = None) -> list[str]:
+        """Send requests in as few batches as fit; their outcomes come from `replies()`."""
+        return await self._send(list(requests), timeout_s=timeout_s, waiters=None)
+
+    async def replies(self, *, wait_when_idle: bool = False) -> AsyncIterator[ReplyOutcome]:
+        """Outcomes (reply or timeout) of `send()` requests as they arrive.
+
+        Ends when none is pending, or with `wait_when_idle=True` only when the producer closes
+        (for a consumer running beside a sender that counts outcomes itself).
+        """
+        while True:
+            outcome = await self._collector.next_streamed(wait_when_idle=wait_when_idle)
+            if outcome is None:
+                return
+            yield outcome
+
+    async def score_many(
+        self, requests: Sequence[OutgoingRequest], *, timeout_s: float | None = None
+    ) -> list[ReplyOutcome]:
+        """Send and wait for every outcome; results are in the order of `requests`."""
+        loop = asyncio.get_running_loop()
+        waiters: dict[str, asyncio.Future[ReplyOutcome]] = {
+            request.request_id: loop.create_future() for request in requests
+        }
+        await self._send(list(requests), timeout_s=timeout_s, waiters=waiters)
+        return list(await asyncio.gather(*(waiters[r.request_id] for r in requests)))
+
+    async def score(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        *,
+        version: str | None = None,
+        deadline: datetime | None = None,
+        timeout_s: float | None = None,
+    ) -> ReplyOutcome:
+        """Score one request and wait for its outcome."""
+        outgoing = OutgoingRequest.build(
+            model, inputs, version=version, deadline=deadline, binary=self.settings.binary_tensors
+        )
+        (outcome,) = await self.score_many([outgoing], timeout_s=timeout_s)
+        return outcome
+
+    async def _send(
+        self,
+        requests: list[OutgoingRequest],
+        *,
+        timeout_s: float | None,
+        waiters: dict[str, asyncio.Future[ReplyOutcome]] | None,
+    ) -> list[str]:
+        if not self._running or self._sender is None:
+            raise ProducerClosed("the producer is not started (use `async with ScoringProducer(...)`)")
+        timeout = timeout_s if timeout_s is not None else self.settings.reply_timeout_s
+        # One sender link: batches go out one at a time, in order.
+        async with self._send_lock:
+            start = 0
+            while start < len(requests):
+                start = await self._send_one_batch(requests, start, timeout, waiters)
+        return [request.request_id for request in requests]
+
+    async def _send_one_batch(
+        self,
+        requests: list[OutgoingRequest],
+        start: int,
+        timeout_s: float,
+        waiters: dict[str, asyncio.Future[ReplyOutcome]] | None,
+    ) -> int:
+        """Fill one ServiceBusMessageBatch from requests[start:], send it; returns the next index."""
+        assert self._sender is not None
+        batch = await self._sender.create_message_batch()
+        end = start
+        while end < len(requests):
+            try:
+                batch.add_message(self._message(requests[end]))
+            except MessageSizeExceededError:
+                if end == start:
+                    raise ValueError(
+                        f"request {requests[end].request_id} is larger than the queue's "
+                        f"maximum message size ({batch.max_size_in_bytes} bytes)"
+                    ) from None
+                break
+            end += 1
+        sent_at = time.time()
+        chunk = requests[start:end]
+        for request in chunk:
+            waiter = waiters.get(request.request_id) if waiters is not None else None
+            self._collector.track(request.request_id, sent_at=sent_at, timeout_s=timeout_s, waiter=waiter)
+        try:
+            await self._sender.send_messages(batch)
+        except BaseException:
+            for request in chunk:
+                self._collector.untrack(request.request_id)
+            raise
+        return end
+
+    def _message(self, request: OutgoingRequest) -> ServiceBusMessage:
+        traceparent = request_traceparent(queue=self.settings.request_queue, request_id=request.request_id)
+        return request_message(
+            request,
+            reply_to=self.settings.reply_queue,
+            reply_to_session_id=self.settings.session_id,
+            traceparent=traceparent,
+        )
+
+    async def _open_receiver(self) -> ServiceBusReceiver:
+        assert self._client is not None
+        mode = (
+            ServiceBusReceiveMode.RECEIVE_AND_DELETE
+            if self.settings.reply_receive_mode == "receive_and_delete"
+            else ServiceBusReceiveMode.PEEK_LOCK
+        )
+        self._renewer = AutoLockRenewer(max_lock_renewal_duration=SESSION_LOCK_RENEWAL_S)
+        receiver = self._client.get_queue_receiver(
+            self.settings.reply_queue,
+            session_id=self.settings.session_id,
+            receive_mode=mode,
+            prefetch_count=self.settings.prefetch,
+            auto_lock_renewer=self._renewer,
+            socket_timeout=self.settings.reply_socket_timeout_s,
+        )
+        await receiver.__aenter__()
+        return receiver
+
+    async def _close_receiver(self) -> None:
+        receiver, renewer = self._receiver, self._renewer
+        self._receiver = self._renewer = None
+        await asyncio.gather(
+            *(closable.close() for closable in (receiver, renewer) if closable is not None),
+            return_exceptions=True,
+        )
+
+    async def _close_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                await sender.close()
+
+    async def _receive_loop(self) -> None:
+        failures = 0
+        while self._running:
+            try:
+                if self._receiver is None:
+                    self._receiver = await self._open_receiver()
+                await self._receive_some(self._receiver)
+                failures = 0
+            except ServiceBusError as exc:
+                # Session lock lost or connection dropped: reopen our session and carry on.
+                delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("reply receiver failed (%s); reopening in %.1f s", exc, delay)
+                await self._close_receiver()
+                await asyncio.sleep(delay)
+
+    async def _receive_some(self, receiver: ServiceBusReceiver) -> None:
+        messages = await receiver.receive_messages(
+            max_message_count=self.settings.receive_batch_size, max_wait_time=self.settings.receive_wait_s
+        )
+        received_at = time.time()
+        for message in messages:
+            self._accept(message, received_at)
+        if self.settings.reply_receive_mode == "peek_lock":
+            for message in messages:
+                await receiver.complete_message(message)
+
+    def _accept(self, message: ServiceBusReceivedMessage, received_at: float) -> None:
+        try:
+            reply = parse_reply(_body_bytes(message))
+        except (ValidationError, ValueError):
+            log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
+            self._collector.on_malformed()
+            return
+        self._collector.on_reply(message.correlation_id, reply, received_at=received_at)
+
+    async def _expiry_loop(self) -> None:
+        while self._running:
+            self._collector.expire(time.time())
+            await asyncio.sleep(EXPIRY_TICK_S)
+
+
+def parse_reply(body: bytes) -> ScoreReply:
+    """A reply body; top-level fields this version does not know are ignored (they may be added
+    within schema version 1, see docs/contract.md)."""
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("a reply body is a JSON object")
+    known = ScoreReply.model_fields
+    return ScoreReply.model_validate({key: value for key, value in document.items() if key in known})
+
+
+def _body_bytes(message: ServiceBusReceivedMessage) -> bytes:
+    body: Any = message.body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    return b"".join(bytes(part) for part in body)

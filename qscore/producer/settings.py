@@ -1,0 +1,72 @@
+"""Producer settings: one typed, keyword-only object, from arguments or `QSCORE_*` variables."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEFAULT_REQUEST_QUEUE = "scoring-requests"
+DEFAULT_REPLY_QUEUE = "scoring-replies"
+
+ReplyReceiveMode = Literal["peek_lock", "receive_and_delete"]
+
+
+def new_session_id() -> str:
+    """A reply session id of our own: only this producer reads replies addressed to it."""
+    return f"producer-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProducerSettings:
+    """Where requests go, where replies come back, and how long to wait for them.
+
+    `connection` (a connection string) or `namespace` (fully qualified, with Azure AD
+    credentials) selects the Service Bus; exactly one is needed unless a client is passed
+    to the producer directly.
+    """
+
+    connection: str | None = None
+    namespace: str | None = None
+    request_queue: str = DEFAULT_REQUEST_QUEUE
+    reply_queue: str = DEFAULT_REPLY_QUEUE
+    session_id: str = field(default_factory=new_session_id)
+    reply_timeout_s: float = 60.0
+    # Replies are ours alone and useless once we stop, so deleting on receipt saves a
+    # settlement round trip per reply; peek_lock is there for brokers without it.
+    reply_receive_mode: ReplyReceiveMode = "receive_and_delete"
+    receive_batch_size: int = 256
+    # A receive call returns only when its wait ends or it is full, and the SDK's AMQP reader
+    # blocks up to its socket timeout (0.2 s by default) after the last frame of a burst: with
+    # the SDK defaults a burst of replies sits ~0.25 s in the buffer. 0.05/0.02 cut that to
+    # ~0.05 s for ~2% of a core while idle (measured on the local bus). The reply receiver only
+    # writes small frames (flow, settlement), so the short socket timeout is safe.
+    receive_wait_s: float = 0.05
+    reply_socket_timeout_s: float = 0.02
+    prefetch: int = 512
+    # Outstanding batch sends at once: overlaps the per-send round trip on large runs.
+    max_concurrent_sends: int = 4
+    binary_tensors: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reply_timeout_s <= 0:
+            raise ValueError("reply_timeout_s must be > 0")
+        if self.receive_batch_size < 1 or self.max_concurrent_sends < 1:
+            raise ValueError("receive_batch_size and max_concurrent_sends must be >= 1")
+        if not self.session_id:
+            raise ValueError("session_id must not be empty")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ProducerSettings:
+        """Settings from `QSCORE_*` variables; keyword `overrides` win (None values are ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "connection": env.get("QSCORE_SERVICEBUS_CONNECTION") or None,
+            "namespace": env.get("QSCORE_SERVICEBUS_NAMESPACE") or None,
+            "request_queue": env.get("QSCORE_REQUEST_QUEUE") or DEFAULT_REQUEST_QUEUE,
+            "reply_queue": env.get("QSCORE_REPLY_QUEUE") or DEFAULT_REPLY_QUEUE,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
