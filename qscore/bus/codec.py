@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from cproton import pn_message_decode
 from proton import Message, symbol, timestamp
 
 # Section descriptors (AMQP 1.0 part 3.2), as small ulongs.
@@ -136,8 +137,33 @@ def _to_ms(value: Any) -> int | None:
     return None
 
 
+_SCHEDULED_KEY_BYTES = b"x-opt-scheduled-enqueue-time"
+
+
 def read_facts(raw: bytes) -> IncomingFacts:
-    """Decode one message far enough to route and expire it."""
+    """Decode one message far enough to route and expire it.
+
+    proton's C decoder validates the whole message and gives the properties and header fields
+    cheaply; only turning annotations into Python objects is slow (most of `Message.decode`),
+    so that is done only when the message may carry a scheduled enqueue time.
+    """
+    if _SCHEDULED_KEY_BYTES in raw:
+        return _read_facts_fully(raw)
+    message = Message()
+    try:
+        message._check(pn_message_decode(message._msg, raw))
+    except Exception as exc:  # proton raises its own MessageException / DataException
+        raise MessageFormatError(f"cannot decode message: {exc}") from None
+    message_id = message.id
+    return IncomingFacts(
+        message_id=None if message_id is None else str(message_id),
+        session_id=message.group_id or None,
+        ttl_s=float(message.ttl) if message.ttl else None,
+        scheduled_ms=None,
+    )
+
+
+def _read_facts_fully(raw: bytes) -> IncomingFacts:
     message = Message()
     try:
         message.decode(raw)

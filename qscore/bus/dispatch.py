@@ -103,10 +103,16 @@ def _dead_letter_details(condition: Condition | None) -> tuple[str, str]:
     return str(reason or ""), str(description or condition.description or "")
 
 
-def settle_out_of_band(consumers: list[Consumer], token: uuid.UUID) -> None:
-    """A lock settled through `$management`: settle its link delivery so the client forgets it."""
+def settle_out_of_band(consumers: list[Consumer], token: uuid.UUID, *, completed: bool) -> bool:
+    """A lock settled through `$management`: settle its link delivery so the client forgets it.
+
+    The disposition carries an outcome (accepted, or modified for abandon / dead-letter): the
+    SDK matches a session's dispositions to its management sender by delivery id alone, and
+    one without a state there makes its callback fail (a TypeError logged as a warning)."""
     for consumer in consumers:
         delivery = consumer.inflight.pop(token, None)
         if delivery is not None:
+            delivery.update(Delivery.ACCEPTED if completed else Delivery.MODIFIED)
             delivery.settle()
-            return
+            return True
+    return False

@@ -64,10 +64,10 @@ def _timestamps(values: list[int]) -> Array:
 
 
 class ManagementNode:
-    """Runs `$management` operations against the broker; `on_settled` tells the server a lock
-    token was settled out of band so it can settle the matching link delivery."""
+    """Runs `$management` operations against the broker; `on_settled(token, completed)` tells the
+    server a lock token was settled out of band so it can settle the matching link delivery."""
 
-    def __init__(self, broker: Broker, on_settled: Callable[[uuid.UUID], None]) -> None:
+    def __init__(self, broker: Broker, on_settled: Callable[[uuid.UUID, bool], None]) -> None:
         self._broker = broker
         self._on_settled = on_settled
         self._operations: dict[str, Callable[[str, dict[str, Any], int], Outcome]] = {
@@ -118,7 +118,7 @@ class ManagementNode:
                 self._broker.dead_letter(token, reason, description, now_ms)
             else:
                 raise BrokerError(ARGUMENT_ERROR, f"Unsupported disposition-status '{status}'.")
-            self._on_settled(token)
+            self._on_settled(token, status == "completed")
         return Outcome(200, "OK", {})
 
     def _peek(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ from qscore.bus import codec
 from qscore.bus.addressing import entity_summary
 from qscore.bus.broker import Broker
 from qscore.bus.config import QueueConfig
+from qscore.bus.loop import BusLoop
 from qscore.bus.server import BusServer
 from qscore.bus.store import MessageStore
 
 DEFAULT_PORT = 5672
+REACTOR_ENV = "QSCORE_BUS_REACTOR"
 
 
 def connection_string(host: str, port: int) -> str:
@@ -44,10 +47,14 @@ def serve(
     broker = Broker(queues, store)
     recovered = broker.recover(codec.now_ms())
     server = BusServer(broker, host=host, port=port)
-    container = Container(server)
+    runner: Container | BusLoop
+    if os.environ.get(REACTOR_ENV) == "container":  # proton's own reactor: slower, kept to compare
+        runner = Container(server)
+    else:
+        runner = BusLoop(server, host=host, port=port)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
-        container.stop()
+        runner.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -57,7 +64,7 @@ def serve(
     for name in broker.queue_names():
         print(f"queue: {entity_summary(broker.entities[name])}", flush=True)
     try:
-        container.run()
+        runner.run()
     finally:
         store.close()
         print("qscore bus stopped", file=sys.stderr, flush=True)

@@ -1,7 +1,8 @@
 """The proton reactor side of the endpoint: connections, links, transfers, timers, batched commits.
 
-Everything runs on the reactor thread. Row changes go to the store as they happen and are
-committed once per reactor pass (`on_reactor_quiesced`); sends are acknowledged and management
+Everything runs on one thread, driven by `qscore.bus.loop.BusLoop` (or proton's Container, which
+calls the same `on_*` methods). Row changes go to the store as they happen and are committed once
+per pass of the loop (`flush`); sends are acknowledged and management
 replies sent only after that commit.
 """
 
@@ -75,11 +76,14 @@ class BusServer:
 
     @guarded
     def on_timer_task(self, event: Any) -> None:
-        now_ms = codec.now_ms()
+        self.tick(codec.now_ms())
+        event.container.schedule(TICK_S, self)
+
+    def tick(self, now_ms: int) -> None:
+        """Every TICK_S: lapse locks, promote scheduled messages, time out session waits."""
         self.broker.advance_time(now_ms)
         self._expire_session_locks(now_ms)
         self._expire_pending_sessions(now_ms)
-        event.container.schedule(TICK_S, self)
 
     @guarded
     def on_reactor_quiesced(self, event: Any) -> None:
@@ -341,9 +345,10 @@ class BusServer:
             link.advance()
             delivery.settle()
 
-    def _settled_out_of_band(self, token: uuid.UUID) -> None:
+    def _settled_out_of_band(self, token: uuid.UUID, completed: bool) -> None:
         for consumers in self.consumers.values():
-            dispatch.settle_out_of_band(consumers, token)
+            if dispatch.settle_out_of_band(consumers, token, completed=completed):
+                return
 
     # ---- pumping and timers --------------------------------------------------------------
     def _pump(self, now_ms: int) -> None:

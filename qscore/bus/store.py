@@ -98,8 +98,16 @@ class MessageStore:
         if not self.dirty:
             return 0
         upserts, deletes, states = self._upserts, self._deletes, self._states
+        # Forgotten only once written: if the write fails the changes stay pending, and the
+        # sends waiting on them stay unacknowledged, until a later commit succeeds.
+        self._write(upserts, deletes, states)
         self._upserts, self._deletes, self._states = {}, set(), {}
-        with self._db:  # BEGIN ... COMMIT
+        return len(upserts) + len(deletes) + len(states)
+
+    def _write(
+        self, upserts: dict[int, StoredRow], deletes: set[int], states: dict[tuple[str, str], bytes | None]
+    ) -> None:
+        with self._db:  # BEGIN ... COMMIT (ROLLBACK on error)
             self._db.execute("BEGIN")
             if deletes:
                 self._db.executemany("DELETE FROM messages WHERE seq = ?", [(seq,) for seq in deletes])
@@ -110,7 +118,6 @@ class MessageStore:
                     "INSERT OR REPLACE INTO session_state (entity, session_id, state) VALUES (?, ?, ?)",
                     [(entity, sid, state) for (entity, sid), state in states.items()],
                 )
-        return len(upserts) + len(deletes) + len(states)
 
     def load_messages(self) -> list[StoredRow]:
         cursor = self._db.execute(
