@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.producer",
     "tests.fixtures.telemetry",
     "tests.fixtures.durable",
+    "tests.fixtures.worker",
 ]

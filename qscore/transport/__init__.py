@@ -1,1 +1,28 @@
-"""qscore.transport"""
+"""Service Bus plumbing shared by the worker and the Functions app: client factory, reply sender,
+helpers that read a received message's body, reply address, enqueued time and trace context,
+and batch settlement (`MessageSettler`)."""
+
+from qscore.transport.client import TransportConfigError, servicebus_client
+from qscore.transport.received import (
+    application_properties,
+    enqueued_at,
+    message_body,
+    reply_address,
+    traceparent,
+)
+from qscore.transport.replies import ReplyAddress, ReplySender, reply_message
+from qscore.transport.settlement import MessageSettler
+
+__all__ = [
+    "MessageSettler",
+    "ReplyAddress",
+    "ReplySender",
+    "TransportConfigError",
+    "application_properties",
+    "enqueued_at",
+    "message_body",
+    "reply_address",
+    "reply_message",
+    "servicebus_client",
+    "traceparent",
+]

@@ -1,0 +1,79 @@
+"""Read what the contract puts on a received request message (see docs/contract.md).
+
+The SDK hands application property keys (and sometimes values) back as bytes, and a body
+as bytes, a str or an iterable of data sections; these helpers hide that once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from qscore.transport.replies import ReplyAddress
+
+TRACEPARENT = "traceparent"
+
+
+class ReceivedMessage(Protocol):
+    """The parts of `azure.servicebus.ServiceBusReceivedMessage` read here."""
+
+    @property
+    def body(self) -> Any: ...
+
+    @property
+    def application_properties(self) -> Mapping[Any, Any] | None: ...
+
+    @property
+    def reply_to(self) -> str | None: ...
+
+    @property
+    def reply_to_session_id(self) -> str | None: ...
+
+    @property
+    def enqueued_time_utc(self) -> Any: ...
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+
+
+def message_body(message: ReceivedMessage) -> bytes:
+    """The body as one bytes object (data sections joined; a str body UTF-8 encoded)."""
+    body = message.body
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    try:
+        return b"".join(bytes(section) for section in body)
+    except TypeError:
+        # An AMQP value body of another type is not a qscore request; an empty body fails decoding.
+        return b""
+
+
+def application_properties(message: ReceivedMessage) -> dict[str, str]:
+    """Application properties with str keys and values."""
+    return {_text(key): _text(value) for key, value in (message.application_properties or {}).items()}
+
+
+def traceparent(message: ReceivedMessage) -> str | None:
+    """The producer's W3C traceparent, if it sent one."""
+    for key, value in (message.application_properties or {}).items():
+        if key in (TRACEPARENT, TRACEPARENT.encode()):
+            return _text(value)
+    return None
+
+
+def enqueued_at(message: ReceivedMessage) -> float | None:
+    """When the broker accepted the message, as epoch seconds."""
+    enqueued = message.enqueued_time_utc
+    return enqueued.timestamp() if enqueued is not None else None
+
+
+def reply_address(message: ReceivedMessage) -> ReplyAddress | None:
+    """Where the reply goes, or None when the request names no reply queue."""
+    if not message.reply_to:
+        return None
+    return ReplyAddress(queue=message.reply_to, session_id=message.reply_to_session_id)

@@ -1,0 +1,124 @@
+"""Unit tests for qscore.transport helpers (fakes stand in for the SDK here; the real SDK path
+runs against the local bus in tests/test_worker_bus.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from qscore.contracts import REPLY_CONTENT_TYPE, ReplyStatus, ScoreReply
+from qscore.transport import (
+    ReplyAddress,
+    ReplySender,
+    TransportConfigError,
+    application_properties,
+    enqueued_at,
+    message_body,
+    reply_address,
+    reply_message,
+    servicebus_client,
+    traceparent,
+)
+
+
+@dataclass
+class FakeMessage:
+    body: Any = b"{}"
+    application_properties: dict[Any, Any] | None = None
+    reply_to: str | None = None
+    reply_to_session_id: str | None = None
+    enqueued_time_utc: datetime | None = None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [(b"abc", b"abc"), ("abc", b"abc"), (iter([b"a", b"bc"]), b"abc"), (bytearray(b"x"), b"x"), (42, b"")],
+)
+def test_message_body_joins_sections(body: Any, expected: bytes) -> None:
+    assert message_body(FakeMessage(body=body)) == expected
+
+
+def test_properties_and_traceparent_accept_bytes_keys() -> None:
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    message = FakeMessage(application_properties={b"traceparent": tp.encode(), "x": 1})
+    assert traceparent(message) == tp
+    assert application_properties(message) == {"traceparent": tp, "x": "1"}
+    assert traceparent(FakeMessage()) is None
+
+
+def test_enqueued_at_and_reply_address() -> None:
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    message = FakeMessage(enqueued_time_utc=when, reply_to="replies", reply_to_session_id="s1")
+    assert enqueued_at(message) == when.timestamp()
+    assert reply_address(message) == ReplyAddress("replies", "s1")
+    assert reply_address(FakeMessage()) is None and enqueued_at(FakeMessage()) is None
+
+
+def _reply(request_id: str = "r1") -> ScoreReply:
+    return ScoreReply(request_id=request_id, status=ReplyStatus.OK, model="digits", model_version="2")
+
+
+def test_reply_message_carries_correlation_and_session() -> None:
+    message = reply_message(ReplyAddress("replies", "s1"), _reply("r1"))
+    assert message.correlation_id == "r1" and message.session_id == "s1"
+    assert message.content_type == REPLY_CONTENT_TYPE
+    assert ScoreReply.model_validate_json(b"".join(message.body)).request_id == "r1"
+
+
+def test_client_needs_exactly_one_way_to_connect() -> None:
+    with pytest.raises(TransportConfigError):
+        servicebus_client()
+    with pytest.raises(TransportConfigError):
+        servicebus_client(connection="Endpoint=sb://x/", namespace="ns")
+
+
+@dataclass
+class FakeBatch:
+    limit: int
+    messages: list[Any] = field(default_factory=list)
+
+    def add_message(self, message: Any) -> None:
+        if len(self.messages) >= self.limit:
+            raise ValueError("full")
+        self.messages.append(message)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+@dataclass
+class FakeSender:
+    sent: list[FakeBatch] = field(default_factory=list)
+    closed: bool = False
+
+    async def create_message_batch(self) -> FakeBatch:
+        return FakeBatch(limit=3)
+
+    async def send_messages(self, batch: FakeBatch, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self.sent.append(batch)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeClient:
+    senders: dict[str, FakeSender] = field(default_factory=dict)
+
+    def get_queue_sender(self, queue: str) -> FakeSender:
+        return self.senders.setdefault(queue, FakeSender())
+
+
+async def test_reply_sender_packs_batches_per_queue() -> None:
+    client = FakeClient()
+    sender = ReplySender(client)  # type: ignore[arg-type]
+    replies = [(ReplyAddress("a", "s"), _reply(f"r{i}")) for i in range(7)]
+    replies.append((ReplyAddress("b", None), _reply("rb")))
+    await sender.send(replies)
+    assert [len(batch) for batch in client.senders["a"].sent] == [3, 3, 1]
+    assert [len(batch) for batch in client.senders["b"].sent] == [1]
+    await sender.close()
+    assert all(s.closed for s in client.senders.values())

@@ -1,0 +1,193 @@
+"""The worker end to end against the real local Service Bus endpoint and real Triton.
+
+Each test uses a request queue of its own (`fresh_queue`) and a reply session of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from qscore.bus.stats import queue_counts
+from qscore.contracts import ErrorCode, ReplyStatus
+from qscore.inference.testset import DigitsTestSet
+from qscore.monitoring.records import iter_records
+from qscore.registry import Flight, ModelRegistry
+from tests.fixtures.ports import free_port
+from tests.fixtures.worker import (
+    OutgoingRequest,
+    ReplyCollector,
+    WorkerSettingsFactory,
+    dead_letters,
+    digits_request,
+    running_worker,
+    send_requests,
+)
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def _queue_empty(connection: str, queue: str) -> bool:
+    counts = (await queue_counts(connection))[queue]
+    return counts.active == 0 and counts.locked == 0
+
+
+async def test_happy_path_scores_the_held_out_digits(
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    digits_test_set: DigitsTestSet,
+) -> None:
+    pixels, labels = digits_test_set.pixels, digits_test_set.labels
+    requests = [
+        OutgoingRequest(
+            f"digit-{index}",
+            digits_request(pixels[index], binary=index % 2 == 0),
+            session_id=replies.session_id,
+            properties={"traceparent": TRACEPARENT},
+        )
+        for index in range(len(labels))
+    ]
+    await send_requests(bus.connection_string, fresh_queue, requests)
+    health_port = free_port()
+    settings = worker_settings(request_queue=fresh_queue, health_port=health_port, health_host="127.0.0.1")
+    async with running_worker(settings) as state:
+        await replies.collect(len(requests), timeout_s=60)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{health_port}/readyz") as response:
+                assert response.status == 200, await response.text()
+            async with http.get(f"http://127.0.0.1:{health_port}/healthz") as response:
+                assert response.status == 200 and json.loads(await response.text())["live"]
+        assert state.ready
+    assert len(replies.replies) == len(requests)
+    assert replies.sessions_seen == {replies.session_id}
+    predicted = np.array(
+        [int(replies.first(f"digit-{i}").output_arrays()["label"].ravel()[0]) for i in range(len(labels))]
+    )
+    accuracy = float((predicted == labels).mean())
+    assert accuracy >= 0.95, accuracy
+    sample = replies.first("digit-0")
+    assert (
+        sample.status == ReplyStatus.OK and sample.model_version == "2" and sample.scored_by == "test-worker"
+    )
+    assert sample.output_arrays()["probabilities"].shape == (1, 10)
+    assert sample.timings.total_ms >= sample.timings.inference_ms > 0
+    assert await _queue_empty(bus.connection_string, fresh_queue)
+
+
+def _bad_requests(session_id: str) -> dict[str, tuple[OutgoingRequest, ErrorCode]]:
+    good = np.zeros((1, 64), np.float32)
+    nan = good.copy()
+    nan[0, 3] = np.nan
+    wrong_dtype = json.loads(digits_request(good))
+    wrong_dtype["inputs"]["pixels"]["datatype"] = "FP64"
+    cases: dict[str, tuple[bytes | str, ErrorCode]] = {
+        "not-json": (b"\x00\x01 this is not json", ErrorCode.INVALID_ENCODING),
+        "schema": (
+            json.dumps({"model": "digits", "inputs": {}, "colour": "blue"}),
+            ErrorCode.SCHEMA_VIOLATION,
+        ),
+        "unknown-model": (digits_request(good, model="no-such-model"), ErrorCode.UNKNOWN_MODEL),
+        "unknown-version": (digits_request(good, version="99"), ErrorCode.UNKNOWN_VERSION),
+        "wrong-shape": (
+            digits_request(np.zeros((1, 64), np.float32)).replace("[1,64]", "[2,32]"),
+            ErrorCode.BAD_SHAPE,
+        ),
+        "wrong-dtype": (json.dumps(wrong_dtype), ErrorCode.BAD_DTYPE),
+        "nan": (digits_request(nan, binary=True), ErrorCode.NON_FINITE),
+        "too-large": (digits_request(np.zeros((64, 64), np.float32)), ErrorCode.TOO_LARGE),
+    }
+    return {
+        message_id: (OutgoingRequest(message_id, body, session_id=session_id), code)
+        for message_id, (body, code) in cases.items()
+    }
+
+
+async def test_bad_input_is_dead_lettered_with_its_reason(
+    bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+) -> None:
+    bad = _bad_requests(replies.session_id)
+    no_reply_to = OutgoingRequest("no-reply-to", digits_request(np.zeros((1, 64))), reply_to=None)
+    good = OutgoingRequest("good", digits_request(np.zeros((1, 64))), session_id=replies.session_id)
+    await send_requests(
+        bus.connection_string, fresh_queue, [*(request for request, _ in bad.values()), no_reply_to, good]
+    )
+    # 4 KiB: the 64-row request is over it (too_large) while the others fit.
+    settings = worker_settings(request_queue=fresh_queue, max_message_bytes=4096)
+    async with running_worker(settings):
+        await replies.collect(1, timeout_s=30)
+        dead = await dead_letters(bus.connection_string, fresh_queue)
+    assert list(replies.replies) == ["good"]  # the worker kept going; bad requests get no reply
+    assert set(dead) == {*bad, "no-reply-to"}
+    for message_id, (_, code) in bad.items():
+        assert dead[message_id].reason == str(code), (message_id, dead[message_id])
+        assert dead[message_id].description
+    assert dead["no-reply-to"].description and "reply" in dead["no-reply-to"].description
+    assert await _queue_empty(bus.connection_string, fresh_queue)
+
+
+async def test_expired_deadline_gets_an_expired_reply_and_is_not_scored(
+    bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    await send_requests(
+        bus.connection_string,
+        fresh_queue,
+        [
+            OutgoingRequest(
+                "late", digits_request(np.zeros((1, 64)), deadline=past), session_id=replies.session_id
+            ),
+            OutgoingRequest(
+                "on-time", digits_request(np.zeros((1, 64)), deadline=future), session_id=replies.session_id
+            ),
+        ],
+    )
+    async with running_worker(worker_settings(request_queue=fresh_queue)):
+        await replies.collect(2, timeout_s=30)
+    late = replies.first("late")
+    assert late.status == ReplyStatus.ERROR and late.error is not None
+    assert late.error.code == ErrorCode.EXPIRED and late.outputs is None
+    assert replies.first("on-time").status == ReplyStatus.OK
+    assert await _queue_empty(bus.connection_string, fresh_queue)
+    assert not await dead_letters(bus.connection_string, fresh_queue, wait_s=0.2)
+
+
+async def test_shadow_flight_scores_twice_and_replies_once(
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    digits_test_set: DigitsTestSet,
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path / "registry.json")
+    registry.set_flight("digits", Flight(mode="shadow", version="1", weight=1.0))
+    log_path = tmp_path / "interactions.jsonl"
+    count = 20
+    await send_requests(
+        bus.connection_string,
+        fresh_queue,
+        [
+            OutgoingRequest(
+                f"shadow-{i}", digits_request(digits_test_set.pixels[i]), session_id=replies.session_id
+            )
+            for i in range(count)
+        ],
+    )
+    settings = worker_settings(
+        request_queue=fresh_queue, registry_path=registry.path, interaction_log=log_path
+    )
+    async with running_worker(settings):
+        await replies.collect(count, timeout_s=30, settle_s=0.5)
+    assert {len(found) for found in replies.replies.values()} == {1}
+    assert {found[0].model_version for found in replies.replies.values()} == {"2"}
+    records = list(iter_records(log_path))
+    routes = sorted((record.route, record.version) for record in records)
+    assert routes == [("production", "2")] * count + [("shadow", "1")] * count

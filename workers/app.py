@@ -1,0 +1,106 @@
+"""Assemble a worker from its settings and run it: `await run_worker(settings)`.
+
+Startup: telemetry, interaction log, health server, Triton client, Service Bus client.
+Shutdown (after the receive loop has drained): the same in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from qscore.inference.errors import ModelNotFound
+from qscore.registry import ModelRegistry
+from qscore.scoring import RequestPreparer
+from qscore.transport import ReplySender, servicebus_client
+from workers.health import HealthServer, WorkerState
+from workers.hooks import WorkerHooks
+from workers.loop import ReceiveLoop
+from workers.registry_watch import watch_registry
+from workers.settings import WorkerSettings
+from workers.signals import StopRequest, install_signal_handlers
+from workers.telemetry import WorkerTelemetry
+
+log = logging.getLogger(__name__)
+
+
+def _interaction_sink(settings: WorkerSettings) -> Any:
+    if settings.interaction_log is None:
+        return None
+    from qscore.monitoring.interaction_log import InteractionLog
+
+    return InteractionLog(settings.interaction_log)
+
+
+def _preparer(settings: WorkerSettings, backend: Any, stack: contextlib.AsyncExitStack) -> RequestPreparer:
+    """The shared request preparer, with a registry that follows changes to its file."""
+    registry = ModelRegistry(settings.registry_path)
+    watcher = asyncio.create_task(watch_registry(registry))
+    stack.callback(watcher.cancel)
+    return RequestPreparer(
+        specs=backend,
+        registry=registry,
+        unknown_model_errors=(ModelNotFound,),
+        max_message_bytes=settings.max_message_bytes,
+    )
+
+
+async def run_worker(
+    settings: WorkerSettings,
+    *,
+    stop: StopRequest | None = None,
+    hooks: WorkerHooks | None = None,
+    telemetry: WorkerTelemetry | None = None,
+    backend: Any = None,
+    client: Any = None,
+    state: WorkerState | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop.request()`); injected parts are not closed here."""
+    stop = stop or StopRequest()
+    hooks = hooks or WorkerHooks(interactions=_interaction_sink(settings))
+    telemetry = telemetry or WorkerTelemetry(queue=settings.request_queue)
+    state = state or WorkerState()
+    restore_signals = install_signal_handlers(stop) if handle_signals else (lambda: None)
+    health = None
+    if settings.health_port is not None:
+        health = HealthServer(state, host=settings.health_host, port=settings.health_port)
+    own_backend = backend is None
+    own_client = client is None
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(restore_signals)
+        stack.push_async_callback(hooks.shutdown)
+        await hooks.startup()
+        if health is not None:
+            await health.start()
+            stack.push_async_callback(health.stop)
+            log.info("health server on %s:%d", settings.health_host, health.port)
+        if own_backend:
+            from qscore.inference import TritonClient
+
+            backend = TritonClient(settings.triton_url, timeout_s=settings.triton_timeout_s)
+            stack.push_async_callback(backend.close)
+        if own_client:
+            client = servicebus_client(
+                connection=settings.servicebus_connection, namespace=settings.servicebus_namespace
+            )
+            stack.push_async_callback(client.close)
+        replies = ReplySender(client)
+        stack.push_async_callback(replies.close)
+        preparer = _preparer(settings, backend, stack)
+        loop = ReceiveLoop(
+            settings=settings,
+            client=client,
+            backend=backend,
+            preparer=preparer,
+            replies=replies,
+            telemetry=telemetry,
+            hooks=hooks,
+            state=state,
+            stop=stop,
+        )
+        log.info("worker %s consuming %s", settings.worker_id, settings.request_queue)
+        await loop.run()
+    log.info("worker %s stopped", settings.worker_id)

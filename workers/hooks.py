@@ -1,0 +1,69 @@
+"""Optional hooks: startup/shutdown callbacks and where scored interactions go (incl. shadow).
+
+A hook that fails is logged and never stops scoring; shadow results are never replied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from qscore.contracts import ScoreReply
+from qscore.scoring import ScoredItem
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+InteractionRoute = Literal["production", "canary", "shadow", "pinned"]
+
+
+class InteractionSink(Protocol):
+    """Where scored interactions are logged (qscore.monitoring.InteractionLog fits)."""
+
+    async def log_scored(
+        self,
+        scored: ScoredItem,
+        *,
+        reply: ScoreReply | None = None,
+        route: InteractionRoute = "production",
+        scored_by: str | None = None,
+    ) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class WorkerHooks:
+    """`on_startup` runs before the first receive, `on_shutdown` after the last settlement."""
+
+    on_startup: list[Hook] = field(default_factory=list)
+    on_shutdown: list[Hook] = field(default_factory=list)
+    interactions: InteractionSink | None = None
+
+    async def startup(self) -> None:
+        for hook in self.on_startup:
+            await hook()
+
+    async def shutdown(self) -> None:
+        for hook in self.on_shutdown:
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        if self.interactions is not None:
+            await self.interactions.close()
+
+    async def log_interactions(
+        self, scored: list[ScoredItem], replies: list[ScoreReply] | None, *, route: InteractionRoute
+    ) -> None:
+        if self.interactions is None:
+            return
+        for index, item in enumerate(scored):
+            reply = replies[index] if replies is not None else None
+            try:
+                await self.interactions.log_scored(item, reply=reply, route=route)
+            except Exception:
+                log.exception("interaction log failed")
+                return

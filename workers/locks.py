@@ -1,0 +1,100 @@
+"""Messages the worker holds (received, not settled), and renewal of their locks.
+
+Renewal runs as its own task and each check awaits the broker, so it cannot be starved the
+way a busy loop starved the SDK's AutoLockRenewer (azure-sdk-for-python #31427); the receive
+loop also awaits between batches. A message is renewed once half its lock span has passed,
+so no lock duration needs configuring: it is read off each message's `locked_until_utc`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+RETRY_RENEWAL_S = 1.0
+
+
+class LockRenewer(Protocol):
+    async def renew(self, message: Any) -> datetime | None: ...
+
+
+@dataclass
+class _Held:
+    message: Any
+    renew_at: float  # monotonic
+
+
+def _lock_span_s(message: Any, default_s: float) -> float:
+    locked_until = getattr(message, "locked_until_utc", None)
+    if locked_until is None:
+        return default_s
+    return max(0.5, locked_until.timestamp() - time.time())
+
+
+class HeldMessages:
+    """Tracks unsettled messages by identity; bounds how many the worker holds."""
+
+    def __init__(self, *, limit: int, default_lock_s: float = 30.0) -> None:
+        self.limit = limit
+        self._default_lock_s = default_lock_s
+        self._held: dict[int, _Held] = {}
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def add(self, messages: Iterable[Any]) -> None:
+        now = time.monotonic()
+        for message in messages:
+            self._held[id(message)] = _Held(message, now + _lock_span_s(message, self._default_lock_s) / 2)
+        if len(self._held) >= self.limit:
+            self._room.clear()
+
+    def release(self, messages: Iterable[Any]) -> None:
+        """Forget settled messages (settled or given up on)."""
+        for message in messages:
+            self._held.pop(id(message), None)
+        if len(self._held) < self.limit:
+            self._room.set()
+
+    @property
+    def count(self) -> int:
+        return len(self._held)
+
+    @property
+    def room(self) -> int:
+        return max(0, self.limit - len(self._held))
+
+    async def wait_for_room(self, within_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), within_s)
+
+    def messages(self) -> list[Any]:
+        return [held.message for held in self._held.values()]
+
+    def due_for_renewal(self) -> list[_Held]:
+        now = time.monotonic()
+        return [held for held in self._held.values() if held.renew_at <= now]
+
+
+async def renew_locks_forever(
+    renewer: LockRenewer, held: HeldMessages, *, check_every_s: float = 0.5
+) -> None:
+    """Renew each held message's lock when half its span has passed; runs until cancelled."""
+    while True:
+        await asyncio.sleep(check_every_s)
+        for entry in held.due_for_renewal():
+            try:
+                locked_until = await renewer.renew(entry.message)
+            except Exception as exc:  # settled meanwhile, lock already lost, or a broker error
+                log.debug("lock renewal failed, retrying shortly: %r", exc)
+                entry.renew_at = time.monotonic() + RETRY_RENEWAL_S
+                continue
+            span = max(0.5, locked_until.timestamp() - time.time()) if locked_until else 5.0
+            entry.renew_at = time.monotonic() + span / 2

@@ -1,0 +1,209 @@
+"""The receive loop (arq-style): receive in batches, hand to intake, repeat until told to stop.
+
+One receiver "session" runs until a stop request or a Triton outage. Either way the session
+drains: pending batches are flushed, in-flight ones finish and settle, what is still held
+after the grace period is abandoned, and closing the receiver releases the SDK's prefetch
+buffer, so nothing stays locked. After an outage the loop waits (exponential backoff) until
+Triton answers again before opening the next session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from qscore.batching import BatchPolicy, MicroBatcher
+from qscore.scoring import RequestPreparer
+from qscore.transport import ReplySender
+from qscore.transport.settlement import MessageSettler
+from workers.backoff import Backoff
+from workers.health import WorkerState
+from workers.held import HeldRequest
+from workers.hooks import WorkerHooks
+from workers.intake import Intake, IntakeOptions
+from workers.locks import HeldMessages, renew_locks_forever
+from workers.pipeline import BatchScorer, PipelineOptions
+from workers.settings import WorkerSettings
+from workers.settle import Settler
+from workers.shadow import ShadowScorer
+from workers.signals import StopRequest
+from workers.telemetry import WorkerTelemetry
+
+log = logging.getLogger(__name__)
+
+CLOSE_MARGIN_S = 1.0  # of the grace period, kept for abandoning leftovers and closing links
+
+
+def _rows(request: HeldRequest) -> int:
+    return request.rows
+
+
+class ReceiveLoop:
+    """Runs receiver sessions on `client` until `stop`; the backend is the Triton client."""
+
+    def __init__(
+        self,
+        *,
+        settings: WorkerSettings,
+        client: Any,
+        backend: Any,
+        preparer: RequestPreparer,
+        replies: ReplySender,
+        telemetry: WorkerTelemetry,
+        hooks: WorkerHooks,
+        state: WorkerState,
+        stop: StopRequest,
+    ) -> None:
+        self.settings = settings
+        self._client = client
+        self._backend = backend
+        self._preparer = preparer
+        self._replies = replies
+        self._telemetry = telemetry
+        self._hooks = hooks
+        self.state = state
+        self._stop = stop
+        self.backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
+        self.shadow = ShadowScorer(backend, hooks)
+        # Broker faults (connection lost, receiver shut down by the SDK) end the session; the
+        # next one opens after this backoff.
+        self.broker_backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
+
+    async def run(self) -> None:
+        await self._wait_for_triton()
+        while not self._stop.is_set:
+            await self._session()
+            if not self._stop.is_set:
+                await self._sleep_unless_stopped(self.broker_backoff.remaining_s())
+                await self._wait_for_triton()
+        await self.shadow.wait(1.0)
+
+    def _triton_unavailable(self, reason: str) -> None:
+        pause = self.backoff.failure(reason)
+        if self.state.triton_ok:
+            log.warning("Triton unavailable (%s); pausing receive for %.1fs", reason, pause)
+        self.state.triton_ok = False
+        self.state.detail = f"triton unavailable: {reason}"
+
+    def _triton_ok(self) -> None:
+        if self.backoff.failing:
+            self.backoff.success()
+        self.state.triton_ok = True
+
+    async def _wait_for_triton(self) -> None:
+        """Until Triton answers (or a stop): probe, and back off between failed probes."""
+        while not self._stop.is_set:
+            await self._sleep_unless_stopped(self.backoff.remaining_s())
+            if self._stop.is_set:
+                return
+            is_ready = getattr(self._backend, "is_ready", None)
+            if is_ready is None or await is_ready():
+                if hasattr(self._backend, "forget_spec"):
+                    self._backend.forget_spec()  # a restarted server may serve other versions
+                self.state.triton_ok = True
+                self.state.detail = "receiving"
+                return
+            self._triton_unavailable("not ready")
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.stopping.wait(), seconds)
+
+    async def _session(self) -> None:
+        settings = self.settings
+        receiver = self._client.get_queue_receiver(settings.request_queue, prefetch_count=settings.prefetch)
+        # An idle second receiver (own connection, no prefetch) carries batch settlement and
+        # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
+        control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
+        async with receiver, control:
+            held = HeldMessages(limit=settings.max_held_messages)
+            settler = Settler(MessageSettler(receiver, control=control), held, self._telemetry)
+            batcher = self._batcher(settler)
+            intake = Intake(
+                preparer=self._preparer,
+                batcher=batcher,
+                settler=settler,
+                replies=self._replies,
+                telemetry=self._telemetry,
+                options=IntakeOptions(
+                    default_reply_queue=settings.reply_queue,
+                    worker_id=settings.worker_id,
+                    max_message_bytes=settings.max_message_bytes,
+                ),
+                on_unavailable=self._triton_unavailable,
+            )
+            renewer = asyncio.create_task(renew_locks_forever(settler.messages, held))
+            self.state.connected = True
+            try:
+                await self._receive(receiver, held, intake)
+            finally:
+                self.state.connected = False
+                try:
+                    await self._drain(batcher, settler)
+                finally:
+                    renewer.cancel()
+
+    def _batcher(self, settler: Settler) -> MicroBatcher[tuple[str, str], HeldRequest]:
+        settings = self.settings
+        scorer = BatchScorer(
+            backend=self._backend,
+            settler=settler,
+            replies=self._replies,
+            telemetry=self._telemetry,
+            hooks=self._hooks,
+            shadow=self.shadow,
+            options=PipelineOptions(worker_id=settings.worker_id, binary_replies=settings.binary_replies),
+            on_unavailable=self._triton_unavailable,
+            on_success=self._triton_ok,
+        )
+        policy = BatchPolicy(
+            max_batch_size=settings.max_batch_size,
+            max_delay_s=settings.max_batch_delay_ms / 1000,
+            max_in_flight=settings.max_in_flight_batches,
+        )
+        return MicroBatcher(handler=scorer.handle, policy=policy, rows_of=_rows)
+
+    async def _receive(self, receiver: Any, held: HeldMessages, intake: Intake) -> None:
+        wait_s = self.settings.receive_wait_s
+        while not self._stop.is_set and not self.backoff.paused:
+            self.state.tick()
+            if held.room == 0:
+                await held.wait_for_room(wait_s)
+                continue
+            batch_size = min(held.room, self.settings.prefetch)
+            try:
+                messages = await receiver.receive_messages(max_message_count=batch_size, max_wait_time=wait_s)
+            except Exception as exc:  # connection lost, or the SDK shut the receiver down
+                pause = self.broker_backoff.failure(f"receive: {exc!r}")
+                log.warning("receive failed (%r); reconnecting in %.1fs", exc, pause)
+                return
+            self.broker_backoff.success()
+            if messages:
+                held.add(messages)
+                self.state.count("received", len(messages))
+                await intake.accept(messages)
+            # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
+            await asyncio.sleep(0)
+
+    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: Settler) -> None:
+        if self._stop.is_set:
+            self.state.draining = True
+            self.state.detail = "draining"
+            requested_at = self._stop.requested_at or time.monotonic()
+            budget = self.settings.drain_grace_s - CLOSE_MARGIN_S - (time.monotonic() - requested_at)
+        else:  # an outage: in-flight batches fail fast or time out on their own
+            budget = self.settings.triton_timeout_s + 5.0
+        drained = asyncio.ensure_future(batcher.drain())
+        hurry = asyncio.ensure_future(self._stop.hurry.wait())
+        await asyncio.wait({drained, hurry}, timeout=max(0.0, budget), return_when=asyncio.FIRST_COMPLETED)
+        hurry.cancel()
+        if not drained.done():
+            drained.cancel()
+            await batcher.cancel()
+        abandoned = await settler.abandon_all_held(reason="shutdown" if self._stop.is_set else "outage")
+        if abandoned:
+            log.warning("abandoned %d held messages for redelivery", abandoned)

@@ -1,0 +1,58 @@
+"""Completing, abandoning and dead-lettering messages, and forgetting them once settled.
+
+Completion and abandonment go out many messages per broker request
+(qscore.transport.MessageSettler); a failure on one message (lock lost, already settled)
+never stops the rest: the broker redelivers such a message, which at worst produces a
+duplicate reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qscore.contracts import ContractViolation
+from qscore.transport.settlement import MessageSettler
+from workers.dead_letter import dead_letter
+from workers.locks import HeldMessages
+from workers.telemetry import WorkerTelemetry
+
+
+class Settler:
+    """Settles messages of one receiver and keeps the held-messages set in step."""
+
+    def __init__(self, settler: MessageSettler, held: HeldMessages, telemetry: WorkerTelemetry) -> None:
+        self.messages = settler
+        self._held = held
+        self._telemetry = telemetry
+        self.failures = 0
+
+    async def complete(self, messages: Sequence[Any]) -> None:
+        try:
+            self.failures += len(await self.messages.complete(messages))
+        finally:
+            self._held.release(messages)
+
+    async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
+        """Put messages back on the queue now (their delivery count goes up)."""
+        for _ in messages:
+            self._telemetry.abandoned(reason)
+        try:
+            self.failures += len(await self.messages.abandon(messages))
+        finally:
+            self._held.release(messages)
+
+    async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
+        try:
+            if await dead_letter(self.messages.receiver, message, violation):
+                self._telemetry.dead_lettered(str(violation.code))
+            else:
+                self.failures += 1
+        finally:
+            self._held.release([message])
+
+    async def abandon_all_held(self, *, reason: str) -> int:
+        """Abandon whatever is still held (drain ran out of time); returns how many."""
+        messages = self._held.messages()
+        await self.abandon(messages, reason=reason)
+        return len(messages)
