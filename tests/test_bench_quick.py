@@ -1,0 +1,89 @@
+"""The benchmark against the real parts: direct Triton, and `qscore bench --quick` end to end.
+
+No timing thresholds: these assert that it ran and produced sane, non-zero figures and files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qscore.bench.direct import CeilingSearch, find_ceiling, measure_direct
+from qscore.triton.launcher import TritonEndpoints
+
+QSCORE = [sys.executable, "-c", "from qscore.cli import main; main()"]
+
+
+async def test_direct_ceiling_against_real_triton(triton: TritonEndpoints) -> None:
+    ceiling = await find_ceiling(
+        triton.grpc_url,
+        "digits",
+        batch_size=8,
+        warmup_s=0.2,
+        duration_s=0.5,
+        search=CeilingSearch(levels=(1, 2)),
+    )
+    assert ceiling.samples_per_s > 0
+    assert ceiling.concurrency in (1, 2)
+    assert all(point.errors == 0 and point.latency.p99_ms > 0 for point in ceiling.points)
+
+
+async def test_direct_open_loop_against_real_triton(triton: TritonEndpoints) -> None:
+    point = await measure_direct(
+        triton.grpc_url, "bench_mlp", batch_size=1, rate_per_s=50, processes=2, warmup_s=0.2, duration_s=0.5
+    )
+    assert point.mode == "open" and point.processes == 2
+    assert point.completed > 0 and point.errors == 0
+    assert point.offered_per_s == pytest.approx(50)
+
+
+def _check_results(output: Path) -> dict:
+    (json_path,) = output.glob("*.json")
+    document = json.loads(json_path.read_text())
+    assert json_path.with_suffix(".md").is_file()
+    assert sorted(p.name.split("-", 1)[1] for p in output.glob("*.png")) == [
+        "latency-cdf.png",
+        "throughput.png",
+    ]
+    assert document["machine"]["logical_cores"] >= 1 and document["machine"]["packages"]["tritonclient"]
+    for name, model in document["models"].items():
+        assert model["ceiling"]["samples_per_s"] > 0, name
+        peak = model["queue_peak"]
+        assert peak["samples_per_s"] > 0 and peak["errors"] == 0, name
+        assert 0 < peak["latency"]["p50_ms"] <= peak["latency"]["p99_ms"], name
+        assert set(peak["stages_ms"]) == {"queue_wait_ms", "batch_wait_ms", "inference_ms", "reply_ms"}
+        assert peak["costs"]["worker"]["cpu_s"] > 0 and peak["costs"]["worker"]["peak_rss_mb"] > 0
+        assert peak["costs"]["bus"]["cpu_s"] > 0
+        assert model["queue_open"] and model["direct_at_half_peak"]["completed"] > 0
+    assert document["worker"]["messages_per_s_per_replica"] > 0
+    assert document["goals"] and all(goal["measured"] is not None for goal in document["goals"])
+    return document
+
+
+def test_bench_quick_end_to_end(tmp_path: Path) -> None:
+    """What CI runs: the short form, through the CLI, with the real Triton, bus and worker."""
+    result = subprocess.run(
+        [*QSCORE, "bench", "--quick", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = _check_results(tmp_path)
+    # Batch-of-one may complete nothing inside a short window when the queue path is slow.
+    assert document["batching"]["off"]["errors"] == 0 and document["batching"]["on"]["samples_per_s"] > 0
+    assert "goals" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_full_run(tmp_path: Path) -> None:
+    """The full benchmark (tens of minutes); the lead runs it on a quiet machine."""
+    result = subprocess.run(
+        [*QSCORE, "bench", "--output", str(tmp_path)], capture_output=True, text=True, timeout=3600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_results(tmp_path)
