@@ -10,7 +10,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from functions import delivery, names, steps
+from functions import delivery, names, shadow, steps
 from functions.payloads import DeadLetterInput, InferInput, SendInput
 from functions.runtime import current_runtime
 
@@ -31,6 +31,14 @@ async def infer_group(payload: dict[str, Any]) -> dict[str, Any]:
     """One Triton call for one (model, version) group; raises on transient failures to be retried."""
     request = InferInput.model_validate(payload)
     outcome = await steps.infer(request.batch, request.group, current_runtime())
+    return outcome.model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity=names.SHADOW_INFER)
+async def shadow_infer_group(payload: dict[str, Any]) -> dict[str, Any]:
+    """Score a group again with its shadow version; results go to the interaction log only."""
+    request = InferInput.model_validate(payload)
+    outcome = await shadow.shadow_infer(request.batch, request.group, current_runtime())
     return outcome.model_dump(mode="json")
 
 

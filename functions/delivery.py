@@ -8,9 +8,10 @@ from functions.payload_store import unpack
 from functions.payloads import GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.runtime import ScoringRuntime
 from functions.steps import finish_timings
-from functions.telemetry import record_dead_letters, record_replies
+from functions.telemetry import finish_reply_spans, record_dead_letters, record_replies, start_reply_spans
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
 from qscore.scoring import error_reply
+from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 
 
@@ -62,6 +63,8 @@ async def send_replies(
     )
     summary = SendSummary()
     to_queue: list[tuple[ReplyAddress, ScoreReply]] = []
+    replied = [by_id[reply.request_id] for reply in replies if reply.request_id in by_id]
+    spans = start_reply_spans(replied, queue_of={m.message_id: m.reply_to or "" for m in replied})
     for reply in replies:
         message = by_id.get(reply.request_id)
         if message is None:
@@ -73,8 +76,14 @@ async def send_replies(
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
         else:
             to_queue.append((ReplyAddress(message.reply_to, message.reply_to_session_id), reply))
-    if to_queue:
-        await runtime.replies.send(to_queue)
+    try:
+        if to_queue:
+            with batch_span("qscore.functions.send_replies", list(spans.values())):
+                await runtime.replies.send(to_queue)
+    except BaseException:
+        finish_reply_spans(spans, outcome="reply_send_failed")
+        raise
+    finish_reply_spans(spans, outcome="replied")
     summary.sent = len(to_queue)
     record_replies(replies)
     return summary

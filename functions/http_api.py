@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import azure.durable_functions as df
 import azure.functions as func
+from opentelemetry.trace import SpanKind
 
 from functions import names
 from functions.payloads import InboundMessage
@@ -24,6 +27,7 @@ from functions.runtime import current_settings, payload_store
 from functions.trigger import orchestration_input, start_once
 from qscore.contracts import ContractViolation, check_deadline, decode_request
 from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
+from qscore.telemetry import extract_trace_context, inject_trace_context, tracer
 
 bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -40,6 +44,18 @@ def _request_id(req: func.HttpRequest) -> str | None:
     if not given or len(given) > MAX_REQUEST_ID or not given.isprintable():
         return None
     return given
+
+
+@contextmanager
+def _submit_span(req: func.HttpRequest) -> Iterator[dict[str, str | None]]:
+    """A SERVER span around the submit, child of the caller's W3C `traceparent` header when it
+    sent one. Yields the span's trace context, which travels with the request (as a queue
+    message's traceparent does), so the scoring and reply spans join the caller's trace."""
+    parent = extract_trace_context(dict(req.headers))
+    with tracer().start_as_current_span("qscore.functions.http_submit", context=parent, kind=SpanKind.SERVER):
+        carrier: dict[str, str] = {}
+        inject_trace_context(carrier)
+        yield {"traceparent": carrier.get("traceparent"), "tracestate": carrier.get("tracestate")}
 
 
 def _status_url(req: func.HttpRequest, request_id: str) -> str:
@@ -67,9 +83,12 @@ async def http_submit_score(
         check_deadline(decode_request(body, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES))
     except ContractViolation as violation:
         return problem(400, "Invalid scoring request", violation.description, code=violation.code.value)
-    message = InboundMessage.from_body(body, message_id=request_id, received_at=time.time(), origin="http")
-    started = await orchestration_input([message], payload_store(), current_settings())
-    await start_once(client, names.batch_instance_id([request_id]), started)
+    with _submit_span(req) as trace_context:
+        message = InboundMessage.from_body(
+            body, message_id=request_id, received_at=time.time(), origin="http", **trace_context
+        )
+        started = await orchestration_input([message], payload_store(), current_settings())
+        await start_once(client, names.batch_instance_id([request_id]), started)
     status_url = _status_url(req, request_id)
     return func.HttpResponse(
         json.dumps({"id": request_id, "statusQueryGetUri": status_url}),

@@ -6,6 +6,10 @@ no I/O, no clocks, no randomness, no settings read here. Everything it needs is 
 
     validate -> one inference activity per (model, version) group, with retry and backoff
              -> send replies (ok and error) -> store what cannot be answered
+             -> one shadow inference activity per (model, shadow version) group
+
+Shadow groups run after the replies are sent, without retry, and each failure is only counted:
+a shadow result goes to the interaction log, never into a reply, as in the worker.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import azure.durable_functions as df
 from functions import names
 from functions.payloads import (
     BatchOutcome,
+    Carried,
     DeadLetterInput,
     Group,
     GroupOutcome,
@@ -25,6 +30,7 @@ from functions.payloads import (
     OrchestrationInput,
     SendInput,
     SendSummary,
+    ShadowOutcome,
     ValidationResult,
 )
 from functions.retry import BackoffRetryOptions
@@ -37,24 +43,53 @@ def _failure_text(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def collect_outcomes(
-    context: df.DurableOrchestrationContext, tasks: list[Any], groups: list[Group]
-) -> Generator[Any, Any, list[GroupOutcome]]:
-    """All group results; a group whose retries ran out becomes a failure, the others still count."""
+def settle_all(
+    context: df.DurableOrchestrationContext, tasks: list[Any]
+) -> Generator[Any, Any, list[tuple[Any, str | None]]]:
+    """(result, None) or (None, failure text) per task, in order; one task failing for good does
+    not hide the others' results."""
     if not tasks:
         return []
     try:
         results = yield context.task_all(tasks)
-        return [GroupOutcome.model_validate(result) for result in results]
+        return [(result, None) for result in results]
     except Exception:
-        pass  # at least one group failed for good: look at each one
-    outcomes: list[GroupOutcome] = []
-    for task, group in zip(tasks, groups, strict=True):
+        pass  # at least one task failed for good: look at each one
+    settled: list[tuple[Any, str | None]] = []
+    for task in tasks:
         try:
-            outcomes.append(GroupOutcome.model_validate((yield task)))
+            settled.append(((yield task), None))
         except Exception as exc:
-            outcomes.append(GroupOutcome(group=group, failure=_failure_text(exc)))
-    return outcomes
+            settled.append((None, _failure_text(exc)))
+    return settled
+
+
+def collect_outcomes(
+    context: df.DurableOrchestrationContext, tasks: list[Any], groups: list[Group]
+) -> Generator[Any, Any, list[GroupOutcome]]:
+    """All group results; a group whose retries ran out becomes a failure, the others still count."""
+    settled = yield from settle_all(context, tasks)
+    return [
+        GroupOutcome.model_validate(result) if failure is None else GroupOutcome(group=group, failure=failure)
+        for (result, failure), group in zip(settled, groups, strict=True)
+    ]
+
+
+def run_shadows(
+    context: df.DurableOrchestrationContext, batch: Carried, groups: list[Group]
+) -> Generator[Any, Any, tuple[int, int]]:
+    """Score each shadow group once (best effort, no retry); (requests scored, groups failed)."""
+    tasks = [
+        context.call_activity(
+            names.SHADOW_INFER, InferInput(batch=batch, group=group).model_dump(mode="json")
+        )
+        for group in groups
+    ]
+    settled = yield from settle_all(context, tasks)
+    scored = sum(
+        ShadowOutcome.model_validate(result).scored for result, failure in settled if failure is None
+    )
+    return scored, sum(failure is not None for _, failure in settled)
 
 
 def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -80,6 +115,12 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     if validation.dead_letters:
         store = DeadLetterInput(instance_id=context.instance_id, rejected=validation.dead_letters)
         dead_lettered = yield context.call_activity(names.DEAD_LETTER, store.model_dump(mode="json"))
+    shadow_scored, shadow_failed = 0, 0
+    if validation.shadow_groups:
+        context.set_custom_status({"stage": "shadow", "groups": len(validation.shadow_groups)})
+        shadow_scored, shadow_failed = yield from run_shadows(
+            context, started.batch, validation.shadow_groups
+        )
     context.set_custom_status({"stage": "done"})
     return BatchOutcome(
         instance_id=context.instance_id,
@@ -90,6 +131,8 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         errors=summary.errors,
         dead_lettered=int(dead_lettered),
         failed_groups=sum(outcome.failure is not None for outcome in outcomes),
+        shadow_scored=shadow_scored,
+        shadow_failed_groups=shadow_failed,
         http_replies=summary.http_replies,
     ).model_dump(mode="json")
 

@@ -25,7 +25,8 @@ class InboundMessage(BaseModel):
     reply_to_session_id: str | None = None
     enqueued_at: float | None = None
     received_at: float
-    traceparent: str | None = None
+    traceparent: str | None = Field(default=None, description="the producer's W3C trace context")
+    tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
 
     @classmethod
@@ -76,6 +77,9 @@ class Rejection(BaseModel):
 
 class ValidationResult(BaseModel):
     groups: list[Group]
+    shadow_groups: list[Group] = Field(
+        default_factory=list, description="requests to score again by a shadow version (never replied)"
+    )
     rejected_with_reply: list[Rejection] = Field(default_factory=list)
     dead_letters: list[Rejection] = Field(default_factory=list)
 
@@ -91,6 +95,14 @@ class GroupOutcome(BaseModel):
     group: Group
     replies: Carried | None = None
     failure: str | None = None
+
+
+class ShadowOutcome(BaseModel):
+    """What a shadow inference activity did: results went to the interaction log only."""
+
+    group: Group
+    scored: int = 0
+    logged: bool = False
 
 
 class SendInput(BaseModel):
@@ -122,4 +134,6 @@ class BatchOutcome(BaseModel):
     errors: int
     dead_lettered: int
     failed_groups: int
+    shadow_scored: int = 0
+    shadow_failed_groups: int = 0
     http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)

@@ -1,5 +1,5 @@
 """The per-process objects the activities share: Triton client, request preparer, reply sender,
-payload and dead-letter stores.
+payload and dead-letter stores, and the interaction log (production and shadow results).
 
 The Functions host runs every activity of a worker process on one event loop, so one runtime per
 process (built on first use from the app settings) keeps one gRPC channel and one AMQP connection
@@ -9,14 +9,18 @@ their own with `install_runtime`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from functions.dead_letters import DeadLetterStore
 from functions.payload_store import FilePayloadStore, PayloadStore
 from functions.settings import FunctionsSettings
 from qscore.registry import ModelRegistry
-from qscore.scoring import RequestPreparer
+from qscore.scoring import InteractionSink, RequestPreparer
+
+log = logging.getLogger("qscore.functions")
 
 if TYPE_CHECKING:
     from qscore.inference import TritonClient
@@ -32,12 +36,39 @@ class ScoringRuntime:
     payloads: PayloadStore
     dead_letters: DeadLetterStore
     servicebus: Any = None  # the ServiceBusClient behind `replies`, closed with the runtime
+    interactions: InteractionSink | None = None  # QSCORE_INTERACTION_LOG; None: not logged
+    registry: ModelRegistry | None = None  # the preparer's, followed by `follow_registry`
+    _registry_mtime: float | None = field(default=None, repr=False)
+
+    async def follow_registry(self) -> None:
+        """Reload the registry file if it changed since the last look, so promotions, rollbacks
+        and flights apply without restarting the app (the worker polls; activities look here)."""
+        registry = self.registry
+        if registry is None:
+            return
+        mtime = await asyncio.to_thread(_mtime, registry)
+        if mtime == self._registry_mtime:
+            return
+        self._registry_mtime = mtime
+        try:
+            await asyncio.to_thread(registry.reload)
+        except Exception as exc:  # a half-edited file: keep the last good routes
+            log.warning("could not reload the model registry %s: %r", registry.path, exc)
 
     async def close(self) -> None:
         await self.replies.close()
+        if self.interactions is not None:
+            await self.interactions.close()
         if self.servicebus is not None:
             await self.servicebus.close()
         await self.triton.close()
+
+
+def _mtime(registry: ModelRegistry) -> float | None:
+    try:
+        return registry.path.stat().st_mtime
+    except OSError:
+        return None
 
 
 _current: ScoringRuntime | None = None
@@ -46,6 +77,7 @@ _current: ScoringRuntime | None = None
 def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
     """Everything from settings; no connection is opened until first use."""
     from qscore.inference import ModelNotFound, TritonClient
+    from qscore.monitoring import InteractionLog
     from qscore.transport import ReplySender, servicebus_client
 
     triton = TritonClient(settings.triton_url)
@@ -53,7 +85,8 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         client = servicebus_client(connection=settings.connection)
     else:
         client = servicebus_client(namespace=settings.namespace)
-    preparer = RequestPreparer(specs=triton, registry=ModelRegistry(), unknown_model_errors=(ModelNotFound,))
+    registry = ModelRegistry()
+    preparer = RequestPreparer(specs=triton, registry=registry, unknown_model_errors=(ModelNotFound,))
     return ScoringRuntime(
         settings=settings,
         triton=triton,
@@ -62,6 +95,8 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         payloads=FilePayloadStore(settings.payload_dir),
         dead_letters=DeadLetterStore(settings.dead_letter_path),
         servicebus=client,
+        interactions=InteractionLog.from_env(),
+        registry=registry,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from functions.payload_store import PayloadStore, carry, unpack
 from functions.payloads import (
@@ -21,9 +22,17 @@ from functions.payloads import (
     ValidationResult,
 )
 from functions.runtime import ScoringRuntime
-from functions.telemetry import record_batch
+from functions.telemetry import record_batch, scoring_span
 from qscore.contracts import ContractViolation, ErrorCode, ScoreReply
-from qscore.scoring import ScoringItem, error_reply, group_key, ok_reply, score_group
+from qscore.scoring import (
+    PreparedRequest,
+    error_reply,
+    group_key,
+    log_interactions,
+    ok_reply,
+    score_group,
+    shadow_groups,
+)
 
 NO_REPLY_ADDRESS = "no_reply_address"
 
@@ -43,9 +52,12 @@ def _model_named_in(message: InboundMessage) -> str:
 
 
 async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResult:
-    """Judge each request once; group the valid ones by (model, resolved version)."""
+    """Judge each request once; group the valid ones by (model, resolved version), and the ones
+    in a shadow flight again by (model, shadow version)."""
     members: dict[tuple[str, str], list[str]] = defaultdict(list)
+    accepted: list[PreparedRequest] = []
     result = ValidationResult(groups=[])
+    await runtime.follow_registry()  # routing (version, shadow version) is decided here only
     seen: set[str] = set()
     for message in await load_batch(carried, runtime.payloads):
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
@@ -62,12 +74,7 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
             )
             continue
         try:
-            prepared = await runtime.preparer.prepare(
-                request_id=message.message_id,
-                body=message.body_bytes(),
-                received_at=message.received_at,
-                enqueued_at=message.enqueued_at,
-            )
+            prepared = await _prepare(message, runtime)
         except ContractViolation as violation:
             result.rejected_with_reply.append(
                 Rejection(
@@ -78,11 +85,52 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 )
             )
             continue
+        accepted.append(prepared)
         members[group_key(prepared.spec.name, prepared.version)].append(message.message_id)
     result.groups = [
         Group(model=model, version=version, request_ids=ids)
         for (model, version), ids in sorted(members.items())
     ]
+    result.shadow_groups = [
+        Group(model=shadow.spec.name, version=shadow.version, request_ids=shadow.request_ids)
+        for shadow in shadow_groups(accepted)
+    ]
+    return result
+
+
+async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> PreparedRequest:
+    return await runtime.preparer.prepare(
+        request_id=message.message_id,
+        body=message.body_bytes(),
+        received_at=message.received_at,
+        enqueued_at=message.enqueued_at,
+    )
+
+
+@dataclass
+class PreparedGroup:
+    """A group's requests prepared again inside an activity (activities share no memory), and
+    error replies for those that stopped being valid since validation (a passed deadline)."""
+
+    messages: list[InboundMessage]
+    prepared: list[PreparedRequest] = field(default_factory=list)
+    rejected: list[ScoreReply] = field(default_factory=list)
+
+    @property
+    def scored_messages(self) -> list[InboundMessage]:
+        wanted = {request.item.request_id for request in self.prepared}
+        return [message for message in self.messages if message.message_id in wanted]
+
+
+async def prepare_group(carried: Carried, group: Group, runtime: ScoringRuntime) -> PreparedGroup:
+    wanted = set(group.request_ids)
+    messages = [m for m in await load_batch(carried, runtime.payloads) if m.message_id in wanted]
+    result = PreparedGroup(messages=messages)
+    for message in messages:
+        try:
+            result.prepared.append(await _prepare(message, runtime))
+        except ContractViolation as violation:  # e.g. its deadline passed while it waited
+            result.rejected.append(_error(message, group.model, violation, runtime))
     return result
 
 
@@ -91,33 +139,28 @@ async def infer(carried: Carried, group: Group, runtime: ScoringRuntime) -> Grou
     permanent ones become error replies."""
     from qscore.inference import InferenceRejected, ModelNotFound
 
-    wanted = set(group.request_ids)
-    messages = [m for m in await load_batch(carried, runtime.payloads) if m.message_id in wanted]
-    items: list[ScoringItem] = []
-    replies: list[ScoreReply] = []
-    spec = None
-    for message in messages:
+    members = await prepare_group(carried, group, runtime)
+    replies = list(members.rejected)
+    if members.prepared:
+        items = [request.item for request in members.prepared]
         try:
-            prepared = await runtime.preparer.prepare(
-                request_id=message.message_id,
-                body=message.body_bytes(),
-                received_at=message.received_at,
-                enqueued_at=message.enqueued_at,
-            )
-        except ContractViolation as violation:  # e.g. its deadline passed while it waited
-            replies.append(_error(message, group.model, violation, runtime))
-            continue
-        items.append(prepared.item)
-        spec = prepared.spec
-    if items and spec is not None:
-        try:
-            scored = await score_group(runtime.triton, spec, group.version, items)
+            with scoring_span(
+                "qscore.functions.infer",
+                members.scored_messages,
+                model=group.model,
+                version=group.version,
+                route="production",
+            ):
+                scored = await score_group(runtime.triton, members.prepared[0].spec, group.version, items)
             record_batch(group.model, group.version, len(items))
-            replies.extend(ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored)
+            ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
+            replies.extend(ok)
+            await log_interactions(
+                runtime.interactions, scored, ok, route="production", scored_by=runtime.settings.scored_by
+            )
         except (ModelNotFound, InferenceRejected) as exc:
             failure = ContractViolation(ErrorCode.INFERENCE_FAILED, str(exc))
-            by_id = {m.message_id: m for m in messages}
-            replies.extend(_error(by_id[i.request_id], group.model, failure, runtime) for i in items)
+            replies.extend(_error(m, group.model, failure, runtime) for m in members.scored_messages)
     document = json.dumps([reply.model_dump(mode="json", exclude_none=True) for reply in replies])
     carried_replies = await carry(
         document, runtime.payloads, inline_limit_bytes=runtime.settings.inline_limit_bytes

@@ -1,41 +1,91 @@
-"""Metrics from the activities through `qscore.telemetry` (the orchestrator records none: it
-replays, and a replayed orchestrator would count everything again)."""
+"""Telemetry from the activities through `qscore.telemetry`: metrics, and spans tied to each
+request's producer trace (the orchestrator records none: it replays, and a replayed
+orchestrator would count and trace everything again).
+
+The producer's `traceparent` travels from the trigger (the message's application properties)
+through the orchestration input (`InboundMessage.traceparent`) to the activities, which:
+- score: one span per Triton call (`batch_span`), linked to every request's producer span;
+- reply: one CONSUMER span per request, child of its producer span (and linked to it), so the
+  producer's trace shows its request answered; the send itself is a batch span linked to those.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry.trace import Span
+
+from functions.payloads import InboundMessage
 from qscore.contracts import ScoreReply
+from qscore.telemetry import batch_span, extract_trace_context, scoring_metrics, start_message_span
 
 log = logging.getLogger("qscore.functions")
 
 
-def _metrics() -> Any:
-    try:
-        from qscore.telemetry.metrics import scoring_metrics
-    except ImportError:  # telemetry is optional for the Functions app
-        return None
-    return scoring_metrics()
-
-
 def record_batch(model: str, version: str, size: int) -> None:
-    metrics = _metrics()
-    if metrics is not None:
-        metrics.record_batch(model, version, size)
+    scoring_metrics().record_batch(model, version, size)
 
 
 def record_replies(replies: list[ScoreReply]) -> None:
-    metrics = _metrics()
-    if metrics is None:
-        return
+    metrics = scoring_metrics()
     for reply in replies:
-        metrics.record_reply(reply.model, reply.model_version or "", reply.status, reply.timings)
+        code = reply.error.code if reply.error is not None else None
+        metrics.record_reply(
+            reply.model, reply.model_version or "", reply.status, reply.timings, error_code=code
+        )
 
 
 def record_dead_letters(reasons: list[str]) -> None:
-    metrics = _metrics()
+    metrics = scoring_metrics()
     for reason in reasons:
         log.warning("request stored as dead letter: %s", reason)
-        if metrics is not None:
-            metrics.record_dead_letter(reason)
+        metrics.record_dead_letter(reason)
+
+
+def trace_properties(message: InboundMessage) -> dict[str, str]:
+    """The request's trace context as message properties (empty when its producer sent none)."""
+    properties: dict[str, str] = {}
+    if message.traceparent:
+        properties["traceparent"] = message.traceparent
+    if message.tracestate:
+        properties["tracestate"] = message.tracestate
+    return properties
+
+
+@contextmanager
+def scoring_span(
+    name: str, messages: Sequence[InboundMessage], *, model: str, version: str, route: str
+) -> Iterator[Span]:
+    """One Triton call for many requests, linked to each request's producer span."""
+    parents = [extract_trace_context(trace_properties(message)) for message in messages]
+    attributes: dict[str, Any] = {
+        "qscore.model": model,
+        "qscore.model_version": version,
+        "qscore.route": route,
+    }
+    with batch_span(name, parents, attributes=attributes) as span:
+        yield span
+
+
+def start_reply_spans(messages: Sequence[InboundMessage], *, queue_of: dict[str, str]) -> dict[str, Span]:
+    """A CONSUMER span per request being replied to, child of its producer span; end them with
+    `finish_reply_spans` once the send is done."""
+    return {
+        message.message_id: start_message_span(
+            "qscore.functions.reply",
+            trace_properties(message),
+            queue=queue_of.get(message.message_id),
+            message_id=message.message_id,
+            attributes={"qscore.origin": message.origin},
+        )
+        for message in messages
+    }
+
+
+def finish_reply_spans(spans: dict[str, Span], *, outcome: str) -> None:
+    for span in spans.values():
+        span.set_attribute("qscore.outcome", outcome)
+        span.end()

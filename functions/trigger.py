@@ -20,6 +20,7 @@ from functions.payload_store import PayloadStore, carry
 from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
 from functions.runtime import current_settings, payload_store
 from functions.settings import FunctionsSettings
+from qscore.telemetry import trace_carrier
 
 log = logging.getLogger("qscore.functions")
 
@@ -35,8 +36,9 @@ ACTIVE_OR_DONE = {
 
 
 def inbound_message(message: func.ServiceBusMessage, received_at: float) -> InboundMessage:
-    properties = message.application_properties or {}
-    traceparent = properties.get("traceparent")
+    # The producer's trace context rides along in the orchestration input, so the activities'
+    # spans join the producer's trace (Diagnostic-Id from older SDKs counts as a traceparent).
+    carrier = trace_carrier(message.application_properties)
     enqueued = message.enqueued_time_utc
     return InboundMessage.from_body(
         message.get_body(),
@@ -45,7 +47,8 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
         reply_to_session_id=message.reply_to_session_id,
         enqueued_at=enqueued.timestamp() if enqueued is not None else None,
         received_at=received_at,
-        traceparent=str(traceparent) if traceparent is not None else None,
+        traceparent=carrier.get("traceparent"),
+        tracestate=carrier.get("tracestate"),
     )
 
 

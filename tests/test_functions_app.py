@@ -18,6 +18,7 @@ from functions.local.engine import InstanceRecord
 from functions.local.messages import to_function_messages
 from functions.runtime import install_runtime
 from functions.settings import FunctionsSettings
+from qscore.telemetry import InMemoryTelemetry
 
 EXPECTED = {
     names.TRIGGER: [
@@ -41,7 +42,13 @@ EXPECTED = {
     ],
     **{
         activity: [{"direction": "IN", "type": "activityTrigger", "name": "payload", "activity": activity}]
-        for activity in (names.VALIDATE, names.INFER, names.SEND_REPLIES, names.DEAD_LETTER)
+        for activity in (
+            names.VALIDATE,
+            names.INFER,
+            names.SHADOW_INFER,
+            names.SEND_REPLIES,
+            names.DEAD_LETTER,
+        )
     },
 }
 
@@ -171,3 +178,40 @@ async def test_http_submit_validates_and_returns_202(
         req=http_request("GET", url + "/nope", route_params={"id": "nope"}), client=durable_api.binding_json()
     )
     assert unknown.status_code == 404 and json.loads(unknown.get_body())["code"] == "not_found"
+
+
+async def test_http_submit_carries_the_callers_trace(
+    functions_app: Any,
+    durable_api: LocalDurableApi,
+    local_stores: FunctionsSettings,
+    telemetry_capture: InMemoryTelemetry,
+) -> None:
+    caller_trace, caller_span = "a" * 32, "b" * 16
+    submit = user_function(functions_app, names.HTTP_SUBMIT)
+    headers = {"x-request-id": "traced-1", "traceparent": f"00-{caller_trace}-{caller_span}-01"}
+    ok = await submit(
+        req=http_request(
+            "POST", "http://localhost:7071/api/score", json.dumps(VALID).encode(), headers=headers
+        ),
+        client=durable_api.binding_json(),
+    )
+    assert ok.status_code == 202
+    (span,) = [
+        s for s in telemetry_capture.spans.get_finished_spans() if s.name == "qscore.functions.http_submit"
+    ]
+    assert span.parent is not None and format(span.parent.span_id, "016x") == caller_span
+    started = json.loads(durable_api.calls[-1].body)
+    (message,) = json.loads(started["batch"]["inline"])["messages"]
+    # The activities' spans will be children of the submit span, in the caller's trace.
+    assert message["traceparent"] == f"00-{caller_trace}-{format(span.context.span_id, '016x')}-01"
+
+
+async def test_trigger_reads_diagnostic_id_as_traceparent(
+    functions_app: Any, durable_api: LocalDurableApi, local_stores: FunctionsSettings
+) -> None:
+    legacy = {b"Diagnostic-Id": b"00-" + b"3" * 32 + b"-" + b"4" * 16 + b"-01"}
+    messages = to_function_messages([received("legacy", b"{}", application_properties=legacy)])
+    await user_function(functions_app, names.TRIGGER)(messages=messages, client=durable_api.binding_json())
+    started = json.loads(durable_api.calls[-1].body)
+    (message,) = json.loads(started["batch"]["inline"])["messages"]
+    assert message["traceparent"].startswith("00-333")

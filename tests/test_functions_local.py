@@ -7,19 +7,23 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from functions import names
 from functions.dead_letters import DeadLetterStore
 from functions.local.driver import InProcessDriver
 from functions.payload_store import FilePayloadStore
 from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
 from qscore.contracts import REQUEST_CONTENT_TYPE, ScoreReply, ScoreRequest, Tensor
-from qscore.registry import ModelRegistry
+from qscore.monitoring import InteractionLog, iter_records
+from qscore.registry import Flight, ModelRegistry
 from qscore.scoring import RequestPreparer
+from qscore.telemetry import InMemoryTelemetry
 
 
 @pytest.fixture
@@ -48,11 +52,8 @@ async def runtime(
     settings = replace(functions_settings, triton_url=triton.grpc_url, connection=bus_connection)
     triton_client = TritonClient(triton.grpc_url)
     client = ServiceBusClient.from_connection_string(bus_connection)
-    preparer = RequestPreparer(
-        specs=triton_client,
-        registry=ModelRegistry(tmp_path / "registry.json"),
-        unknown_model_errors=(ModelNotFound,),
-    )
+    registry = ModelRegistry(tmp_path / "registry.json")
+    preparer = RequestPreparer(specs=triton_client, registry=registry, unknown_model_errors=(ModelNotFound,))
     built = ScoringRuntime(
         settings=settings,
         triton=triton_client,
@@ -61,6 +62,7 @@ async def runtime(
         payloads=FilePayloadStore(settings.payload_dir),
         dead_letters=DeadLetterStore(settings.dead_letter_path),
         servicebus=client,
+        registry=registry,
     )
     yield built
     await built.close()
@@ -72,7 +74,14 @@ def digits_request(rows: int, version: str | None = None, model: str = "digits")
     return request.model_dump_json(exclude_none=True)
 
 
-async def send_requests(client: Any, bodies: dict[str, str], session: str, *, reply_to: str | None) -> None:
+async def send_requests(
+    client: Any,
+    bodies: dict[str, str],
+    session: str,
+    *,
+    reply_to: str | None,
+    properties: dict[str, dict[str, str]] | None = None,
+) -> None:
     from azure.servicebus import ServiceBusMessage
 
     async with client.get_queue_sender("scoring-requests") as sender:
@@ -84,6 +93,7 @@ async def send_requests(client: Any, bodies: dict[str, str], session: str, *, re
                     reply_to=reply_to,
                     reply_to_session_id=session,
                     content_type=REQUEST_CONTENT_TYPE,
+                    application_properties=(properties or {}).get(message_id),  # type: ignore[arg-type]
                 )
                 for message_id, body in bodies.items()
             ]
@@ -101,6 +111,24 @@ async def collect_replies(client: Any, session: str, count: int) -> dict[str, Sc
                 replies[str(message.correlation_id)] = ScoreReply.model_validate_json(b"".join(message.body))
                 await receiver.complete_message(message)
     return replies
+
+
+async def collect_every_reply(
+    client: Any, session: str, count: int, *, tail_s: float = 1.0
+) -> list[ScoreReply]:
+    """Every reply on the session, duplicates included: `count`, then whatever else arrives
+    within `tail_s` (the driver has finished, so anything extra would already be queued)."""
+    replies: list[ScoreReply] = []
+    async with client.get_queue_receiver("scoring-replies", session_id=session, max_wait_time=10) as receiver:
+        while True:
+            missing = count - len(replies)
+            wait_s = 10.0 if missing > 0 else tail_s
+            batch = await receiver.receive_messages(max_message_count=max(missing, 1), max_wait_time=wait_s)
+            if not batch:
+                return replies
+            for message in batch:
+                replies.append(ScoreReply.model_validate_json(b"".join(message.body)))
+                await receiver.complete_message(message)
 
 
 async def test_batch_end_to_end_through_the_driver(functions_app: Any, runtime: ScoringRuntime) -> None:
@@ -155,6 +183,79 @@ async def test_transient_triton_failure_is_retried_then_replied_as_error(
     reply = (await collect_replies(runtime.servicebus, session, 1))["retry-1"]
     assert reply.error is not None and reply.error.code == "inference_failed"
     assert json.dumps(record.output)  # the output is plain JSON
+
+
+async def test_shadow_flight_scores_twice_and_replies_once(
+    functions_app: Any, runtime: ScoringRuntime, tmp_path: Path
+) -> None:
+    ModelRegistry(tmp_path / "registry.json").set_flight(
+        "digits", Flight(mode="shadow", version="1", weight=1.0)
+    )
+    log_path = tmp_path / "interactions.jsonl"
+    interactions = InteractionLog(log_path)
+    runtime.interactions = interactions
+    session = f"producer-{uuid.uuid4().hex[:8]}"
+    bodies = {f"shadow-{i}": digits_request(i + 1) for i in range(4)}
+    await send_requests(runtime.servicebus, bodies, session, reply_to="scoring-replies")
+    async with (
+        InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
+        runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
+    ):
+        stats = await driver.run_until_idle(connection_receiver=receiver)
+    assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
+    assert sum(record.output["shadow_scored"] for record in stats.instances) == 4
+    scheduled = [e["Name"] for record in stats.instances for e in record.history if e["EventType"] == 4]
+    assert scheduled.index(names.SHADOW_INFER) > scheduled.index(names.SEND_REPLIES)
+    replies = await collect_every_reply(runtime.servicebus, session, len(bodies))
+    assert sorted(reply.request_id for reply in replies) == sorted(bodies)  # one reply each
+    assert {reply.model_version for reply in replies} == {"2"}  # production, never the shadow
+    assert await interactions.flush()
+    records = list(iter_records(log_path))
+    assert sorted((r.route, r.version) for r in records) == [("production", "2")] * 4 + [("shadow", "1")] * 4
+    assert {r.request_id for r in records if r.route == "shadow"} == set(bodies)
+    assert {r.scored_by for r in records} == {runtime.settings.scored_by}
+
+
+async def test_spans_join_each_producer_trace(
+    functions_app: Any, runtime: ScoringRuntime, telemetry_capture: InMemoryTelemetry
+) -> None:
+    from qscore.producer.tracing import request_traceparent
+
+    session = f"producer-{uuid.uuid4().hex[:8]}"
+    bodies = {f"traced-{i}": digits_request(1) for i in range(3)}
+    properties = {}
+    for message_id in bodies:
+        traceparent = request_traceparent(queue="scoring-requests", request_id=message_id)
+        assert traceparent is not None
+        properties[message_id] = {"traceparent": traceparent}
+    await send_requests(
+        runtime.servicebus, bodies, session, reply_to="scoring-replies", properties=properties
+    )
+    async with (
+        InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
+        runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
+    ):
+        await driver.run_until_idle(connection_receiver=receiver)
+    assert set(await collect_replies(runtime.servicebus, session, 3)) == set(bodies)
+    spans = telemetry_capture.spans.get_finished_spans()
+    producers = {
+        s.attributes["messaging.message.id"]: s.context
+        for s in spans
+        if s.name == "qscore.send" and s.attributes
+    }
+    replies = {s.attributes["messaging.message.id"]: s for s in spans if s.name == "qscore.functions.reply"}
+    assert set(replies) == set(bodies)
+    for message_id, span in replies.items():
+        producer = producers[message_id]
+        assert span.parent is not None and span.parent.span_id == producer.span_id
+        assert span.context.trace_id == producer.trace_id
+        assert [link.context.span_id for link in span.links] == [producer.span_id]
+        assert span.attributes["qscore.outcome"] == "replied"
+    (infer,) = [s for s in spans if s.name == "qscore.functions.infer"]
+    assert {link.context.span_id for link in infer.links} == {p.span_id for p in producers.values()}
+    assert infer.attributes["qscore.model_version"] == "2"
+    (send,) = [s for s in spans if s.name == "qscore.functions.send_replies"]
+    assert {link.context.span_id for link in send.links} == {s.context.span_id for s in replies.values()}
 
 
 class _SpecsFrom:

@@ -11,7 +11,15 @@ import pytest
 from functions import names
 from functions.local import history as h
 from functions.local.app_index import functions_by_trigger
-from functions.payloads import Carried, Group, GroupOutcome, OrchestrationInput, SendSummary, ValidationResult
+from functions.payloads import (
+    Carried,
+    Group,
+    GroupOutcome,
+    OrchestrationInput,
+    SendSummary,
+    ShadowOutcome,
+    ValidationResult,
+)
 from functions.settings import RetryPolicy
 
 RETRY = RetryPolicy(first_retry_ms=1000, backoff_coefficient=2.0, max_retry_ms=8000, max_attempts=2)
@@ -180,3 +188,79 @@ def test_invalid_requests_are_dead_lettered(orchestrator: Any) -> None:
     episode = replay(orchestrator, events)
     assert episode.actions[-1]["functionName"] == names.DEAD_LETTER
     assert json.loads(episode.actions[-1]["input"])["rejected"][0]["code"] == "no_reply_address"
+
+
+SHADOW_GROUP = Group(model="digits", version="1", request_ids=["a", "b", "c"])
+PRODUCTION_GROUP = Group(model="digits", version="2", request_ids=["a", "b", "c"])
+
+
+def replies_sent_with_shadow() -> list[dict[str, Any]]:
+    """validate (one production group, one shadow group) -> infer -> send replies."""
+    validated = ValidationResult(groups=[PRODUCTION_GROUP], shadow_groups=[SHADOW_GROUP])
+    return [
+        h.task_scheduled(0, names.VALIDATE),
+        h.orchestrator_started(T0),
+        h.task_completed(0, validated.model_dump(mode="json")),
+        h.task_scheduled(1, names.INFER),
+        h.orchestrator_started(T0),
+        h.task_completed(1, outcome(PRODUCTION_GROUP)),
+        h.task_scheduled(2, names.SEND_REPLIES),
+        h.orchestrator_started(T0),
+        h.task_completed(2, SendSummary(sent=3, ok=3).model_dump(mode="json")),
+    ]
+
+
+def test_shadow_group_is_scored_after_the_replies_without_retry(orchestrator: Any) -> None:
+    before_send = replay(orchestrator, replies_sent_with_shadow()[:6])
+    assert [a["functionName"] for a in before_send.actions] == [
+        names.VALIDATE,
+        names.INFER,
+        names.SEND_REPLIES,
+    ]
+    episode = replay(orchestrator, replies_sent_with_shadow())
+    assert not episode.done
+    shadow = episode.actions[-1]
+    assert shadow["functionName"] == names.SHADOW_INFER
+    assert shadow["actionType"] == 0 and "retryOptions" not in shadow  # best effort, as in the worker
+    sent = json.loads(shadow["input"])
+    assert sent["group"] == SHADOW_GROUP.model_dump(mode="json") and sent["batch"] == BATCH.model_dump(
+        mode="json"
+    )
+    assert episode.custom_status == {"stage": "shadow", "groups": 1}
+    scored = ShadowOutcome(group=SHADOW_GROUP, scored=3, logged=True).model_dump(mode="json")
+    events = [
+        *replies_sent_with_shadow(),
+        h.task_scheduled(3, names.SHADOW_INFER),
+        h.orchestrator_started(T0),
+    ]
+    done = replay(orchestrator, [*events, h.task_completed(3, scored)])
+    assert done.done and done.output["shadow_scored"] == 3 and done.output["shadow_failed_groups"] == 0
+    assert done.output["replied"] == 3
+
+
+def test_shadow_failure_changes_no_reply(orchestrator: Any) -> None:
+    events = [
+        *replies_sent_with_shadow(),
+        h.task_scheduled(3, names.SHADOW_INFER),
+        h.orchestrator_started(T0),
+    ]
+    failed = replay(orchestrator, [*events, h.task_failed(3, "InferenceUnavailable: triton is down")])
+    assert failed.done and failed.error is None  # the orchestration completes
+    assert failed.output["replied"] == 3 and failed.output["ok"] == 3 and failed.output["failed_groups"] == 0
+    assert failed.output["shadow_failed_groups"] == 1 and failed.output["shadow_scored"] == 0
+    # The reply went out before the shadow was even scheduled.
+    assert [a["functionName"] for a in failed.actions][-2:] == [names.SEND_REPLIES, names.SHADOW_INFER]
+
+
+def test_history_without_shadow_groups_replays_as_before(orchestrator: Any) -> None:
+    """A batch validated before shadow groups existed (no field in the result) schedules no shadow."""
+    legacy = {
+        "groups": [PRODUCTION_GROUP.model_dump(mode="json")],
+        "rejected_with_reply": [],
+        "dead_letters": [],
+    }
+    events = replies_sent_with_shadow()
+    events[2] = h.task_completed(0, legacy)
+    episode = replay(orchestrator, events)
+    assert episode.done and episode.output["shadow_scored"] == 0
+    assert names.SHADOW_INFER not in [a["functionName"] for a in episode.actions]

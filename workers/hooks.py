@@ -8,30 +8,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 from qscore.contracts import ScoreReply
-from qscore.scoring import ScoredItem
+from qscore.scoring import InteractionRoute, InteractionSink, ScoredItem, log_interactions
 
 log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
-InteractionRoute = Literal["production", "canary", "shadow", "pinned"]
 
-
-class InteractionSink(Protocol):
-    """Where scored interactions are logged (qscore.monitoring.InteractionLog fits)."""
-
-    async def log_scored(
-        self,
-        scored: ScoredItem,
-        *,
-        reply: ScoreReply | None = None,
-        route: InteractionRoute = "production",
-        scored_by: str | None = None,
-    ) -> bool: ...
-
-    async def close(self) -> None: ...
+__all__ = ["Hook", "InteractionRoute", "InteractionSink", "WorkerHooks"]
 
 
 @dataclass
@@ -58,12 +43,4 @@ class WorkerHooks:
     async def log_interactions(
         self, scored: list[ScoredItem], replies: list[ScoreReply] | None, *, route: InteractionRoute
     ) -> None:
-        if self.interactions is None:
-            return
-        for index, item in enumerate(scored):
-            reply = replies[index] if replies is not None else None
-            try:
-                await self.interactions.log_scored(item, reply=reply, route=route)
-            except Exception:
-                log.exception("interaction log failed")
-                return
+        await log_interactions(self.interactions, scored, replies, route=route)
