@@ -34,7 +34,7 @@ def test_settings_reject_bad_values() -> None:
     with pytest.raises(ValueError, match="QSCORE_PREFETCH"):
         WorkerSettings.from_env({"QSCORE_PREFETCH": "many"})
     with pytest.raises(ValueError, match="prefetch"):
-        WorkerSettings(prefetch=0)
+        WorkerSettings(prefetch=-1)
     with pytest.raises(TypeError):
         WorkerSettings("positional")  # type: ignore[call-arg]
 

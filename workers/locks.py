@@ -4,6 +4,8 @@ Renewal runs as its own task and each check awaits the broker, so it cannot be s
 way a busy loop starved the SDK's AutoLockRenewer (azure-sdk-for-python #31427); the receive
 loop also awaits between batches. A message is renewed once half its lock span has passed,
 so no lock duration needs configuring: it is read off each message's `locked_until_utc`.
+Every message due goes out in one renew-lock request (one per message would make renewal of a
+thousand held messages queue up behind, and hold up, batch settlement on the same link).
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
 RETRY_RENEWAL_S = 1.0
+RENEW_CHUNK = 500  # lock tokens per renew-lock request
 
 
 class LockRenewer(Protocol):
-    async def renew(self, message: Any) -> datetime | None: ...
+    async def renew_many(self, messages: Sequence[Any]) -> list[Any]:
+        """Renew every message's lock; returns those that could not be renewed."""
+        ...
 
 
 @dataclass
@@ -44,7 +48,7 @@ class HeldMessages:
 
     def __init__(self, *, limit: int, default_lock_s: float = 30.0) -> None:
         self.limit = limit
-        self._default_lock_s = default_lock_s
+        self.default_lock_s = default_lock_s
         self._held: dict[int, _Held] = {}
         self._room = asyncio.Event()
         self._room.set()
@@ -52,7 +56,7 @@ class HeldMessages:
     def add(self, messages: Iterable[Any]) -> None:
         now = time.monotonic()
         for message in messages:
-            self._held[id(message)] = _Held(message, now + _lock_span_s(message, self._default_lock_s) / 2)
+            self._held[id(message)] = _Held(message, now + _lock_span_s(message, self.default_lock_s) / 2)
         if len(self._held) >= self.limit:
             self._room.clear()
 
@@ -89,12 +93,22 @@ async def renew_locks_forever(
     """Renew each held message's lock when half its span has passed; runs until cancelled."""
     while True:
         await asyncio.sleep(check_every_s)
-        for entry in held.due_for_renewal():
-            try:
-                locked_until = await renewer.renew(entry.message)
-            except Exception as exc:  # settled meanwhile, lock already lost, or a broker error
-                log.debug("lock renewal failed, retrying shortly: %r", exc)
-                entry.renew_at = time.monotonic() + RETRY_RENEWAL_S
-                continue
-            span = max(0.5, locked_until.timestamp() - time.time()) if locked_until else 5.0
-            entry.renew_at = time.monotonic() + span / 2
+        due = held.due_for_renewal()
+        for start in range(0, len(due), RENEW_CHUNK):
+            await renew_entries(renewer, due[start : start + RENEW_CHUNK], held.default_lock_s)
+
+
+async def renew_entries(renewer: LockRenewer, entries: list[_Held], default_lock_s: float) -> None:
+    """Renew a chunk of entries; a failed one (settled meanwhile, lock lost, broker error) is
+    retried shortly while it is still held."""
+    try:
+        failed = {id(message) for message in await renewer.renew_many([entry.message for entry in entries])}
+    except Exception as exc:
+        log.debug("lock renewal failed, retrying shortly: %r", exc)
+        failed = {id(entry.message) for entry in entries}
+    now = time.monotonic()
+    for entry in entries:
+        if id(entry.message) in failed:
+            entry.renew_at = now + RETRY_RENEWAL_S
+        else:
+            entry.renew_at = now + _lock_span_s(entry.message, default_lock_s) / 2

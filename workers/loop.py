@@ -24,8 +24,10 @@ from workers.health import WorkerState
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
 from workers.intake import Intake, IntakeOptions
+from workers.job import ABANDONED, JobLimits
 from workers.locks import HeldMessages, renew_locks_forever
 from workers.pipeline import BatchScorer, PipelineOptions
+from workers.prefetch import PrefetchWindow, apply_link_credit
 from workers.settings import WorkerSettings
 from workers.settle import Settler
 from workers.shadow import ShadowScorer
@@ -71,6 +73,17 @@ class ReceiveLoop:
         # Broker faults (connection lost, receiver shut down by the SDK) end the session; the
         # next one opens after this backoff.
         self.broker_backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
+        self.window = PrefetchWindow(ceiling=settings.prefetch)
+        self.job = JobLimits(
+            exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
+        )
+
+    def _on_settled(self, outcome: str, count: int) -> None:
+        if outcome != ABANDONED:
+            self.window.finished(count)
+        self.job.settled(outcome, count)
+        if self.job.done and not self._stop.is_set:
+            self._stop.request(self.job.exit_reason() or "job done")
 
     async def run(self) -> None:
         await self._wait_for_triton()
@@ -115,13 +128,16 @@ class ReceiveLoop:
 
     async def _session(self) -> None:
         settings = self.settings
-        receiver = self._client.get_queue_receiver(settings.request_queue, prefetch_count=settings.prefetch)
+        # The SDK's prefetch starts at the window's size; _receive re-sizes it as throughput is measured.
+        receiver = self._client.get_queue_receiver(settings.request_queue, prefetch_count=self.window.size)
         # An idle second receiver (own connection, no prefetch) carries batch settlement and
         # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
         control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
-            settler = Settler(MessageSettler(receiver, control=control), held, self._telemetry)
+            settler = Settler(
+                MessageSettler(receiver, control=control), held, self._telemetry, on_settled=self._on_settled
+            )
             batcher = self._batcher(settler)
             intake = Intake(
                 preparer=self._preparer,
@@ -167,14 +183,35 @@ class ReceiveLoop:
         )
         return MicroBatcher(handler=scorer.handle, policy=policy, rows_of=_rows)
 
+    def _receive_size(self, held: HeldMessages, receiver: Any) -> int:
+        """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
+        size = held.room
+        if self.settings.prefetch > 0:
+            window = self.window.tick(held=held.count)
+            if window != getattr(receiver, "_prefetch_count", window):
+                apply_link_credit(receiver, window)
+            size = min(size, window)
+        # With no prefetch the SDK asks the broker for exactly this many, and they are held
+        # (renewed) as soon as they arrive, so only the held set and the job budget bound it.
+        job_room = self.job.room
+        return size if job_room is None else min(size, job_room)
+
     async def _receive(self, receiver: Any, held: HeldMessages, intake: Intake) -> None:
         wait_s = self.settings.receive_wait_s
         while not self._stop.is_set and not self.backoff.paused:
             self.state.tick()
-            if held.room == 0:
+            if held.count:
+                self.job.busy()
+            elif (reason := self.job.exit_reason()) is not None:
+                self._stop.request(reason)
+                break
+            batch_size = self._receive_size(held, receiver)
+            if batch_size == 0 and held.room == 0:
                 await held.wait_for_room(wait_s)
                 continue
-            batch_size = min(held.room, self.settings.prefetch)
+            if batch_size == 0:  # job mode: its messages are all taken; wait for them to settle
+                await self._sleep_unless_stopped(0.05)
+                continue
             try:
                 messages = await receiver.receive_messages(max_message_count=batch_size, max_wait_time=wait_s)
             except Exception as exc:  # connection lost, or the SDK shut the receiver down
@@ -184,6 +221,8 @@ class ReceiveLoop:
             self.broker_backoff.success()
             if messages:
                 held.add(messages)
+                self.job.took(len(messages))
+                self.window.observe_lock(messages)
                 self.state.count("received", len(messages))
                 await intake.accept(messages)
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).

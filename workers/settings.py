@@ -37,7 +37,9 @@ class WorkerSettings:
     # Rows per Triton call: the model's max_batch_size capped by this (0 = no cap).
     max_batch_size: int = 0
     max_batch_delay_ms: float = 2.0
-    # Messages the SDK fetches ahead; sized for ~0.1-0.2 s of throughput at 3,000 msg/s.
+    # Most messages locked ahead of scoring (the SDK's prefetch buffer, which the worker cannot
+    # renew); the worker sizes the actual window from measured throughput (workers/prefetch.py).
+    # 0: no prefetch, one message per receive (job mode).
     prefetch: int = 512
     # Most messages received and not yet settled; the receive loop waits when it is reached.
     max_held_messages: int = 1024
@@ -53,13 +55,28 @@ class WorkerSettings:
     receive_wait_s: float = 1.0
     binary_replies: bool = False
     worker_id: str = field(default_factory=default_worker_id)
+    # Job mode (KEDA ScaledJob): exit cleanly after settling this many messages ...
+    exit_after_messages: int | None = None
+    # ... or once nothing was received (and nothing held) for this long.
+    exit_when_idle_s: float | None = None
 
     def __post_init__(self) -> None:
-        positive = ("prefetch", "max_held_messages", "max_in_flight_batches", "max_message_bytes")
+        positive = ("max_held_messages", "max_in_flight_batches", "max_message_bytes")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        for name in ("max_batch_delay_ms", "drain_grace_s", "backoff_initial_s", "max_batch_size"):
+        if self.exit_after_messages is not None and self.exit_after_messages < 1:
+            raise ValueError("exit_after_messages must be >= 1 (or unset)")
+        if self.exit_when_idle_s is not None and self.exit_when_idle_s <= 0:
+            raise ValueError("exit_when_idle_s must be > 0 (or unset)")
+        non_negative = (
+            "prefetch",
+            "max_batch_delay_ms",
+            "drain_grace_s",
+            "backoff_initial_s",
+            "max_batch_size",
+        )
+        for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.receive_wait_s <= 0 or self.triton_timeout_s <= 0:

@@ -8,12 +8,13 @@ duplicate reply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qscore.contracts import ContractViolation
 from qscore.transport.settlement import MessageSettler
 from workers.dead_letter import dead_letter
+from workers.job import ABANDONED, COMPLETED, DEAD_LETTERED
 from workers.locks import HeldMessages
 from workers.telemetry import WorkerTelemetry
 
@@ -21,17 +22,31 @@ from workers.telemetry import WorkerTelemetry
 class Settler:
     """Settles messages of one receiver and keeps the held-messages set in step."""
 
-    def __init__(self, settler: MessageSettler, held: HeldMessages, telemetry: WorkerTelemetry) -> None:
+    def __init__(
+        self,
+        settler: MessageSettler,
+        held: HeldMessages,
+        telemetry: WorkerTelemetry,
+        *,
+        on_settled: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.messages = settler
         self._held = held
         self._telemetry = telemetry
+        # Told (outcome, count) after each settlement: throughput metering and job mode.
+        self._on_settled = on_settled
         self.failures = 0
+
+    def _settled(self, outcome: str, count: int) -> None:
+        if self._on_settled is not None and count:
+            self._on_settled(outcome, count)
 
     async def complete(self, messages: Sequence[Any]) -> None:
         try:
             self.failures += len(await self.messages.complete(messages))
         finally:
             self._held.release(messages)
+            self._settled(COMPLETED, len(messages))
 
     async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
         """Put messages back on the queue now (their delivery count goes up)."""
@@ -41,6 +56,7 @@ class Settler:
             self.failures += len(await self.messages.abandon(messages))
         finally:
             self._held.release(messages)
+            self._settled(ABANDONED, len(messages))
 
     async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
         try:
@@ -50,6 +66,7 @@ class Settler:
                 self.failures += 1
         finally:
             self._held.release([message])
+            self._settled(DEAD_LETTERED, 1)
 
     async def abandon_all_held(self, *, reason: str) -> int:
         """Abandon whatever is still held (drain ran out of time); returns how many."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,36 @@ class MessageSettler:
         for message in messages:
             _mark_settled(self.receiver, message)
         return True
+
+    async def renew_many(self, messages: Sequence[Any]) -> list[Any]:
+        """Renew many locks in one request; returns the messages whose lock is gone.
+
+        Each renewed message's `locked_until_utc` moves on (as the SDK's own renewal does), so
+        the SDK's local "lock expired" check stays right. When the one request fails (one lost
+        lock fails it all), each message is renewed alone to find out which.
+        """
+        if not messages:
+            return []
+        renewer = self.control if self.control is not None else self.receiver
+        renew_locks = getattr(renewer, "_renew_locks", None)
+        tokens = [getattr(message, "lock_token", None) for message in messages]
+        if renew_locks is not None and all(token is not None for token in tokens):
+            try:
+                async with self._turn:
+                    response = await renew_locks(*[str(token) for token in tokens], timeout=10)
+                expirations = list(response[b"expirations"])
+                for message, expires_ms in zip(messages, expirations, strict=True):
+                    message._expiry = datetime.fromtimestamp(expires_ms / 1000, tz=UTC)
+                return []
+            except Exception as exc:
+                log.debug("renewing %d locks at once failed, one by one now: %r", len(messages), exc)
+        lost = []
+        for message in messages:
+            try:
+                await self.renew(message)
+            except Exception:  # settled meanwhile, lock already lost, or a broker error
+                lost.append(message)
+        return lost
 
     async def renew(self, message: Any) -> datetime | None:
         """Renew one message's lock; returns its new expiry (raises when the lock is gone)."""

@@ -1,0 +1,103 @@
+"""How many messages to lock ahead of scoring, sized from the worker's measured throughput.
+
+Messages in the SDK's prefetch buffer are locked at the broker, but the worker renews only the
+messages it has received, so a buffered message's lock runs down while it waits. The window is
+therefore what the worker scores in a short time, and never more than it scores in a fraction
+of the lock duration:
+
+    window = min(prefetch, rate x lock duration x LOCK_FRACTION, max(floor, rate x AHEAD_S)), >= 1
+
+A slow model (say 5 msg/s against a 30 s lock) gets a window of a few messages instead of a
+buffer of hundreds whose locks lapse before they are taken, which is how lost locks, duplicate
+replies and redeliveries snowball. A fast one keeps ~AHEAD_S of work ready: enough to hide the
+receive round trip, small enough that a receive does not dump hundreds of messages at once into
+the batcher (on the 2-core demo, fixed prefetch 64-128 beat 512 by 25-45% in throughput, and
+halved queue wait).
+
+The lock rule wins over the floor. Until the first measurement the window is 1 (a slow start:
+nothing is known about the model yet); it grows within a sample or two under load. The rate is
+finished messages (completed or dead-lettered) per second of time the worker held work, so idle
+time does not drag it down; it is smoothed over SAMPLE_S samples and kept while idle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+AHEAD_S = 0.1
+LOCK_FRACTION = 0.25
+FLOOR = 16
+SAMPLE_S = 0.5
+SMOOTHING = 0.3  # weight of a new sample
+
+
+class PrefetchWindow:
+    """The current prefetch size; `tick(held)` each receive-loop turn, `finished(n)` on settlement."""
+
+    def __init__(self, *, ceiling: int, floor: int = FLOOR, ahead_s: float = AHEAD_S) -> None:
+        self.ceiling = ceiling
+        self.floor = min(floor, ceiling)
+        self.ahead_s = ahead_s
+        self.size = min(1, ceiling)  # grows as soon as throughput is measured
+        self.rate: float | None = None
+        self.lock_s: float | None = None
+        self._finished = 0
+        self._busy_s = 0.0
+        self._sample_started = self._last_tick = time.monotonic()
+        self._was_busy = False
+
+    def observe_lock(self, messages: Iterable[Any]) -> None:
+        """Learn the queue's lock duration from a freshly received message."""
+        if self.lock_s is not None:
+            return
+        for message in messages:
+            locked_until = getattr(message, "locked_until_utc", None)
+            if locked_until is not None:
+                self.lock_s = max(0.5, locked_until.timestamp() - time.time())
+                return
+
+    def finished(self, count: int) -> None:
+        self._finished += count
+
+    def tick(self, *, held: int) -> int:
+        """Account the time since the last tick; re-size once per SAMPLE_S; returns the size."""
+        now = time.monotonic()
+        if self._was_busy:
+            self._busy_s += now - self._last_tick
+        self._last_tick, self._was_busy = now, held > 0
+        if now - self._sample_started >= SAMPLE_S:
+            self._sample(now)
+        return self.size
+
+    def _sample(self, now: float) -> None:
+        if self._busy_s > SAMPLE_S / 5 and self._finished:
+            sample = self._finished / self._busy_s
+            self.rate = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+        self._finished, self._busy_s, self._sample_started = 0, 0.0, now
+        if self.rate is None or self.ceiling == 0:
+            return
+        size = min(self.ceiling, max(self.floor, round(self.rate * self.ahead_s)))
+        if self.lock_s is not None:
+            size = min(size, max(1, int(self.rate * self.lock_s * LOCK_FRACTION)))
+        if size != self.size:
+            log.debug("prefetch window %d -> %d (%.0f msg/s)", self.size, size, self.rate)
+            self.size = size
+
+
+def apply_link_credit(receiver: Any, window: int) -> bool:
+    """Make the SDK receiver ask the broker for `window` messages ahead from its next credit
+    refill on. The SDK fixes `prefetch_count` when the receiver is made, so this sets its private
+    fields (guarded: on another SDK version it does nothing and the first window stays)."""
+    if window < 1 or not getattr(receiver, "_prefetch_count", 0):
+        return False  # no prefetch: the SDK asks for exactly what each receive call wants
+    receiver._prefetch_count = window  # used when the SDK re-creates its handler (reconnect)
+    handler = getattr(receiver, "_handler", None)
+    if handler is None or not hasattr(handler, "_link_credit"):
+        return False
+    handler._link_credit = window + 1  # the SDK's own "+1" (see ServiceBusReceiver._create_handler)
+    return True
