@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from qscore.inference.testset import DIGITS_TEST_SET, load_digits_test_set
 from qscore.training import digits
-from qscore.training.bench_mlp import build_bench_mlp
+from qscore.training.bench_mlp import TIED_DEPTH, build_bench_mlp
 
 REPO = digits.ROOT / "triton_repo"
 ARTEFACTS = ["digits/1/model.onnx", "digits/2/model.onnx", "bench_mlp/1/model.onnx"]
@@ -70,6 +71,20 @@ def test_bench_model_is_deterministic_and_wide() -> None:
     assert first == build_bench_mlp(seed=0).SerializeToString()
     assert first != build_bench_mlp(seed=1).SerializeToString()
     assert "BENCHMARK MODEL" in build_bench_mlp(seed=0).graph.doc_string
+
+
+def test_bench_model_is_deep_but_small_and_numerically_sane() -> None:
+    # Deep for compute, but every hidden block reads one shared initializer, so the file stays small.
+    path = REPO / "bench_mlp" / "1" / "model.onnx"
+    assert path.stat().st_size < 10_000_000
+    model = onnx.load(str(path))
+    tied_readers = [node for node in model.graph.node if "w_tied" in node.input]
+    assert len(tied_readers) == TIED_DEPTH >= 32
+    probabilities, label = run_onnx(path, load_digits_test_set().pixels)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert float(probabilities.std(axis=0).max()) > 1e-3  # not constant across inputs
+    assert label.shape == (450, 1) and label.dtype == np.int64
 
 
 def test_missing_test_set_names_the_command(tmp_path: Path) -> None:
