@@ -9,7 +9,7 @@ probabilities agree within 1e-4 and labels agree exactly on the held-out set.
 Outputs:
 - triton_repo/digits/1/model.onnx   logistic regression
 - triton_repo/digits/2/model.onnx   MLP (accuracy >= 0.95 on the held-out set)
-- triton_repo/bench_mlp/1/model.onnx  BENCHMARK ONLY: wide MLP with random fixed-seed weights
+- triton_repo/bench_mlp/1/model.onnx  BENCHMARK ONLY: deep weight-tied MLP with random fixed-seed weights
 - data/digits_test.npz              the held-out test set (`pixels` float32 [N,64], `labels` int64 [N])
 """
 
