@@ -134,3 +134,21 @@ async def test_a_failing_handler_does_not_stop_other_batches(caplog: pytest.LogC
     assert await batcher.drain(5)
     assert seen == [[1], [2]]
     assert "batch handler failed" in caplog.text
+
+
+async def test_a_due_batch_keeps_filling_while_every_slot_is_busy() -> None:
+    hold = asyncio.Event()
+    record = Recorder(hold=hold)
+    batcher: MicroBatcher[str, int] = MicroBatcher(
+        handler=record, policy=BatchPolicy(max_delay_s=0.01, max_in_flight=1)
+    )
+    batcher.add("m", 0, model_max_batch_size=4)
+    await asyncio.sleep(0.05)  # the first batch runs (and is held); its slot is the only one
+    assert record.running == 1
+    for value in range(1, 7):  # their delay is up long before the slot frees
+        batcher.add("m", value, model_max_batch_size=4)
+        await asyncio.sleep(0.02)
+    assert batcher.in_flight_batches == 2  # running [0], queued full [1..4]; [5, 6] still filling
+    hold.set()
+    assert await batcher.drain(5)
+    assert [items for _, items in record.batches] == [[0], [1, 2, 3, 4], [5, 6]]

@@ -3,8 +3,10 @@ runs against the local bus in tests/test_worker_bus.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +24,8 @@ from qscore.transport import (
     servicebus_client,
     traceparent,
 )
+from qscore.transport.receiving import buffered_count, receive_ready, set_further_pull
+from qscore.transport.replies import reply_amqp_message
 
 
 @dataclass
@@ -66,6 +70,18 @@ def test_reply_message_carries_correlation_and_session() -> None:
     assert message.correlation_id == "r1" and message.session_id == "s1"
     assert message.content_type == REPLY_CONTENT_TYPE
     assert ScoreReply.model_validate_json(b"".join(message.body)).request_id == "r1"
+
+
+def test_reply_amqp_message_matches_reply_message() -> None:
+    from azure.servicebus import ServiceBusMessageBatch
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    batch = ServiceBusMessageBatch(max_size_in_bytes=1 << 20, amqp_transport=PyamqpTransport)
+    batch.add_message(reply_amqp_message(ReplyAddress("replies", "s1"), _reply("r1")))
+    (sent,) = batch._messages  # what the sender puts on the wire, as a ServiceBusMessage
+    expected = reply_message(ReplyAddress("replies", "s1"), _reply("r1"))
+    assert (sent.correlation_id, sent.session_id, sent.content_type) == ("r1", "s1", REPLY_CONTENT_TYPE)
+    assert b"".join(sent.body) == b"".join(expected.body) and sent.message_id
 
 
 def test_client_needs_exactly_one_way_to_connect() -> None:
@@ -122,3 +138,65 @@ async def test_reply_sender_packs_batches_per_queue() -> None:
     assert [len(batch) for batch in client.senders["b"].sent] == [1]
     await sender.close()
     assert all(s.closed for s in client.senders.values())
+
+
+class _Buffer:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def qsize(self) -> int:
+        return self.size
+
+
+class _RecordingReceiver:
+    def __init__(self, buffered: int | None) -> None:
+        if buffered is not None:
+            self._handler = SimpleNamespace(_received_messages=_Buffer(buffered))
+        self._further_pull_receive_timeout = 0.2
+        self._amqp_transport = SimpleNamespace(TIMEOUT_FACTOR=1)
+        self.calls: list[tuple[int, float]] = []
+
+    async def receive_messages(self, *, max_message_count: int, max_wait_time: float) -> list[Any]:
+        self.calls.append((max_message_count, max_wait_time))
+        return []
+
+
+async def test_receive_ready_takes_only_what_is_buffered() -> None:
+    # Asking for no more than the buffer holds makes the SDK return at once from its buffer.
+    receiver = _RecordingReceiver(buffered=3)
+    await receive_ready(receiver, max_count=64, wait_s=1.0)
+    assert receiver.calls == [(3, 1.0)]
+    empty = _RecordingReceiver(buffered=0)
+    await receive_ready(empty, max_count=64, wait_s=1.0)
+    assert empty.calls == [(64, 1.0)]
+    hidden = _RecordingReceiver(buffered=None)  # an SDK without the private buffer
+    assert buffered_count(hidden) == 0
+    await receive_ready(hidden, max_count=8, wait_s=0.5)
+    assert hidden.calls == [(8, 0.5)]
+
+
+def test_set_further_pull_is_guarded() -> None:
+    receiver = _RecordingReceiver(buffered=0)
+    assert set_further_pull(receiver, 0.001)
+    assert receiver._further_pull_receive_timeout == 0.001
+    assert not set_further_pull(SimpleNamespace(), 0.001)
+
+
+async def test_receive_ready_against_the_bus(bus: Any, fresh_queue: str) -> None:
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    async with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        async with client.get_queue_sender(fresh_queue) as sender:
+            await sender.send_messages([ServiceBusMessage(f"m{i}") for i in range(5)])
+        receiver = client.get_queue_receiver(fresh_queue, prefetch_count=16, socket_timeout=0.02)
+        async with receiver:
+            assert set_further_pull(receiver, 0.0)
+            taken: list[Any] = []
+            while len(taken) < 5:
+                messages = await receive_ready(receiver, max_count=16, wait_s=5.0)
+                assert messages, "the queue holds five messages"
+                await asyncio.gather(*(receiver.complete_message(m) for m in messages))
+                taken.extend(messages)
+            assert sorted(str(m) for m in taken) == [f"m{i}" for i in range(5)]
+            assert buffered_count(receiver) == 0

@@ -18,6 +18,7 @@ from typing import Any
 from qscore.batching import BatchPolicy, MicroBatcher
 from qscore.scoring import RequestPreparer
 from qscore.transport import ReplySender
+from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
 from workers.health import WorkerState
@@ -37,6 +38,12 @@ from workers.telemetry import WorkerTelemetry
 log = logging.getLogger(__name__)
 
 CLOSE_MARGIN_S = 1.0  # of the grace period, kept for abandoning leftovers and closing links
+# A receive returns this long after its first message arrived, then takes only what is already
+# on the wire (the SDK's own 0.2 s made every message wait up to 200 ms; qscore.transport.receiving).
+FURTHER_PULL_S = 0.0
+# The receiving link's reader blocks this long for a frame that does not come, which bounds
+# how late a further pull can end. It only writes small frames (flow, release), so short is safe.
+RECEIVE_SOCKET_TIMEOUT_S = 0.02
 
 
 def _rows(request: HeldRequest) -> int:
@@ -129,7 +136,10 @@ class ReceiveLoop:
     async def _session(self) -> None:
         settings = self.settings
         # The SDK's prefetch starts at the window's size; _receive re-sizes it as throughput is measured.
-        receiver = self._client.get_queue_receiver(settings.request_queue, prefetch_count=self.window.size)
+        receiver = self._client.get_queue_receiver(
+            settings.request_queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
+        )
+        set_further_pull(receiver, FURTHER_PULL_S)
         # An idle second receiver (own connection, no prefetch) carries batch settlement and
         # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
         control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
@@ -213,7 +223,7 @@ class ReceiveLoop:
                 await self._sleep_unless_stopped(0.05)
                 continue
             try:
-                messages = await receiver.receive_messages(max_message_count=batch_size, max_wait_time=wait_s)
+                messages = await receive_ready(receiver, max_count=batch_size, wait_s=wait_s)
             except Exception as exc:  # connection lost, or the SDK shut the receiver down
                 pause = self.broker_backoff.failure(f"receive: {exc!r}")
                 log.warning("receive failed (%r); reconnecting in %.1fs", exc, pause)

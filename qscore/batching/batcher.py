@@ -1,8 +1,17 @@
-"""The micro-batcher: one pending batch per key, flushed when full or when its delay is up."""
+"""The micro-batcher: one pending batch per key, sent when full or when its delay is up.
+
+A batch whose delay is up while every in-flight slot is busy keeps filling (up to its size)
+until a slot frees: it would wait for the slot anyway, so waiting in a bigger batch costs no
+latency and saves Triton calls, reply sends and settlements. Without this, a steady trickle
+of messages (a receive that returns as soon as anything arrives) turns into a queue of tiny
+batches behind the in-flight bound, and throughput collapses to slots x batch / round trip.
+Full batches that find no free slot queue in arrival order and go first when one frees.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -38,7 +47,9 @@ class MicroBatcher(Generic[K, T]):
         self._policy = policy
         self._rows_of = rows_of
         self._pending: dict[K, PendingBatch[T]] = {}
-        self._in_flight = InFlightBatches(policy.max_in_flight)
+        self._due: dict[K, None] = {}  # delay up, no slot free: keeps filling (ordered by age)
+        self._queued: deque[tuple[K, list[T]]] = deque()  # closed batches waiting for a slot
+        self._in_flight = InFlightBatches(policy.max_in_flight, on_done=self._slot_freed)
 
     def add(self, key: K, item: T, *, model_max_batch_size: int) -> None:
         """Queue `item` under `key`; the model's max batch size is capped by the policy."""
@@ -48,24 +59,52 @@ class MicroBatcher(Generic[K, T]):
             pending = PendingBatch(max_rows=self._policy.batch_size_for(model_max_batch_size))
             self._pending[key] = pending
         if not pending.fits(rows):
-            self._flush(key)
+            self._close(key)
         if not pending.items:
-            pending.timer = asyncio.get_running_loop().call_later(self._policy.max_delay_s, self._flush, key)
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(self._policy.max_delay_s, self._delay_up, key)
         pending.add(item, rows)
         if pending.full:
-            self._flush(key)
+            self._close(key)
 
-    def _flush(self, key: K) -> None:
+    def _delay_up(self, key: K) -> None:
+        pending = self._pending.get(key)
+        if pending is None or not pending.items:
+            return
+        pending.timer = None
+        if self._in_flight.has_room and not self._queued:
+            self._close(key)
+        else:
+            self._due[key] = None
+
+    def _close(self, key: K) -> None:
+        """The batch under `key` stops filling: it runs now, or queues for the next free slot."""
+        self._due.pop(key, None)
         pending = self._pending.get(key)
         if pending is None or not pending.items:
             return
         items = pending.close()
+        if self._in_flight.has_room and not self._queued:
+            self._start(key, items)
+        else:
+            self._queued.append((key, items))
+
+    def _start(self, key: K, items: list[T]) -> None:
         self._in_flight.start(lambda: self._handler(key, items))
 
+    def _slot_freed(self) -> None:
+        while self._in_flight.has_room:
+            if self._queued:
+                self._start(*self._queued.popleft())
+            elif self._due:
+                self._close(next(iter(self._due)))
+            else:
+                return
+
     def flush_all(self) -> None:
-        """Send every pending batch now (used when draining)."""
+        """Send every pending batch now, or queue it for the next free slot (used when draining)."""
         for key in list(self._pending):
-            self._flush(key)
+            self._close(key)
 
     @property
     def pending_items(self) -> int:
@@ -73,15 +112,26 @@ class MicroBatcher(Generic[K, T]):
 
     @property
     def in_flight_batches(self) -> int:
-        return self._in_flight.count
+        """Batches running or closed and waiting for a slot."""
+        return self._in_flight.count + len(self._queued)
 
     async def drain(self, within_s: float | None = None) -> bool:
         """Flush what is pending and wait for every batch; False when `within_s` passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within_s is None else loop.time() + within_s
         self.flush_all()
-        return await self._in_flight.wait(within_s)
+        while self._in_flight.count or self._queued:
+            self._slot_freed()  # normally done as batches finish; a no-op unless a slot is idle
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await self._in_flight.wait(left)
+        return True
 
     async def cancel(self) -> None:
         """Stop batches still running (after a drain timed out); their items are not handled."""
         for pending in self._pending.values():
             pending.close()
+        self._due.clear()
+        self._queued.clear()
         await self._in_flight.cancel()

@@ -30,6 +30,7 @@ from qscore.producer.outcomes import ProducerStats, ReplyOutcome
 from qscore.producer.requests import OutgoingRequest, request_message
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import request_traceparent
+from qscore.transport.receiving import receive_ready, set_further_pull
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +239,7 @@ class ScoringProducer:
             auto_lock_renewer=self._renewer,
             socket_timeout=self.settings.reply_socket_timeout_s,
         )
+        set_further_pull(receiver, self.settings.reply_further_pull_s)
         await receiver.__aenter__()
         return receiver
 
@@ -272,8 +274,8 @@ class ScoringProducer:
                 await asyncio.sleep(delay)
 
     async def _receive_some(self, receiver: ServiceBusReceiver) -> None:
-        messages = await receiver.receive_messages(
-            max_message_count=self.settings.receive_batch_size, max_wait_time=self.settings.receive_wait_s
+        messages = await receive_ready(
+            receiver, max_count=self.settings.receive_batch_size, wait_s=self.settings.receive_wait_s
         )
         received_at = time.time()
         for message in messages:

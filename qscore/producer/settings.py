@@ -45,6 +45,9 @@ class ProducerSettings:
     # writes small frames (flow, settlement), so the short socket timeout is safe.
     receive_wait_s: float = 0.05
     reply_socket_timeout_s: float = 0.02
+    # A receive returns this long after its first reply arrived (the SDK's default is 0.2 s,
+    # see qscore.transport.receiving); replies already buffered are taken at once.
+    reply_further_pull_s: float = 0.0
     prefetch: int = 512
     # Outstanding batch sends at once: overlaps the per-send round trip on large runs.
     max_concurrent_sends: int = 4
