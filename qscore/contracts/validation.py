@@ -6,7 +6,6 @@ the HTTP endpoint call the same functions, so a request is judged the same way e
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,13 +25,15 @@ def decode_request(body: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_
             ErrorCode.TOO_LARGE, f"body is {len(body)} bytes; the limit is {max_message_bytes}"
         )
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractViolation(ErrorCode.INVALID_ENCODING, f"body is not UTF-8 JSON: {exc}") from None
-    try:
-        return ScoreRequest.model_validate(document)
+        # pydantic-core parses and validates in one pass: about 5x cheaper than json.loads +
+        # model_validate, and this runs once per message on the worker's hot path.
+        return ScoreRequest.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise ContractViolation(
+                ErrorCode.INVALID_ENCODING, f"body is not UTF-8 JSON: {first['msg']}"
+            ) from None
         where = ".".join(str(part) for part in first["loc"]) or "body"
         summary = f"{where}: {first['msg']}"
         if exc.error_count() > 1:
