@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,29 @@ def test_goals_on_a_synthetic_run(tmp_path: Path) -> None:
     assert goals["batching gain on digits (on / batch of one)"].measured == pytest.approx(10.0)
     assert goals["worker peak RSS (MB)"].met
     assert goals["worker messages/s per core on digits"].met
+
+
+def _empty_measurement(model: str, **kwargs: object) -> QueueMeasurement:
+    """A point that completed nothing (what a stalled queue path measures)."""
+    point = replace(_point("queue", model, 0.0, **kwargs), latency=summarize([]), stages_ms={})  # type: ignore[arg-type]
+    cost = ProcessCost("worker", 1, 0.03, 1.0, 0, 90.0, 0.0, 0.0)
+    return QueueMeasurement(point, {"worker": cost}, label="open 50% of peak", backlog_at_start=20_000)
+
+
+def test_goals_without_samples_are_not_measured_never_met(tmp_path: Path) -> None:
+    run = synthetic_run(tmp_path)
+    run.models["bench_mlp"].queue_open = [_empty_measurement("bench_mlp", mode="open", offered=450.0)]
+    assert run.batching is not None
+    run.batching.off = _empty_measurement("digits")
+    goals = {goal.name: goal for goal in evaluate(run)}
+    for name in ("bench_mlp p99 at half peak (ms)", "batching gain on digits (on / batch of one)"):
+        assert goals[name].measured is None and goals[name].met is None, name
+        assert "completed no requests" in goals[name].bottleneck
+    assert goals["digits p99 at half peak (ms)"].measured is not None
+    files, _ = write_results(run, tmp_path)
+    summary = files.markdown_path.read_text()
+    assert "| bench_mlp p99 at half peak (ms) |" in summary and "not measured" in summary
+    assert "20,000 earlier requests still queued at start" in summary
 
 
 def test_results_files(tmp_path: Path) -> None:

@@ -200,3 +200,39 @@ async def test_receive_ready_against_the_bus(bus: Any, fresh_queue: str) -> None
                 taken.extend(messages)
             assert sorted(str(m) for m in taken) == [f"m{i}" for i in range(5)]
             assert buffered_count(receiver) == 0
+
+
+def _management_response_links(receiver: Any) -> list[Any]:
+    operations = receiver._handler._mgmt_links.values()
+    return [operation._mgmt_link._response_link for operation in operations]
+
+
+async def test_settler_keeps_management_credit_against_the_bus(bus: Any, fresh_queue: str) -> None:
+    """The SDK grants 10,000 management responses per link and never more; the settler tops
+    the credit up, so request 10,001 (a worker's ~10,000th batch) still gets its answer."""
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    from qscore.transport.settlement import MessageSettler
+
+    async with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        async with client.get_queue_sender(fresh_queue) as sender:
+            await sender.send_messages(ServiceBusMessage("m"))
+        receiver = client.get_queue_receiver(fresh_queue, prefetch_count=0)
+        control = client.get_queue_receiver(fresh_queue, prefetch_count=0)
+        async with receiver, control:
+            (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=5)
+            settler = MessageSettler(receiver, control=control)
+            assert await settler.renew_many([message]) == []
+            (response_link,) = _management_response_links(control)
+            # Where 9,998 responses would have left it: two credits to go.
+            await response_link.flow(link_credit=2)
+
+            async def renew_and_complete() -> None:
+                for _ in range(5):
+                    assert await settler.renew_many([message]) == []
+                assert await settler.complete([message]) == []
+
+            await asyncio.wait_for(renew_and_complete(), timeout=8)
+            assert response_link.current_link_credit > 2
+            assert settler.fallbacks == 0

@@ -52,15 +52,30 @@ def bottleneck(measurement: QueueMeasurement, usable_cores: int) -> str:
     return f"{verdict}; cores per process: {shares}{stage_text}"
 
 
+def has_samples(measurement: QueueMeasurement | None) -> bool:
+    """A point that completed requests; one with none measured nothing (it is no figure of 0)."""
+    return measurement is not None and measurement.point.completed > 0
+
+
+def unmeasured(name: str, target: str, why: str) -> Goal:
+    """A goal this run has no figure for: reported as "not measured", never as met."""
+    return Goal(name, target, None, None, why)
+
+
 def _ratio_goal(run: BenchRun, cores: int) -> Goal:
     results = run.models.get(COMPUTE_BOUND_MODEL)
     peak = results.queue_peak if results else None
-    if results is None or results.ceiling is None or peak is None or results.ceiling.samples_per_s <= 0:
-        return Goal(f"{COMPUTE_BOUND_MODEL} queue path / direct ceiling", ">= 0.9", None, None)
+    name = f"{COMPUTE_BOUND_MODEL} queue path / direct ceiling"
+    if results is None:  # the model was not selected
+        return Goal(name, f">= {CEILING_RATIO_TARGET}", None, None)
+    if results.ceiling is None or results.ceiling.samples_per_s <= 0:
+        return unmeasured(name, f">= {CEILING_RATIO_TARGET}", "no direct ceiling measured")
+    if peak is None or not has_samples(peak):
+        return unmeasured(name, f">= {CEILING_RATIO_TARGET}", "no queue-path point completed any request")
     ratio = peak.point.samples_per_s / results.ceiling.samples_per_s
     met = ratio >= CEILING_RATIO_TARGET
     return Goal(
-        f"{COMPUTE_BOUND_MODEL} queue path / direct ceiling",
+        name,
         f">= {CEILING_RATIO_TARGET}",
         ratio,
         met,
@@ -70,8 +85,12 @@ def _ratio_goal(run: BenchRun, cores: int) -> Goal:
 
 def _batching_goal(run: BenchRun, cores: int) -> Goal:
     name = f"batching gain on {run.settings.batching_model} (on / batch of one)"
+    target = f">= {BATCHING_GAIN_TARGET}"
     if run.batching is None:
-        return Goal(name, f">= {BATCHING_GAIN_TARGET}", None, None)
+        return Goal(name, target, None, None)
+    for side, measurement in (("on", run.batching.on), ("off", run.batching.off)):
+        if not has_samples(measurement):
+            return unmeasured(name, target, f"batching {side} completed no requests (see its point)")
     gain = run.batching.gain
     met = gain >= BATCHING_GAIN_TARGET
     return Goal(
@@ -94,6 +113,9 @@ def _latency_goal(run: BenchRun, results: ModelResults, cores: int) -> Goal:
     direct = results.direct_at_half_peak
     if half is None or direct is None:
         return Goal(name, "<= direct p99 + 2 x delay + 5 ms", None, None)
+    if not has_samples(half) or direct.completed <= 0:
+        which = f"queue point '{half.label}'" if not has_samples(half) else "direct point"
+        return unmeasured(name, "<= direct p99 + 2 x delay + 5 ms", f"{which} completed no requests")
     limit = direct.latency.p99_ms + 2 * run.settings.max_batch_delay_ms + LATENCY_SLACK_MS
     met = half.point.latency.p99_ms <= limit
     delay = run.settings.max_batch_delay_ms
@@ -105,7 +127,8 @@ def _worker_goals(run: BenchRun, cores: int) -> list[Goal]:
     results = run.models.get(OVERHEAD_BOUND_MODEL)
     peak = results.queue_peak if results else None
     every = [m for r in run.models.values() for m in r.queue_closed + r.queue_open]
-    rss = max((m.costs["worker"].peak_rss_mb for m in every if "worker" in m.costs), default=None)
+    measured_rss = [m.costs["worker"].peak_rss_mb for m in every if "worker" in m.costs]
+    rss = max((mb for mb in measured_rss if mb > 0), default=None)
     goals = [
         Goal(
             "worker peak RSS (MB)",
@@ -114,8 +137,8 @@ def _worker_goals(run: BenchRun, cores: int) -> list[Goal]:
             None if rss is None else rss <= WORKER_RSS_TARGET_MB,
         )
     ]
-    cost = peak.costs.get("worker") if peak else None
-    per_core = cost.messages_per_cpu_s if cost else None
+    cost = peak.costs.get("worker") if peak and has_samples(peak) else None
+    per_core = cost.messages_per_cpu_s if cost and cost.messages_per_cpu_s > 0 else None
     met = None if per_core is None else per_core >= WORKER_MESSAGES_PER_CORE_TARGET
     detail = bottleneck(peak, cores) if peak is not None and met is False else ""
     goals.append(

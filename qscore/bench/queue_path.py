@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,8 @@ from qscore.bench.stack import BenchStack
 CLIENT_MODULE = "qscore.bench.queue_client"
 DRAIN_TIMEOUT_S = 30.0
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QueueMeasurement:
@@ -25,29 +27,45 @@ class QueueMeasurement:
     point: LoadPoint
     costs: dict[str, ProcessCost]
     label: str = ""
+    # Requests still queued (active + locked) from earlier points when this one started, after
+    # waiting up to DRAIN_TIMEOUT_S for them; None if the bus could not be asked.
+    backlog_at_start: int | None = 0
 
     def as_dict(self) -> dict[str, Any]:
         return self.point.as_dict() | {
             "label": self.label,
+            "backlog_at_start": self.backlog_at_start,
             "costs": {role: cost.as_dict() for role, cost in self.costs.items()},
         }
 
 
-async def wait_for_empty_queue(connection: str, queue: str, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-    """Let requests left over from the previous point finish, so they do not load the next one."""
+async def queued_requests(connection: str, queue: str) -> int | None:
+    """Requests in `queue` not yet settled (active + locked); None if the bus cannot be asked."""
+    from qscore.bus.stats import queue_counts
+
     try:
-        from qscore.bus.stats import queue_counts
-    except ImportError:
-        await asyncio.sleep(1.0)
-        return
+        counts = await queue_counts(connection, timeout_s=5)
+    except Exception as exc:  # the figure is advisory: a point still runs without it
+        log.warning("cannot read queue counts: %r", exc)
+        return None
+    row = counts.get(queue)
+    return 0 if row is None else row.active + row.locked
+
+
+async def wait_for_empty_queue(connection: str, queue: str, timeout_s: float = DRAIN_TIMEOUT_S) -> int | None:
+    """Let requests left over from the previous point finish, so they do not load the next one.
+
+    Returns what is still queued when the queue emptied (0) or the wait ran out (> 0: the next
+    point would measure that backlog, not its own load), or None if the bus cannot be asked."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            counts = await queue_counts(connection)
-            row = counts.get(queue)
-            if row is None or row.active + row.locked == 0:
-                return
+    while True:
+        backlog = await queued_requests(connection, queue)
+        if not backlog or time.monotonic() >= deadline:
+            break
         await asyncio.sleep(0.25)
+    if backlog:
+        log.info("%d requests still queued in %s after %.0fs", backlog, queue, timeout_s)
+    return backlog
 
 
 async def measure_queue(
@@ -64,7 +82,7 @@ async def measure_queue(
     profiler: Profiler | None = None,
 ) -> QueueMeasurement:
     """One queue-path point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s."""
-    await wait_for_empty_queue(stack.bus_connection, request_queue)
+    backlog = await wait_for_empty_queue(stack.bus_connection, request_queue)
     common = ["--connection", stack.bus_connection, "--model", model, "--request-queue", request_queue]
     if rate_per_s > 0:
         per_child = [[*common, "--rate", f"{rate_per_s / processes:.3f}"] for _ in range(processes)]
@@ -91,4 +109,4 @@ async def measure_queue(
         role: meter.cost(cpu_s=cpu.get(role, 0.0), window_s=duration_s, messages=point.completed)
         for role, meter in stack.meters.items()
     }
-    return QueueMeasurement(point=point, costs=costs, label=label)
+    return QueueMeasurement(point=point, costs=costs, label=label, backlog_at_start=backlog)

@@ -124,7 +124,7 @@ def _stage_rows(document: dict[str, Any]) -> list[str]:
         for point in model["queue_closed"] + model["queue_open"]:
             stages, latency = point.get("stages_ms", {}), point["latency"]
             rows.append(
-                f"| {name} | {point['label']} | {_fmt(point['offered_per_s'], 0)} "
+                f"| {name} | {_point_label(point)} | {_fmt(point['offered_per_s'], 0)} "
                 f"| {_fmt(point['samples_per_s'], 0)} "
                 f"| {_fmt(latency['p50_ms'])} | {_fmt(latency['p95_ms'])} | {_fmt(latency['p99_ms'])} "
                 + " ".join(
@@ -133,6 +133,14 @@ def _stage_rows(document: dict[str, Any]) -> list[str]:
                 + f" | {_fmt(stages.get('reply_ms'))} |"
             )
     return rows
+
+
+def _point_label(point: dict[str, Any]) -> str:
+    """The point's label, flagged when earlier requests were still queued as it started."""
+    backlog = point.get("backlog_at_start")
+    if backlog:
+        return f"{point['label']} (**{backlog:,} earlier requests still queued at start**)"
+    return str(point["label"])
 
 
 def _goal_rows(document: dict[str, Any]) -> list[str]:

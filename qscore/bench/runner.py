@@ -87,12 +87,21 @@ def total_phases(settings: BenchSettings) -> int:
     return 4 * len(settings.models) + 2 + (1 if settings.batching_involved() else 0)
 
 
-def describe(point: LoadPoint) -> str:
+def describe(point: LoadPoint, *, backlog_at_start: int | None = 0) -> str:
     load = f"c={point.concurrency}" if point.mode == "closed" else f"{point.offered_per_s:,.0f}/s offered"
-    return (
+    text = (
         f"{point.path} {point.model} {load}: {point.samples_per_s:,.0f} samples/s, "
         f"p99 {point.latency.p99_ms:.1f} ms, errors {point.errors}"
     )
+    if backlog_at_start:
+        text += f"; WARNING {backlog_at_start:,} earlier requests still queued at its start"
+    elif backlog_at_start is None:
+        text += "; queue backlog unknown (bus counts unavailable)"
+    return text
+
+
+def describe_queue(measurement: QueueMeasurement) -> str:
+    return describe(measurement.point, backlog_at_start=measurement.backlog_at_start)
 
 
 @contextlib.asynccontextmanager
@@ -140,7 +149,7 @@ async def measure_queue_closed(
             profiler=run.profiler,
         )
         results.queue_closed.append(measurement)
-        progress.point(describe(measurement.point))
+        progress.point(describe_queue(measurement))
         if measurement.point.samples_per_s > best * (1 + search.growth_threshold):
             best, stale = measurement.point.samples_per_s, 0
         else:
@@ -167,7 +176,7 @@ async def measure_queue_open(
             label=f"open {fraction:.0%} of peak",
         )
         results.queue_open.append(measurement)
-        progress.point(describe(measurement.point))
+        progress.point(describe_queue(measurement))
 
 
 async def measure_direct_at_half_peak(
@@ -221,7 +230,7 @@ async def compare_batching(
             duration_s=settings.duration_s,
             label=f"batching off c={on.point.concurrency}",
         )
-    progress.point(describe(off.point))
+    progress.point(describe_queue(off))
     run.batching = BatchingComparison(model=model, concurrency=on.point.concurrency, on=on, off=off)
 
 

@@ -16,6 +16,13 @@ receiving link is gone. Two things keep this fast and safe:
 The method used (`_settle_message_via_mgmt_link`) is private to the SDK, so each use is
 guarded: if it is missing or fails, messages are settled one by one through the public API
 on the receiver that received them.
+
+The SDK's (pyamqp) management link grants the broker 10,000 credits for responses when it
+attaches and never grants more, so on one receiver the 10,001st management request gets no
+response and times out, and so does every one after it. A worker settling a batch per request
+reached that after about 10,000 batches (a few minutes at full load) and then all but stopped:
+each batch waited for the timeout, its locks lapsed, and the messages came back. So after each
+request the settler tops the credit up again (`top_up_management_credit`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,32 @@ log = logging.getLogger(__name__)
 COMPLETED = "completed"
 ABANDONED = "abandoned"
 _PUBLIC_METHOD = {COMPLETED: "complete_message", ABANDONED: "abandon_message"}
+
+
+async def top_up_management_credit(receiver: Any) -> int:
+    """Give each management link of `receiver` its full response credit again once half is used.
+
+    Returns how many links were topped up. Private SDK state, guarded: on another SDK version or
+    transport (no such fields) it does nothing."""
+    operations = getattr(getattr(receiver, "_handler", None), "_mgmt_links", None)
+    if not isinstance(operations, dict):
+        return 0
+    topped_up = 0
+    for operation in list(operations.values()):
+        response_link = getattr(getattr(operation, "_mgmt_link", None), "_response_link", None)
+        credit = getattr(response_link, "current_link_credit", None)
+        full = getattr(response_link, "link_credit", None)
+        if response_link is None or not isinstance(credit, int) or not isinstance(full, int):
+            continue
+        if credit >= full // 2:
+            continue
+        try:
+            await response_link.flow(link_credit=full)
+        except Exception as exc:  # the link is going away: the SDK reopens it on the next request
+            log.debug("could not top up management link credit: %r", exc)
+            continue
+        topped_up += 1
+    return topped_up
 
 
 class MessageSettler:
@@ -69,6 +102,8 @@ class MessageSettler:
         except Exception as exc:
             log.warning("batch %s of %d messages failed, one by one now: %r", outcome, len(messages), exc)
             return False
+        finally:
+            await top_up_management_credit(self.control)
         self.batch_requests += 1
         for message in messages:
             _mark_settled(self.receiver, message)
@@ -89,7 +124,10 @@ class MessageSettler:
         if renew_locks is not None and all(token is not None for token in tokens):
             try:
                 async with self._turn:
-                    response = await renew_locks(*[str(token) for token in tokens], timeout=10)
+                    try:
+                        response = await renew_locks(*[str(token) for token in tokens], timeout=10)
+                    finally:
+                        await top_up_management_credit(renewer)
                 expirations = list(response[b"expirations"])
                 for message, expires_ms in zip(messages, expirations, strict=True):
                     message._expiry = datetime.fromtimestamp(expires_ms / 1000, tz=UTC)
@@ -108,7 +146,10 @@ class MessageSettler:
         """Renew one message's lock; returns its new expiry (raises when the lock is gone)."""
         renewer = self.control if self.control is not None else self.receiver
         async with self._turn:
-            result = await renewer.renew_message_lock(message, timeout=10)
+            try:
+                result = await renewer.renew_message_lock(message, timeout=10)
+            finally:
+                await top_up_management_credit(renewer)
         return result if isinstance(result, datetime) else None
 
     async def close(self) -> None:
