@@ -31,6 +31,7 @@ from qscore.producer.requests import OutgoingRequest, request_message
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import request_traceparent
 from qscore.transport.receiving import receive_ready, set_further_pull
+from qscore.transport.settlement import top_up_management_credit
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,10 @@ class ScoringProducer:
         if self.settings.reply_receive_mode == "peek_lock":
             for message in messages:
                 await receiver.complete_message(message)
+        # Session-lock renewals (and peek-lock completes) answer on a management link whose
+        # credit the SDK grants once; without a top-up a long-lived producer stalls after
+        # 10,000 of them (the same limit the worker's settlement hit).
+        await top_up_management_credit(receiver)
 
     def _accept(self, message: ServiceBusReceivedMessage, received_at: float) -> None:
         try:
