@@ -17,6 +17,7 @@ from tests.fixtures.triton import start_triton
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
+    SlowBackend,
     WorkerSettingsFactory,
     dead_letters,
     digits_request,
@@ -26,28 +27,6 @@ from tests.fixtures.worker import (
 from workers.settle import Settler
 
 SHORT_LOCK_QUEUE = "test-short-lock"  # lock 2 s, max delivery 3
-
-
-class SlowBackend:
-    """Triton, but every inference takes `delay_s` longer: longer than the queue's lock."""
-
-    def __init__(self, client: TritonClient, delay_s: float) -> None:
-        self._client = client
-        self.delay_s = delay_s
-        self.calls = 0
-
-    async def model_spec(self, model: str, version: str = "") -> Any:
-        return await self._client.model_spec(model, version)
-
-    async def is_ready(self) -> bool:
-        return await self._client.is_ready()
-
-    async def infer(
-        self, model: str, inputs: Any, *, version: str = "", outputs: Sequence[str] | None = None
-    ) -> Any:
-        self.calls += 1
-        await asyncio.sleep(self.delay_s)
-        return await self._client.infer(model, inputs, version=version, outputs=outputs)
 
 
 def _requests(session_id: str, count: int, prefix: str) -> list[OutgoingRequest]:

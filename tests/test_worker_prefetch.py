@@ -25,6 +25,7 @@ from qscore.transport.settlement import MessageSettler
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
+    SlowBackend,
     WorkerSettingsFactory,
     digits_request,
     running_worker,
@@ -146,26 +147,6 @@ async def test_message_settler_renews_many_locks_against_the_bus(bus: Any, fresh
             assert await settler.complete(messages) == []
             # Settled: each one's renewal now fails and is reported lost.
             assert len(await settler.renew_many(messages)) == 3
-
-
-class SlowBackend:
-    """Triton, but each call takes `delay_s` longer."""
-
-    def __init__(self, client: TritonClient, delay_s: float) -> None:
-        self._client = client
-        self.delay_s = delay_s
-        self.calls = 0
-
-    async def model_spec(self, model: str, version: str = "") -> Any:
-        return await self._client.model_spec(model, version)
-
-    async def is_ready(self) -> bool:
-        return await self._client.is_ready()
-
-    async def infer(self, model: str, inputs: Any, *, version: str = "", outputs: Any = None) -> Any:
-        self.calls += 1
-        await asyncio.sleep(self.delay_s)
-        return await self._client.infer(model, inputs, version=version, outputs=outputs)
 
 
 async def test_slow_model_with_a_large_prefetch_scores_each_request_once(
