@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from qscore.bench.children import Window, split_evenly
-from qscore.bench.direct import Ceiling
-from qscore.bench.goals import evaluate
-from qscore.bench.latency import cdf, summarize
-from qscore.bench.load import closed_loop, open_loop
-from qscore.bench.machine import machine_facts
-from qscore.bench.metering import ProcessCost
-from qscore.bench.points import LoadPoint, merge_samples
-from qscore.bench.queue_path import QueueMeasurement
-from qscore.bench.repo_variants import without_dynamic_batching
-from qscore.bench.report import write_results
-from qscore.bench.runner import BatchingComparison, BenchRun, ModelResults
-from qscore.bench.settings import BenchSettings
-from qscore.triton.repository import DEFAULT_REPO, derive_cpu_repository, read_config
+from qscore_local.triton.repository import DEFAULT_REPO, derive_cpu_repository, read_config
+from qscore_tools.bench.children import Window, split_evenly
+from qscore_tools.bench.direct import Ceiling
+from qscore_tools.bench.goals import evaluate
+from qscore_tools.bench.latency import cdf, summarize
+from qscore_tools.bench.load import closed_loop, open_loop
+from qscore_tools.bench.machine import machine_facts
+from qscore_tools.bench.metering import ProcessCost
+from qscore_tools.bench.points import LoadPoint, merge_samples
+from qscore_tools.bench.queue_path import QueueMeasurement
+from qscore_tools.bench.repo_variants import without_dynamic_batching
+from qscore_tools.bench.report import write_results
+from qscore_tools.bench.runner import BatchingComparison, BenchRun, ModelResults
+from qscore_tools.bench.settings import BenchSettings
 
 
 def test_summary_percentiles_and_cdf() -> None:
@@ -196,7 +196,7 @@ def test_results_files(tmp_path: Path) -> None:
 
 def test_cli_rejects_an_unknown_model_in_one_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from qscore.cli import main; main()", "bench", "--model", "nope"],
+        [sys.executable, "-c", "from qscore_cli import main; main()", "bench", "--model", "nope"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -208,7 +208,7 @@ def test_cli_rejects_an_unknown_model_in_one_line() -> None:
 
 
 def test_py_spy_raw_output_summary(tmp_path: Path) -> None:
-    from qscore.bench.profiling import summarize_collapsed
+    from qscore_tools.bench.profiling import summarize_collapsed
 
     raw = "main (a.py:1);loop (a.py:9);send (b.py:3) 30\nmain (a.py:1);loop (a.py:10);decode (c.py:7) 10\n"
     summary = summarize_collapsed(raw, role="worker", label="digits", raw_path=tmp_path / "raw.txt")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from qscore.bench.direct import CeilingSearch, find_ceiling, measure_direct
-from qscore.triton.launcher import TritonEndpoints
+from qscore_local.triton.launcher import TritonEndpoints
+from qscore_tools.bench.direct import CeilingSearch, find_ceiling, measure_direct
 
-QSCORE = [sys.executable, "-c", "from qscore.cli import main; main()"]
+QSCORE = [sys.executable, "-c", "from qscore_cli import main; main()"]
 
 
 async def test_direct_ceiling_against_real_triton(triton: TritonEndpoints) -> None:

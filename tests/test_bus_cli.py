@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from qscore.bus.launcher import BusEndpoint
+from qscore_local.bus.launcher import BusEndpoint
 from tests.fixtures.ports import free_port
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from qscore.cli import main; main()", *args]
+    command = [sys.executable, "-c", "from qscore_cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -31,7 +31,7 @@ def test_stats_against_nothing_is_one_line_error() -> None:
 
 def test_serve_prints_address_and_queues(tmp_path: Path) -> None:
     port = free_port()
-    command = [sys.executable, "-c", "from qscore.cli import main; main()", "bus", "serve"]
+    command = [sys.executable, "-c", "from qscore_cli import main; main()", "bus", "serve"]
     command += ["--port", str(port), "--data-dir", str(tmp_path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -16,8 +16,8 @@ from azure.servicebus.exceptions import (
     SessionCannotBeLockedError,
 )
 
-from qscore.bus import queue_counts
-from qscore.bus.launcher import BusEndpoint
+from qscore_local.bus import queue_counts
+from qscore_local.bus.launcher import BusEndpoint
 
 WAIT = 1.0
 

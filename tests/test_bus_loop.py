@@ -1,4 +1,4 @@
-"""The endpoint's own event loop (qscore/bus/loop.py): dropped sockets, management-link batch
+"""The endpoint's own event loop (qscore_local/bus/loop.py): dropped sockets, management-link batch
 settlement through the real SDK, and proton's Container kept as a working fallback."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from qscore.bus import queue_counts
-from qscore.bus.launcher import BusEndpoint
-from qscore.bus.serve import REACTOR_ENV
+from qscore_local.bus import queue_counts
+from qscore_local.bus.launcher import BusEndpoint
+from qscore_local.bus.serve import REACTOR_ENV
 from tests.fixtures.bus import StartBus
 
 

@@ -13,8 +13,8 @@ from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusErro
 from proton import Message
 from proton.utils import BlockingConnection, SendException
 
-from qscore.bus import queue_counts
-from qscore.bus.launcher import BusEndpoint
+from qscore_local.bus import queue_counts
+from qscore_local.bus.launcher import BusEndpoint
 from tests.fixtures.bus import StartBus
 
 

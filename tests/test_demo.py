@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-QSCORE = [sys.executable, "-c", "from qscore.cli import main; main()"]
+QSCORE = [sys.executable, "-c", "from qscore_cli import main; main()"]
 
 
 def _run_demo(tmp_path: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], dict]:

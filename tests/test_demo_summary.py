@@ -9,9 +9,9 @@ import numpy as np
 from rich.console import Console
 
 from qscore.contracts import ErrorCode, ReplyError, ReplyStatus, ScoreReply, Tensor, Timings
-from qscore.demo import Percentiles, SummaryBuilder, batch_size_distribution
-from qscore.demo.render import batch_size_buckets, render_summary
 from qscore.producer import OutcomeKind, ProducerStats, ReplyOutcome
+from qscore_local.demo import Percentiles, SummaryBuilder, batch_size_distribution
+from qscore_local.demo.render import batch_size_buckets, render_summary
 
 
 def _batch(size: str, count: str) -> dict[str, object]:

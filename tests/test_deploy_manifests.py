@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from qscore.scaling.config import scaler_spec_from_manifest
-from qscore.scaling.lint import (
+from qscore_tools.scaling.config import scaler_spec_from_manifest
+from qscore_tools.scaling.lint import (
     lint_grace_period,
     lint_keda_strings,
     lint_no_plaintext_secrets,
@@ -21,8 +21,8 @@ from qscore.scaling.lint import (
     lint_rendered,
     lint_replica_bounds,
 )
-from qscore.scaling.manifests import OVERLAYS, find, render_overlay, repo_root
-from qscore.scaling.validate import (
+from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay, repo_root
+from qscore_tools.scaling.validate import (
     KUBERNETES_VERSION,
     keda_schema_dir,
     validate_core,

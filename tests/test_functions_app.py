@@ -12,13 +12,13 @@ import azure.functions as func
 import pytest
 
 from functions import names
-from functions.local.app_index import indexed_functions, user_function
-from functions.local.durable_api import LocalDurableApi
-from functions.local.engine import InstanceRecord
-from functions.local.messages import to_function_messages
 from functions.runtime import install_runtime
 from functions.settings import FunctionsSettings
 from qscore.telemetry import InMemoryTelemetry
+from qscore_local.functions_host.app_index import indexed_functions, user_function
+from qscore_local.functions_host.durable_api import LocalDurableApi
+from qscore_local.functions_host.engine import InstanceRecord
+from qscore_local.functions_host.messages import to_function_messages
 
 EXPECTED = {
     names.TRIGGER: [

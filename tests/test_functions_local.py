@@ -15,7 +15,6 @@ import pytest
 
 from functions import names
 from functions.dead_letters import DeadLetterStore
-from functions.local.driver import InProcessDriver
 from functions.payload_store import FilePayloadStore
 from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
@@ -24,6 +23,7 @@ from qscore.monitoring import InteractionLog, iter_records
 from qscore.registry import Flight, ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore.telemetry import InMemoryTelemetry
+from qscore_local.functions_host.driver import InProcessDriver
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def bus_connection(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     except pytest.FixtureLookupError:
         pass
-    from qscore.bus.launcher import LocalBus
+    from qscore_local.bus.launcher import LocalBus
 
     with LocalBus() as endpoint:
         yield endpoint.connection_string

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 
 from functions import names
-from functions.local import history as h
-from functions.local.app_index import functions_by_trigger
 from functions.payloads import (
     Carried,
     Group,
@@ -21,6 +19,8 @@ from functions.payloads import (
     ValidationResult,
 )
 from functions.settings import RetryPolicy
+from qscore_local.functions_host import history as h
+from qscore_local.functions_host.app_index import functions_by_trigger
 
 RETRY = RetryPolicy(first_retry_ms=1000, backoff_coefficient=2.0, max_retry_ms=8000, max_attempts=2)
 BATCH = Carried(inline='{"messages": []}', size_bytes=16)

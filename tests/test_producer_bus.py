@@ -11,10 +11,10 @@ import pytest
 from azure.servicebus.aio import ServiceBusClient
 
 from qscore import telemetry
-from qscore.bus.launcher import BusEndpoint
 from qscore.contracts import REQUEST_CONTENT_TYPE
 from qscore.producer import OutcomeKind, OutgoingRequest, ProducerSettings, ScoringProducer
 from qscore.telemetry import InMemoryTelemetry
+from qscore_local.bus.launcher import BusEndpoint
 from tests.fixtures.bus import StartBus
 from tests.fixtures.producer import FAKE_LABEL, REPLY_QUEUE, REQUEST_QUEUE, FakeWorker, fake_reply
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from qscore.bus.launcher import BusEndpoint
-from qscore.bus.stats import queue_counts
 from qscore.producer import ProducerSettings
-from qscore.producer.enqueue_job import EnqueueJob, run_enqueue
 from qscore.producer.files import RequestFileError, load_request_file
+from qscore_cli.enqueue_job import EnqueueJob, run_enqueue
+from qscore_local.bus.launcher import BusEndpoint
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.producer import FAKE_LABEL, UNCONSUMED_QUEUE, FakeWorker
 
-QSCORE = [sys.executable, "-c", "from qscore.cli import main; main()"]
+QSCORE = [sys.executable, "-c", "from qscore_cli import main; main()"]
 DIGITS_REQUEST = {
     "model": "digits",
     "inputs": {"pixels": {"datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}},

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from qscore.cli import app, main
 from qscore.monitoring import InteractionRecord
 from qscore.registry import ModelRegistry, routing_fraction
+from qscore_cli import app, main
 
 runner = CliRunner()
 

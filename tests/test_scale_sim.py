@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qscore.scaling.bench_input import BenchInputError, per_replica_rate_from_bench
-from qscore.scaling.config import (
+from qscore_tools.scaling.bench_input import BenchInputError, per_replica_rate_from_bench
+from qscore_tools.scaling.config import (
     ManifestError,
     ScalerSpec,
     ScalingPolicy,
@@ -17,10 +17,10 @@ from qscore.scaling.config import (
     default_scale_up,
     scaler_spec_from_manifest,
 )
-from qscore.scaling.hpa import HpaController, metric_desired_replicas
-from qscore.scaling.recommend import recommend
-from qscore.scaling.simulator import SimulationSettings, drain_time, simulate, weighted_percentile
-from qscore.scaling.traffic import Burst, Diurnal, Ramp
+from qscore_tools.scaling.hpa import HpaController, metric_desired_replicas
+from qscore_tools.scaling.recommend import recommend
+from qscore_tools.scaling.simulator import SimulationSettings, drain_time, simulate, weighted_percentile
+from qscore_tools.scaling.traffic import Burst, Diurnal, Ramp
 
 
 def _hpa(min_r: int = 1, max_r: int = 100, up: ScalingRules | None = None, down: ScalingRules | None = None):

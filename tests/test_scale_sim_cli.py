@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qscore.cli import app
-from qscore.cli.errors import UserError
+from qscore_cli import app
+from qscore_cli.errors import UserError
 
 
 def test_scale_sim_reports_plots_and_recommends(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
 from qscore import telemetry
-from qscore.bus.launcher import BusEndpoint
+from qscore_local.bus.launcher import BusEndpoint
 
 
 async def test_traceparent_survives_the_queue(

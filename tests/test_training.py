@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from qscore.inference.testset import DIGITS_TEST_SET, load_digits_test_set
-from qscore.training import digits
-from qscore.training.bench_mlp import TIED_DEPTH, build_bench_mlp
+from qscore_tools.training import digits
+from qscore_tools.training.bench_mlp import TIED_DEPTH, build_bench_mlp
 
 REPO = digits.ROOT / "triton_repo"
 ARTEFACTS = ["digits/1/model.onnx", "digits/2/model.onnx", "bench_mlp/1/model.onnx"]
@@ -36,7 +36,7 @@ def test_regenerated_models_match_committed(regenerated: Path, artefact: str) ->
     fresh = (regenerated / "triton_repo" / artefact).read_bytes()
     if fresh == committed:
         return
-    # Documented tolerance (qscore/training/digits.py): other library versions may round
+    # Documented tolerance (qscore_tools/training/digits.py): other library versions may round
     # differently; probabilities within 1e-4 and identical labels on the held-out set.
     pixels = load_digits_test_set().pixels
     fresh_p, fresh_l = run_onnx(regenerated / "triton_repo" / artefact, pixels)
@@ -88,5 +88,5 @@ def test_bench_model_is_deep_but_small_and_numerically_sane() -> None:
 
 
 def test_missing_test_set_names_the_command(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"qscore\.training\.digits"):
+    with pytest.raises(FileNotFoundError, match=r"qscore_tools\.training\.digits"):
         load_digits_test_set(tmp_path / "nope.npz")

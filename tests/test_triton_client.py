@@ -15,8 +15,8 @@ from qscore.inference.client import (
 )
 from qscore.inference.metrics import batching_counters, parse_metrics, scrape_metrics
 from qscore.inference.testset import DigitsTestSet
-from qscore.triton.launcher import TritonEndpoints, pick_free_port
-from qscore.triton.smoke import run_smoke
+from qscore_local.triton.launcher import TritonEndpoints, pick_free_port
+from qscore_local.triton.smoke import run_smoke
 
 
 @pytest.mark.parametrize(("version", "floor"), [("1", 0.93), ("2", 0.95)])

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from qscore.inference.client import TritonClient
-from qscore.triton import onnx_model_source
-from qscore.triton.repository import (
+from qscore_local.triton import onnx_model_source
+from qscore_local.triton.repository import (
     CPU_ONLY_FIELDS,
     DEFAULT_REPO,
     INTRA_OP_THREADS_PARAMETER,

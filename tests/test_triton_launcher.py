@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from qscore.inference.client import InferenceUnavailable, TritonClient
-from qscore.triton.launcher import LocalTriton, TritonStartError, http_ready
-from qscore.triton.repository import DEFAULT_REPO
+from qscore_local.triton.launcher import LocalTriton, TritonStartError, http_ready
+from qscore_local.triton.repository import DEFAULT_REPO
 from tests.fixtures.ports import free_port
 from tests.fixtures.triton import start_triton
 

@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from qscore.bus.stats import queue_counts
 from qscore.contracts import ErrorCode, ReplyStatus
 from qscore.inference.testset import DigitsTestSet
 from qscore.monitoring.records import iter_records
 from qscore.registry import Flight, ModelRegistry
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import (
     OutgoingRequest,

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qscore.bus.stats import queue_counts
 from qscore.contracts import ReplyStatus
 from qscore.inference import TritonClient
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.triton import start_triton
 from tests.fixtures.worker import (
     OutgoingRequest,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from qscore.bus.stats import queue_counts
 from qscore.contracts import ReplyStatus
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
@@ -156,7 +156,7 @@ async def test_job_mode_process_exits_zero(bus: Any, triton: Any, fresh_queue: s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from qscore.cli import main; main()",
+        "from qscore_cli import main; main()",
         "worker",
         "--no-health",
         env=env,

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qscore.bus.stats import queue_counts
 from qscore.contracts import ReplyStatus
 from qscore.inference import TritonClient
 from qscore.transport.settlement import MessageSettler
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,

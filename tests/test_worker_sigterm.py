@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from qscore.bus.stats import queue_counts
+from qscore_local.bus.stats import queue_counts
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import (
     OutgoingRequest,
@@ -44,7 +44,7 @@ def _start_worker_process(
         "QSCORE_DRAIN_GRACE_S": str(GRACE_S),
         "QSCORE_HEALTH_HOST": "127.0.0.1",
     }
-    command = [sys.executable, "-c", "from qscore.cli import main; main()", "worker"]
+    command = [sys.executable, "-c", "from qscore_cli import main; main()", "worker"]
     command += ["--health-port", str(health_port)]
     log = (tmp_path / "worker.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -11,6 +11,9 @@ COPY pyproject.toml README.md ./
 COPY qscore ./qscore
 COPY workers ./workers
 COPY functions ./functions
+COPY qscore_cli ./qscore_cli
+COPY qscore_local ./qscore_local
+COPY qscore_tools ./qscore_tools
 RUN python - <<'PY' > /tmp/requirements.txt
 import tomllib
 skip = ("nvidia-pytriton", "onnxruntime", "matplotlib", "python-qpid-proton")

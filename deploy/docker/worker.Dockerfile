@@ -12,6 +12,9 @@ COPY pyproject.toml README.md ./
 COPY qscore ./qscore
 COPY workers ./workers
 COPY functions ./functions
+COPY qscore_cli ./qscore_cli
+COPY qscore_local ./qscore_local
+COPY qscore_tools ./qscore_tools
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  # Serving dependencies = pyproject's list minus what the worker never imports.

@@ -1,6 +1,6 @@
 """The held-out digits test set (data/digits_test.npz) that the smoke, demo and benchmarks score.
 
-Written by `python -m qscore.training.digits`; reading it needs only numpy, not scikit-learn.
+Written by `python -m qscore_tools.training.digits`; reading it needs only numpy, not scikit-learn.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class DigitsTestSet:
 def load_digits_test_set(path: Path = DIGITS_TEST_SET) -> DigitsTestSet:
     """Load the held-out set; FileNotFoundError names the command that writes it."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (run python -m qscore.training.digits)")
+        raise FileNotFoundError(f"{path} is missing (run python -m qscore_tools.training.digits)")
     with np.load(path, allow_pickle=False) as archive:
         return DigitsTestSet(
             pixels=archive["pixels"].astype(np.float32), labels=archive["labels"].astype(np.int64)

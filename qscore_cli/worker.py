@@ -1,0 +1,107 @@
+"""`qscore worker`: run one scoring worker (Service Bus in, Triton, replies out).
+
+Every flag has a `QSCORE_*` variable (see docs/worker.md); a flag wins over the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from qscore_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from workers.settings import WorkerSettings
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's command(s) to the root app."""
+    app.command("worker")(worker)
+
+
+def _flag(variable: str, text: str, *names: str) -> Any:
+    """An optional flag whose default (None) defers to the `QSCORE_*` variable it names."""
+    return typer.Option(None, *names, help=f"{text} [{variable}].")
+
+
+def worker(
+    connection: str | None = _flag(
+        "QSCORE_SERVICEBUS_CONNECTION", "Service Bus connection string", "--connection"
+    ),
+    namespace: str | None = _flag(
+        "QSCORE_SERVICEBUS_NAMESPACE", "Service Bus namespace, with DefaultAzureCredential", "--namespace"
+    ),
+    queue: str | None = _flag("QSCORE_REQUEST_QUEUE", "Request queue", "--queue"),
+    reply_queue: str | None = _flag("QSCORE_REPLY_QUEUE", "Reply queue for requests without reply_to"),
+    triton_url: str | None = _flag("QSCORE_TRITON_URL", "Triton gRPC host:port"),
+    max_batch_size: int | None = _flag(
+        "QSCORE_MAX_BATCH_SIZE", "Cap on rows per Triton call; 0 = the model's max"
+    ),
+    max_batch_delay_ms: float | None = _flag("QSCORE_MAX_BATCH_DELAY_MS", "Longest wait for a batch to fill"),
+    prefetch: int | None = _flag("QSCORE_PREFETCH", "Most messages fetched ahead"),
+    max_in_flight_batches: int | None = _flag(
+        "QSCORE_MAX_IN_FLIGHT_BATCHES", "Triton calls in flight at once"
+    ),
+    drain_grace_s: float | None = _flag(
+        "QSCORE_DRAIN_GRACE_S", "Seconds to finish in-flight work on SIGTERM"
+    ),
+    health_port: int | None = _flag("QSCORE_HEALTH_PORT", "Port for /healthz and /readyz; 0 = any free port"),
+    no_health: bool = typer.Option(False, "--no-health", help="Do not start the health server."),
+    registry_path: Path | None = _flag("QSCORE_REGISTRY_PATH", "Model registry file"),
+    interaction_log: Path | None = _flag("QSCORE_INTERACTION_LOG", "JSONL log of scored interactions"),
+    exit_after_messages: int | None = _flag(
+        "QSCORE_EXIT_AFTER_MESSAGES", "Job mode: exit after settling this many messages"
+    ),
+    exit_when_idle_s: float | None = _flag(
+        "QSCORE_EXIT_WHEN_IDLE_S", "Job mode: exit after this many seconds with nothing received"
+    ),
+    log_level: str = typer.Option("INFO", help="Logging level."),
+) -> None:
+    """Consume scoring requests until SIGTERM/Ctrl-C, then drain and exit."""
+    overrides = {name: value for name, value in locals().items() if name not in {"no_health", "log_level"}}
+    overrides["servicebus_connection"] = overrides.pop("connection")
+    overrides["servicebus_namespace"] = overrides.pop("namespace")
+    overrides["request_queue"] = overrides.pop("queue")
+    _run(_settings(overrides, no_health=no_health), log_level)
+
+
+def _settings(overrides: dict[str, Any], *, no_health: bool) -> WorkerSettings:
+    """Flags over `QSCORE_*` variables over defaults; bad values become one-line errors."""
+    import dataclasses
+
+    from qscore.transport import TransportConfigError
+    from workers.settings import WorkerSettings
+
+    try:
+        settings = WorkerSettings.from_env(**overrides)
+        if no_health:
+            settings = dataclasses.replace(settings, health_port=None)
+        if bool(settings.servicebus_connection) == bool(settings.servicebus_namespace):
+            raise TransportConfigError(
+                "set exactly one of --connection/QSCORE_SERVICEBUS_CONNECTION "
+                "or --namespace/QSCORE_SERVICEBUS_NAMESPACE"
+            )
+    except (ValueError, TransportConfigError) as exc:
+        raise UserError(str(exc)) from None
+    return settings
+
+
+def _run(settings: WorkerSettings, log_level: str) -> None:
+    import asyncio
+    import logging
+
+    from qscore.telemetry import configure
+    from workers.app import run_worker
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    # The SDK logs every link event at INFO; a worker's own log should stay readable.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    configure("qscore-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    except OSError as exc:  # e.g. the health port is taken
+        raise UserError(f"worker could not start: {exc}") from None

@@ -1,0 +1,38 @@
+"""`python -m qscore_local.bus`: the endpoint without the Typer CLI (what LocalBus starts)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from qscore_local.bus.config import QueueConfigError, load_queue_config
+from qscore_local.bus.serve import DEFAULT_PORT, configure_logging, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m qscore_local.bus", description="Local Service Bus endpoint"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--config", type=Path, default=None, help="queue config YAML (default: shipped)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="SQLite directory (default: in memory)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        queues = load_queue_config(args.config)
+    except QueueConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(queues, host=args.host, port=args.port, data_dir=args.data_dir)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

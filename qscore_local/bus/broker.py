@@ -1,0 +1,328 @@
+"""Service Bus queue semantics over the in-memory entities, with every change recorded in the store."""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass
+
+from proton import Condition, symbol
+
+from qscore_local.bus import codec
+from qscore_local.bus.config import DEAD_LETTER_SUFFIX, QueueConfig
+from qscore_local.bus.entity import Entity, Envelope, SessionLock, dead_letter_entity
+from qscore_local.bus.store import MessageStore
+
+NOT_FOUND = "amqp:not-found"
+NOT_ALLOWED = "amqp:not-allowed"
+DECODE_ERROR = "amqp:decode-error"
+SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
+LOCK_LOST = "com.microsoft:message-lock-lost"
+SESSION_LOCK_LOST = "com.microsoft:session-lock-lost"
+SESSION_CANNOT_BE_LOCKED = "com.microsoft:session-cannot-be-locked"
+TIMEOUT = "com.microsoft:timeout"
+ARGUMENT_ERROR = "com.microsoft:argument-error"
+
+MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+TTL_EXPIRED = "TTLExpiredException"
+
+
+def error(condition: str, description: str) -> Condition:
+    """An AMQP error with an (empty) info map: the SDK indexes info unconditionally."""
+    return Condition(condition, description, {symbol("reason"): description})
+
+
+class BrokerError(Exception):
+    """A request the broker refuses; `condition` is the AMQP error the client gets."""
+
+    def __init__(self, condition: str, description: str) -> None:
+        super().__init__(description)
+        self.condition = condition
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCountsRow:
+    """Per-queue counts, as the `$management` counts operation reports them."""
+
+    active: int
+    locked: int
+    dead_letter: int
+    scheduled: int
+
+    @property
+    def total(self) -> int:
+        return self.active + self.locked + self.dead_letter + self.scheduled
+
+
+class Broker:
+    """All queues of the endpoint; the reactor thread is its only caller."""
+
+    def __init__(self, queues: list[QueueConfig], store: MessageStore) -> None:
+        self.store = store
+        self.entities: dict[str, Entity] = {}
+        for config in queues:
+            entity = Entity(name=config.name, config=config)
+            self.entities[entity.name] = entity
+            self.entities[entity.dead_letter_name] = dead_letter_entity(entity)
+        self._by_lower_name = {name.lower(): entity for name, entity in self.entities.items()}
+        self.locks: dict[uuid.UUID, Envelope] = {}
+        self._lock_expiry: list[tuple[int, int, uuid.UUID]] = []
+        self._ttl_expiry: list[tuple[int, int]] = []
+        self._schedule: list[tuple[int, int]] = []
+        self._next_seq = 1
+        # Entities that gained ready messages since the server last pumped its consumers.
+        self.wakeups: set[str] = set()
+
+    # ---- lookup and recovery -------------------------------------------------------------
+    def entity(self, address: str) -> Entity:
+        path = address.strip("/")
+        # Service Bus entity paths are case-insensitive (the SDK asks for `$DeadLetterQueue`).
+        entity = self.entities.get(path) or self._by_lower_name.get(path.lower())
+        if entity is None:
+            raise BrokerError(NOT_FOUND, f"The messaging entity '{address}' could not be found.")
+        return entity
+
+    def recover(self, now_ms: int) -> int:
+        """Load what the store holds; locks did not survive, so every message is ready again."""
+        rows = self.store.load_messages()
+        for row in rows:
+            entity = self.entities.get(row.entity)
+            if entity is None:  # queue removed from the config: keep the row, hold nothing
+                continue
+            envelope = Envelope(*row.as_tuple())  # type: ignore[arg-type]
+            self._hold(entity, envelope, now_ms)
+        for (entity_name, session_id), state in self.store.load_session_states().items():
+            if entity_name in self.entities:
+                self.entities[entity_name].session_states[session_id] = state
+        self._next_seq = max(self.store.max_seq(), 0) + 1
+        return len(rows)
+
+    def _hold(self, entity: Entity, envelope: Envelope, now_ms: int) -> None:
+        entity.add(envelope, now_ms)
+        if envelope.expires_ms is not None:
+            heapq.heappush(self._ttl_expiry, (envelope.expires_ms, envelope.seq))
+        if envelope.visible_ms is not None and envelope.visible_ms > now_ms:
+            heapq.heappush(self._schedule, (envelope.visible_ms, envelope.seq))
+        else:
+            self.wakeups.add(entity.name)
+
+    # ---- send ----------------------------------------------------------------------------
+    def check(self, entity: Entity, raw: bytes) -> codec.IncomingFacts:
+        """Validate one message for `entity` without accepting it."""
+        if entity.is_dead_letter:
+            raise BrokerError(NOT_ALLOWED, "Cannot send to a dead-letter sub-queue.")
+        limit = entity.config.max_message_size_bytes
+        if len(raw) > limit:
+            raise BrokerError(SIZE_EXCEEDED, f"The message size {len(raw)} exceeds the limit {limit} bytes.")
+        try:
+            facts = codec.read_facts(raw)
+        except codec.MessageFormatError as exc:
+            raise BrokerError(DECODE_ERROR, str(exc)) from None
+        if entity.requires_session and not facts.session_id:
+            raise BrokerError(
+                NOT_ALLOWED, f"The queue '{entity.name}' requires sessions: the message has no session id."
+            )
+        return facts
+
+    def enqueue_all(self, entity: Entity, raws: list[bytes], now_ms: int) -> list[Envelope]:
+        """Accept a transfer's messages, all or none; the caller commits before acknowledging."""
+        checked = [(raw, self.check(entity, raw)) for raw in raws]
+        return [self._enqueue(entity, raw, facts, now_ms) for raw, facts in checked]
+
+    def _enqueue(self, entity: Entity, raw: bytes, facts: codec.IncomingFacts, now_ms: int) -> Envelope:
+        ttl_s = facts.ttl_s
+        if entity.config.default_ttl_s is not None:
+            ttl_s = min(ttl_s or entity.config.default_ttl_s, entity.config.default_ttl_s)
+        envelope = Envelope(
+            seq=self._next_seq,
+            entity=entity.name,
+            payload=raw,
+            enqueued_ms=now_ms,
+            expires_ms=None if ttl_s is None else now_ms + int(ttl_s * 1000),
+            visible_ms=facts.scheduled_ms,
+            session_id=facts.session_id,
+        )
+        self._next_seq += 1
+        self._hold(entity, envelope, now_ms)
+        self.store.put(envelope.row())
+        return envelope
+
+    # ---- receive -------------------------------------------------------------------------
+    def acquire(
+        self, entity: Entity, session_id: str | None, *, delete: bool, now_ms: int
+    ) -> Envelope | None:
+        """Next deliverable message, peek-locked (or removed, for receive-and-delete)."""
+        while True:
+            envelope = entity.take(session_id)
+            if envelope is None:
+                return None
+            if envelope.expires_ms is not None and envelope.expires_ms <= now_ms:
+                self._expire(entity, envelope, now_ms)
+                continue
+            if delete:
+                entity.drop(envelope)
+                self.store.delete(envelope.seq)
+                return envelope
+            token = uuid.uuid4()
+            envelope.lock_token = token
+            envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
+            entity.locked[token] = envelope
+            self.locks[token] = envelope
+            heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.seq, token))
+            return envelope
+
+    def _locked(self, token: uuid.UUID, now_ms: int) -> tuple[Entity, Envelope]:
+        envelope = self.locks.get(token)
+        if envelope is None or envelope.locked_until_ms <= now_ms:
+            raise BrokerError(
+                LOCK_LOST,
+                "The lock supplied is invalid. Either the lock expired, or the message has already "
+                "been removed from the queue.",
+            )
+        return self.entities[envelope.entity], envelope
+
+    def _unlock(self, entity: Entity, envelope: Envelope) -> None:
+        if envelope.lock_token is not None:
+            self.locks.pop(envelope.lock_token, None)
+            entity.locked.pop(envelope.lock_token, None)
+        envelope.lock_token = None
+        envelope.locked_until_ms = 0
+
+    def complete(self, token: uuid.UUID, now_ms: int) -> None:
+        entity, envelope = self._locked(token, now_ms)
+        self._unlock(entity, envelope)
+        entity.drop(envelope)
+        self.store.delete(envelope.seq)
+
+    def abandon(self, token: uuid.UUID, now_ms: int, *, count_delivery: bool = True) -> None:
+        """Give the message back: delivery count + 1 (not for `released`), DLQ past the limit."""
+        entity, envelope = self._locked(token, now_ms)
+        self._give_back(entity, envelope, now_ms, count_delivery=count_delivery)
+
+    def _give_back(self, entity: Entity, envelope: Envelope, now_ms: int, *, count_delivery: bool) -> None:
+        self._unlock(entity, envelope)
+        if count_delivery:
+            envelope.delivery_count += 1
+            if envelope.delivery_count >= entity.config.max_delivery_count:
+                limit = entity.config.max_delivery_count
+                description = f"Message could not be consumed after {limit} delivery attempts."
+                self._move_to_dead_letter(entity, envelope, MAX_DELIVERY_COUNT_EXCEEDED, description, now_ms)
+                return
+            self.store.put(envelope.row())
+        entity.make_ready(envelope)
+        self.wakeups.add(entity.name)
+
+    def dead_letter(self, token: uuid.UUID, reason: str, description: str, now_ms: int) -> None:
+        entity, envelope = self._locked(token, now_ms)
+        self._unlock(entity, envelope)
+        self._move_to_dead_letter(entity, envelope, reason, description, now_ms)
+
+    def _move_to_dead_letter(
+        self, entity: Entity, envelope: Envelope, reason: str, description: str, now_ms: int
+    ) -> None:
+        entity.drop(envelope)
+        # A dead-lettered message dead-lettered again stays where it is.
+        target = entity if entity.is_dead_letter else self.entities[entity.dead_letter_name]
+        envelope.payload = codec.mark_dead_lettered(
+            envelope.payload, reason=reason, description=description, source=entity.name
+        )
+        envelope.entity = target.name
+        envelope.expires_ms = None
+        envelope.visible_ms = None
+        target.add(envelope, now_ms)
+        self.store.put(envelope.row())
+        self.wakeups.add(target.name)
+
+    def renew(self, token: uuid.UUID, now_ms: int) -> int:
+        entity, envelope = self._locked(token, now_ms)
+        envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
+        heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.seq, token))
+        return envelope.locked_until_ms
+
+    # ---- time ----------------------------------------------------------------------------
+    def _expire(self, entity: Entity, envelope: Envelope, now_ms: int) -> None:
+        if entity.config.dead_lettering_on_expiration and not entity.is_dead_letter:
+            description = "The message expired and was dead lettered."
+            self._move_to_dead_letter(entity, envelope, TTL_EXPIRED, description, now_ms)
+        else:
+            entity.drop(envelope)
+            self.store.delete(envelope.seq)
+
+    def advance_time(self, now_ms: int) -> None:
+        """Lapse locks, promote scheduled messages and expire TTLs that are due."""
+        while self._lock_expiry and self._lock_expiry[0][0] <= now_ms:
+            until, _, token = heapq.heappop(self._lock_expiry)
+            envelope = self.locks.get(token)
+            if envelope is not None and envelope.locked_until_ms == until:
+                self._give_back(self.entities[envelope.entity], envelope, now_ms, count_delivery=True)
+        while self._schedule and self._schedule[0][0] <= now_ms:
+            _, seq = heapq.heappop(self._schedule)
+            for entity in self._entities_holding(seq):
+                if seq in entity.scheduled:
+                    entity.make_ready(entity.scheduled[seq])
+                    self.wakeups.add(entity.name)
+        while self._ttl_expiry and self._ttl_expiry[0][0] <= now_ms:
+            _, seq = heapq.heappop(self._ttl_expiry)
+            for entity in self._entities_holding(seq):
+                envelope = entity.messages[seq]
+                # Locked messages expire when they come back; the receiver may still complete them.
+                if envelope.lock_token is None and envelope.expires_ms is not None:
+                    self._expire(entity, envelope, now_ms)
+
+    def _entities_holding(self, seq: int) -> list[Entity]:
+        return [entity for entity in self.entities.values() if seq in entity.messages]
+
+    # ---- sessions ------------------------------------------------------------------------
+    def lock_session(self, entity: Entity, session_id: str | None, owner: object, now_ms: int) -> str | None:
+        """Give `owner` the named session (or the next free one); None if none is free now."""
+        if session_id is None:
+            session_id = entity.free_session(now_ms)
+            if session_id is None:
+                return None
+        held = entity.session_locks.get(session_id)
+        if held is not None and held.owner is not owner and held.locked_until_ms > now_ms:
+            raise BrokerError(
+                SESSION_CANNOT_BE_LOCKED,
+                f"The requested session '{session_id}' cannot be accepted: another receiver holds it.",
+            )
+        until = now_ms + int(entity.config.lock_duration_s * 1000)
+        entity.session_locks[session_id] = SessionLock(session_id, owner, until)
+        return session_id
+
+    def session_lock(self, entity: Entity, session_id: str, owner: object | None, now_ms: int) -> SessionLock:
+        held = entity.session_locks.get(session_id)
+        if held is None or held.locked_until_ms <= now_ms or (owner is not None and held.owner is not owner):
+            raise BrokerError(SESSION_LOCK_LOST, f"The session lock for '{session_id}' has expired.")
+        return held
+
+    def release_session(self, entity: Entity, session_id: str, owner: object) -> None:
+        held = entity.session_locks.get(session_id)
+        if held is not None and held.owner is owner:
+            del entity.session_locks[session_id]
+            self.wakeups.add(entity.name)
+
+    def set_session_state(self, entity: Entity, session_id: str, state: bytes | None) -> None:
+        if state is None:
+            entity.session_states.pop(session_id, None)
+        else:
+            entity.session_states[session_id] = state
+        self.store.put_session_state(entity.name, session_id, state)
+
+    # ---- monitoring ----------------------------------------------------------------------
+    def counts(self) -> dict[str, QueueCountsRow]:
+        result: dict[str, QueueCountsRow] = {}
+        for entity in self.entities.values():
+            if entity.is_dead_letter:
+                continue
+            dead = self.entities[entity.dead_letter_name]
+            result[entity.name] = QueueCountsRow(
+                active=entity.ready_count(),
+                locked=len(entity.locked),
+                dead_letter=len(dead.messages),
+                scheduled=len(entity.scheduled),
+            )
+        return result
+
+    def queue_names(self) -> list[str]:
+        return [name for name in self.entities if not name.endswith(DEAD_LETTER_SUFFIX)]

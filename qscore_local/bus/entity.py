@@ -1,0 +1,170 @@
+"""In-memory state of one queue or dead-letter sub-queue: ready, locked, scheduled messages, sessions."""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass, field
+
+from qscore_local.bus.config import DEAD_LETTER_SUFFIX, QueueConfig
+from qscore_local.bus.store import StoredRow
+
+
+@dataclass(slots=True, eq=False)
+class Envelope:
+    """A message the broker holds, with its delivery bookkeeping."""
+
+    seq: int
+    entity: str
+    payload: bytes
+    enqueued_ms: int
+    expires_ms: int | None
+    visible_ms: int | None
+    session_id: str | None
+    delivery_count: int = 0
+    lock_token: uuid.UUID | None = None
+    locked_until_ms: int = 0
+
+    def row(self) -> StoredRow:
+        return StoredRow(
+            self.seq,
+            self.entity,
+            self.payload,
+            self.enqueued_ms,
+            self.expires_ms,
+            self.visible_ms,
+            self.session_id,
+            self.delivery_count,
+        )
+
+
+class Backlog:
+    """Messages ready for delivery, handed out in sequence-number order."""
+
+    __slots__ = ("_heap", "_items")
+
+    def __init__(self) -> None:
+        self._heap: list[int] = []
+        self._items: dict[int, Envelope] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, envelope: Envelope) -> None:
+        self._items[envelope.seq] = envelope
+        heapq.heappush(self._heap, envelope.seq)
+
+    def pop(self) -> Envelope | None:
+        # Lazy deletion: seqs removed out of order stay in the heap until they surface.
+        while self._heap:
+            envelope = self._items.pop(heapq.heappop(self._heap), None)
+            if envelope is not None:
+                return envelope
+        return None
+
+    def remove(self, seq: int) -> Envelope | None:
+        return self._items.pop(seq, None)
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self._items
+
+
+@dataclass(slots=True)
+class SessionLock:
+    """Which receiver holds a session, and until when."""
+
+    session_id: str
+    owner: object
+    locked_until_ms: int
+
+
+@dataclass(eq=False)
+class Entity:
+    """One addressable queue: `name` or `name/$deadletterqueue`."""
+
+    name: str
+    config: QueueConfig
+    is_dead_letter: bool = False
+    messages: dict[int, Envelope] = field(default_factory=dict)
+    backlog: Backlog = field(default_factory=Backlog)
+    session_backlogs: dict[str, Backlog] = field(default_factory=dict)
+    session_locks: dict[str, SessionLock] = field(default_factory=dict)
+    session_states: dict[str, bytes] = field(default_factory=dict)
+    scheduled: dict[int, Envelope] = field(default_factory=dict)
+    locked: dict[uuid.UUID, Envelope] = field(default_factory=dict)
+
+    @property
+    def requires_session(self) -> bool:
+        # Dead-letter sub-queues are read without sessions, as on Service Bus.
+        return self.config.requires_session and not self.is_dead_letter
+
+    @property
+    def dead_letter_name(self) -> str:
+        return self.name if self.is_dead_letter else self.name + DEAD_LETTER_SUFFIX
+
+    def _backlog_for(self, envelope: Envelope) -> Backlog:
+        if not self.requires_session:
+            return self.backlog
+        session_id = envelope.session_id or ""
+        backlog = self.session_backlogs.get(session_id)
+        if backlog is None:
+            backlog = self.session_backlogs[session_id] = Backlog()
+        return backlog
+
+    def add(self, envelope: Envelope, now_ms: int) -> None:
+        """Hold a new (or moved-in) message: ready now, or scheduled for later."""
+        self.messages[envelope.seq] = envelope
+        if envelope.visible_ms is not None and envelope.visible_ms > now_ms:
+            self.scheduled[envelope.seq] = envelope
+        else:
+            self._backlog_for(envelope).push(envelope)
+
+    def make_ready(self, envelope: Envelope) -> None:
+        """A scheduled message whose time came, or a locked one given back."""
+        self.scheduled.pop(envelope.seq, None)
+        self._backlog_for(envelope).push(envelope)
+
+    def take(self, session_id: str | None) -> Envelope | None:
+        """Next ready message (of the session, on session queues), removed from the backlog."""
+        if not self.requires_session:
+            return self.backlog.pop()
+        backlog = self.session_backlogs.get(session_id or "")
+        return backlog.pop() if backlog is not None else None
+
+    def drop(self, envelope: Envelope) -> None:
+        """Forget a message entirely (completed, expired, moved to the dead-letter queue)."""
+        self.messages.pop(envelope.seq, None)
+        self.scheduled.pop(envelope.seq, None)
+        if envelope.lock_token is not None:
+            self.locked.pop(envelope.lock_token, None)
+        self._backlog_for(envelope).remove(envelope.seq)
+        if self.requires_session:
+            backlog = self.session_backlogs.get(envelope.session_id or "")
+            if backlog is not None and not len(backlog) and envelope.session_id not in self.session_locks:
+                self.session_backlogs.pop(envelope.session_id or "", None)
+
+    def is_ready(self, envelope: Envelope) -> bool:
+        return envelope.seq in self._backlog_for(envelope)
+
+    def free_session(self, now_ms: int) -> str | None:
+        """A session with ready messages that no receiver holds (or whose lock lapsed)."""
+        for session_id, backlog in self.session_backlogs.items():
+            if not len(backlog):
+                continue
+            held = self.session_locks.get(session_id)
+            if held is None or held.locked_until_ms <= now_ms:
+                return session_id
+        return None
+
+    def ready_count(self) -> int:
+        if not self.requires_session:
+            return len(self.backlog)
+        return sum(len(backlog) for backlog in self.session_backlogs.values())
+
+
+def dead_letter_entity(parent: Entity) -> Entity:
+    """The `$deadletterqueue` sub-queue of a queue: no sessions, no TTL, no delivery limit."""
+    config = parent.config.model_copy(
+        update={"max_delivery_count": 2**31 - 1, "default_ttl_s": None, "dead_lettering_on_expiration": False}
+    )
+    return Entity(name=parent.name + DEAD_LETTER_SUFFIX, config=config, is_dead_letter=True)

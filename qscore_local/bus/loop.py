@@ -1,0 +1,239 @@
+"""The endpoint's own event loop: sockets, proton transports and engine events, without proton's Container.
+
+proton's Python `Container` routes every engine event, and a handful of its own selectable and
+timer events per socket read, through several layers of Python handlers (about ten dispatches
+per settled message); that, not the AMQP work, was most of the endpoint's CPU. This loop does
+what the endpoint needs and no more:
+
+- one `select` per pass over the listening socket and the client sockets;
+- each socket read is pushed into its transport and the engine events it causes go straight to
+  the `BusServer` method named for them (`on_delivery`, `on_link_flow`, ...);
+- once the events of a pass are handled the server commits the pass's row changes and sends
+  what waits on that commit (`BusServer.flush`), and only then is each transport's output
+  written, in one `send` per connection per pass rather than one per message;
+- every `TICK_S` the server's timers run (lock expiry, scheduled messages, session waits) and
+  each transport's idle-timeout bookkeeping (heartbeats) is advanced.
+
+`serve()` uses this loop; `QSCORE_BUS_REACTOR=container` selects proton's Container instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cproton import PN_TRANSPORT_CLOSED, isnull, pn_collector_peek, pn_event_type
+from proton import Collector, Connection, Event, EventType, Transport
+
+from qscore_local.bus import codec
+from qscore_local.bus.server import TICK_S, BusServer
+
+log = logging.getLogger("qscore_local.bus")
+
+READ_CHUNK = 64 * 1024
+MAX_FLUSH_ROUNDS = 4  # flush can cause engine events that need another flush; bound the chain
+LISTEN_BACKLOG = 128
+
+
+def _handlers_by_event_number(server: BusServer) -> dict[int, Callable[[Event], None]]:
+    """proton event number -> the server's `on_<event>` method, for the events the server handles."""
+    handlers: dict[int, Callable[[Event], None]] = {}
+    for number, event_type in EventType.TYPES.items():
+        method = getattr(server, event_type.method, None)
+        if method is not None:
+            handlers[number] = method
+    handlers.setdefault(PN_TRANSPORT_CLOSED, lambda event: None)  # the loop drops the socket
+    return handlers
+
+
+@dataclass(eq=False)
+class _Client:
+    """One accepted socket and the proton transport/connection that speak AMQP on it."""
+
+    sock: socket.socket
+    transport: Transport
+    connection: Connection
+    registered_mask: int = selectors.EVENT_READ
+    closed: bool = False
+
+
+class BusLoop:
+    """Serve `server` on host:port until `stop()` is called (from a signal handler, say)."""
+
+    def __init__(self, server: BusServer, *, host: str, port: int) -> None:
+        self.server = server
+        self.collector = Collector()
+        self.selector = selectors.DefaultSelector()
+        self.clients: dict[int, _Client] = {}
+        self._stopping = False
+        self.listener = socket.create_server((host, port), backlog=LISTEN_BACKLOG, reuse_port=False)
+        self.listener.setblocking(False)
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self._handlers = _handlers_by_event_number(server)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        next_tick = time.monotonic() + TICK_S
+        try:
+            while not self._stopping:
+                self._settle_pass()
+                timeout = max(0.0, next_tick - time.monotonic())
+                for key, mask in self.selector.select(timeout):
+                    if key.data is None:
+                        self._accept()
+                    else:
+                        self._service(key.data, mask)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK_S
+                    self._tick()
+            self._settle_pass()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for client in list(self.clients.values()):
+            self._drop(client)
+        self.selector.close()
+        self.listener.close()
+
+    # ---- one pass ------------------------------------------------------------------------
+    def _settle_pass(self) -> None:
+        """Handle pending engine events, commit and acknowledge, then write every transport's output."""
+        for _ in range(MAX_FLUSH_ROUNDS):
+            self._dispatch_events()
+            try:
+                self.server.flush()
+            except Exception:  # the endpoint never crashes; the next pass retries the commit
+                log.exception("error flushing the pass")
+            if not self.collector.more() and self.collector.peek() is None:
+                break
+        self._dispatch_events()
+        for client in list(self.clients.values()):
+            self._write(client)
+
+    def _dispatch_events(self) -> None:
+        # Events are wrapped as Python objects only when the server handles their type: most
+        # (one PN_TRANSPORT per read or write, for one) are popped straight from the C collector.
+        collector, impl = self.collector, self.collector._impl
+        while True:
+            raw = pn_collector_peek(impl)
+            if isnull(raw):
+                return
+            number = pn_event_type(raw)
+            handler = self._handlers.get(number)
+            if handler is not None:
+                event = Event.wrap(raw)
+                handler(event)
+                if number == PN_TRANSPORT_CLOSED:
+                    self._transport_closed(event.transport)
+            collector.pop()
+
+    def _tick(self) -> None:
+        try:
+            self.server.tick(codec.now_ms())
+        except Exception:
+            log.exception("error in the endpoint's timers")
+        now = time.time()
+        for client in list(self.clients.values()):
+            try:
+                client.transport.tick(now)  # heartbeats and the peer's idle timeout
+            except Exception:
+                log.exception("transport tick failed")
+
+    # ---- sockets -------------------------------------------------------------------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = Connection()
+            connection.collect(self.collector)
+            transport = Transport(Transport.SERVER)
+            transport.sasl().allowed_mechs("ANONYMOUS")
+            transport.bind(connection)
+            client = _Client(sock, transport, connection)
+            self.clients[sock.fileno()] = client
+            self.selector.register(sock, selectors.EVENT_READ, client)
+
+    def _service(self, client: _Client, mask: int) -> None:
+        if mask & selectors.EVENT_READ:
+            self._read(client)
+        if mask & selectors.EVENT_WRITE and not client.closed:
+            self._write(client)
+
+    def _read(self, client: _Client) -> None:
+        transport = client.transport
+        capacity = transport.capacity()
+        if capacity < 0:  # the engine will read no more (closing)
+            self._finish_if_done(client)
+            return
+        try:
+            data = client.sock.recv(min(capacity, READ_CHUNK) or 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.info("connection read failed: %s", exc)
+            data = b""
+        if data and capacity > 0:
+            transport.push(data)
+        elif not data:  # the peer went away: close both directions, the engine reports it
+            transport.close_tail()
+            transport.close_head()
+
+    def _write(self, client: _Client) -> None:
+        transport = client.transport
+        pending = transport.pending()
+        while pending > 0:
+            try:
+                sent = client.sock.send(transport.peek(pending) or b"")
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.info("connection write failed: %s", exc)
+                transport.close_head()
+                transport.close_tail()
+                break
+            transport.pop(sent)
+            pending = transport.pending()
+        self._finish_if_done(client)
+        if client.closed:
+            return
+        wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if transport.pending() > 0 else 0)
+        if wanted != client.registered_mask:
+            self.selector.modify(client.sock, wanted, client)
+            client.registered_mask = wanted
+
+    def _finish_if_done(self, client: _Client) -> None:
+        if client.transport.closed:
+            self._drop(client)
+
+    def _transport_closed(self, transport: Transport) -> None:
+        for client in list(self.clients.values()):
+            if client.transport is transport:
+                self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        self.clients.pop(client.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(client.sock)
+        client.sock.close()
+        try:
+            client.transport.unbind()
+        except Exception:
+            log.debug("transport unbind failed", exc_info=True)

@@ -1,0 +1,77 @@
+"""Run the endpoint in this process until SIGTERM/SIGINT (used by `qscore bus serve`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from proton.reactor import Container
+
+from qscore_local.bus import codec
+from qscore_local.bus.addressing import entity_summary
+from qscore_local.bus.broker import Broker
+from qscore_local.bus.config import QueueConfig
+from qscore_local.bus.loop import BusLoop
+from qscore_local.bus.server import BusServer
+from qscore_local.bus.store import MessageStore
+
+DEFAULT_PORT = 5672
+REACTOR_ENV = "QSCORE_BUS_REACTOR"
+
+
+def connection_string(host: str, port: int) -> str:
+    """What producers and workers pass to ServiceBusClient.from_connection_string."""
+    return (
+        f"Endpoint=sb://{host}:{port};SharedAccessKeyName=RootManageSharedAccessKey;"
+        "SharedAccessKey=local;UseDevelopmentEmulator=true"
+    )
+
+
+def serve(
+    queues: list[QueueConfig],
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    data_dir: Path | None = None,
+) -> None:
+    """Serve until a signal arrives; blocks the calling thread (it is the reactor thread)."""
+    store_path = None
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store_path = data_dir / "bus.sqlite3"
+    store = MessageStore(store_path)
+    broker = Broker(queues, store)
+    recovered = broker.recover(codec.now_ms())
+    server = BusServer(broker, host=host, port=port)
+    runner: Container | BusLoop
+    if os.environ.get(REACTOR_ENV) == "container":  # proton's own reactor: slower, kept to compare
+        runner = Container(server)
+    else:
+        runner = BusLoop(server, host=host, port=port)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"qscore bus listening on amqp://{host}:{port}", flush=True)
+    print(f"connection string: {connection_string(host, port)}", flush=True)
+    print(f"store: {store_path or 'in memory'} ({recovered} messages recovered)", flush=True)
+    for name in broker.queue_names():
+        print(f"queue: {entity_summary(broker.entities[name])}", flush=True)
+    try:
+        runner.run()
+    finally:
+        store.close()
+        print("qscore bus stopped", file=sys.stderr, flush=True)
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )

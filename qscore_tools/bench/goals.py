@@ -1,0 +1,160 @@
+"""The issue's goals, checked against one run, and a named bottleneck where one is missed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from qscore_tools.bench.queue_path import QueueMeasurement
+from qscore_tools.bench.runner import BenchRun, ModelResults
+
+COMPUTE_BOUND_MODEL = "bench_mlp"
+OVERHEAD_BOUND_MODEL = "digits"
+CEILING_RATIO_TARGET = 0.9
+BATCHING_GAIN_TARGET = 5.0
+LATENCY_SLACK_MS = 5.0
+WORKER_RSS_TARGET_MB = 200.0
+WORKER_MESSAGES_PER_CORE_TARGET = 3000.0
+# A single-threaded Python process (worker, bus, producer) is saturated near one core.
+SATURATED_CORES = 0.85
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    measured: float | None  # None: not measured in this run (e.g. the model was not selected)
+    met: bool | None
+    bottleneck: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bottleneck(measurement: QueueMeasurement, usable_cores: int) -> str:
+    """Which stage limits a queue-path point: a saturated process, the whole CPU, or the slowest stage."""
+    point = measurement.point
+    used = {
+        role: cost.cpu_s / cost.window_s / max(1, cost.processes) for role, cost in measurement.costs.items()
+    }
+    used["producer"] = point.client_cpu_fraction
+    busiest_role, busiest = max(used.items(), key=lambda item: item[1])
+    shares = ", ".join(f"{role} {cores:.2f}" for role, cores in sorted(used.items(), key=lambda i: -i[1]))
+    total = sum(cost.cpu_s / cost.window_s for cost in measurement.costs.values()) + point.client_cpu_fraction
+    stage = max(point.stages_ms.items(), key=lambda item: item[1], default=("", 0.0))
+    stage_text = f"; largest stage {stage[0].removesuffix('_ms')} {stage[1]:.1f} ms" if stage[0] else ""
+    if busiest >= SATURATED_CORES:
+        verdict = f"{busiest_role} saturated ({busiest:.2f} cores per process)"
+    elif total >= 0.9 * usable_cores:
+        verdict = f"machine CPU saturated ({total:.2f} of {usable_cores} cores across all roles)"
+    else:
+        verdict = "no process saturated: latency-bound"
+    return f"{verdict}; cores per process: {shares}{stage_text}"
+
+
+def has_samples(measurement: QueueMeasurement | None) -> bool:
+    """A point that completed requests; one with none measured nothing (it is no figure of 0)."""
+    return measurement is not None and measurement.point.completed > 0
+
+
+def unmeasured(name: str, target: str, why: str) -> Goal:
+    """A goal this run has no figure for: reported as "not measured", never as met."""
+    return Goal(name, target, None, None, why)
+
+
+def _ratio_goal(run: BenchRun, cores: int) -> Goal:
+    results = run.models.get(COMPUTE_BOUND_MODEL)
+    peak = results.queue_peak if results else None
+    name = f"{COMPUTE_BOUND_MODEL} queue path / direct ceiling"
+    if results is None:  # the model was not selected
+        return Goal(name, f">= {CEILING_RATIO_TARGET}", None, None)
+    if results.ceiling is None or results.ceiling.samples_per_s <= 0:
+        return unmeasured(name, f">= {CEILING_RATIO_TARGET}", "no direct ceiling measured")
+    if peak is None or not has_samples(peak):
+        return unmeasured(name, f">= {CEILING_RATIO_TARGET}", "no queue-path point completed any request")
+    ratio = peak.point.samples_per_s / results.ceiling.samples_per_s
+    met = ratio >= CEILING_RATIO_TARGET
+    return Goal(
+        name,
+        f">= {CEILING_RATIO_TARGET}",
+        ratio,
+        met,
+        "" if met else bottleneck(peak, cores),
+    )
+
+
+def _batching_goal(run: BenchRun, cores: int) -> Goal:
+    name = f"batching gain on {run.settings.batching_model} (on / batch of one)"
+    target = f">= {BATCHING_GAIN_TARGET}"
+    if run.batching is None:
+        return Goal(name, target, None, None)
+    for side, measurement in (("on", run.batching.on), ("off", run.batching.off)):
+        if not has_samples(measurement):
+            return unmeasured(name, target, f"batching {side} completed no requests (see its point)")
+    gain = run.batching.gain
+    met = gain >= BATCHING_GAIN_TARGET
+    return Goal(
+        name, f">= {BATCHING_GAIN_TARGET}", gain, met, "" if met else bottleneck(run.batching.on, cores)
+    )
+
+
+def half_peak_measurement(results: ModelResults) -> QueueMeasurement | None:
+    """The open-loop point offered closest to half the closed-loop peak."""
+    peak = results.queue_peak
+    if peak is None or not results.queue_open:
+        return None
+    half = peak.point.samples_per_s / 2
+    return min(results.queue_open, key=lambda m: abs(m.point.offered_per_s - half))
+
+
+def _latency_goal(run: BenchRun, results: ModelResults, cores: int) -> Goal:
+    name = f"{results.model} p99 at half peak (ms)"
+    half = half_peak_measurement(results)
+    direct = results.direct_at_half_peak
+    if half is None or direct is None:
+        return Goal(name, "<= direct p99 + 2 x delay + 5 ms", None, None)
+    if not has_samples(half) or direct.completed <= 0:
+        which = f"queue point '{half.label}'" if not has_samples(half) else "direct point"
+        return unmeasured(name, "<= direct p99 + 2 x delay + 5 ms", f"{which} completed no requests")
+    limit = direct.latency.p99_ms + 2 * run.settings.max_batch_delay_ms + LATENCY_SLACK_MS
+    met = half.point.latency.p99_ms <= limit
+    delay = run.settings.max_batch_delay_ms
+    target = f"<= {limit:.1f} (direct p99 {direct.latency.p99_ms:.1f} + 2 x {delay:g} + 5)"
+    return Goal(name, target, half.point.latency.p99_ms, met, "" if met else bottleneck(half, cores))
+
+
+def _worker_goals(run: BenchRun, cores: int) -> list[Goal]:
+    results = run.models.get(OVERHEAD_BOUND_MODEL)
+    peak = results.queue_peak if results else None
+    every = [m for r in run.models.values() for m in r.queue_closed + r.queue_open]
+    measured_rss = [m.costs["worker"].peak_rss_mb for m in every if "worker" in m.costs]
+    rss = max((mb for mb in measured_rss if mb > 0), default=None)
+    goals = [
+        Goal(
+            "worker peak RSS (MB)",
+            f"<= {WORKER_RSS_TARGET_MB:g}",
+            rss,
+            None if rss is None else rss <= WORKER_RSS_TARGET_MB,
+        )
+    ]
+    cost = peak.costs.get("worker") if peak and has_samples(peak) else None
+    per_core = cost.messages_per_cpu_s if cost and cost.messages_per_cpu_s > 0 else None
+    met = None if per_core is None else per_core >= WORKER_MESSAGES_PER_CORE_TARGET
+    detail = bottleneck(peak, cores) if peak is not None and met is False else ""
+    goals.append(
+        Goal(
+            f"worker messages/s per core on {OVERHEAD_BOUND_MODEL}",
+            f">= {WORKER_MESSAGES_PER_CORE_TARGET:g}",
+            per_core,
+            met,
+            detail,
+        )
+    )
+    return goals
+
+
+def evaluate(run: BenchRun) -> list[Goal]:
+    cores = int(run.machine.get("usable_cores") or 1)
+    goals = [_ratio_goal(run, cores), _batching_goal(run, cores)]
+    goals += [_latency_goal(run, results, cores) for results in run.models.values()]
+    return goals + _worker_goals(run, cores)

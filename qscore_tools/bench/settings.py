@@ -1,0 +1,77 @@
+"""What one `qscore bench` run measures: one typed, keyword-only settings object."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from qscore_tools.bench.workload import ROOT
+
+DEFAULT_MODELS = ("digits", "bench_mlp")
+DEFAULT_RESULTS_DIR = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSettings:
+    """Every knob of a run. `quick()` gives the short form CI runs."""
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    workers: int = 1
+    warmup_s: float = 2.0
+    duration_s: float = 10.0
+    max_batch_size: int = 64  # worker rows per Triton call, and the direct generator's batch size
+    max_batch_delay_ms: float = 2.0
+    direct_levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    # Closed-loop in-flight requests, raised until samples/s stops growing.
+    queue_levels: tuple[int, ...] = (32, 128, 512, 1024, 2048)
+    offered_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # open loop, of the closed-loop peak
+    producer_processes: int = 1
+    batching_model: str = "digits"  # the model of the batching on/off comparison
+    output_dir: Path = DEFAULT_RESULTS_DIR
+    quick: bool = False
+    keep_logs: bool = False
+    profile: bool = False  # py-spy the worker and bus at every closed-loop level
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("at least one model is needed")
+        if self.workers < 1 or self.producer_processes < 1:
+            raise ValueError("workers and producer processes must be >= 1")
+        if self.duration_s <= 0 or self.warmup_s < 0:
+            raise ValueError("duration must be > 0 and warm-up >= 0")
+        if self.max_batch_size < 1 or self.max_batch_delay_ms < 0:
+            raise ValueError("max batch size must be >= 1 and max batch delay >= 0")
+        if not self.direct_levels or not self.queue_levels or not self.offered_fractions:
+            raise ValueError("concurrency levels and offered fractions must not be empty")
+
+    @classmethod
+    def quick_settings(cls, **overrides: Any) -> BenchSettings:
+        """The short form: a few seconds per point, fewer levels; figures are rough but real."""
+        quick = cls(
+            warmup_s=0.5,
+            duration_s=2.0,
+            direct_levels=(1, 4, 16),
+            queue_levels=(16, 64),
+            offered_fractions=(0.5, 1.0),
+            quick=True,
+        )
+        return replace(quick, **overrides)
+
+    def with_overrides(self, **overrides: Any) -> BenchSettings:
+        """A copy with the given fields replaced; None means "keep"."""
+        return replace(self, **{key: value for key, value in overrides.items() if value is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["output_dir"] = str(self.output_dir)
+        return data
+
+    def batching_involved(self) -> bool:
+        return self.batching_model in self.models
+
+
+def results_stamp(started_at: float) -> str:
+    """The file-name stem of a run's results: its UTC start time."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at))

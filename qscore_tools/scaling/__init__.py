@@ -1,0 +1,1 @@
+"""qscore_tools.scaling"""

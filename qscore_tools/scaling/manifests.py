@@ -1,0 +1,52 @@
+"""Render a Kustomize overlay with `kubectl kustomize` and pick documents out of it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OVERLAYS = ("dev", "qa", "prod")
+
+
+class RenderError(RuntimeError):
+    """kubectl is missing or the overlay does not render."""
+
+
+def repo_root() -> Path:
+    """The checkout this package lives in (qscore_tools/scaling/ -> repo root)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def overlay_dir(environment: str, root: Path | None = None) -> Path:
+    return (root or repo_root()) / "deploy" / "overlays" / environment
+
+
+def render_overlay(environment: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """Documents of `kubectl kustomize deploy/overlays/<environment>` (blocking: call off-loop)."""
+    path = overlay_dir(environment, root)
+    if not (path / "kustomization.yaml").is_file():
+        raise RenderError(f"no overlay at {path} (known: {', '.join(OVERLAYS)})")
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise RenderError("kubectl is not on PATH; it renders the overlays (kustomize v5)")
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RenderError(f"kubectl kustomize {path} failed: {proc.stderr.strip()}")
+    return parse_documents(proc.stdout)
+
+
+def parse_documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+
+
+def find(docs: Iterable[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [
+        doc
+        for doc in docs
+        if doc.get("kind") == kind and (name is None or doc.get("metadata", {}).get("name") == name)
+    ]
