@@ -1,14 +1,19 @@
-"""`qscore model ...`: the model registry (production tag, promote, rollback, flights) and drift.
+"""`qscore model ...`: the model lifecycle on the MLflow Model Registry, plus routing checks.
 
-Heavy modules (pydantic models, numpy, matplotlib) are imported inside the commands so that
-`qscore --help` stays fast. Every failure a person can cause ends as a one-line UserError.
+register / promote / rollback / flight / end-flight / status change or read the registry (the
+source of truth); `qscore release package` turns its state into the Triton repository and the
+routing table workers read. `routes` reads a routing table. Drift, comparison and feedback
+reports live in qscore_cli/registry_monitor.py. Heavy modules are imported inside the commands
+so `qscore --help` stays fast; every failure a person can cause is a one-line UserError.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,37 +21,45 @@ from qscore_cli.errors import UserError
 
 if TYPE_CHECKING:
     from qscore.registry import ModelRegistry
+    from qscore.registry.catalog import ModelCatalog
 
 app = typer.Typer(
-    help="Model registry: production version, promote, rollback, canary/shadow flights, drift.",
+    help="Model lifecycle on the MLflow registry: register, promote, rollback, flights; drift and reports.",
     no_args_is_help=True,
 )
 
+Store = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="MLflow tracking/registry URI (default: $QSCORE_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI "
+        "or sqlite:///.qscore/mlflow.db).",
+    ),
+]
 RegistryPath = Annotated[
     Path | None,
     typer.Option(
-        "--registry", help="Registry file (default: $QSCORE_REGISTRY_PATH or .qscore/registry.json)."
+        "--registry",
+        help="Routing table (default: $QSCORE_REGISTRY_PATH or .qscore/registry.json).",
     ),
-]
-RepoPath = Annotated[
-    Path | None,
-    typer.Option(
-        "--repo", help="Local Triton model repository to check versions against (default: triton_repo/)."
-    ),
-]
-NoCheck = Annotated[
-    bool, typer.Option("--no-check", help="Do not check the version exists in a local repository.")
 ]
 Note = Annotated[str, typer.Option("--note", help="Why; kept in the model's history.")]
 
 
-class FlightMode(StrEnum):
-    canary = "canary"
-    shadow = "shadow"
+@contextmanager
+def catalog(store: str | None) -> Iterator[ModelCatalog]:
+    """The registry at `store`; its refusals become one-line errors."""
+    from qscore.registry.catalog import CatalogError, ModelCatalog
+    from qscore.registry.signature import ArtefactError
+
+    try:
+        yield ModelCatalog(store)
+    except (CatalogError, ArtefactError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def open_registry(path: Path | None) -> ModelRegistry:
-    """The registry at `path`; a damaged file is a one-line error, not a traceback."""
+    """The routing table at `path`; a damaged file is a one-line error, not a traceback."""
     from pydantic import ValidationError
 
     from qscore.registry import ModelRegistry
@@ -54,181 +67,159 @@ def open_registry(path: Path | None) -> ModelRegistry:
     try:
         return ModelRegistry(path)
     except (ValidationError, ValueError, OSError) as exc:
-        where = path or "the registry file"
+        where = path or "the routing table"
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"cannot read {where}: {first_line}") from None
 
 
-def _check_version(model: str, version: str, repo: Path | None, no_check: bool) -> None:
-    from qscore.registry import RegistryError, check_version, default_repository
-
-    if no_check:
-        return
+def _git_commit() -> str:
     try:
-        check_version(model, version, repo=repo if repo is not None else default_repository())
-    except RegistryError as exc:
-        raise UserError(str(exc)) from None
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _metrics(pairs: list[str]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            metrics[key.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--metric wants NAME=NUMBER such as accuracy=0.97, not {pair!r}") from None
+    return metrics
 
 
 @app.command()
-def status(
-    model: Annotated[str | None, typer.Argument(help="Show one model with its history.")] = None,
-    history: Annotated[int, typer.Option(help="History entries to show for one model.")] = 10,
-    registry: RegistryPath = None,
+def register(
+    folder: Annotated[Path, typer.Argument(help="Folder with the ONNX file(s) (and preprocessing/).")],
+    name: Annotated[str, typer.Option("--name", help="Registered model name (the Triton model name).")],
+    config: Annotated[
+        Path | None, typer.Option(help="config.pbtxt (default: in FOLDER or its parent).")
+    ] = None,
+    metric: Annotated[list[str], typer.Option(help="Evaluation metric NAME=VALUE (repeatable).")] = [],  # noqa: B006
+    data_fingerprint: Annotated[str, typer.Option(help="Fingerprint of the training data.")] = "",
+    git_commit: Annotated[str | None, typer.Option(help="Commit it was built from (default: HEAD).")] = None,
+    note: Note = "",
+    store: Store = None,
 ) -> None:
-    """Production version, labels and flight per model (and the history of one model)."""
-    from qscore_cli.registry_views import history_table, status_table, stdout_console
+    """Register the model in FOLDER as a new version of NAME."""
+    from qscore.registry.signature import ModelArtefacts
 
-    store = open_registry(registry)
-    models = store.document.models
-    if model is not None and model not in models:
-        raise UserError(f"model {model!r} is not in the registry {store.path}; promote a version first")
-    console = stdout_console()
-    if not models:
-        console.print(f"The registry {store.path} is empty: every model serves its newest version.")
-        return
-    selected = {model: models[model]} if model else models
-    console.print(status_table(selected))
-    if model is not None:
-        console.print(history_table(model, models[model], limit=history))
+    with catalog(store) as registry:
+        artefacts = ModelArtefacts.collect(folder, config=config)
+        version = registry.register(
+            name,
+            artefacts,
+            metrics=_metrics(metric),
+            data_fingerprint=data_fingerprint,
+            git_commit=_git_commit() if git_commit is None else git_commit,
+            description=note,
+        )
+    typer.echo(f"{name}: registered version {version} ({', '.join(artefacts.files)})")
 
 
 @app.command()
 def promote(
     model: str,
     version: str,
+    allow_signature_change: Annotated[
+        bool, typer.Option(help="Promote even if inputs/outputs differ from production's.")
+    ] = False,
     note: Note = "",
-    repo: RepoPath = None,
-    no_check: NoCheck = False,
-    registry: RegistryPath = None,
+    store: Store = None,
 ) -> None:
-    """Make VERSION the production version of MODEL (ends a flight of that version)."""
-    _check_version(model, version, repo, no_check)
-    store = open_registry(registry)
-    before = store.entry(model).production
-    store.promote(model, version, note=note)
-    typer.echo(f"{model}: production {before or '(newest)'} -> {version}")
+    """Alias VERSION of MODEL `production`; the version it replaces becomes `previous`."""
+    with catalog(store) as registry:
+        before = registry.promote(model, version, allow_signature_change=allow_signature_change, note=note)
+    typer.echo(f"{model}: production {before or '(none)'} -> {version}")
 
 
 @app.command()
-def rollback(model: str, note: Note = "", registry: RegistryPath = None) -> None:
-    """Return MODEL's production version to the one before the last promotion."""
-    from qscore.registry import RegistryError
-
-    store = open_registry(registry)
-    before = store.entry(model).production
-    try:
-        entry = store.rollback(model, note=note)
-    except RegistryError as exc:
-        raise UserError(str(exc)) from None
-    typer.echo(f"{model}: production {before} -> {entry.production} (rolled back; flight ended)")
+def rollback(model: str, note: Note = "", store: Store = None) -> None:
+    """Move MODEL's `production` back to `previous` (and end any flight)."""
+    with catalog(store) as registry:
+        before, after = registry.rollback(model, note=note)
+    typer.echo(f"{model}: production {before} -> {after} (rolled back; flight ended)")
 
 
 @app.command()
 def flight(
     model: str,
     version: str,
-    mode: Annotated[
-        FlightMode,
-        typer.Option(
-            help="canary: VERSION answers WEIGHT of requests; "
-            "shadow: VERSION also scores them, never replies."
-        ),
-    ] = FlightMode.canary,
-    weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of requests, 0..1.")] = 0.1,
+    canary: Annotated[
+        float | None, typer.Option(min=0.0, max=100.0, help="VERSION answers PCT % of requests.")
+    ] = None,
+    shadow: Annotated[bool, typer.Option(help="VERSION also scores requests, never replies.")] = False,
+    share: Annotated[
+        float, typer.Option(min=0.0, max=100.0, help="With --shadow: PCT % of requests it scores.")
+    ] = 100.0,
     note: Note = "",
-    repo: RepoPath = None,
-    no_check: NoCheck = False,
-    registry: RegistryPath = None,
+    store: Store = None,
 ) -> None:
-    """Send a share of MODEL's production traffic to VERSION as a canary or a shadow."""
-    from qscore.registry import Flight
-
-    _check_version(model, version, repo, no_check)
-    store = open_registry(registry)
-    if store.entry(model).production == version:
-        raise UserError(f"version {version} is already production for {model!r}; flight another version")
-    store.set_flight(model, Flight(mode=mode.value, version=version, weight=weight), note=note)
-    typer.echo(f"{model}: {mode.value} flight of version {version} on {weight:.0%} of requests")
+    """Fly VERSION beside production: --canary PCT, or --shadow [--share PCT]."""
+    if (canary is None) == (not shadow):
+        raise UserError("choose one of --canary PCT or --shadow")
+    mode: Literal["canary", "shadow"] = "shadow" if shadow else "canary"
+    percent = share if shadow else float(canary or 0.0)
+    with catalog(store) as registry:
+        registry.start_flight(model, version, mode, percent / 100, note=note)
+    typer.echo(f"{model}: {mode} flight of version {version} on {percent:g}% of requests")
 
 
 @app.command("end-flight")
-def end_flight(model: str, note: Note = "", registry: RegistryPath = None) -> None:
+def end_flight(model: str, note: Note = "", store: Store = None) -> None:
     """Stop MODEL's flight; all traffic goes to production again."""
-    store = open_registry(registry)
-    current = store.entry(model).flight
-    if current is None:
-        raise UserError(f"model {model!r} has no flight to end")
-    store.set_flight(model, None, note=note)
-    typer.echo(f"{model}: {current.mode} flight of version {current.version} ended")
+    with catalog(store) as registry:
+        ended = registry.end_flight(model, note=note)
+    typer.echo(f"{model}: {ended.mode} flight of version {ended.version} ended")
+
+
+@app.command()
+def status(
+    model: Annotated[str | None, typer.Argument(help="Show one model in detail.")] = None,
+    history: Annotated[int, typer.Option(help="History entries to show for one model.")] = 10,
+    store: Store = None,
+) -> None:
+    """Versions, aliases, flights, and when each changed and by whom."""
+    from qscore_cli.registry_views import history_table, models_table, stdout_console, versions_table
+
+    console = stdout_console()
+    with catalog(store) as registry:
+        names = [model] if model else registry.models()
+        states = [registry.state(name) for name in names]
+    if not states:
+        console.print(
+            f"The registry {registry.tracking_uri} has no models; qscore model register DIR --name NAME"
+        )
+        return
+    console.print(models_table(states))
+    if model is not None:
+        console.print(versions_table(states[0]))
+        console.print(history_table(states[0], limit=history))
 
 
 @app.command()
 def routes(
     model: str,
     requests: Annotated[int, typer.Option(min=1, help="Request ids to route.")] = 10_000,
-    repo: RepoPath = None,
+    versions: Annotated[str, typer.Option(help="Versions Triton serves, comma-separated.")] = "",
     registry: RegistryPath = None,
 ) -> None:
-    """Show how the registry would route REQUESTS random request ids (checks a flight's weight)."""
-    from qscore.registry import RegistryError, local_versions
+    """Show how a routing table routes REQUESTS random request ids (checks a flight's share)."""
+    from qscore.registry import RegistryError
     from qscore_cli.registry_views import route_counts, routes_table, stdout_console
 
-    store = open_registry(registry)
-    source = repo if repo is not None else _default_repo()
-    available = local_versions(source, model) if source is not None else []
+    table = open_registry(registry)
+    available = [version for version in versions.split(",") if version]
     try:
-        counts = route_counts(store, model, available=available, requests=requests)
+        counts = route_counts(table, model, available=available, requests=requests)
     except RegistryError as exc:
         raise UserError(str(exc)) from None
     stdout_console().print(routes_table(model, counts, requests))
 
 
-def _default_repo() -> Path | None:
-    from qscore.registry import default_repository
+from qscore_cli import registry_monitor as _registry_monitor  # noqa: E402  (registers drift/compare/feedback)
 
-    return default_repository()
-
-
-@app.command()
-def drift(
-    log: Annotated[Path, typer.Option("--log", help="Interaction log (JSONL; rotated parts are read too).")],
-    model: Annotated[str | None, typer.Option(help="Only this model (default: all in the log).")] = None,
-    version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
-    route: Annotated[
-        str,
-        typer.Option(help="served (production+canary+pinned), production, canary, shadow, pinned or all."),
-    ] = "served",
-    reference: Annotated[
-        str,
-        typer.Option(
-            help="'auto' (data/digits_test.npz for digits, else first window), 'first-window', "
-            "or an .npz with 'pixels' and 'labels'."
-        ),
-    ] = "auto",
-    window_minutes: Annotated[float | None, typer.Option(min=0.0, help="Window by time.")] = None,
-    window_records: Annotated[int | None, typer.Option(min=1, help="Window by count (default 500).")] = None,
-    psi_warn: Annotated[float, typer.Option(help="PSI for 'warn'.")] = 0.1,
-    psi_alert: Annotated[float, typer.Option(help="PSI for 'drift'.")] = 0.25,
-    plot: Annotated[Path | None, typer.Option(help="Also draw per-window PSI to this PNG.")] = None,
-    fail_on_drift: Annotated[
-        bool, typer.Option(help="Exit 1 when any window drifts (for cron alerts).")
-    ] = False,
-) -> None:
-    """Input and prediction drift (PSI, KS) per window of the interaction log against a reference."""
-    from qscore_cli.registry_drift import run_drift
-
-    verdict = run_drift(
-        log=log,
-        model=model,
-        version=version,
-        route=route,
-        reference=reference,
-        window_s=window_minutes * 60 if window_minutes else None,
-        window_records=window_records,
-        psi_warn=psi_warn,
-        psi_alert=psi_alert,
-        plot=plot,
-    )
-    if fail_on_drift and verdict == "drift":
-        raise typer.Exit(1)
+_registry_monitor.register(app)

@@ -4,46 +4,70 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.table import Table
 
 from qscore.registry import ModelRegistry
-from qscore.registry.store import ModelEntry
+from qscore.registry.catalog_types import Event, ModelState
 
 
 def stdout_console() -> Console:
     # Wide enough that tables do not wrap under CliRunner or in CI logs.
-    return Console(width=140)
+    return Console(width=160)
 
 
-def _flight_text(entry: ModelEntry) -> str:
-    if entry.flight is None:
-        return "-"
-    return f"{entry.flight.mode} v{entry.flight.version} @ {entry.flight.weight:.0%}"
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def status_table(models: Mapping[str, ModelEntry]) -> Table:
-    table = Table(title="Model registry")
-    for column in ("Model", "Production", "Labels", "Flight", "Last change"):
+def _change(event: Event | None) -> str:
+    return f"{_when(event.at)} by {event.by}" if event else "-"
+
+
+def models_table(states: list[ModelState]) -> Table:
+    table = Table(title="Model registry (MLflow)")
+    for column in ("Model", "Versions", "Production", "Previous", "Flight", "Production changed"):
         table.add_column(column)
-    for name, entry in sorted(models.items()):
-        labels = ", ".join(f"{label}={version}" for label, version in sorted(entry.labels.items())) or "-"
-        last = entry.history[-1] if entry.history else None
-        last_text = (
-            f"{last.action} {last.version or ''} {last.at:%Y-%m-%d %H:%M}".replace("  ", " ") if last else "-"
+    for state in states:
+        flight = state.flight
+        flight_text = f"{flight.mode} v{flight.version} @ {flight.weight:.0%}" if flight else "-"
+        table.add_row(
+            state.name,
+            str(len(state.versions)),
+            state.aliases.get("production", "-"),
+            state.aliases.get("previous", "-"),
+            flight_text,
+            _change(state.last_change("production")),
         )
-        table.add_row(name, entry.production or "(newest)", labels, _flight_text(entry), last_text)
     return table
 
 
-def history_table(model: str, entry: ModelEntry, *, limit: int) -> Table:
-    table = Table(title=f"History of {model} (newest first)")
-    for column in ("When (UTC)", "Action", "Version", "Note"):
+def versions_table(state: ModelState) -> Table:
+    table = Table(title=f"Versions of {state.name}")
+    for column in ("Version", "Aliases", "Registered (UTC)", "By", "Metrics", "Commit", "Data"):
         table.add_column(column)
-    for event in reversed(entry.history[-limit:] if limit > 0 else []):
-        table.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}", event.action, event.version or "-", event.detail or "")
+    for info in state.versions:
+        metrics = ", ".join(f"{key}={value:.4g}" for key, value in sorted(info.metrics.items())) or "-"
+        table.add_row(
+            info.version,
+            ", ".join(state.aliases_of(info.version)) or "-",
+            _when(info.created_at),
+            info.registered_by or "-",
+            metrics,
+            info.git_commit[:12] or "-",
+            info.data_fingerprint[:12] or "-",
+        )
+    return table
+
+
+def history_table(state: ModelState, *, limit: int) -> Table:
+    table = Table(title=f"History of {state.name} (newest first)")
+    for column in ("When (UTC)", "By", "Action", "Version", "Note"):
+        table.add_column(column)
+    for event in reversed(state.events[-limit:] if limit > 0 else []):
+        table.add_row(_when(event.at), event.by, event.action, event.version or "-", event.detail)
     return table
 
 

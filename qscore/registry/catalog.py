@@ -29,7 +29,6 @@ from qscore.registry.catalog_types import (
     Event,
     FlightInfo,
     ModelState,
-    VersionInfo,
     version_from_mlflow,
 )
 from qscore.registry.signature import ModelArtefacts, canonical_json, read_model_config, signature_of
@@ -43,7 +42,6 @@ PRODUCTION = "production"
 PREVIOUS = "previous"
 FLIGHT_TAG = "qscore.flight"
 EVENT_PREFIX = "qscore.event."
-FLIGHT_ALIASES = ("canary", "shadow")
 
 
 def default_tracking_uri() -> str:
@@ -95,7 +93,8 @@ class ModelCatalog:
         try:
             registered = self._client.get_registered_model(name)
         except MlflowException:
-            raise CatalogError(f"model {name!r} is not registered (qscore model register DIR --name {name})")
+            hint = f"qscore model register DIR --name {name}"
+            raise CatalogError(f"model {name!r} is not registered ({hint})") from None
         found = self._client.search_model_versions(f"name='{name}'")
         versions = sorted((version_from_mlflow(v) for v in found), key=lambda v: int(v.version))
         tags = dict(registered.tags)
@@ -155,7 +154,9 @@ class ModelCatalog:
         self._record(name, "register", str(created.version), description)
         return str(created.version)
 
-    def promote(self, name: str, version: str, *, allow_signature_change: bool = False, note: str = "") -> str | None:
+    def promote(
+        self, name: str, version: str, *, allow_signature_change: bool = False, note: str = ""
+    ) -> str | None:
         """Alias `production` -> `version`; the old production keeps `previous`. Returns the old one."""
         state = self.state(name)
         candidate = state.version(version)
@@ -199,7 +200,9 @@ class ModelCatalog:
         if state.aliases.get(PRODUCTION) == version:
             raise CatalogError(f"version {version} is production for {name!r}; flight another version")
         if PRODUCTION not in state.aliases:
-            raise CatalogError(f"model {name!r} has no production version to flight against; promote one first")
+            raise CatalogError(
+                f"model {name!r} has no production version to flight against; promote one first"
+            )
         if not 0.0 < weight <= 1.0:
             raise CatalogError(f"a flight's share must be above 0 % and at most 100 %, not {weight:.0%}")
         if state.flight is not None:

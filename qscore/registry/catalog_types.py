@@ -8,6 +8,9 @@ from typing import Any, Literal
 
 from qscore.registry.signature import canonical_json
 
+# Aliases a flight puts on its version (beside the `qscore.flight` tag that holds its share).
+FLIGHT_ALIASES = ("canary", "shadow")
+
 
 class CatalogError(Exception):
     """A request the registry refuses; the message is one line for a person."""
