@@ -1,7 +1,9 @@
-"""`qscore model ...` through typer's CliRunner, plus the one-line errors of the real entry point."""
+"""`qscore model ...` on a real MLflow registry (SQLite) through typer's CliRunner, plus the
+one-line errors of the real entry point."""
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -12,30 +14,17 @@ from typer.testing import CliRunner
 
 from qscore.monitoring import InteractionRecord
 from qscore.registry import ModelRegistry, routing_fraction
+from qscore.registry.catalog import ModelCatalog
+from qscore.registry.signature import ModelArtefacts
 from qscore_cli import app, main
 
 runner = CliRunner()
+CHECKOUT_REPO = Path(__file__).resolve().parents[1] / "triton_repo"
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A local model repository with digits versions 1 and 2."""
-    for version in ("1", "2"):
-        (tmp_path / "repo" / "digits" / version).mkdir(parents=True)
-    return tmp_path / "repo"
-
-
-@pytest.fixture
-def registry_path(tmp_path: Path) -> Path:
-    return tmp_path / "registry.json"
-
-
-def model(registry_path: Path, repo: Path, *args: str) -> str:
+def model(*args: str) -> str:
     """Run `qscore model ARGS` and return its output (the command must succeed)."""
-    options = ["--registry", str(registry_path)]
-    if args[0] in ("promote", "flight"):
-        options += ["--repo", str(repo)]
-    result = runner.invoke(app, ["model", *args, *options])
+    result = runner.invoke(app, ["model", *args])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -46,41 +35,64 @@ def qscore_error(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
     with pytest.raises(SystemExit) as exit_info:
         main()
     captured = capsys.readouterr()
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == 2, captured
     assert "Traceback" not in captured.err and captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     return lines[0]
 
 
-def test_promote_and_rollback(registry_path: Path, repo: Path) -> None:
-    assert "production (newest) -> 1" in model(registry_path, repo, "promote", "digits", "1")
-    assert "production 1 -> 2" in model(registry_path, repo, "promote", "digits", "2", "--note", "mlp")
-    assert ModelRegistry(registry_path).entry("digits").production == "2"
-    assert "production 2 -> 1" in model(registry_path, repo, "rollback", "digits")
-    assert ModelRegistry(registry_path).entry("digits").production == "1"
-    status = model(registry_path, repo, "status", "digits")
+def test_register_records_signature_digests_and_metadata(mlflow_store: str) -> None:
+    out = model(
+        "register",
+        str(CHECKOUT_REPO / "digits" / "2"),
+        "--name",
+        "digits",
+        "--metric",
+        "accuracy=0.97",
+        "--data-fingerprint",
+        "abc123",
+        "--git-commit",
+        "f" * 40,
+    )
+    assert "registered version 1" in out and "config.pbtxt" in out and "model.onnx" in out
+    info = ModelCatalog(mlflow_store).state("digits").version("1")
+    assert [tensor["name"] for tensor in info.signature["inputs"]] == ["pixels"]
+    assert {tensor["name"] for tensor in info.signature["outputs"]} == {"probabilities", "label"}
+    assert set(info.sha256) == {"config.pbtxt", "model.onnx"} and all(
+        len(h) == 64 for h in info.sha256.values()
+    )
+    assert info.metrics == {"accuracy": 0.97} and info.data_fingerprint == "abc123"
+    assert info.git_commit == "f" * 40 and info.registered_by == "tester"
+
+
+def test_promote_keeps_previous_and_rollback_moves_back(digits_catalog: ModelCatalog) -> None:
+    assert "production (none) -> 1" in model("promote", "digits", "1")
+    assert "production 1 -> 2" in model("promote", "digits", "2", "--note", "mlp")
+    assert digits_catalog.state("digits").aliases == {"production": "2", "previous": "1"}
+    assert "production 2 -> 1" in model("rollback", "digits")
+    assert digits_catalog.state("digits").aliases == {"production": "1", "previous": "2"}
+    status = model("status", "digits")
     assert "History of digits" in status and "rollback" in status and "mlp" in status
+    assert "tester" in status and "Versions of digits" in status and "accuracy=0.97" in status
 
 
-@pytest.mark.parametrize(("mode", "weight"), [("canary", 0.2), ("shadow", 0.3)])
-def test_flight_routes_close_to_its_weight(registry_path: Path, repo: Path, mode: str, weight: float) -> None:
-    model(registry_path, repo, "promote", "digits", "1")
-    out = model(registry_path, repo, "flight", "digits", "2", "--mode", mode, "--weight", str(weight))
-    assert f"{mode} flight of version 2" in out
-    store = ModelRegistry(registry_path)
-    routes = [
-        store.resolve("digits", None, available=["1", "2"], routing_key=str(uuid.uuid4()))
-        for _ in range(20_000)
-    ]
-    flighted = [r for r in routes if (r.version == "2" if mode == "canary" else r.shadow_version == "2")]
-    assert abs(len(flighted) / len(routes) - weight) < 0.02
-    assert all(r.version == "1" for r in routes) == (mode == "shadow")
-    assert f"{mode} v2 @ {weight:.0%}" in model(registry_path, repo, "status")
-    table = model(registry_path, repo, "routes", "digits", "--requests", "2000", "--repo", str(repo))
-    assert "Routing of 2000 request ids" in table and "v2" in table
-    assert "flight of version 2 ended" in model(registry_path, repo, "end-flight", "digits")
-    assert ModelRegistry(registry_path).entry("digits").flight is None
+@pytest.mark.parametrize(
+    ("flags", "mode", "weight"),
+    [(["--canary", "20"], "canary", 0.2), (["--shadow", "--share", "30"], "shadow", 0.3)],
+)
+def test_flight_and_end_flight(
+    digits_catalog: ModelCatalog, flags: list[str], mode: str, weight: float
+) -> None:
+    model("promote", "digits", "2")
+    assert f"{mode} flight of version 1" in model("flight", "digits", "1", *flags)
+    state = digits_catalog.state("digits")
+    assert state.flight is not None and (state.flight.mode, state.flight.weight) == (mode, weight)
+    assert state.aliases[mode] == "1"
+    assert f"{mode} v1 @ {weight:.0%}" in model("status")
+    assert "flight of version 1 ended" in model("end-flight", "digits")
+    state = digits_catalog.state("digits")
+    assert state.flight is None and mode not in state.aliases
 
 
 def test_same_request_id_always_takes_the_same_route() -> None:
@@ -89,85 +101,75 @@ def test_same_request_id_always_takes_the_same_route() -> None:
     assert fractions.min() >= 0.0 and fractions.max() < 1.0 and abs(fractions.mean() - 0.5) < 0.02
 
 
-def test_status_of_an_empty_registry(registry_path: Path, repo: Path) -> None:
-    assert "is empty" in model(registry_path, repo, "status")
+def test_routes_of_a_routing_table(tmp_path: Path) -> None:
+    table = tmp_path / "registry.json"
+    entry = {"production": "2", "labels": {}, "flight": {"mode": "canary", "version": "1", "weight": 0.2}}
+    table.write_text(json.dumps({"models": {"digits": entry}}))
+    out = model("routes", "digits", "--requests", "4000", "--versions", "1,2", "--registry", str(table))
+    assert "Routing of 4000 request ids" in out and "v1" in out
+    store = ModelRegistry(table)
+    routes = [
+        store.resolve("digits", None, available=["1", "2"], routing_key=str(uuid.uuid4()))
+        for _ in range(10_000)
+    ]
+    assert abs(sum(r.version == "1" for r in routes) / len(routes) - 0.2) < 0.02
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["promote", "digits", "9"], "has no version 9"),
-        (["promote", "nope", "1"], "'nope' is not in the model repository"),
-        (["promote", "digits", "latest"], "version must be a number"),
-        (["flight", "digits", "7", "--mode", "canary"], "has no version 7"),
-        (["rollback", "digits"], "no earlier production version"),
-        (["end-flight", "digits"], "has no flight to end"),
-        (["status", "digits"], "not in the registry"),
-    ],
-)
-def test_errors_are_one_line(
-    args: list[str],
-    message: str,
-    registry_path: Path,
-    repo: Path,
+def test_status_of_an_empty_registry(mlflow_store: str) -> None:
+    assert "has no models" in model("status")
+
+
+def _signature_changed(tmp_path: Path) -> Path:
+    folder = tmp_path / "wide"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes((CHECKOUT_REPO / "digits" / "1" / "model.onnx").read_bytes())
+    config = (CHECKOUT_REPO / "digits" / "config.pbtxt").read_text().replace("dims: [ 64 ]", "dims: [ 65 ]")
+    (folder / "config.pbtxt").write_text(config)
+    return folder
+
+
+REFUSALS = [
+    (["promote", "digits", "9"], "has no version '9'"),
+    (["promote", "nope", "1"], "'nope' is not registered"),
+    (["promote", "digits", "2"], "already production"),
+    (["flight", "digits", "2", "--canary", "10"], "is production"),
+    (["flight", "digits", "1"], "choose one of --canary"),
+    (["flight", "digits", "7", "--canary", "10"], "has no version '7'"),
+    (["rollback", "digits"], "no previous production version"),
+    (["end-flight", "digits"], "has no flight to end"),
+    (["register", "/nonexistent", "--name", "digits"], "is not a folder"),
+    (["register", "SIGNATURE", "--name", "other"], "names the model 'digits', not 'other'"),
+    (["promote", "digits", "3"], "different input/output signature"),
+]
+
+
+def test_refusals_are_one_line(
+    digits_catalog: ModelCatalog,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    line = qscore_error(
-        capsys,
-        monkeypatch,
-        "model",
-        *args,
-        "--registry",
-        str(registry_path),
-        *(["--repo", str(repo)] if args[0] in ("promote", "flight") else []),
-    )
-    assert line.startswith("error: ") and message in line
+    digits_catalog.promote("digits", "2")
+    digits_catalog.register("digits", ModelArtefacts.collect(_signature_changed(tmp_path / "a")))
+    for args, message in REFUSALS:
+        args = [str(_signature_changed(tmp_path / "b")) if arg == "SIGNATURE" else arg for arg in args]
+        line = qscore_error(capsys, monkeypatch, "model", *args)
+        assert line.startswith("error: ") and message in line, line
 
 
-def test_flighting_the_production_version_is_refused(
-    registry_path: Path, repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_signature_change_needs_the_flag(digits_catalog: ModelCatalog, tmp_path: Path) -> None:
+    model("promote", "digits", "2")
+    model("register", str(_signature_changed(tmp_path)), "--name", "digits")
+    assert "production 2 -> 3" in model("promote", "digits", "3", "--allow-signature-change")
+
+
+def test_damaged_routing_table_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model(registry_path, repo, "promote", "digits", "2")
-    line = qscore_error(
-        capsys,
-        monkeypatch,
-        "model",
-        "flight",
-        "digits",
-        "2",
-        "--registry",
-        str(registry_path),
-        "--repo",
-        str(repo),
-    )
-    assert "already production" in line
-
-
-def test_damaged_registry_file_is_one_line(
-    registry_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    registry_path.write_text("{not json")
-    line = qscore_error(capsys, monkeypatch, "model", "status", "--registry", str(registry_path))
-    assert f"cannot read {registry_path}" in line
-
-
-def test_missing_repository_is_one_line(
-    registry_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    args = [
-        "model",
-        "promote",
-        "digits",
-        "1",
-        "--registry",
-        str(registry_path),
-        "--repo",
-        str(tmp_path / "none"),
-    ]
-    assert "does not exist" in qscore_error(capsys, monkeypatch, *args)
-    result = runner.invoke(app, [*args, "--no-check"])
-    assert result.exit_code == 0, result.output
+    table = tmp_path / "registry.json"
+    table.write_text("{not json")
+    line = qscore_error(capsys, monkeypatch, "model", "routes", "digits", "--registry", str(table))
+    assert f"cannot read {table}" in line
 
 
 def _write_log(path: Path, rng: np.random.Generator) -> None:

@@ -11,6 +11,9 @@ Outputs:
 - triton_repo/digits/2/model.onnx   MLP (accuracy >= 0.95 on the held-out set)
 - triton_repo/bench_mlp/1/model.onnx  BENCHMARK ONLY: deep weight-tied MLP with random fixed-seed weights
 - data/digits_test.npz              the held-out test set (`pixels` float32 [N,64], `labels` int64 [N])
+
+With `--register [--store URI]` the three models are then registered in the MLflow registry
+(qscore_tools/training/register.py) with their accuracy, data fingerprint and git commit.
 """
 
 from __future__ import annotations
@@ -115,9 +118,9 @@ def accuracy(model: Any, split: DigitsSplit) -> float:
     return float(np.mean(model.predict(split.test_pixels) == split.test_labels))
 
 
-def generate(repo: Path, data_dir: Path) -> dict[str, float]:
+def generate(repo: Path, data_dir: Path, *, split: DigitsSplit | None = None) -> dict[str, float]:
     """Train, export and write every artefact; returns held-out accuracy per digits version."""
-    split = load_split()
+    split = split or load_split()
     logistic = train_logistic(split)
     mlp = train_mlp(split)
     write_bytes(repo / "digits" / "1" / "model.onnx", export_classifier(logistic))
@@ -131,11 +134,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=ROOT / "triton_repo", help="model repository to write")
     parser.add_argument("--data", type=Path, default=ROOT / "data", help="where the held-out set goes")
+    parser.add_argument(
+        "--register", action="store_true", help="also register the trained models in the MLflow registry"
+    )
+    parser.add_argument("--store", default=None, help="MLflow tracking/registry URI (default: .qscore/)")
     args = parser.parse_args(argv)
-    scores = generate(args.repo, args.data)
+    split = load_split()
+    scores = generate(args.repo, args.data, split=split)
     for model, score in scores.items():
         print(f"{model}: held-out accuracy {score:.4f}")
     print(f"outputs: {LABEL_NAME}, {PROBABILITIES_NAME}; wrote {args.repo} and {args.data}")
+    if args.register:
+        from qscore.registry.catalog import ModelCatalog
+        from qscore_tools.training.register import data_fingerprint, register_trained
+
+        fingerprint = data_fingerprint(split.train_pixels, split.train_labels)
+        registered = register_trained(ModelCatalog(args.store), args.repo, scores, fingerprint=fingerprint)
+        for trained, version in registered.items():
+            print(f"{trained}: registered as version {version}")
 
 
 if __name__ == "__main__":
