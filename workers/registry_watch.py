@@ -1,4 +1,9 @@
-"""Pick up registry changes (promote, rollback, flights) without restarting the worker."""
+"""Pick up routing-table changes (promote, rollback, flights) without restarting the worker.
+
+`qscore release package` (and a ConfigMap update in Kubernetes) replaces the file by renaming a
+new one into place, so the file's identity changes even when two writes land within the same
+mtime tick: the watcher compares (mtime, inode, size), not the mtime alone.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +14,28 @@ from qscore.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
+FileIdentity = tuple[int, int, int]
 
-def _mtime(registry: ModelRegistry) -> float | None:
+
+def _identity(registry: ModelRegistry) -> FileIdentity | None:
     try:
-        return registry.path.stat().st_mtime
+        status = registry.path.stat()
     except OSError:
         return None
+    return (status.st_mtime_ns, status.st_ino, status.st_size)
 
 
 async def watch_registry(registry: ModelRegistry, *, every_s: float = 2.0) -> None:
-    """Reload the registry file whenever it changes; runs until cancelled."""
-    seen = _mtime(registry)
+    """Reload the routing table whenever its file changes; runs until cancelled."""
+    seen = await asyncio.to_thread(_identity, registry)
     while True:
         await asyncio.sleep(every_s)
-        current = _mtime(registry)
+        current = await asyncio.to_thread(_identity, registry)
         if current == seen:
             continue
         seen = current
         try:
-            registry.reload()
-            log.info("model registry reloaded from %s", registry.path)
+            await asyncio.to_thread(registry.reload)
+            log.info("model routing table reloaded from %s", registry.path)
         except Exception as exc:  # a half-edited file by hand: keep the last good routes
-            log.warning("could not reload the model registry %s: %r", registry.path, exc)
+            log.warning("could not reload the model routing table %s: %r", registry.path, exc)
