@@ -27,7 +27,7 @@ def package(
 ) -> None:
     """Write OUTPUT/triton_repo (every aliased or flighted version) and OUTPUT/registry.json."""
     from qscore.registry.catalog import CatalogError, ModelCatalog
-    from qscore_tools.release import ReleaseError, package_release
+    from qscore_tools.release.package import ReleaseError, package_release
 
     try:
         built = package_release(ModelCatalog(store), output)

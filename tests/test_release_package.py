@@ -81,3 +81,15 @@ def test_package_is_what_the_registry_says_and_reproducible(
 def test_nothing_promoted_is_one_line(digits_catalog: ModelCatalog, tmp_path: Path) -> None:
     result = runner.invoke(app, ["release", "package", "--output", str(tmp_path / "out")])
     assert result.exit_code != 0 and "promote one first" in str(result.exception or result.output)
+
+
+def test_model_image_and_release_workflow_use_the_package() -> None:
+    root = CHECKOUT_REPO.parent
+    dockerfile = (root / "deploy" / "docker" / "triton-models.Dockerfile").read_text()
+    assert "COPY --chown=65532:65532 build/release/triton_repo/ /models/" in dockerfile
+    ignore = (root / "deploy" / "docker" / "triton-models.Dockerfile.dockerignore").read_text().splitlines()
+    assert "!build/release/triton_repo/" in ignore
+    workflow = (root / ".github" / "workflows" / "release.yml").read_text()
+    assert workflow.index("qscore release package --output build/release") < workflow.index("docker buildx")
+    deploy = (root / ".github" / "workflows" / "deploy.yml").read_text()
+    assert "cp build/release/registry.json deploy/base/worker/registry.json" in deploy

@@ -1,5 +1,4 @@
-"""Release packaging: the Triton model repository and the routing table, built from the registry."""
+"""Release tooling: requirements from the extras, images (build, smoke, publish), SBOMs, secret scan.
 
-from qscore_tools.release.package import ReleaseError, ReleasePackage, package_release
-
-__all__ = ["ReleaseError", "ReleasePackage", "package_release"]
+Nothing here runs in production; `qscore release ...` drives it.
+"""
