@@ -28,6 +28,8 @@ from qscore_cli.errors import UserError
 from qscore_cli.registry_views import stdout_console
 
 DEFAULT_WINDOW_RECORDS = 500
+# The digits held-out set (data/digits_test.npz) and any --reference .npz: input and labels keys.
+DIGITS_INPUT, DIGITS_LABELS = "pixels", "labels"
 _VERDICT_STYLE = {"ok": "green", "warn": "yellow", "drift": "bold red", "insufficient": "dim"}
 
 
@@ -63,14 +65,18 @@ def load_reference(reference: str, model: str | None) -> Sample | None:
         return None
     if reference == "auto":
         path = default_reference_path()
-        return Sample.from_npz(path) if model in (None, "digits") and path is not None else None
+        return (
+            Sample.from_npz(path, features_key=DIGITS_INPUT, labels_key=DIGITS_LABELS)
+            if model in (None, "digits") and path is not None
+            else None
+        )
     path = Path(reference)
     if not path.is_file():
         raise UserError(
             f"reference {reference!r} is neither 'auto', 'first-window' nor an existing .npz file"
         )
     try:
-        return Sample.from_npz(path)
+        return Sample.from_npz(path, features_key=DIGITS_INPUT, labels_key=DIGITS_LABELS)
     except (KeyError, ValueError, OSError) as exc:
         raise UserError(f"cannot use {path} as a reference: {str(exc).splitlines()[0]}") from None
 

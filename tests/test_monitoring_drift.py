@@ -121,7 +121,7 @@ def test_windows_by_time_and_by_count() -> None:
 
 @pytest.mark.skipif(not DIGITS_NPZ.exists(), reason="data/digits_test.npz is written by the training step")
 def test_digits_held_out_set_as_reference(tmp_path: Path) -> None:
-    reference = Sample.from_npz(DIGITS_NPZ)
+    reference = Sample.from_npz(DIGITS_NPZ, features_key="pixels", labels_key="labels")
     assert reference.features is not None and reference.features.shape[1] == 64
     rng = np.random.default_rng(5)
     rows = rng.integers(0, reference.rows, 400)

@@ -47,5 +47,9 @@ async def test_logged_triton_scores_drift_only_when_inputs_shift(
     assert np.mean(predicted == digits_test_set.labels) > 0.9
     assert all(0.0 < record.max_probability[0] <= 1.0 and record.version == "2" for record in served)
 
-    report = drift_report(records, reference=Sample.from_npz(DIGITS_TEST_SET), window_records=len(served))
+    report = drift_report(
+        records,
+        reference=Sample.from_npz(DIGITS_TEST_SET, features_key="pixels", labels_key="labels"),
+        window_records=len(served),
+    )
     assert [window.verdict for window in report.windows] == ["ok", "drift"]

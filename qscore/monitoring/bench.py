@@ -24,13 +24,11 @@ from qscore.scoring import ScoredItem, ScoringItem
 def _scored_items(count: int, rng: np.random.Generator) -> list[ScoredItem]:
     items = []
     for index in range(count):
-        pixels = rng.integers(0, 17, size=(1, 64)).astype(np.float32)
-        request = ScoreRequest(model="digits", inputs={"pixels": Tensor.from_numpy(pixels)})
-        item = ScoringItem(
-            request_id=f"r{index}", request=request, arrays={"pixels": pixels}, received_at=0.0
-        )
-        probabilities = rng.dirichlet(np.ones(10), size=1).astype(np.float32)
-        outputs = {"probabilities": probabilities, "label": probabilities.argmax(axis=1).reshape(1, 1)}
+        features = rng.integers(0, 17, size=(1, 64)).astype(np.float32)
+        request = ScoreRequest(model="digits", inputs={"x": Tensor.from_numpy(features)})
+        item = ScoringItem(request_id=f"r{index}", request=request, arrays={"x": features}, received_at=0.0)
+        scores = rng.dirichlet(np.ones(10), size=1).astype(np.float32)
+        outputs = {"scores": scores, "class": scores.argmax(axis=1).reshape(1, 1)}
         items.append(ScoredItem(item, outputs, "2", batch_started_at=float(index), inference_ms=1.0))
     return items
 

@@ -1,8 +1,9 @@
 """Drift reports: time windows of the interaction log compared with a reference.
 
-The reference is the distribution the model was built on (the digits held-out set that
-training writes to `data/digits_test.npz`: its pixels, and its true labels standing in for
-the prediction distribution of an accurate model) or, for any model, the log's first window.
+The reference is the distribution the model was built on (a held-out set as .npz: one input
+array and the true labels standing in for the prediction distribution of an accurate model;
+the caller names both keys) or, for any model, the log's first window. Every input a record
+kept whole is compared per value; the prediction is the output the model names as its class.
 
 A statistic is flagged only when PSI is large *and* the KS test says the difference is more
 than sampling noise: PSI alone over-reports on small windows, KS alone flags shifts too small
@@ -45,7 +46,7 @@ class DriftThresholds:
 
 @dataclass(frozen=True)
 class Sample:
-    """Rows to compare: input features (rows x features), predicted classes, top probabilities."""
+    """Rows to compare: input features (rows x features), predicted classes, top class confidence."""
 
     features: np.ndarray | None
     feature_names: list[str]
@@ -62,8 +63,9 @@ class Sample:
         return 0 if self.features is None else int(self.features.shape[0])
 
     @classmethod
-    def from_npz(cls, path: Path, *, features_key: str = "pixels", labels_key: str = "labels") -> Sample:
-        """A reference from a held-out set: its inputs, and its labels as the prediction reference."""
+    def from_npz(cls, path: Path, *, features_key: str, labels_key: str) -> Sample:
+        """A reference from a held-out set: the input array `features_key`, and the labels
+        `labels_key` as the prediction reference (the caller names both: they are the model's)."""
         with np.load(path) as data:
             features = np.asarray(data[features_key], dtype=np.float64)
             labels = np.asarray(data[labels_key]).reshape(-1) if labels_key in data else np.empty(0)
@@ -73,11 +75,23 @@ class Sample:
 
     @classmethod
     def from_records(cls, records: Sequence[InteractionRecord], *, input_name: str | None = None) -> Sample:
-        """Rows of logged interactions; features only from records that kept their input rows."""
-        name = input_name or next((key for record in records for key in record.inputs), None)
-        blocks = [np.asarray(record.inputs[name]) for record in records if name and name in record.inputs]
-        features = np.concatenate(blocks, axis=0) if blocks else None
-        names = [f"{name}[{index}]" for index in range(features.shape[1])] if features is not None else []
+        """Rows of logged interactions. Features: every input the records kept whole (or only
+        `input_name`), side by side, one column per value; records lacking one of them are left out."""
+        names_in_order = dict.fromkeys(key for record in records for key in record.inputs)
+        inputs = [input_name] if input_name else list(names_in_order)
+        blocks, widths = [], {}
+        for record in records:
+            if not inputs or any(name not in record.inputs for name in inputs):
+                continue
+            parts = [np.asarray(record.inputs[name], dtype=np.float64) for name in inputs]
+            if len({part.shape[0] for part in parts}) != 1:
+                continue  # inputs with different row counts cannot be paired row by row
+            widths = {name: part.shape[1] for name, part in zip(inputs, parts, strict=True)}
+            blocks.append(np.concatenate(parts, axis=1))
+        same_width = [block for block in blocks if block.shape[1] == sum(widths.values())]
+        features = np.concatenate(same_width, axis=0) if same_width else None
+        names = [f"{name}[{index}]" for name in inputs for index in range(widths.get(name, 0))]
+        names = names if features is not None else []
         predictions = np.asarray([value for record in records for value in record.prediction])
         confidence = np.asarray([value for record in records for value in record.max_probability])
         return cls(features, names, predictions, confidence)

@@ -25,7 +25,7 @@ class FeedbackError(Exception):
     """A feedback file that cannot be read or lacks the key/label columns."""
 
 
-def read_feedback(path: Path, *, label_column: str = "label") -> dict[tuple[str, int], float]:
+def read_feedback(path: Path, *, label_column: str) -> dict[tuple[str, int], float]:
     """(request_id, row) -> true value."""
     kind = FEEDBACK_FORMATS.get(path.suffix.lower())
     if kind is None:

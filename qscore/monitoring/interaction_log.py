@@ -14,7 +14,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -41,11 +41,13 @@ def record_from_scored(
     reply: ScoreReply | None = None,
     route: Route = "production",
     scored_by: str | None = None,
+    class_output: str | None = None,
 ) -> InteractionRecord:
-    """The log record of one scored request (CPU work: run it off the event loop)."""
+    """The log record of one scored request (CPU work: run it off the event loop).
+    `class_output`: the output the model's config names as its predicted class, if any."""
     item = scored.item
     inputs, stats = summarize_inputs(item.arrays)
-    prediction, confidence = summarize_outputs(scored.outputs)
+    prediction, confidence = summarize_outputs(scored.outputs, class_output=class_output)
     timings = reply.timings.model_dump() if reply is not None else {"inference_ms": scored.inference_ms}
     return InteractionRecord(
         at=scored.batch_started_at + scored.inference_ms / 1000,
@@ -73,8 +75,11 @@ class InteractionLog:
         backups: int = DEFAULT_BACKUPS,
         max_pending: int = 10_000,
         write_batch: int = 512,
+        class_outputs: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
+        # model -> its predicted-class output (the config's `qscore.predicted_class_output`)
+        self.class_outputs = dict(class_outputs or {})
         self.max_bytes = max_bytes
         self.backups = backups
         self.written = 0
@@ -116,7 +121,14 @@ class InteractionLog:
         scored_by: str | None = None,
     ) -> bool:
         """Log a scored request; the record (array summaries, JSON) is built on the writer thread."""
-        build = functools.partial(record_from_scored, scored, reply=reply, route=route, scored_by=scored_by)
+        build = functools.partial(
+            record_from_scored,
+            scored,
+            reply=reply,
+            route=route,
+            scored_by=scored_by,
+            class_output=self.class_outputs.get(scored.item.request.model),
+        )
         return self.log_nowait(build)
 
     async def flush(self, wait_s: float = 10.0) -> bool:

@@ -2,8 +2,11 @@
 
 A line of the interaction log is the JSON of `InteractionRecord`. Small inputs are kept whole
 (`inputs`, rows of floats) so drift can be computed per feature; larger ones keep only
-summary statistics (`input_stats`). Predictions are the model's `label` output per row and
-`max_probability` its top class probability, the usual confidence signal.
+summary statistics (`input_stats`). `prediction` is the model's predicted-class output per row
+and `max_probability` its top class probability, the usual confidence signal. Which output is
+the class is the model's to say (the `qscore.predicted_class_output` parameter of its
+config.pbtxt, passed as `class_output`); without it, the class output is the integer output with
+one value per row, and the probabilities the float output whose rows sum to 1.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Up to this many input values per request are logged verbatim (a digits row is 64).
 MAX_LOGGED_INPUT_VALUES = 4096
-LABEL_OUTPUT = "label"
-PROBABILITIES_OUTPUT = "probabilities"
+# Rows of a probability output sum to 1 within this (float32 softmax rounding).
+PROBABILITY_SUM_TOLERANCE = 1e-3
 
 Route = Literal["production", "canary", "shadow", "pinned"]
 ALL_ROUTES: tuple[str, ...] = ("production", "canary", "shadow", "pinned")
@@ -80,18 +83,49 @@ def summarize_inputs(
     return kept, stats
 
 
-def summarize_outputs(outputs: Mapping[str, np.ndarray]) -> tuple[list[int | float], list[float]]:
-    """(prediction per row, max probability per row) from a classifier's outputs."""
-    prediction: list[int | float] = []
+def _rows(array: np.ndarray) -> np.ndarray:
+    values = np.asarray(array)
+    return values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+
+
+def _is_class_output(array: np.ndarray) -> bool:
+    return np.asarray(array).dtype.kind in "iu" and _rows(array).shape[1] == 1
+
+
+def _is_distribution(array: np.ndarray) -> bool:
+    values = np.asarray(array)
+    if values.dtype.kind != "f" or values.size == 0:
+        return False
+    rows = _rows(values).astype(np.float64)
+    if rows.shape[1] < 2 or rows.min() < 0.0 or rows.max() > 1.0:
+        return False
+    return bool(np.all(np.abs(rows.sum(axis=1) - 1.0) <= PROBABILITY_SUM_TOLERANCE))
+
+
+def summarize_outputs(
+    outputs: Mapping[str, np.ndarray], *, class_output: str | None = None
+) -> tuple[list[int | float], list[float]]:
+    """(prediction per row, max probability per row) from a model's outputs.
+
+    `class_output` names the predicted-class output (from the model's config); without it the
+    first integer output with one value per row is the class. Confidence comes from the first
+    output that is a probability distribution per row; it is also the class (argmax) when no
+    class output exists. A regression model gets its single output as the prediction.
+    """
+    named = outputs.get(class_output) if class_output else None
+    chosen = named if named is not None else next((a for a in outputs.values() if _is_class_output(a)), None)
+    distribution = next((a for a in outputs.values() if _is_distribution(a)), None)
+    prediction: list[int | float] = _rows(chosen).reshape(-1).tolist() if chosen is not None else []
     confidence: list[float] = []
-    if LABEL_OUTPUT in outputs:
-        prediction = np.asarray(outputs[LABEL_OUTPUT]).reshape(-1).tolist()
-    if PROBABILITIES_OUTPUT in outputs:
-        probabilities = np.asarray(outputs[PROBABILITIES_OUTPUT], dtype=np.float64)
-        rows = probabilities.reshape(probabilities.shape[0], -1) if probabilities.ndim else probabilities
-        confidence = rows.max(axis=-1).reshape(-1).tolist()
+    if distribution is not None:
+        rows = _rows(distribution).astype(np.float64)
+        confidence = rows.max(axis=1).tolist()
         if not prediction:
-            prediction = rows.argmax(axis=-1).reshape(-1).tolist()
+            prediction = rows.argmax(axis=1).tolist()
+    if not prediction and len(outputs) == 1:
+        only = _rows(next(iter(outputs.values())))
+        if only.shape[1] == 1 and only.dtype.kind in "biuf":
+            prediction = only.reshape(-1).tolist()
     return prediction, confidence
 
 
