@@ -66,6 +66,17 @@ def test_register_records_signature_digests_and_metadata(mlflow_store: str) -> N
     assert info.git_commit == "f" * 40 and info.registered_by == "tester"
 
 
+def test_register_keeps_the_configs_class_output(mlflow_store: str, tmp_path: Path) -> None:
+    folder = tmp_path / "named"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes((CHECKOUT_REPO / "digits" / "1" / "model.onnx").read_bytes())
+    config = (CHECKOUT_REPO / "digits" / "config.pbtxt").read_text()
+    parameter = 'parameters { key: "qscore.predicted_class_output" value: { string_value: "label" } }\n'
+    (folder / "config.pbtxt").write_text(config + parameter)
+    model("register", str(folder), "--name", "digits")
+    assert ModelCatalog(mlflow_store).state("digits").version("1").class_output == "label"
+
+
 def test_promote_keeps_previous_and_rollback_moves_back(digits_catalog: ModelCatalog) -> None:
     assert "production (none) -> 1" in model("promote", "digits", "1")
     assert "production 1 -> 2" in model("promote", "digits", "2", "--note", "mlp")

@@ -31,7 +31,14 @@ from qscore.registry.catalog_types import (
     ModelState,
     version_from_mlflow,
 )
-from qscore.registry.signature import ModelArtefacts, canonical_json, read_model_config, signature_of
+from qscore.registry.signature import (
+    CLASS_OUTPUT_PARAMETER,
+    ModelArtefacts,
+    canonical_json,
+    config_parameter,
+    read_model_config,
+    signature_of,
+)
 
 TRACKING_URI_ENV = "QSCORE_MLFLOW_TRACKING_URI"
 ACTOR_ENV = "QSCORE_ACTOR"
@@ -147,6 +154,9 @@ class ModelCatalog:
             "qscore.git_commit": git_commit,
             "qscore.registered_by": current_actor(),
         }
+        class_output = config_parameter(config, CLASS_OUTPUT_PARAMETER)
+        if class_output:
+            tags[CLASS_OUTPUT_PARAMETER] = class_output
         source = f"{run.info.artifact_uri}/{ARTEFACT_PATH}"
         created = self._client.create_model_version(
             name, source, run_id=run.info.run_id, tags=tags, description=description or None

@@ -62,6 +62,7 @@ class VersionInfo:
     data_fingerprint: str = ""
     git_commit: str = ""
     description: str = ""
+    class_output: str = ""  # the config's qscore.predicted_class_output, if set
 
 
 def _json_tag(tags: dict[str, str], key: str) -> Any:
@@ -82,6 +83,7 @@ def version_from_mlflow(model_version: Any) -> VersionInfo:
         data_fingerprint=tags.get("qscore.data_fingerprint", ""),
         git_commit=tags.get("qscore.git_commit", ""),
         description=model_version.description or "",
+        class_output=tags.get("qscore.predicted_class_output", ""),
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 CONFIG_NAME = "config.pbtxt"
 PREPROCESSING_DIR = "preprocessing"
+# config.pbtxt `parameters` key naming the output that holds the predicted class (monitoring).
+CLASS_OUTPUT_PARAMETER = "qscore.predicted_class_output"
 
 
 class ArtefactError(Exception):
