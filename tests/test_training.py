@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,21 @@ def test_bench_model_is_deep_but_small_and_numerically_sane() -> None:
 def test_missing_test_set_names_the_command(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"qscore_tools\.training\.digits"):
         load_digits_test_set(tmp_path / "nope.npz")
+
+
+def test_training_registers_what_it_trained(regenerated: Path, mlflow_store: str) -> None:
+    from qscore.registry.catalog import ModelCatalog
+    from qscore_tools.training.register import data_fingerprint, register_trained
+
+    split = digits.load_split()
+    fingerprint = data_fingerprint(split.train_pixels, split.train_labels)
+    assert fingerprint == data_fingerprint(digits.load_split().train_pixels, split.train_labels)
+    catalog = ModelCatalog(mlflow_store)
+    scores = {"digits/1": 0.96, "digits/2": 0.97}
+    registered = register_trained(catalog, regenerated / "triton_repo", scores, fingerprint=fingerprint)
+    assert registered == {"digits/1": "1", "digits/2": "2", "bench_mlp/1": "1"}
+    v2 = catalog.state("digits").version("2")
+    assert v2.metrics == {"accuracy": 0.97} and v2.data_fingerprint == fingerprint
+    fresh = (regenerated / "triton_repo" / "digits" / "2" / "model.onnx").read_bytes()
+    assert v2.sha256["model.onnx"] == hashlib.sha256(fresh).hexdigest()
+    assert catalog.models() == ["bench_mlp", "digits"]

@@ -1,8 +1,10 @@
-"""The model registry: which version of each model is `production`, plus flights.
+"""The routing table: which version of each model is `production`, its labels, and its flight.
 
 A flight routes part of the traffic (canary) or a copy of it (shadow) to another version.
-The registry is one small JSON document (a file locally, a mounted ConfigMap in Kubernetes);
-every change appends to its history so a rollback knows where to go back to.
+The table is one small JSON document (a file locally, a mounted ConfigMap in Kubernetes) that
+`qscore release package` writes from the MLflow registry (qscore/registry/catalog.py, the
+source of truth); the runtimes only read it (`resolve`, `reload`). The changing methods
+(`promote`, `rollback`, `set_flight`) remain for tests and tools that build a table directly.
 """
 
 from __future__ import annotations
