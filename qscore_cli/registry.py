@@ -141,7 +141,7 @@ def rollback(model: str, note: Note = "", store: Store = None) -> None:
     """Move MODEL's `production` back to `previous` (and end any flight)."""
     with catalog(store) as registry:
         before, after = registry.rollback(model, note=note)
-    typer.echo(f"{model}: production {before} -> {after} (rolled back; flight ended)")
+    typer.echo(f"{model}: production {before} -> {after} (rolled back; any flight ended)")
 
 
 @app.command()

@@ -149,6 +149,8 @@ def test_feedback_accuracy_per_version_and_window(tmp_path: Path, suffix: str) -
     for version, window in report.overall.items():
         assert abs(window.accuracy - expected[version]) < 1e-9
     assert len(report.windows) == 4  # two hours, two versions
+    if suffix != ".csv":
+        return  # the command once is enough; the readers differ, not the command
     log = tmp_path / "log.jsonl"
     log.write_text("".join(r.model_dump_json() + "\n" for r in records))
     args = [
