@@ -133,6 +133,10 @@ class BenchStack:
     def cpu_probes(self) -> dict[str, Any]:
         return {role: meter.cpu_s for role, meter in self.meters.items()}
 
+    async def stop_workers(self) -> None:
+        if self.pool is not None:
+            await self.pool.stop()
+
     async def close(self) -> None:
         """Stop meters, workers (SIGTERM, then SIGKILL) and Triton; safe to call twice."""
         for meter in self.meters.values():
