@@ -60,6 +60,9 @@ def _check_results(output: Path) -> dict:
         assert peak["costs"]["bus"]["cpu_s"] > 0
         assert model["queue_open"] and model["direct_at_half_peak"]["completed"] > 0
     assert document["worker"]["messages_per_s_per_replica"] > 0
+    if "digits" in document["models"]:
+        cold = document["cold_start"]
+        assert 0 < cold["ready_median_s"] <= cold["first_reply_median_s"]
     assert document["goals"] and all(goal["measured"] is not None for goal in document["goals"])
     return document
 

@@ -182,12 +182,14 @@ async def test_shadow_flight_scores_twice_and_replies_once(
         ],
     )
     # Shadow work is skipped beyond two concurrent shadow batches: a long batch delay gathers the
-    # requests into one or two batches however the prefetch window hands them over.
+    # requests into one or two batches however the prefetch window hands them over (a fixed
+    # delay: adaptive batching would send each receive's worth at once).
     settings = worker_settings(
         request_queue=fresh_queue,
         registry_path=registry.path,
         interaction_log=log_path,
         max_batch_delay_ms=200,
+        adaptive_batching=False,
     )
     async with running_worker(settings):
         await replies.collect(count, timeout_s=30, settle_s=0.5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 
 from qscore.contracts import ReplyStatus
 from qscore_local.bus.stats import queue_counts
+from qscore_local.workers import WORKER_COMMAND
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
@@ -154,10 +154,7 @@ async def test_job_mode_process_exits_zero(bus: Any, triton: Any, fresh_queue: s
         "QSCORE_PREFETCH": "0",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from qscore_cli import main; main()",
-        "worker",
+        *WORKER_COMMAND,
         "--no-health",
         env=env,
         stdout=asyncio.subprocess.PIPE,

@@ -190,6 +190,7 @@ class ReceiveLoop:
             max_batch_size=settings.max_batch_size,
             max_delay_s=settings.max_batch_delay_ms / 1000,
             max_in_flight=settings.max_in_flight_batches,
+            adaptive=settings.adaptive_batching,
         )
         return MicroBatcher(handler=scorer.handle, policy=policy, rows_of=_rows)
 

@@ -36,7 +36,10 @@ class WorkerSettings:
     triton_timeout_s: float = 30.0
     # Rows per Triton call: the model's max_batch_size capped by this (0 = no cap).
     max_batch_size: int = 0
+    # An upper bound: with adaptive batching a batch waits only as long as the measured
+    # arrival rate and service time say it pays (qscore.batching.adaptive).
     max_batch_delay_ms: float = 2.0
+    adaptive_batching: bool = True
     # Most messages locked ahead of scoring (the SDK's prefetch buffer, which the worker cannot
     # renew); the worker sizes the actual window from measured throughput (workers/prefetch.py).
     # 0: no prefetch, one message per receive (job mode).

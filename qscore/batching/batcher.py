@@ -6,15 +6,18 @@ latency and saves Triton calls, reply sends and settlements. Without this, a ste
 of messages (a receive that returns as soon as anything arrives) turns into a queue of tiny
 batches behind the in-flight bound, and throughput collapses to slots x batch / round trip.
 Full batches that find no free slot queue in arrival order and go first when one frees.
+With an adaptive policy the delay itself is measured per key (qscore.batching.adaptive).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from qscore.batching.adaptive import AdaptiveDelay
 from qscore.batching.in_flight import InFlightBatches
 from qscore.batching.pending import PendingBatch
 from qscore.batching.policy import BatchPolicy
@@ -50,6 +53,7 @@ class MicroBatcher(Generic[K, T]):
         self._due: dict[K, None] = {}  # delay up, no slot free: keeps filling (ordered by age)
         self._queued: deque[tuple[K, list[T]]] = deque()  # closed batches waiting for a slot
         self._in_flight = InFlightBatches(policy.max_in_flight, on_done=self._slot_freed)
+        self._adaptive = AdaptiveDelay(policy.max_delay_s) if policy.adaptive else None
 
     def add(self, key: K, item: T, *, model_max_batch_size: int) -> None:
         """Queue `item` under `key`; the model's max batch size is capped by the policy."""
@@ -60,12 +64,19 @@ class MicroBatcher(Generic[K, T]):
             self._pending[key] = pending
         if not pending.fits(rows):
             self._close(key)
+        if self._adaptive is not None:
+            self._adaptive.arrived(key, rows)
         if not pending.items:
             loop = asyncio.get_running_loop()
-            pending.timer = loop.call_later(self._policy.max_delay_s, self._delay_up, key)
+            pending.timer = loop.call_later(self._delay(key, pending.max_rows - rows), self._delay_up, key)
         pending.add(item, rows)
         if pending.full:
             self._close(key)
+
+    def _delay(self, key: K, rows_left: int) -> float:
+        if self._adaptive is None:
+            return self._policy.max_delay_s
+        return self._adaptive.delay_for(key, rows_left)
 
     def _delay_up(self, key: K) -> None:
         pending = self._pending.get(key)
@@ -90,7 +101,15 @@ class MicroBatcher(Generic[K, T]):
             self._queued.append((key, items))
 
     def _start(self, key: K, items: list[T]) -> None:
-        self._in_flight.start(lambda: self._handler(key, items))
+        self._in_flight.start(lambda: self._timed(key, items))
+
+    async def _timed(self, key: K, items: list[T]) -> None:
+        started = time.monotonic()
+        try:
+            await self._handler(key, items)
+        finally:
+            if self._adaptive is not None:
+                self._adaptive.served(key, time.monotonic() - started)
 
     def _slot_freed(self) -> None:
         while self._in_flight.has_room:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 @dataclass(frozen=True, kw_only=True)
 class BatchPolicy:
     """`max_batch_size` caps every model's batch (in rows, 0 = the model's own limit);
-    `max_delay_s` is how long the first item of a batch may wait for company."""
+    `max_delay_s` is how long the first item of a batch may wait for company; with `adaptive`
+    it is an upper bound and the wait is measured per key (qscore.batching.adaptive)."""
 
     max_batch_size: int = 0
     max_delay_s: float = 0.002
     max_in_flight: int = 4
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 0:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-DEFAULT_REQUEST_QUEUE = "scoring-requests"
-DEFAULT_REPLY_QUEUE = "scoring-replies"
+from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, SHARED_VARIABLES, settings_from_env
 
 ReplyReceiveMode = Literal["peek_lock", "receive_and_delete"]
 
@@ -63,13 +61,15 @@ class ProducerSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ProducerSettings:
-        """Settings from `QSCORE_*` variables; keyword `overrides` win (None values are ignored)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {
-            "connection": env.get("QSCORE_SERVICEBUS_CONNECTION") or None,
-            "namespace": env.get("QSCORE_SERVICEBUS_NAMESPACE") or None,
-            "request_queue": env.get("QSCORE_REQUEST_QUEUE") or DEFAULT_REQUEST_QUEUE,
-            "reply_queue": env.get("QSCORE_REPLY_QUEUE") or DEFAULT_REPLY_QUEUE,
+        """Settings from variables; keyword `overrides` win (None values are ignored).
+
+        The bus and queue names are the shared `QSCORE_*` variables; the producer's own knobs
+        are `QSCORE_PRODUCER_<FIELD>` so that they never collide with a worker's.
+        """
+        variables = {
+            "connection": SHARED_VARIABLES["servicebus_connection"],
+            "namespace": SHARED_VARIABLES["servicebus_namespace"],
         }
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        return settings_from_env(
+            cls, environ, prefix="QSCORE_PRODUCER_", variables=variables, overrides=overrides
+        )

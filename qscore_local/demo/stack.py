@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from qscore_local.demo.workers import WorkerPool
+from qscore_local.workers import WorkerPool
 
 
 class StackStartError(RuntimeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from qscore_tools.bench.cold_start import COLD_START_TARGET_S
 from qscore_tools.bench.queue_path import QueueMeasurement
 from qscore_tools.bench.runner import BenchRun, ModelResults
 
@@ -153,8 +154,23 @@ def _worker_goals(run: BenchRun, cores: int) -> list[Goal]:
     return goals
 
 
+def _cold_start_goal(run: BenchRun) -> Goal:
+    name = "worker cold start to first reply (s)"
+    target = f"<= {COLD_START_TARGET_S:g}"
+    if run.cold_start is None:
+        return unmeasured(name, target, "digits not selected")
+    measured = run.cold_start.first_reply_median_s
+    met = measured <= COLD_START_TARGET_S
+    detail = (
+        ""
+        if met
+        else f"ready after {run.cold_start.ready_median_s:.2f} s (median of {run.cold_start.trials})"
+    )
+    return Goal(name, target, measured, met, detail)
+
+
 def evaluate(run: BenchRun) -> list[Goal]:
     cores = int(run.machine.get("usable_cores") or 1)
     goals = [_ratio_goal(run, cores), _batching_goal(run, cores)]
     goals += [_latency_goal(run, results, cores) for results in run.models.values()]
-    return goals + _worker_goals(run, cores)
+    return [*goals, *_worker_goals(run, cores), _cold_start_goal(run)]

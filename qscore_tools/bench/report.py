@@ -84,6 +84,7 @@ def results_document(run: BenchRun, goals: list[Goal]) -> dict[str, Any]:
             "off": batching.off.as_dict(),
         },
         "worker": worker_figures(run),
+        "cold_start": None if run.cold_start is None else run.cold_start.as_dict(),
         "profiles": [summary.as_dict() for summary in run.profiles],
         "goals": [goal.as_dict() for goal in goals],
     }

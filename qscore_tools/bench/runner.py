@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qscore_tools.bench.cold_start import ColdStart, measure_cold_start
 from qscore_tools.bench.direct import Ceiling, CeilingSearch, find_ceiling, measure_direct
 from qscore_tools.bench.machine import machine_facts
 from qscore_tools.bench.points import LoadPoint
 from qscore_tools.bench.profiling import Profiler, ProfileSummary
-from qscore_tools.bench.queue_path import QueueMeasurement, measure_queue
+from qscore_tools.bench.queue_path import QueueMeasurement, measure_queue, wait_for_empty_queue
 from qscore_tools.bench.settings import BenchSettings, results_stamp
 from qscore_tools.bench.stack import BenchStack, StackConfig
 
@@ -75,6 +76,7 @@ class BenchRun:
     finished_at: float = 0.0
     models: dict[str, ModelResults] = field(default_factory=dict)
     batching: BatchingComparison | None = None
+    cold_start: ColdStart | None = None
     profiler: Profiler | None = None
 
     @property
@@ -83,8 +85,9 @@ class BenchRun:
 
 
 def total_phases(settings: BenchSettings) -> int:
-    """Phases the progress bar counts: 4 per model, the bus, the stack, and batching off."""
-    return 4 * len(settings.models) + 2 + (1 if settings.batching_involved() else 0)
+    """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, batching off."""
+    cold_start = 1 if "digits" in settings.models else 0
+    return 4 * len(settings.models) + 2 + cold_start + (1 if settings.batching_involved() else 0)
 
 
 def describe(point: LoadPoint, *, backlog_at_start: int | None = 0) -> str:
@@ -234,6 +237,20 @@ async def compare_batching(
     run.batching = BatchingComparison(model=model, concurrency=on.point.concurrency, on=on, off=off)
 
 
+async def measure_worker_cold_start(
+    stack: BenchStack, connection: str, settings: BenchSettings, progress: ProgressSink
+) -> ColdStart | None:
+    """Scale from zero against the same Triton: the stack's own workers stop first."""
+    if "digits" not in settings.models:
+        return None
+    progress.phase("worker cold start (scale from zero)")
+    await wait_for_empty_queue(connection, "scoring-requests")
+    await stack.stop_workers()
+    return await measure_cold_start(
+        connection=connection, triton_url=stack.triton_url, trials=1 if settings.quick else 3
+    )
+
+
 async def run_bench(settings: BenchSettings, progress: ProgressSink | None = None) -> BenchRun:
     """Measure everything `settings` asks for; the caller writes the results (qscore_tools.bench.report)."""
     progress = progress or SilentProgress()
@@ -251,6 +268,7 @@ async def run_bench(settings: BenchSettings, progress: ProgressSink | None = Non
                 await measure_queue_closed(stack, results, run, progress)
                 await measure_queue_open(stack, results, settings, progress)
                 await measure_direct_at_half_peak(stack, results, settings, progress)
+            run.cold_start = await measure_worker_cold_start(stack, connection, settings, progress)
         if settings.batching_involved():
             await compare_batching(run, connection, bus_pid, progress)
     run.finished_at = time.time()

@@ -7,28 +7,20 @@ exposes a CPU probe and peak-RSS meter per role (worker, bus, triton) for per-me
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from qscore_local.workers import WorkerPool, WorkerStartError
 from qscore_tools.bench.metering import ProcessMeter
 from qscore_tools.bench.repo_variants import without_dynamic_batching
 from qscore_tools.bench.workload import ROOT
 
 WORKER_READY_TIMEOUT_S = 90.0
-WORKER_STOP_TIMEOUT_S = 15.0
-WORKER_COMMAND = [sys.executable, "-c", "from qscore_cli import main; main()", "worker"]
+WORKER_DRAIN_GRACE_S = 5.0
 
 
 class StackStartError(Exception):
@@ -54,26 +46,6 @@ def _free_port() -> int:
     return pick_free_port()
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@dataclass
-class WorkerProcess:
-    process: subprocess.Popen[bytes]
-    health_port: int
-    log_path: Path
-
-    def log_tail(self, lines: int = 12) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        return " | ".join(self.log_path.read_text(errors="replace").strip().splitlines()[-lines:])
-
-
 class BenchStack:
     """`async with BenchStack(config, bus_connection=...) as stack:` starts Triton and the workers.
 
@@ -89,7 +61,7 @@ class BenchStack:
         self._log_dir = config.log_dir or self._tmp
         self._triton: Any = None
         self.triton_url = ""
-        self.workers: list[WorkerProcess] = []
+        self.pool: WorkerPool | None = None
         self.meters: dict[str, ProcessMeter] = {}
 
     async def __aenter__(self) -> BenchStack:
@@ -119,50 +91,30 @@ class BenchStack:
         )
         self.triton_url = self._triton.start(timeout=120).grpc_url
 
-    def worker_env(self, health_port: int) -> dict[str, str]:
-        return dict(os.environ) | {
+    def worker_env(self) -> dict[str, str]:
+        return {
             "QSCORE_SERVICEBUS_CONNECTION": self.bus_connection,
             "QSCORE_TRITON_URL": self.triton_url,
             "QSCORE_MAX_BATCH_SIZE": str(self.config.max_batch_size),
             "QSCORE_MAX_BATCH_DELAY_MS": str(self.config.max_batch_delay_ms),
-            "QSCORE_HEALTH_PORT": str(health_port),
-            "QSCORE_HEALTH_HOST": "127.0.0.1",
-            "QSCORE_DRAIN_GRACE_S": "5",
             "QSCORE_REGISTRY_PATH": str(self._tmp / "registry.json"),
         }
 
-    def _spawn_worker(self, index: int) -> WorkerProcess:
-        port = _free_port()
-        log_path = self._log_dir / f"worker-{index}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                WORKER_COMMAND,
-                cwd=ROOT,
-                env=self.worker_env(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return WorkerProcess(process, port, log_path)
-
     async def _start_workers(self) -> None:
-        for index in range(self.config.workers):
-            self.workers.append(await asyncio.to_thread(self._spawn_worker, index))
-        await asyncio.gather(*(self._wait_ready(worker) for worker in self.workers))
-
-    async def _wait_ready(self, worker: WorkerProcess) -> None:
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-        url = f"http://127.0.0.1:{worker.health_port}/readyz"
-        while time.monotonic() < deadline:
-            if worker.process.poll() is not None:
-                raise StackStartError(f"worker exited with {worker.process.returncode}: {worker.log_tail()}")
-            if await asyncio.to_thread(_ready, url):
-                return
-            await asyncio.sleep(0.2)
-        raise StackStartError(f"worker not ready after {WORKER_READY_TIMEOUT_S:.0f}s: {worker.log_tail()}")
+        self.pool = WorkerPool(
+            count=self.config.workers,
+            env=self.worker_env(),
+            log_dir=self._log_dir,
+            drain_grace_s=WORKER_DRAIN_GRACE_S,
+            cwd=ROOT,
+        )
+        try:
+            await self.pool.start(timeout_s=WORKER_READY_TIMEOUT_S)
+        except WorkerStartError as exc:
+            raise StackStartError(str(exc)) from exc
 
     def _start_meters(self) -> None:
-        self.meters["worker"] = ProcessMeter("worker", [w.process.pid for w in self.workers])
+        self.meters["worker"] = ProcessMeter("worker", self.pool.pids() if self.pool else [])
         if self.bus_pid is not None:
             self.meters["bus"] = ProcessMeter("bus", [self.bus_pid])
         if self._triton is not None and self._triton.pid is not None:
@@ -172,7 +124,8 @@ class BenchStack:
 
     def profile_targets(self) -> dict[str, int]:
         """Processes worth profiling: the first worker and the bus."""
-        targets = {"worker": self.workers[0].process.pid} if self.workers else {}
+        pids = self.pool.pids() if self.pool else []
+        targets = {"worker": pids[0]} if pids else {}
         if self.bus_pid is not None:
             targets["bus"] = self.bus_pid
         return targets
@@ -180,22 +133,17 @@ class BenchStack:
     def cpu_probes(self) -> dict[str, Any]:
         return {role: meter.cpu_s for role, meter in self.meters.items()}
 
-    async def _stop_worker(self, worker: WorkerProcess) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            worker.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.to_thread(worker.process.wait), WORKER_STOP_TIMEOUT_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
-            await asyncio.to_thread(worker.process.wait)
+    async def stop_workers(self) -> None:
+        if self.pool is not None:
+            await self.pool.stop()
 
     async def close(self) -> None:
         """Stop meters, workers (SIGTERM, then SIGKILL) and Triton; safe to call twice."""
         for meter in self.meters.values():
             await meter.stop()
-        await asyncio.gather(*(self._stop_worker(worker) for worker in self.workers))
-        self.workers = []
+        if self.pool is not None:
+            await self.pool.stop()
+            self.pool = None
         if self._triton is not None:
             await asyncio.to_thread(self._triton.stop)
             self._triton = None

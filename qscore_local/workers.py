@@ -1,4 +1,9 @@
-"""Start `qscore worker` subprocesses for the demo and stop them cleanly (SIGTERM, then SIGKILL)."""
+"""The one way this machine starts `qscore worker` processes: the demo, the bench and the tests.
+
+Each worker gets its settings the way production does (`QSCORE_*` variables), its own health
+port and log file, and its own process session, so a Ctrl-C at the terminal reaches only the
+parent, which stops the workers in order (SIGTERM: drain first, then SIGKILL past the grace).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 from qscore_local.triton.launcher import pick_free_port
 
 # `python -c` rather than the `qscore` script: works from any venv layout, same interpreter.
-WORKER_COMMAND = ("-c", "from qscore_cli import main; main()", "worker")
+WORKER_COMMAND = (sys.executable, "-c", "from qscore_cli import main; main()", "worker")
 
 
 class WorkerStartError(RuntimeError):
@@ -30,42 +35,69 @@ class WorkerProcess:
     health_port: int
     log_path: Path
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None
+
     def log_tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
 
+    def kill(self) -> None:
+        """SIGKILL the worker's whole process session (chaos tests, last resort on stop)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
 
 class WorkerPool:
-    """N worker processes sharing one environment; each gets its own health port and log."""
+    """N worker processes sharing one environment; `await pool.start()`, `await pool.stop()`."""
 
     def __init__(
-        self, *, count: int, env: Mapping[str, str], log_dir: Path, drain_grace_s: float = 30.0
+        self,
+        *,
+        count: int,
+        env: Mapping[str, str],
+        log_dir: Path,
+        drain_grace_s: float = 30.0,
+        cwd: Path | None = None,
     ) -> None:
         self.count = count
         self.env = dict(env)
         self.log_dir = log_dir
         self.drain_grace_s = drain_grace_s
+        self.cwd = cwd
         self.workers: list[WorkerProcess] = []
 
     async def start(self, *, timeout_s: float = 60.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for index in range(self.count):
-            self.workers.append(await self._spawn(index))
-        await asyncio.gather(*(self._wait_ready(worker, timeout_s) for worker in self.workers))
+        for _ in range(self.count):
+            await self.add(wait=False)
+        await asyncio.gather(*(self.wait_ready(worker, timeout_s) for worker in self.workers))
+
+    async def add(self, *, wait: bool = True, timeout_s: float = 60.0) -> WorkerProcess:
+        """One more worker (a replacement after a kill, a scale-out step)."""
+        worker = await self._spawn(len(self.workers))
+        self.workers.append(worker)
+        if wait:
+            await self.wait_ready(worker, timeout_s)
+        return worker
 
     async def _spawn(self, index: int) -> WorkerProcess:
         port = pick_free_port()
         env = {**os.environ, **self.env, "QSCORE_HEALTH_PORT": str(port)}
+        env.setdefault("QSCORE_HEALTH_HOST", "127.0.0.1")
         env.setdefault("QSCORE_DRAIN_GRACE_S", str(self.drain_grace_s))
         log_path = self.log_dir / f"worker-{index}.log"
-        with log_path.open("wb") as log_file:
-            # Own session: a Ctrl-C at the terminal reaches only the demo, which stops the
-            # workers in order (drain first) instead of all processes at once.
+        with log_path.open("ab") as log_file:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
                 *WORKER_COMMAND,
+                cwd=self.cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
@@ -74,12 +106,12 @@ class WorkerPool:
             )
         return WorkerProcess(index, process, port, log_path)
 
-    async def _wait_ready(self, worker: WorkerProcess, timeout_s: float) -> None:
+    async def wait_ready(self, worker: WorkerProcess, timeout_s: float = 60.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         url = f"http://127.0.0.1:{worker.health_port}/readyz"
         while loop.time() < deadline:
-            if worker.process.returncode is not None:
+            if not worker.running:
                 raise WorkerStartError(
                     f"worker {worker.index} exited with {worker.process.returncode}:\n{worker.log_tail()}"
                 )
@@ -90,12 +122,15 @@ class WorkerPool:
             f"worker {worker.index} not ready after {timeout_s:.0f} s:\n{worker.log_tail()}"
         )
 
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers if worker.running]
+
     def alive(self) -> int:
-        return sum(1 for worker in self.workers if worker.process.returncode is None)
+        return sum(1 for worker in self.workers if worker.running)
 
     async def stop(self) -> None:
         """SIGTERM all (they finish and settle what is in flight), SIGKILL what outlives the grace."""
-        running = [w for w in self.workers if w.process.returncode is None]
+        running = [w for w in self.workers if w.running]
         for worker in running:
             with contextlib.suppress(ProcessLookupError):
                 worker.process.send_signal(signal.SIGTERM)
@@ -106,8 +141,7 @@ class WorkerPool:
         try:
             await asyncio.wait_for(worker.process.wait(), self.drain_grace_s + 5)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.kill()
             await worker.process.wait()
 
 
