@@ -72,9 +72,12 @@ def open_registry(path: Path | None) -> ModelRegistry:
         raise UserError(f"cannot read {where}: {first_line}") from None
 
 
-def _git_commit() -> str:
+def _git_commit(folder: Path) -> str:
+    """HEAD of the checkout holding `folder` (empty outside a git checkout)."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=False
+        )
     except OSError:
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
@@ -100,7 +103,9 @@ def register(
     ] = None,
     metric: Annotated[list[str], typer.Option(help="Evaluation metric NAME=VALUE (repeatable).")] = [],  # noqa: B006
     data_fingerprint: Annotated[str, typer.Option(help="Fingerprint of the training data.")] = "",
-    git_commit: Annotated[str | None, typer.Option(help="Commit it was built from (default: HEAD).")] = None,
+    git_commit: Annotated[
+        str | None, typer.Option(help="Commit it was built from (default: HEAD of FOLDER's checkout).")
+    ] = None,
     note: Note = "",
     store: Store = None,
 ) -> None:
@@ -114,7 +119,7 @@ def register(
             artefacts,
             metrics=_metrics(metric),
             data_fingerprint=data_fingerprint,
-            git_commit=_git_commit() if git_commit is None else git_commit,
+            git_commit=_git_commit(folder) if git_commit is None else git_commit,
             description=note,
         )
     typer.echo(f"{name}: registered version {version} ({', '.join(artefacts.files)})")
