@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
@@ -194,44 +192,3 @@ def run_drift(
         plot_drift(report, plot)
         console.print(f"plot written to {plot}")
     return verdict
-
-
-def drift(
-    log: Annotated[Path, typer.Option("--log", help="Interaction log (JSONL; rotated parts are read too).")],
-    model: Annotated[str | None, typer.Option(help="Only this model (default: all in the log).")] = None,
-    version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
-    route: Annotated[
-        str,
-        typer.Option(help="served (production+canary+pinned), production, canary, shadow, pinned or all."),
-    ] = "served",
-    reference: Annotated[
-        str,
-        typer.Option(
-            help="'auto' (data/digits_test.npz for digits, else first window), 'first-window', "
-            "or an .npz with 'pixels' and 'labels'."
-        ),
-    ] = "auto",
-    window_minutes: Annotated[float | None, typer.Option(min=0.0, help="Window by time.")] = None,
-    window_records: Annotated[int | None, typer.Option(min=1, help="Window by count (default 500).")] = None,
-    psi_warn: Annotated[float, typer.Option(help="PSI for 'warn'.")] = 0.1,
-    psi_alert: Annotated[float, typer.Option(help="PSI for 'drift'.")] = 0.25,
-    plot: Annotated[Path | None, typer.Option(help="Also draw per-window PSI to this PNG.")] = None,
-    fail_on_drift: Annotated[
-        bool, typer.Option(help="Exit 1 when any window drifts (for cron alerts).")
-    ] = False,
-) -> None:
-    """Input and prediction drift (PSI, KS) per window of the interaction log against a reference."""
-    verdict = run_drift(
-        log=log,
-        model=model,
-        version=version,
-        route=route,
-        reference=reference,
-        window_s=window_minutes * 60 if window_minutes else None,
-        window_records=window_records,
-        psi_warn=psi_warn,
-        psi_alert=psi_alert,
-        plot=plot,
-    )
-    if fail_on_drift and verdict == "drift":
-        raise typer.Exit(1)

@@ -67,6 +67,49 @@ def _production(model: str, store: str | None) -> str | None:
         return None  # not registered here: the most-served version stands in
 
 
+def drift(
+    log: Annotated[Path, typer.Option("--log", help="Interaction log (JSONL; rotated parts are read too).")],
+    model: Annotated[str | None, typer.Option(help="Only this model (default: all in the log).")] = None,
+    version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
+    route: Annotated[
+        str,
+        typer.Option(help="served (production+canary+pinned), production, canary, shadow, pinned or all."),
+    ] = "served",
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="'auto' (data/digits_test.npz for digits, else first window), 'first-window', "
+            "or an .npz with 'pixels' and 'labels'."
+        ),
+    ] = "auto",
+    window_minutes: Annotated[float | None, typer.Option(min=0.0, help="Window by time.")] = None,
+    window_records: Annotated[int | None, typer.Option(min=1, help="Window by count (default 500).")] = None,
+    psi_warn: Annotated[float, typer.Option(help="PSI for 'warn'.")] = 0.1,
+    psi_alert: Annotated[float, typer.Option(help="PSI for 'drift'.")] = 0.25,
+    plot: Annotated[Path | None, typer.Option(help="Also draw per-window PSI to this PNG.")] = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option(help="Exit 1 when any window drifts (for cron alerts).")
+    ] = False,
+) -> None:
+    """Input and prediction drift (PSI, KS) per window of the interaction log against a reference."""
+    from qscore_cli.registry_drift import run_drift
+
+    verdict = run_drift(
+        log=log,
+        model=model,
+        version=version,
+        route=route,
+        reference=reference,
+        window_s=window_minutes * 60 if window_minutes else None,
+        window_records=window_records,
+        psi_warn=psi_warn,
+        psi_alert=psi_alert,
+        plot=plot,
+    )
+    if fail_on_drift and verdict == "drift":
+        raise typer.Exit(1)
+
+
 def compare(
     model: Annotated[str, typer.Argument(help="Registered model name.")],
     log: LogPath = None,
@@ -141,8 +184,6 @@ def feedback(
 
 
 def register(app: typer.Typer) -> None:
-    from qscore_cli.registry_drift import drift
-
     app.command()(drift)
     app.command()(compare)
     app.command()(feedback)
