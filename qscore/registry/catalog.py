@@ -49,6 +49,7 @@ PRODUCTION = "production"
 PREVIOUS = "previous"
 FLIGHT_TAG = "qscore.flight"
 EVENT_PREFIX = "qscore.event."
+MAX_NOTE_CHARS = 1000
 
 
 def default_tracking_uri() -> str:
@@ -239,7 +240,9 @@ class ModelCatalog:
     def _record(self, name: str, action: str, version: str | None, detail: str) -> None:
         tags = self._client.get_registered_model(name).tags
         sequence = 1 + sum(1 for key in tags if key.startswith(EVENT_PREFIX))
-        event = Event(at=time.time(), by=current_actor(), action=action, version=version, detail=detail)
+        # Tag values are bounded (5000 characters in MLflow's SQL store): keep notes short.
+        note = detail[:MAX_NOTE_CHARS]
+        event = Event(at=time.time(), by=current_actor(), action=action, version=version, detail=note)
         self._client.set_registered_model_tag(name, f"{EVENT_PREFIX}{sequence:06d}", event.to_json())
 
     def _experiment_id(self) -> str:
