@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.telemetry",
     "tests.fixtures.durable",
     "tests.fixtures.worker",
+    "tests.fixtures.azurite",
 ]

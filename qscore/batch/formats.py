@@ -185,9 +185,15 @@ def write_part(table: pa.Table, path: Path, fmt: Format) -> None:
                 handle.write(json.dumps(row, separators=(",", ":")) + "\n")
     else:
         with path.open("wb") as handle:
-            np.savez(handle, **{name: column_numpy(table.column(name)) for name in table.column_names})
+            np.savez(handle, **{name: _plain_numpy(table.column(name)) for name in table.column_names})
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _plain_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """As column_numpy, with strings as fixed-width unicode: .npz files load without pickle."""
+    values = column_numpy(column)
+    return values.astype(str) if values.dtype == object else values
 
 
 def _flat_lists(table: pa.Table) -> pa.Table:
