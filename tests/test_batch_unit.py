@@ -121,8 +121,8 @@ def test_parts_assemble_in_order(tmp_path: Path, fmt: Format) -> None:
                 "p": pa.array([[0.5, 0.5]] * 5, pa.list_(pa.float32(), 2)),
             }
         )
-        path = tmp_path / f"part-{index}{fmt.suffix}"
-        write_part(table, path, fmt)
+        path = tmp_path / f"part-{index}.arrow"
+        write_part(table, path)
         parts.append(path)
     target = tmp_path / f"all{fmt.suffix}"
     assemble(parts, target, fmt)

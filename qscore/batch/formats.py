@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -173,21 +172,24 @@ def _first_line(exc: BaseException) -> str:
 # --- writing ---------------------------------------------------------------------------
 
 
-def write_part(table: pa.Table, path: Path, fmt: Format) -> None:
-    """Write one part (fsync'd: the manifest records it as done right after)."""
-    if fmt is Format.PARQUET:
-        pq.write_table(table, path)
-    elif fmt is Format.CSV:
-        pa_csv.write_csv(_flat_lists(table), path)
-    elif fmt is Format.JSONL:
-        with path.open("w") as handle:
-            for row in table.to_pylist():
-                handle.write(json.dumps(row, separators=(",", ":")) + "\n")
-    else:
-        with path.open("wb") as handle:
-            np.savez(handle, **{name: _plain_numpy(table.column(name)) for name in table.column_names})
+PART_SUFFIX = ".arrow"
+
+
+def write_part(table: pa.Table, path: Path) -> None:
+    """Write one part as Arrow IPC (fsync'd: the manifest records it as done right after).
+
+    Parts are an internal format: the cheapest to write and read back; the output format is
+    encoded once, by `assemble`.
+    """
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
+
+
+def read_part(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def _plain_numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -221,48 +223,69 @@ def column_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def assemble(parts: Sequence[Path], target: Path, fmt: Format) -> None:
-    """Join the part files, in order, into `target` (streaming, except for .npz)."""
-    if fmt is Format.PARQUET:
-        _assemble_parquet(parts, target)
-    elif fmt is Format.CSV:
-        with target.open("wb") as out:
-            for index, part in enumerate(parts):
-                with part.open("rb") as handle:
-                    header = handle.readline()
-                    if index == 0:
-                        out.write(header)
-                    shutil.copyfileobj(handle, out)
-    elif fmt is Format.JSONL:
-        with target.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as handle:
-                    shutil.copyfileobj(handle, out)
-    else:
+    """Encode the parts, in order, into one `target` file of format `fmt` (streaming: one part
+    in memory at a time, except for .npz)."""
+    if fmt is Format.NPZ or fmt is Format.NPY:
         _assemble_npz(parts, target)
-
-
-def _assemble_parquet(parts: Sequence[Path], target: Path) -> None:
-    if not parts:
-        pq.write_table(pa.table({}), target)
         return
-    writer: pq.ParquetWriter | None = None
+    writer: Any = None
     try:
         for part in parts:
-            table = pq.read_table(part)
+            table = read_part(part)
             if writer is None:
-                writer = pq.ParquetWriter(target, table.schema)
+                writer = _table_writer(target, fmt, table.schema)
             writer.write_table(table)
+        if writer is None:
+            target.write_bytes(b"")
+            if fmt is Format.PARQUET:
+                pq.write_table(pa.table({}), target)
     finally:
         if writer is not None:
             writer.close()
+
+
+def _table_writer(target: Path, fmt: Format, schema: pa.Schema) -> Any:
+    if fmt is Format.PARQUET:
+        return pq.ParquetWriter(target, schema)
+    if fmt is Format.CSV:
+        return _CsvWriter(target)
+    return _JsonLinesWriter(target)
+
+
+class _CsvWriter:
+    def __init__(self, target: Path) -> None:
+        self._target = target
+        self._writer: pa_csv.CSVWriter | None = None
+
+    def write_table(self, table: pa.Table) -> None:
+        flat = _flat_lists(table)
+        if self._writer is None:
+            self._writer = pa_csv.CSVWriter(str(self._target), flat.schema)
+        self._writer.write_table(flat)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _JsonLinesWriter:
+    def __init__(self, target: Path) -> None:
+        self._handle = target.open("w")
+
+    def write_table(self, table: pa.Table) -> None:
+        for row in table.to_pylist():
+            self._handle.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 def _assemble_npz(parts: Sequence[Path], target: Path) -> None:
     # An .npz cannot be appended to; its outputs (tens of bytes a row) are joined in memory.
     pieces: dict[str, list[np.ndarray]] = {}
     for part in parts:
-        with np.load(part, allow_pickle=False) as archive:
-            for name in archive.files:
-                pieces.setdefault(name, []).append(archive[name])
+        table = read_part(part)
+        for name in table.column_names:
+            pieces.setdefault(name, []).append(_plain_numpy(table.column(name)))
     with target.open("wb") as handle:
         np.savez(handle, **{name: np.concatenate(arrays) for name, arrays in pieces.items()})

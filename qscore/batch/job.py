@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from qscore.batch.chunks import Chunk, rechunk
 from qscore.batch.engines import ChunkRejected, Engine, Scored
-from qscore.batch.formats import Format, assemble, numpy_column, read_batches, write_part
+from qscore.batch.formats import PART_SUFFIX, Format, assemble, numpy_column, read_batches, write_part
 from qscore.batch.manifest import Manifest
 from qscore.batch.mapping import ColumnMapping
 from qscore.batch.plan import JobPlan
@@ -43,12 +43,12 @@ class BatchObserver:
     def assembling(self) -> None: ...
 
 
-def part_name(index: int, fmt: Format) -> str:
-    return f"part-{index:07d}{fmt.suffix}"
+def part_name(index: int) -> str:
+    return f"part-{index:07d}{PART_SUFFIX}"
 
 
-def rejected_name(index: int, fmt: Format) -> str:
-    return f"rejected-{index:07d}{fmt.suffix}"
+def rejected_name(index: int) -> str:
+    return f"rejected-{index:07d}{PART_SUFFIX}"
 
 
 def rejected_output(output: str, fmt: Format) -> str:
@@ -150,15 +150,14 @@ class BatchRun:
     async def _publish(
         self, prepared: PreparedChunk, scored: Scored | None, rejected: pa.Table
     ) -> dict[str, Any]:
-        fmt = self.plan.output_format
         index = prepared.index
         versions: Counter[str] = Counter()
         if scored is not None:
             table = output_table(prepared, scored, self.plan.mapping)
             versions.update(str(v) for v in scored.versions)
-            await self._put(part_name(index, fmt), table)
+            await self._put(part_name(index), table)
         if rejected.num_rows:
-            await self._put(rejected_name(index, fmt), rejected)
+            await self._put(rejected_name(index), rejected)
         record = {
             "index": index,
             "rows": prepared.rows + prepared.rejected.num_rows,
@@ -171,7 +170,7 @@ class BatchRun:
 
     async def _put(self, name: str, table: pa.Table) -> None:
         local = self._scratch / name
-        await asyncio.to_thread(write_part, table, local, self.plan.output_format)
+        await asyncio.to_thread(write_part, table, local)
         await self.store.put(name, local)
 
     async def _assemble(self, chunk_count: int) -> None:
@@ -183,8 +182,8 @@ class BatchRun:
             raise RuntimeError(f"chunks {missing[:5]} are not recorded as done; rerun the command")
         fmt = self.plan.output_format
         ordered = [records[i] for i in range(chunk_count)]
-        parts = [part_name(r["index"], fmt) for r in ordered if r.get("scored", True)]
-        rejects = [rejected_name(r["index"], fmt) for r in ordered if r["rejected"]]
+        parts = [part_name(r["index"]) for r in ordered if r.get("scored", True)]
+        rejects = [rejected_name(r["index"]) for r in ordered if r["rejected"]]
         await self._assemble_one(parts, self.plan.job.output)
         if rejects:
             self.summary.rejected_output = rejected_output(self.plan.job.output, fmt)
@@ -214,8 +213,15 @@ def output_table(prepared: PreparedChunk, scored: Scored, mapping: ColumnMapping
         values = np.asarray(scored.outputs[spec.name])
         flat = values.reshape(len(values)) if spec.element_count() == 1 else values.reshape(len(values), -1)
         columns[spec.name] = numpy_column(flat)
-    columns[VERSION_COLUMN] = pa.array(scored.versions.astype(str), pa.string())
+    columns[VERSION_COLUMN] = _versions_column(scored.versions)
     return pa.table(columns)
+
+
+def _versions_column(versions: np.ndarray) -> pa.Array:
+    """One string a row, built from the few distinct versions (no per-row Python objects)."""
+    names, codes = np.unique(versions.astype(str), return_inverse=True)
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names.tolist()))
+    return dictionary.cast(pa.string())
 
 
 def _all_rejected(prepared: PreparedChunk, mapping: ColumnMapping, reason: str) -> pa.Table:
