@@ -34,7 +34,7 @@ class ChunkRejected(Exception):
 @dataclass(frozen=True)
 class Scored:
     outputs: dict[str, np.ndarray]  # output name -> [rows, *dims]
-    versions: np.ndarray  # the version that scored each row (str)
+    versions: np.ndarray  # the version that scored each row (numpy str array)
 
 
 class Engine(Protocol):
@@ -72,7 +72,7 @@ class DirectEngine:
         flight = self.registry.entry(model).flight
         if requested not in (None, "production") or flight is None or flight.mode != "canary":
             route = self.registry.resolve(model, requested, available=self.spec.versions, routing_key="")
-            return np.full(chunk.rows, route.version, dtype=object)
+            return np.full(chunk.rows, route.version)
         return np.array(
             [
                 self.registry.resolve(
@@ -84,8 +84,14 @@ class DirectEngine:
         )
 
     async def score(self, chunk: PreparedChunk) -> Scored:
-        versions = self.routes(chunk)
-        groups = {str(v): np.flatnonzero(versions == v) for v in np.unique(versions.astype(str))}
+        versions = self.routes(chunk).astype(str)
+        distinct = np.unique(versions)
+        if len(distinct) == 1:  # the common case: the whole chunk, no copies
+            result = await self.client.infer(
+                self.spec.name, chunk.inputs, version=str(distinct[0]), outputs=self.outputs
+            )
+            return Scored(result.outputs, np.full(chunk.rows, result.model_version))
+        groups = {str(v): np.flatnonzero(versions == v) for v in distinct}
         results = await asyncio.gather(
             *(
                 self.client.infer(
@@ -97,9 +103,6 @@ class DirectEngine:
                 for version, rows in groups.items()
             )
         )
-        if len(groups) == 1:
-            (result,) = results
-            return Scored(result.outputs, np.full(chunk.rows, result.model_version, dtype=object))
         outputs: dict[str, np.ndarray] = {}
         scored_versions = np.empty(chunk.rows, dtype=object)
         for (_, rows), result in zip(groups.items(), results, strict=True):
@@ -107,7 +110,7 @@ class DirectEngine:
             for name, values in result.outputs.items():
                 target = outputs.setdefault(name, np.empty((chunk.rows, *values.shape[1:]), values.dtype))
                 target[rows] = values
-        return Scored(outputs, scored_versions)
+        return Scored(outputs, scored_versions.astype(str))
 
     async def close(self) -> None:
         await self.client.close()

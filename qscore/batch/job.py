@@ -154,7 +154,8 @@ class BatchRun:
         versions: Counter[str] = Counter()
         if scored is not None:
             table = output_table(prepared, scored, self.plan.mapping)
-            versions.update(str(v) for v in scored.versions)
+            names, counts = np.unique(scored.versions, return_counts=True)
+            versions.update({str(n): int(c) for n, c in zip(names, counts, strict=True)})
             await self._put(part_name(index), table)
         if rejected.num_rows:
             await self._put(rejected_name(index), rejected)
@@ -219,7 +220,7 @@ def output_table(prepared: PreparedChunk, scored: Scored, mapping: ColumnMapping
 
 def _versions_column(versions: np.ndarray) -> pa.Array:
     """One string a row, built from the few distinct versions (no per-row Python objects)."""
-    names, codes = np.unique(versions.astype(str), return_inverse=True)
+    names, codes = np.unique(versions, return_inverse=True)
     dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names.tolist()))
     return dictionary.cast(pa.string())
 

@@ -58,7 +58,7 @@ class QueueEngine:
             outputs = reply.output_arrays()
             if self.outputs:
                 outputs = {name: outputs[name] for name in self.outputs}
-            versions = np.full(chunk.rows, reply.model_version or "", dtype=object)
+            versions = np.full(chunk.rows, reply.model_version or "")
             return Scored(outputs, versions)
         raise ScoringFailed(
             f"chunk {chunk.index}: no reply after {self.attempts} tries of {self.timeout_s:.0f} s "
