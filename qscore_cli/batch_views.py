@@ -121,7 +121,8 @@ def user_message(exc: BaseException) -> str | None:
     known = (InputError, MappingError, ManifestMismatch, BlobError, ModelConfigError, RegistryError)
     if isinstance(exc, (*known, ScoringFailed, FileNotFoundError, ValueError)):
         return _first_line(exc)
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+    if isinstance(exc, BaseExceptionGroup):
+        # Several chunks in flight failed for one cause (Triton went away): report the first.
         return user_message(exc.exceptions[0])
     return None
 

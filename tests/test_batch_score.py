@@ -251,3 +251,23 @@ async def test_blob_input_and_output_through_azurite(
     assert (np.asarray(table["id"]) == np.arange(3000)).all()
     assert (np.asarray(table["label"]) == labels).mean() >= 0.95
     assert names == ["scores/out.parquet", "scores/out.parquet.batch/manifest.jsonl"]  # parts cleaned up
+
+
+def test_dry_run_shows_mapping_and_chunks_and_scores_nothing(
+    tmp_path: Path, score_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.csv"
+    write_digits_csv(source, 50)
+    output = tmp_path / "out.csv"
+    from qscore_cli import main
+
+    monkeypatch.setattr(
+        sys, "argv", ["qscore", "batch", "score", str(source), "-o", str(output), "--dry-run"]
+    )
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--map", "pixels=px_*", "--chunk-rows", "20", *score_args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    shown = capsys.readouterr().out
+    assert exited.value.code == 0
+    assert "pixels (FP32 [64]) <- 64 column(s) px_0 .. px_63" in shown and "3 of 20 rows" in shown
+    assert not output.exists() and not (tmp_path / "out.csv.batch").exists()

@@ -49,7 +49,7 @@ class BatchBenchOptions:
     rss_rows: list[int] = field(default_factory=list)
     out: Path = Path("bench/results/batch.json")
     direct_in_flight: int = 4
-    queue_in_flight: int = 32
+    queue_in_flight: int = 64
 
 
 @dataclass
