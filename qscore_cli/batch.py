@@ -156,7 +156,7 @@ def bench(
     rows: int = typer.Option(1_000_000, help="Rows in the generated digits Parquet file."),
     engines: str = typer.Option("direct,queue", help="Engines to measure, comma-separated."),
     workers: str = typer.Option("1,2", help="Worker counts for the queue engine."),
-    ceiling_s: float = typer.Option(10.0, help="Seconds of the direct-Triton ceiling measurement."),
+    ceiling_s: float = typer.Option(10.0, help="Seconds per ceiling level (0: skip the ceiling)."),
     rss_rows: str = typer.Option("", help="Row counts for the peak-RSS comparison, e.g. 100000,1000000."),
     out: Path = typer.Option(Path("bench/results/batch.json"), help="Where the figures go (JSON)."),
 ) -> None:

@@ -194,11 +194,15 @@ async def run_batch_bench(options: BatchBenchOptions) -> dict[str, Any]:
 async def _direct(
     options: BatchBenchOptions, source: Path, labels: np.ndarray, workdir: Path, url: str
 ) -> dict[str, Any]:
-    search = CeilingSearch(levels=(4, 8, 16, 32, 64), patience=2)
-    ceiling = await find_ceiling(
-        url, MODEL, batch_size=256, warmup_s=1.0, duration_s=options.ceiling_s, search=search
-    )
-    print(f"  direct-Triton ceiling: {ceiling.samples_per_s:,.0f} rows/s (c={ceiling.concurrency})")
+    ceiling_rows_per_s = 0.0
+    ceiling_concurrency = 0
+    if options.ceiling_s > 0:  # 0 skips it (a peak-RSS run on a large file)
+        search = CeilingSearch(levels=(4, 8, 16, 32, 64), patience=2)
+        ceiling = await find_ceiling(
+            url, MODEL, batch_size=256, warmup_s=1.0, duration_s=options.ceiling_s, search=search
+        )
+        ceiling_rows_per_s, ceiling_concurrency = ceiling.samples_per_s, ceiling.concurrency
+        print(f"  direct-Triton ceiling: {ceiling_rows_per_s:,.0f} rows/s (c={ceiling_concurrency})")
     extra = [
         "--triton-url",
         url,
@@ -215,9 +219,9 @@ async def _direct(
         rss.append((await score_once(other, other_labels, workdir, engine="direct", extra=extra)).__dict__)
         other.unlink()
     return {
-        "ceiling_rows_per_s": ceiling.samples_per_s,
-        "ceiling_concurrency": ceiling.concurrency,
-        "direct_over_ceiling": run.rows_per_s / ceiling.samples_per_s,
+        "ceiling_rows_per_s": ceiling_rows_per_s,
+        "ceiling_concurrency": ceiling_concurrency,
+        "direct_over_ceiling": run.rows_per_s / ceiling_rows_per_s if ceiling_rows_per_s else None,
         "runs": [run.__dict__],
         "rss_runs": rss,
     }
@@ -257,7 +261,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {run['engine']} | {run['rows']:,} | {run['workers'] or '-'} | {run['chunk_rows']:,} | "
             f"{run['rows_per_s']:,.0f} | {run['peak_rss_mb']:.0f} | {run['accuracy']:.4f} |"
         )
-    if "ceiling_rows_per_s" in results:
+    if results.get("direct_over_ceiling"):
         lines.append(
             f"\ndirect-Triton ceiling {results['ceiling_rows_per_s']:,.0f} rows/s; direct engine / ceiling "
             f"= {results['direct_over_ceiling']:.2f}"
