@@ -26,6 +26,7 @@ from qscore.batch.store import WORK_SUFFIX
 BLOB_CONNECTION_ENV = "QSCORE_BLOB_CONNECTION"
 AZURE_BLOB_HOST = ".blob.core.windows.net"
 DOWNLOAD_CONCURRENCY = 4
+UPLOAD_BLOCK_BYTES = 8 << 20
 
 
 class BlobError(ValueError):
@@ -78,10 +79,34 @@ async def download_input(url: str, target: Path) -> str:
             stream = await blob.download_blob(max_concurrency=DOWNLOAD_CONCURRENCY)
         except ResourceNotFoundError:
             raise BlobError(f"{url}: no such blob") from None
-        with target.open("wb") as handle:
-            async for piece in stream.chunks():
-                handle.write(piece)
+        await _stream_to_file(stream, target)
         return f"etag={stream.properties.etag}"
+
+
+async def _stream_to_file(stream: Any, target: Path) -> None:
+    """Write a download to disk piece by piece, the writes off the event loop."""
+    handle = await asyncio.to_thread(target.open, "wb")
+    try:
+        async for piece in stream.chunks():
+            await asyncio.to_thread(handle.write, piece)
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def _upload_file(blob: Any, local: Path) -> None:
+    """Upload a file as staged blocks read off the event loop, then commit them in order."""
+    from azure.storage.blob import BlobBlock
+
+    handle = await asyncio.to_thread(local.open, "rb")
+    blocks: list[BlobBlock] = []
+    try:
+        while data := await asyncio.to_thread(handle.read, UPLOAD_BLOCK_BYTES):
+            block_id = f"{len(blocks):08d}"
+            await blob.stage_block(block_id, data)
+            blocks.append(BlobBlock(block_id=block_id))
+    finally:
+        await asyncio.to_thread(handle.close)
+    await blob.commit_block_list(blocks)
 
 
 class BlobStore:
@@ -125,17 +150,15 @@ class BlobStore:
 
     async def put(self, name: str, local: Path) -> None:
         await self._ensure_container()
-        with local.open("rb") as handle:
-            await self._blob(name).upload_blob(handle, overwrite=True)
+        data = await asyncio.to_thread(local.read_bytes)  # a part: one chunk's rows, a few MB
+        await self._blob(name).upload_blob(data, overwrite=True)
         await asyncio.to_thread(local.unlink, missing_ok=True)
 
     @contextlib.asynccontextmanager
     async def local_copy(self, name: str) -> AsyncIterator[Path]:
         path = Path(self._scratch.name) / name
         stream = await self._blob(name).download_blob(max_concurrency=DOWNLOAD_CONCURRENCY)
-        with path.open("wb") as handle:
-            async for piece in stream.chunks():
-                handle.write(piece)
+        await _stream_to_file(stream, path)
         try:
             yield path
         finally:
@@ -148,9 +171,7 @@ class BlobStore:
 
     async def publish(self, local: Path, final: str) -> None:
         location = parse_blob_url(final)
-        blob = self._service.get_blob_client(location.container, location.name)
-        with local.open("rb") as handle:
-            await blob.upload_blob(handle, overwrite=True, max_concurrency=DOWNLOAD_CONCURRENCY)
+        await _upload_file(self._service.get_blob_client(location.container, location.name), local)
 
     async def close(self) -> None:
         await self._service.close()
