@@ -95,6 +95,14 @@ def test_npz_input_and_unscoreable_rows(
     output = tmp_path / "out.npz"
     code, err = run_cli(["batch", "score", str(source), "-o", str(output), *score_args], capsys, monkeypatch)
     assert code == 0, err
+    as_csv = tmp_path / "out.csv"
+    code, err = run_cli(
+        ["batch", "score", str(source), "-o", str(as_csv), "--format", "csv", *score_args],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert as_csv.read_text().splitlines()[0].startswith('"row","probabilities_0"')
     with np.load(output) as scored, np.load(tmp_path / "out.rejected.npz") as rejected:
         assert len(scored["row"]) == 98 and scored["probabilities"].shape == (98, 10)
         assert rejected["row"].tolist() == [3, 42] and all(

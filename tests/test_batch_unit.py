@@ -148,3 +148,22 @@ def test_unreadable_inputs_are_input_errors(tmp_path: Path) -> None:
     ragged.write_text(json.dumps({"a": 1}) + "\n" + "{not json\n")
     with pytest.raises(InputError):
         list(read_batches(ragged, Format.JSONL))
+
+
+def test_azurite_launcher_starts_and_leaves_nothing_behind() -> None:
+    import socket
+
+    from qscore_local.azurite import AzuriteNotInstalled, LocalAzurite, find_azurite_blob
+
+    try:
+        find_azurite_blob()
+    except AzuriteNotInstalled as exc:
+        pytest.skip(str(exc))
+    azurite = LocalAzurite()
+    endpoint = azurite.start()
+    assert endpoint.blob_url.endswith(f":{endpoint.port}/devstoreaccount1")
+    assert f"BlobEndpoint={endpoint.blob_url};" in endpoint.connection_string
+    azurite.stop()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", endpoint.port)) != 0
+    assert not azurite.location.exists()
