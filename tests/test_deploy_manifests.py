@@ -211,3 +211,34 @@ def test_bicep_grants_only_the_needed_roles() -> None:
         "principalId: scalerIdentity.properties.principalId\n    roleDefinitionId: roles.serviceBusDataOwner"
         in text
     )
+
+
+def _render_dir(path: Path) -> Docs:
+    import shutil
+    import subprocess
+
+    from qscore_tools.scaling.manifests import parse_documents
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return parse_documents(proc.stdout)
+
+
+def test_batch_job_component_renders_validates_and_uses_workload_identity() -> None:
+    docs = _render_dir(repo_root() / "deploy" / "batch-runs" / "example")
+    assert validate_core(docs, KUBERNETES_VERSION) == []
+    assert lint_rendered(docs) == []
+    job = _one(docs, "Job", "qscore-batch-score")
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "qscore-worker" and pod["spec"]["restartPolicy"] == "Never"
+    container = pod["spec"]["containers"][0]
+    assert container["args"][:2] == ["batch", "score"] and container["image"].endswith(":0.1.0")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["QSCORE_BATCH_INPUT"].startswith("https://$(STORAGE_ACCOUNT_NAME).blob.core.windows.net/")
+    assert "QSCORE_BLOB_CONNECTION" not in env  # identity, not keys, in the cluster
+    run = [d for d in docs if d["metadata"].get("labels", {}).get("qscore.dev/batch-run") == "true"]
+    assert sorted(d["kind"] for d in run) == ["ConfigMap", "Job"]  # what `apply -l` applies
+    assert job["metadata"]["namespace"] == "qscore-dev"

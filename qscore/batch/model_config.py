@@ -1,0 +1,31 @@
+"""A model's serving contract from its config.pbtxt in a model repository (no Triton needed).
+
+The queue engine never talks to Triton (the workers do), yet the column mapping needs the
+model's inputs: it reads them from the same config file Triton loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qscore.contracts.model_spec import ModelSpec
+from qscore.registry.versions import local_versions
+
+
+class ModelConfigError(ValueError):
+    """No readable config for the model (one line for a person)."""
+
+
+def spec_from_repository(repo: Path, model: str) -> ModelSpec:
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    path = repo / model / "config.pbtxt"
+    if not path.is_file():
+        raise ModelConfigError(f"model {model!r} has no config in {repo} (pass --repo)")
+    try:
+        config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ModelConfigError(f"{path}: {exc}") from None
+    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)
+    return ModelSpec.from_triton_config(as_json, local_versions(repo, model))
