@@ -9,11 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from qscore.contracts.model_spec import ModelSpec
-from qscore.registry.versions import local_versions
 
 
 class ModelConfigError(ValueError):
     """No readable config for the model (one line for a person)."""
+
+
+def local_versions(repo: Path, model: str) -> list[str]:
+    """Version folders of `model` in `repo`, oldest first (empty when the model is absent)."""
+    model_dir = repo / model
+    if not model_dir.is_dir():
+        return []
+    versions = [child.name for child in model_dir.iterdir() if child.is_dir() and child.name.isdigit()]
+    return sorted(versions, key=int)
 
 
 def spec_from_repository(repo: Path, model: str) -> ModelSpec:
