@@ -69,7 +69,7 @@ class CountingWorker:
         await send_requests(
             self.bus.connection_string, self.queue, _mixed_batch(replies.session_id, bad, prefix)
         )
-        await replies.collect(len(replies.replies) + 6, timeout_s=30, settle_s=1.0)  # a redelivery would show
+        await replies.collect(len(replies.replies) + 6, timeout_s=30, settle_s=0.5)  # a redelivery would show
         return self.backend.calls - calls
 
 
@@ -111,7 +111,7 @@ async def test_mixed_batches_answer_every_valid_request_once(
         assert await worker.mixed_batch(replies, missing, "m") == 1  # the bad one shared the Triton call
         await worker.mixed_batch(replies, no_session, "s")
         await worker.mixed_batch(replies, unlisted, "u")
-        dead = await dead_letters(bus.connection_string, fresh_queue)
+        dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     assert set(replies.replies) == _valid_names("m") | _valid_names("s") | _valid_names("u")
     assert _replied_once(replies, set(replies.replies))
     assert {name: letter.reason for name, letter in dead.items()} == {
@@ -169,9 +169,9 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
         async with _counting_worker(bus, triton, settings) as worker:
             assert await worker.mixed_batch(replies, bad, "r") == 1
             await send_requests(bus.connection_string, fresh_queue, mixed_queues)
-            await other.collect(3, timeout_s=30, settle_s=1.0)
+            await other.collect(3, timeout_s=30, settle_s=0.5)
             await replies.collect(9, timeout_s=10, settle_s=0.5)
-            dead = await dead_letters(bus.connection_string, fresh_queue)
+            dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     finally:
         await other.close()
     assert set(dead) == {"bad"} and dead["bad"].reason == ErrorCode.REPLY_UNDELIVERABLE
