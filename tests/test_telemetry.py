@@ -95,10 +95,16 @@ def test_scoring_metrics_by_model_version_status(telemetry_capture: telemetry.In
         for p in telemetry_capture.metric_points(names.REQUESTS)
     }
     assert requests == {("ok", "2"): 2, ("error", ""): 1}
-    inference = telemetry_capture.metric_points(names.INFERENCE)
-    assert [(p.count, p.sum) for p in inference] == [(2, 10.0)]  # type: ignore[attr-defined]
-    totals = {p.attributes["version"]: p.count for p in telemetry_capture.metric_points(names.TOTAL)}  # type: ignore[attr-defined]
-    assert totals == {"2": 2, "": 1}
+    durations = telemetry_capture.metric_points(names.REQUEST_DURATION)
+    by_stage: dict[str, list[tuple[str, int, float]]] = {}
+    for p in durations:
+        by_stage.setdefault(p.attributes["stage"], []).append(  # type: ignore[attr-defined]
+            (p.attributes["version"], p.count, round(p.sum, 6))  # type: ignore[attr-defined]
+        )
+    # Seconds; the rejected request records only queue wait and total.
+    assert by_stage["inference"] == [("2", 2, 0.01)]
+    assert sorted(by_stage["total"]) == [("", 1, 0.001), ("2", 2, 0.024)]
+    assert sorted(by_stage["queue_wait"]) == [("", 1, 0.0), ("2", 2, 0.006)]
     assert [p.sum for p in telemetry_capture.metric_points(names.BATCH_SIZE)] == [2]  # type: ignore[attr-defined]
     assert [p.value for p in telemetry_capture.metric_points(names.DEAD_LETTERS)] == [1]  # type: ignore[attr-defined]
     assert [p.attributes["reason"] for p in telemetry_capture.metric_points(names.ABANDONS)] == [  # type: ignore[attr-defined]

@@ -18,7 +18,14 @@ from qscore.batching import MicroBatcher
 from qscore.contracts import ContractViolation, ErrorCode, decode_request
 from qscore.inference.errors import InferenceError
 from qscore.scoring import RequestPreparer, error_reply, group_key
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, reply_address
+from qscore.transport import (
+    ReplyAddress,
+    ReplySender,
+    enqueued_at,
+    message_body,
+    reply_address,
+    traceparent,
+)
 from workers.dead_letter import NO_REPLY_ADDRESS
 from workers.held import HeldRequest
 from workers.settle import Settler
@@ -59,7 +66,9 @@ class Intake:
     def _address(self, message: Any) -> ReplyAddress | None:
         address = reply_address(message)
         if address is None and getattr(message, "reply_to_session_id", None):
-            return ReplyAddress(self._options.default_reply_queue, message.reply_to_session_id)
+            return ReplyAddress(
+                self._options.default_reply_queue, message.reply_to_session_id, traceparent(message)
+            )
         return address
 
     async def accept(self, messages: Sequence[Any]) -> None:

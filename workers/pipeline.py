@@ -7,6 +7,7 @@ the request id as correlation id, so a producer drops the duplicate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from qscore.contracts import ContractViolation, ErrorCode
 from qscore.inference.errors import InferenceError, InferenceUnavailable, ModelNotFound
 from qscore.scoring import InferenceBackend, ScoredItem, ok_reply, score_group
-from qscore.transport import ReplySender
+from qscore.transport import ReplyAddress, ReplySender
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
 from workers.settle import Settler
@@ -68,7 +69,7 @@ class BatchScorer:
             for item in scored
         ]
         messages = [request.message for request in held]
-        addressed = [(request.address, reply) for request, reply in zip(held, replies, strict=True)]
+        addressed = [(self._traced(request), reply) for request, reply in zip(held, replies, strict=True)]
         try:
             await self._replies.send(addressed)
         except Exception as exc:
@@ -86,7 +87,8 @@ class BatchScorer:
         """Scored items, or None when the batch was settled another way (abandoned/dead-lettered)."""
         spec = held[0].prepared.spec
         try:
-            return await score_group(self._backend, spec, version, [r.prepared.item for r in held])
+            with self._telemetry.batch_span(model, version, [r.span for r in held]):
+                return await score_group(self._backend, spec, version, [r.prepared.item for r in held])
         except InferenceUnavailable as exc:
             self._on_unavailable(f"inference: {exc}")
             await self._settler.abandon([r.message for r in held], reason="inference_unavailable")
@@ -113,6 +115,13 @@ class BatchScorer:
         for request in held:
             await self._settler.dead_letter(request.message, violation)
         self._finish_spans(held, f"dead_lettered:{violation.code}")
+
+    def _traced(self, request: HeldRequest) -> ReplyAddress:
+        """The reply's address, carrying the worker span's traceparent when there is a span."""
+        if request.span is None:
+            return request.address  # already carries the request's own traceparent
+        parent = self._telemetry.reply_traceparent(request.message, request.span)
+        return dataclasses.replace(request.address, traceparent=parent)
 
     def _finish_spans(self, held: list[HeldRequest], outcome: str) -> None:
         for request in held:
