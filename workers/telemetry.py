@@ -76,9 +76,11 @@ class WorkerTelemetry:
         """The traceparent a reply carries: the worker's span when there is one, else the
         request's own (the producer's span), so the reply lands in the producer's trace."""
         if span is not None:
-            context = span.get_span_context()
-            if context.is_valid:
-                return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+            from qscore.telemetry import span_traceparent
+
+            own = span_traceparent(span)
+            if own is not None:
+                return own
         return traceparent(message)
 
     def replied(self, replies: Sequence[ScoreReply]) -> None:

@@ -6,7 +6,12 @@ or without it (no-op instruments).
 
 from qscore.telemetry.exporters import traces_exported
 from qscore.telemetry.metrics import ScoringMetrics, scoring_metrics
-from qscore.telemetry.propagation import extract_trace_context, inject_trace_context, trace_carrier
+from qscore.telemetry.propagation import (
+    extract_trace_context,
+    inject_trace_context,
+    span_traceparent,
+    trace_carrier,
+)
 from qscore.telemetry.setup import (
     InMemoryTelemetry,
     configure,
@@ -34,6 +39,7 @@ __all__ = [
     "prometheus_text",
     "reset",
     "scoring_metrics",
+    "span_traceparent",
     "start_message_span",
     "trace_carrier",
     "tracer",

@@ -94,12 +94,22 @@ def log_provider(resource: Resource, exporters: list[Any]) -> Any:
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
     handler.set_name("qscore-otel-logs")
+    handler.addFilter(_not_from_exporters)
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == "qscore-otel-logs":
             root.removeHandler(existing)  # reconfigured: the old provider is being shut down
     root.addHandler(handler)
     return provider
+
+
+# The exporters' own log records (a transmission logged by azure-monitor, an HTTP request by
+# azure-core) must not be exported: each export would log, and be exported, again.
+_EXPORTER_LOGGERS = ("azure.monitor", "azure.core", "azure.identity", "opentelemetry", "urllib3", "msal")
+
+
+def _not_from_exporters(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(_EXPORTER_LOGGERS)
 
 
 class PrometheusScrape:
