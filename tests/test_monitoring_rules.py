@@ -17,7 +17,7 @@ MONITORING = ROOT / "deploy" / "monitoring"
 RULES = MONITORING / "qscore.rules.yaml"
 RULE_TESTS = MONITORING / "qscore.rules.test.yaml"
 PROMETHEUS_RULE = ROOT / "deploy" / "components" / "monitoring" / "prometheusrule.yaml"
-METRIC_SCALER = ROOT / "deploy" / "components" / "keda-prometheus" / "scaledobject-patch.yaml"
+METRIC_SCALER = ROOT / "deploy" / "components" / "keda-prometheus" / "prometheus-trigger.yaml"
 
 DOCUMENTED_ALERTS = {
     "QScoreLatencySLO",
@@ -52,8 +52,12 @@ def _alerts() -> set[str]:
 
 def scaler_queries() -> list[str]:
     """The PromQL of the metric-driven KEDA triggers (tests/test_observability_real.py runs them)."""
-    patch = yaml.safe_load(METRIC_SCALER.read_text())
-    return [t["metadata"]["query"] for t in patch["spec"]["triggers"] if t["type"] == "prometheus"]
+    operations = yaml.safe_load(METRIC_SCALER.read_text())
+    return [
+        op["value"]["metadata"]["query"]
+        for op in operations
+        if isinstance(op.get("value"), dict) and op["value"].get("type") == "prometheus"
+    ]
 
 
 def test_promtool_checks_the_rules() -> None:
