@@ -142,3 +142,12 @@ def test_otlp_exporter_only_when_endpoint_is_set(endpoint: bool) -> None:
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ("otlp" if endpoint else "none")
+
+
+def test_in_flight_gauges_follow_the_latest_source(telemetry_capture: telemetry.InMemoryTelemetry) -> None:
+    metrics = telemetry.scoring_metrics()
+    metrics.observe_in_flight(lambda: 3, lambda: 10)
+    metrics.observe_in_flight(lambda: 7, lambda: 20)  # a second worker in this process
+    held = telemetry_capture.metric_points(names.IN_FLIGHT)
+    limit = telemetry_capture.metric_points(names.IN_FLIGHT_LIMIT)
+    assert [p.value for p in held] == [7] and [p.value for p in limit] == [20]  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ becomes `qscore_request_duration_seconds`, `qscore.requests` becomes `qscore_req
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
@@ -48,6 +48,8 @@ class ScoringMetrics:
     batch_size: Histogram
     dead_letters: Counter
     abandons: Counter
+    # The in-flight gauges' source (held, limit), set by `observe_in_flight`; registered once.
+    _in_flight: list[Callable[[], int]] = field(default_factory=list)
 
     @classmethod
     def create(cls, meter: Meter) -> ScoringMetrics:
@@ -109,15 +111,20 @@ class ScoringMetrics:
         """Gauges of the messages a worker holds (received, not yet settled) and how many it may.
 
         `held / limit` is the worker's slot utilisation, one of the signals the metric-driven
-        scaler reads (deploy/components/keda-prometheus). Call once per process: the callbacks
-        are read at every collection (a scrape, an export).
+        scaler can read. The callbacks are read at every collection (a scrape, an export); a
+        second call (another worker in the same process) replaces the source.
         """
 
+        first = not self._in_flight
+        self._in_flight[:] = [held, limit]
+        if not first:
+            return  # a later worker in this process (tests) takes over the same gauges
+
         def current(_: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(held())]
+            return [Observation(self._in_flight[0]())]
 
         def ceiling(_: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(limit())]
+            return [Observation(self._in_flight[1]())]
 
         self.meter.create_observable_gauge(
             IN_FLIGHT, [current], unit="{message}", description="Messages held: received, not settled"
