@@ -93,7 +93,7 @@ async def observed(
     bus: Any, triton: Any, tmp_path_factory: pytest.TempPathFactory, fresh_queue_module: str
 ) -> AsyncIterator[ObservedRun]:
     spans = InMemorySpanExporter()
-    telemetry.configure("qscore-worker", span_exporters=[spans], prometheus=True)
+    telemetry.configure("qscore-worker", span_exporters=[spans], prometheus=True, set_globals=False)
     port = free_port()
     data_dir = tmp_path_factory.mktemp("prometheus")
     with start_prometheus([f"127.0.0.1:{port}"], data_dir, rule_files=[RULES]) as prometheus:

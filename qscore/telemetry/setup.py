@@ -97,10 +97,12 @@ def configure(
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
     prometheus: bool = False,
+    set_globals: bool = True,
 ) -> None:
     """Set up tracing, metrics and log export for this process from the environment (see module doc).
 
     `prometheus=True` adds a pull reader; `prometheus_text()` then renders what a scrape gets.
+    `set_globals=False` (tests) leaves OpenTelemetry's process-wide providers alone.
     """
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -118,7 +120,11 @@ def configure(
     meter_provider = MeterProvider(resource=resource, metric_readers=readers)
     logger_provider = _exporters.log_provider(resource, found.log_exporters)
     _install(
-        tracer_provider, meter_provider, set_globals=True, logger_provider=logger_provider, prometheus=scrape
+        tracer_provider,
+        meter_provider,
+        set_globals=set_globals,
+        logger_provider=logger_provider,
+        prometheus=scrape,
     )
 
 
