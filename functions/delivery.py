@@ -8,7 +8,13 @@ from functions.payload_store import unpack
 from functions.payloads import GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.runtime import ScoringRuntime
 from functions.steps import finish_timings
-from functions.telemetry import finish_reply_spans, record_dead_letters, record_replies, start_reply_spans
+from functions.telemetry import (
+    finish_reply_spans,
+    record_dead_letters,
+    record_replies,
+    reply_traceparent,
+    start_reply_spans,
+)
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
 from qscore.scoring import error_reply
 from qscore.telemetry import batch_span
@@ -75,7 +81,10 @@ async def send_replies(
         if message.origin == "http" or not message.reply_to:
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
         else:
-            to_queue.append((ReplyAddress(message.reply_to, message.reply_to_session_id), reply))
+            address = ReplyAddress(
+                message.reply_to, message.reply_to_session_id, reply_traceparent(spans, message)
+            )
+            to_queue.append((address, reply))
     try:
         if to_queue:
             with batch_span("qscore.functions.send_replies", list(spans.values())):

@@ -100,7 +100,10 @@ async def send_requests(
         )
 
 
-async def collect_replies(client: Any, session: str, count: int) -> dict[str, ScoreReply]:
+async def collect_replies(
+    client: Any, session: str, count: int, *, traceparents: dict[str, str | None] | None = None
+) -> dict[str, ScoreReply]:
+    """Replies by request id; `traceparents` (when given) gets each reply's traceparent property."""
     replies: dict[str, ScoreReply] = {}
     async with client.get_queue_receiver("scoring-replies", session_id=session, max_wait_time=10) as receiver:
         while len(replies) < count:
@@ -109,6 +112,9 @@ async def collect_replies(client: Any, session: str, count: int) -> dict[str, Sc
                 break
             for message in batch:
                 replies[str(message.correlation_id)] = ScoreReply.model_validate_json(b"".join(message.body))
+                if traceparents is not None:
+                    found = (message.application_properties or {}).get(b"traceparent")
+                    traceparents[str(message.correlation_id)] = found.decode() if found else None
                 await receiver.complete_message(message)
     return replies
 
@@ -236,7 +242,10 @@ async def test_spans_join_each_producer_trace(
         runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
     ):
         await driver.run_until_idle(connection_receiver=receiver)
-    assert set(await collect_replies(runtime.servicebus, session, 3)) == set(bodies)
+    traceparents: dict[str, str | None] = {}
+    assert set(await collect_replies(runtime.servicebus, session, 3, traceparents=traceparents)) == set(
+        bodies
+    )
     spans = telemetry_capture.spans.get_finished_spans()
     producers = {
         s.attributes["messaging.message.id"]: s.context
@@ -251,6 +260,10 @@ async def test_spans_join_each_producer_trace(
         assert span.context.trace_id == producer.trace_id
         assert [link.context.span_id for link in span.links] == [producer.span_id]
         assert span.attributes["qscore.outcome"] == "replied"
+        # The reply message carries the reply span's context: the producer's trace sees it arrive.
+        context = span.context
+        expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+        assert traceparents[message_id] == expected
     (infer,) = [s for s in spans if s.name == "qscore.functions.infer"]
     assert {link.context.span_id for link in infer.links} == {p.span_id for p in producers.values()}
     assert infer.attributes["qscore.model_version"] == "2"

@@ -29,7 +29,7 @@ from qscore.scoring import (
     error_reply,
     group_key,
 )
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body
+from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
 from workers.held import HeldRequest
 from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
@@ -53,6 +53,7 @@ def request_envelope(message: Any) -> RequestEnvelope:
         reply_to=getattr(message, "reply_to", None),
         reply_to_session_id=getattr(message, "reply_to_session_id", None),
         content_type=getattr(message, "content_type", None),
+        traceparent=traceparent(message),
     )
 
 

@@ -145,6 +145,7 @@ class ReceiveLoop:
         control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
+            self._telemetry.watch_held(held)
             settler = Settler(
                 MessageSettler(receiver, control=control), held, self._telemetry, on_settled=self._on_settled
             )
