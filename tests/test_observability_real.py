@@ -105,7 +105,9 @@ async def observed(
                 settings, telemetry=worker_telemetry, backend=FirstCallUnavailable(client)
             ):
                 telemetry.meter().create_counter(FALLBACKS, unit="{batch}").add(1, {"reason": "test"})
-                bad = OutgoingRequest("bad-shape", json.dumps({"model": "digits", "inputs": {}}))
+                bad = OutgoingRequest(
+                    "bad-shape", json.dumps({"model": "digits", "inputs": {}}), session_id="observability"
+                )
                 await send_requests(bus.connection_string, fresh_queue_module, [bad])
                 outcomes = await _load(bus.connection_string, fresh_queue_module)
                 await _wait_for_scrapes(prometheus, 3)
