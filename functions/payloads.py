@@ -28,6 +28,7 @@ class InboundMessage(BaseModel):
     traceparent: str | None = Field(default=None, description="the producer's W3C trace context")
     tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
+    content_type: str | None = None
 
     @classmethod
     def from_body(cls, body: bytes, **fields: object) -> InboundMessage:
@@ -116,11 +117,19 @@ class SendSummary(BaseModel):
     ok: int = 0
     errors: int = 0
     http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)
+    undeliverable: list[Rejection] = Field(
+        default_factory=list, description="queue requests whose reply the broker refused or never took"
+    )
 
 
 class DeadLetterInput(BaseModel):
+    """Requests to record on the failures queue. `replies_failed` (the failure text) when the
+    reply activity itself failed for good: then every queue request not yet recorded is."""
+
     instance_id: str
     rejected: list[Rejection]
+    batch: Carried | None = None
+    replies_failed: str | None = None
 
 
 class BatchOutcome(BaseModel):

@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from functions.outcomes import BadInputOutcome, check_reply_address, outcome_of
 from functions.payload_store import PayloadStore, carry, unpack
 from functions.payloads import (
     Carried,
@@ -24,8 +25,11 @@ from functions.payloads import (
 from functions.runtime import ScoringRuntime
 from functions.telemetry import record_batch, scoring_span
 from qscore.contracts import ContractViolation, ErrorCode, ScoreReply
+from qscore.registry import ModelRegistry
 from qscore.scoring import (
+    InteractionRoute,
     PreparedRequest,
+    ScoredItem,
     error_reply,
     group_key,
     log_interactions,
@@ -33,8 +37,6 @@ from qscore.scoring import (
     score_group,
     shadow_groups,
 )
-
-NO_REPLY_ADDRESS = "no_reply_address"
 
 
 async def load_batch(carried: Carried, store: PayloadStore) -> list[InboundMessage]:
@@ -51,9 +53,26 @@ def _model_named_in(message: InboundMessage) -> str:
     return model if isinstance(model, str) else ""
 
 
+def _rejection(message: InboundMessage, violation: ContractViolation) -> Rejection:
+    return Rejection(
+        request_id=message.message_id,
+        model=_model_named_in(message),
+        code=violation.code.value,
+        description=violation.description,
+    )
+
+
+def with_reply_address(message: InboundMessage, default_reply_queue: str) -> InboundMessage:
+    """As the worker reads it: a reply session with no reply queue means the configured one."""
+    if message.origin == "queue" and not message.reply_to and message.reply_to_session_id:
+        return message.model_copy(update={"reply_to": default_reply_queue})
+    return message
+
+
 async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResult:
-    """Judge each request once; group the valid ones by (model, resolved version), and the ones
-    in a shadow flight again by (model, shadow version)."""
+    """Judge each request once, as the worker does (qscore.scoring's bad-input table decides
+    reply or dead-letter); group the valid ones by (model, resolved version), and the ones in a
+    shadow flight again by (model, shadow version)."""
     members: dict[tuple[str, str], list[str]] = defaultdict(list)
     accepted: list[PreparedRequest] = []
     result = ValidationResult(groups=[])
@@ -63,27 +82,18 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
         seen.add(message.message_id)
-        if message.origin == "queue" and not message.reply_to:
-            result.dead_letters.append(
-                Rejection(
-                    request_id=message.message_id,
-                    model=_model_named_in(message),
-                    code=NO_REPLY_ADDRESS,
-                    description="the request names no reply_to queue, so no reply can be sent",
-                )
-            )
-            continue
+        message = with_reply_address(message, runtime.settings.reply_queue)
         try:
+            if message.origin == "queue":
+                check_reply_address(message)
             prepared = await _prepare(message, runtime)
         except ContractViolation as violation:
-            result.rejected_with_reply.append(
-                Rejection(
-                    request_id=message.message_id,
-                    model=_model_named_in(message),
-                    code=violation.code.value,
-                    description=violation.description,
-                )
-            )
+            rejection = _rejection(message, violation)
+            # An HTTP caller is answered in the response; a queue request as the worker would.
+            if message.origin == "http" or outcome_of(violation) is BadInputOutcome.REPLY:
+                result.rejected_with_reply.append(rejection)
+            else:
+                result.dead_letters.append(rejection)
             continue
         accepted.append(prepared)
         members[group_key(prepared.spec.name, prepared.version)].append(message.message_id)
@@ -144,20 +154,19 @@ async def infer(carried: Carried, group: Group, runtime: ScoringRuntime) -> Grou
     if members.prepared:
         items = [request.item for request in members.prepared]
         try:
+            routes = [interaction_route(request, runtime.registry) for request in members.prepared]
             with scoring_span(
                 "qscore.functions.infer",
                 members.scored_messages,
                 model=group.model,
                 version=group.version,
-                route="production",
+                route=routes[0] if len(set(routes)) == 1 else "mixed",
             ):
                 scored = await score_group(runtime.triton, members.prepared[0].spec, group.version, items)
             record_batch(group.model, group.version, len(items))
             ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
             replies.extend(ok)
-            await log_interactions(
-                runtime.interactions, scored, ok, route="production", scored_by=runtime.settings.scored_by
-            )
+            await _log_by_route(runtime, scored, ok, routes)
         except (ModelNotFound, InferenceRejected) as exc:
             failure = ContractViolation(ErrorCode.INFERENCE_FAILED, str(exc))
             replies.extend(_error(m, group.model, failure, runtime) for m in members.scored_messages)
@@ -166,6 +175,30 @@ async def infer(carried: Carried, group: Group, runtime: ScoringRuntime) -> Grou
         document, runtime.payloads, inline_limit_bytes=runtime.settings.inline_limit_bytes
     )
     return GroupOutcome(group=group, replies=carried_replies)
+
+
+def interaction_route(prepared: PreparedRequest, registry: ModelRegistry | None) -> InteractionRoute:
+    """How the request reached its version: asked for one (pinned), a canary flight, or production."""
+    if prepared.item.request.version:
+        return "pinned"
+    flight = registry.entry(prepared.spec.name).flight if registry is not None else None
+    if flight is not None and flight.mode == "canary" and flight.version == prepared.version:
+        return "canary"
+    return "production"
+
+
+async def _log_by_route(
+    runtime: ScoringRuntime, scored: list[ScoredItem], ok: list[ScoreReply], routes: list[InteractionRoute]
+) -> None:
+    for route in dict.fromkeys(routes):
+        picked = [index for index, each in enumerate(routes) if each == route]
+        await log_interactions(
+            runtime.interactions,
+            [scored[index] for index in picked],
+            [ok[index] for index in picked],
+            route=route,
+            scored_by=runtime.settings.scored_by,
+        )
 
 
 def _error(

@@ -49,6 +49,7 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
         received_at=received_at,
         traceparent=carrier.get("traceparent"),
         tracestate=carrier.get("tracestate"),
+        content_type=message.content_type,
     )
 
 
