@@ -60,7 +60,8 @@ def test_first_run_schedules_validation_only(orchestrator: Any) -> None:
     episode = replay(orchestrator, [])
     assert not episode.done
     assert [a["functionName"] for a in episode.actions] == [names.VALIDATE]
-    assert episode.actions[0]["actionType"] == 0
+    assert episode.actions[0]["actionType"] == 1  # with retry: it reads the payload store and registry
+    assert episode.actions[0]["retryOptions"]["maxNumberOfAttempts"] == RETRY.max_attempts
     assert episode.actions[0]["input"] == json.dumps({"batch": BATCH.model_dump(mode="json")})
 
 
