@@ -68,12 +68,13 @@ async def test_reply_sink_that_recovers_gives_exactly_one_reply(
     functions_app: Any, functions_runtime: ScoringRuntime, requests: tuple[str, dict[str, str]]
 ) -> None:
     session, bodies = requests
-    flaky = FlakyReplies(functions_runtime.replies, failures=functions_runtime.settings.retry.max_attempts - 1)
+    attempts = functions_runtime.settings.retry.max_attempts
+    flaky = FlakyReplies(functions_runtime.replies, failures=attempts - 1)
     functions_runtime.replies = flaky
     await send_requests(functions_runtime.servicebus, bodies, session, reply_to="scoring-replies")
     record = await run_one_batch(functions_app, functions_runtime)
     assert record.status == "Completed" and record.output["dead_lettered"] == 0
-    assert flaky.attempts == functions_runtime.settings.retry.max_attempts
+    assert flaky.attempts == attempts
     replies = await collect_every_reply(functions_runtime.servicebus, session, len(bodies))
     assert sorted(reply.request_id for reply in replies) == sorted(bodies)  # one each, no duplicate
     assert not await failure_records(functions_runtime.servicebus, set(bodies))
