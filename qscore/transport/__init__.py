@@ -10,15 +10,25 @@ from qscore.transport.received import (
     reply_address,
     traceparent,
 )
-from qscore.transport.replies import ReplyAddress, ReplySender, reply_message
+from qscore.transport.replies import (
+    ReplyAddress,
+    ReplySender,
+    ReplySendError,
+    SendFailure,
+    classify_send_error,
+    reply_message,
+)
 from qscore.transport.settlement import MessageSettler
 
 __all__ = [
     "MessageSettler",
     "ReplyAddress",
+    "ReplySendError",
     "ReplySender",
+    "SendFailure",
     "TransportConfigError",
     "application_properties",
+    "classify_send_error",
     "enqueued_at",
     "message_body",
     "reply_address",
