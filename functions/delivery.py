@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 
 from functions.payload_store import unpack
 from functions.payloads import GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.retry import policy_delay_s
 from functions.runtime import ScoringRuntime
-from functions.steps import finish_timings
+from functions.steps import finish_timings, reply_queue_of
 from functions.telemetry import finish_reply_spans, record_dead_letters, record_replies, start_reply_spans
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
-from qscore.scoring import error_reply
+from qscore.scoring import error_reply, undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
 
-REPLY_UNDELIVERABLE = "reply_undeliverable"
+REPLY_UNDELIVERABLE = ErrorCode.REPLY_UNDELIVERABLE.value
+INFERENCE_FAILED = ErrorCode.INFERENCE_FAILED.value
 Addressed = tuple[ReplyAddress, ScoreReply]
 
 
@@ -61,61 +61,47 @@ def _rejection_reply(rejection: Rejection, message: InboundMessage, runtime: Sco
     )
 
 
-def is_permanent(exc: BaseException) -> bool:
-    """A send failure that retrying cannot fix: the broker refused these messages for good."""
-    from azure.servicebus.exceptions import (
-        MessagingEntityDisabledError,
-        MessagingEntityNotFoundError,
-        ServiceBusAuthenticationError,
-        ServiceBusAuthorizationError,
-    )
-
-    refused = (
-        MessagingEntityNotFoundError,
-        MessagingEntityDisabledError,
-        ServiceBusAuthorizationError,
-        ServiceBusAuthenticationError,
-        ValueError,  # MessageSizeExceededError is one
-    )
-    return isinstance(exc, refused) or getattr(exc, "retryable", True) is False
-
-
-def _broker_words(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-async def send_to_queue(replies: list[Addressed], runtime: ScoringRuntime) -> dict[str, str]:
-    """Send one queue's replies, retrying transient failures; {request id: why} for those not sent."""
+async def send_to_queues(replies: list[Addressed], runtime: ScoringRuntime) -> dict[str, str]:
+    """Send the replies; retry the ones that failed for a transient reason with the retry policy.
+    {request id: why} for the ones not sent: refused for good, or still failing after the retries."""
     policy = runtime.settings.retry
+    pending, failed = list(replies), {}
     for attempt in range(1, policy.max_attempts + 1):
-        try:
-            await runtime.replies.send(replies)
-            return {}
-        except Exception as exc:
-            if is_permanent(exc):
-                return await _isolate(replies, exc, runtime)
-            if attempt == policy.max_attempts:
-                words = f"not sent after {attempt} attempts: {_broker_words(exc)}"
-                return {reply.request_id: _undeliverable(address, words) for address, reply in replies}
-            await asyncio.sleep(policy_delay_s(policy, attempt))
-    return {}
-
-
-async def _isolate(replies: list[Addressed], exc: BaseException, runtime: ScoringRuntime) -> dict[str, str]:
-    """The broker refused a batch for good: send each reply alone to find the ones it refuses."""
-    if len(replies) == 1:
-        address, reply = replies[0]
-        return {reply.request_id: _undeliverable(address, _broker_words(exc))}
-    failed: dict[str, str] = {}
-    for each in replies:
-        failed.update(await send_to_queue([each], runtime))
+        failures = await runtime.replies.deliver(pending)
+        retry: list[Addressed] = []
+        for (address, reply), failure in zip(pending, failures, strict=True):
+            if failure is None:
+                continue
+            if failure.permanent:
+                failed[reply.request_id] = undeliverable(address, failure.detail).description
+            elif attempt == policy.max_attempts:
+                words = f"not accepted after {attempt} attempts: {failure.detail}"
+                failed[reply.request_id] = undeliverable(address, words).description
+            else:
+                retry.append((address, reply))
+        if not retry:
+            break
+        pending = retry
+        await asyncio.sleep(policy_delay_s(policy, attempt))
     return failed
 
 
-def _undeliverable(address: ReplyAddress, words: str) -> str:
-    session = f" (session {address.session_id!r})" if address.session_id else ""
-    return f"the reply could not be sent to queue {address.queue!r}{session}: {words}"
+def _group_unanswered(
+    outcomes: list[GroupOutcome], by_id: dict[str, InboundMessage]
+) -> tuple[list[Rejection], set[str]]:
+    """Failure records the groups asked for, and queue requests of groups whose inference failed
+    after its retries (recorded `inference_failed`, as the worker's would be dead-lettered)."""
+    unanswered: list[Rejection] = []
+    for outcome in outcomes:
+        unanswered.extend(outcome.dead_letters)
+        if outcome.replies is None:
+            why = f"inference failed after its retries: {outcome.failure or 'unknown error'}"
+            unanswered.extend(
+                Rejection(request_id=i, model=outcome.group.model, code=INFERENCE_FAILED, description=why)
+                for i in outcome.group.request_ids
+                if i in by_id and by_id[i].origin == "queue"
+            )
+    return unanswered, {rejection.request_id for rejection in unanswered}
 
 
 async def send_replies(
@@ -124,56 +110,48 @@ async def send_replies(
     rejected: list[Rejection],
     runtime: ScoringRuntime,
 ) -> SendSummary:
-    """Queue requests get their reply on their reply queue and session (one batched send per
-    queue); HTTP requests get theirs in the orchestration output."""
+    """Queue requests get their reply on their reply queue and session (batched sends);
+    HTTP requests get theirs in the orchestration output."""
     by_id = {message.message_id: message for message in batch}
+    unanswered, recorded = _group_unanswered(outcomes, by_id)
     replies: list[ScoreReply] = []
     for outcome in outcomes:
         replies.extend(await _outcome_replies(outcome, runtime))
     replies.extend(
         _rejection_reply(r, by_id[r.request_id], runtime) for r in rejected if r.request_id in by_id
     )
+    replies = [reply for reply in replies if reply.request_id in by_id and reply.request_id not in recorded]
     summary = SendSummary()
-    to_queue: dict[str, list[Addressed]] = defaultdict(list)
-    replied = [by_id[reply.request_id] for reply in replies if reply.request_id in by_id]
-    spans = start_reply_spans(replied, queue_of={m.message_id: m.reply_to or "" for m in replied})
-    sent: list[ScoreReply] = []
+    to_queue: list[Addressed] = []
     for reply in replies:
-        message = by_id.get(reply.request_id)
-        if message is None:
-            continue
+        message = by_id[reply.request_id]
         reply = finish_timings(reply, message)
-        if message.origin == "http" or not message.reply_to:
+        queue = reply_queue_of(message, runtime.settings.reply_queue)
+        if queue is None:
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
-            sent.append(reply)
         else:
-            address = ReplyAddress(message.reply_to, message.reply_to_session_id)
-            to_queue[address.queue].append((address, reply))
-    failed: dict[str, str] = {}
+            to_queue.append((ReplyAddress(queue, message.reply_to_session_id), reply))
+    replied = [by_id[reply.request_id] for reply in replies]
+    spans = start_reply_spans(
+        replied, queue_of={reply.request_id: address.queue for address, reply in to_queue}
+    )
     with batch_span("qscore.functions.send_replies", list(spans.values())):
-        for queue_replies in to_queue.values():
-            failed.update(await send_to_queue(queue_replies, runtime))
-    for queue_replies in to_queue.values():
-        sent.extend(reply for _, reply in queue_replies if reply.request_id not in failed)
+        failed = await send_to_queues(to_queue, runtime) if to_queue else {}
     finish_reply_spans({k: v for k, v in spans.items() if k not in failed}, outcome="replied")
     finish_reply_spans({k: v for k, v in spans.items() if k in failed}, outcome=REPLY_UNDELIVERABLE)
-    summary.sent = sum(len(each) for each in to_queue.values()) - len(failed)
+    sent = [reply for reply in replies if reply.request_id not in failed]
+    summary.sent = len(to_queue) - len(failed)
     summary.ok = sum(reply.status == ReplyStatus.OK for reply in sent)
     summary.errors = sum(reply.status == ReplyStatus.ERROR for reply in sent)
-    summary.undeliverable = [
-        Rejection(
-            request_id=request_id,
-            model=_model_of(replies, request_id),
-            code=REPLY_UNDELIVERABLE,
-            description=why,
-        )
-        for request_id, why in failed.items()
+    summary.unanswered = unanswered + [
+        Rejection(request_id=i, model=by_id_model(replies, i), code=REPLY_UNDELIVERABLE, description=why)
+        for i, why in failed.items()
     ]
     record_replies(sent)
     return summary
 
 
-def _model_of(replies: Sequence[ScoreReply], request_id: str) -> str:
+def by_id_model(replies: Sequence[ScoreReply], request_id: str) -> str:
     return next((reply.model for reply in replies if reply.request_id == request_id), "")
 
 

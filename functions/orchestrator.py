@@ -113,7 +113,7 @@ def send_and_record(
         summary = SendSummary.model_validate(sent)
     except Exception as exc:
         summary, replies_failed = SendSummary(), _failure_text(exc)
-    unanswered = [*validation.dead_letters, *summary.undeliverable]
+    unanswered = [*validation.dead_letters, *summary.unanswered]
     if not unanswered and replies_failed is None:
         return summary, 0
     store = DeadLetterInput(

@@ -18,7 +18,8 @@ from functions.settings import RetryPolicy
 class InboundMessage(BaseModel):
     """One request as it arrived, with what the reply needs."""
 
-    message_id: str
+    message_id: str = Field(description="the request id; a stand-in when the message had none")
+    has_message_id: bool = True
     body: str = Field(description="UTF-8 text, or base64 when `encoding` is base64")
     encoding: Literal["utf-8", "base64"] = "utf-8"
     reply_to: str | None = None
@@ -96,6 +97,9 @@ class GroupOutcome(BaseModel):
     group: Group
     replies: Carried | None = None
     failure: str | None = None
+    dead_letters: list[Rejection] = Field(
+        default_factory=list, description="queue requests to record on the failures queue"
+    )
 
 
 class ShadowOutcome(BaseModel):
@@ -117,8 +121,10 @@ class SendSummary(BaseModel):
     ok: int = 0
     errors: int = 0
     http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)
-    undeliverable: list[Rejection] = Field(
-        default_factory=list, description="queue requests whose reply the broker refused or never took"
+    unanswered: list[Rejection] = Field(
+        default_factory=list,
+        description="queue requests to record on the failures queue (reply refused or never taken, "
+        "Triton refused them, inference failed after retries)",
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from qscore.scoring.envelope import ReplyPolicy
 from qscore.transport.failures import DEFAULT_FAILURES_QUEUE
 
 # The Durable Task Azure Storage provider moves any message over 45 KB to blob storage (compressed
@@ -40,6 +41,14 @@ class FunctionsSettings:
     failures_queue: str
     retry: RetryPolicy
     scored_by: str
+    # As the worker's: comma-separated queues a request may reply to (unset: only reply_queue),
+    # and whether those queues need a reply session.
+    allowed_reply_queues: str | None = None
+    reply_sessions_required: bool = True
+
+    def reply_policy(self) -> ReplyPolicy:
+        allowed = (self.allowed_reply_queues or "").split(",")
+        return ReplyPolicy.create(self.reply_queue, allowed, sessions_required=self.reply_sessions_required)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FunctionsSettings:
@@ -64,4 +73,7 @@ class FunctionsSettings:
             failures_queue=values.get("QSCORE_FAILURES_QUEUE", DEFAULT_FAILURES_QUEUE),
             retry=retry,
             scored_by=values.get("WEBSITE_INSTANCE_ID", "") or f"functions-{os.getpid()}",
+            allowed_reply_queues=values.get("QSCORE_ALLOWED_REPLY_QUEUES") or None,
+            reply_sessions_required=values.get("QSCORE_REPLY_SESSIONS_REQUIRED", "true").lower()
+            not in {"0", "false", "no"},
         )

@@ -42,7 +42,9 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
     enqueued = message.enqueued_time_utc
     return InboundMessage.from_body(
         message.get_body(),
-        message_id=message.message_id,
+        # A message without an id is still tracked (and recorded as no_message_id) under a stand-in.
+        message_id=message.message_id or f"no-message-id:{message.sequence_number}:{message.lock_token}",
+        has_message_id=bool(message.message_id),
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,
         enqueued_at=enqueued.timestamp() if enqueued is not None else None,

@@ -5,6 +5,7 @@ failures queue that is down too. Every request ends as exactly one reply or one 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,24 +16,28 @@ from functions.runtime import ScoringRuntime
 from qscore.contracts import ScoreReply
 from qscore.transport import ReplyAddress, ReplySender
 from qscore.transport.failures import FailureQueue, FailureRecord
+from qscore.transport.replies import SendFailure, classify_send_error
 from qscore_local.functions_host.driver import InProcessDriver
 from qscore_local.functions_host.engine import InstanceRecord
 from tests.fixtures.durable import collect_every_reply, digits_request, failure_records, send_requests
 
 
 class FlakyReplies(ReplySender):
-    """The real sender, except that the first `failures` sends raise a transient error (None: all)."""
+    """The real sender, except that the first `failures` sends fail as a lost connection does
+    (None: every send), classified by the real classifier."""
 
     def __init__(self, real: ReplySender, failures: int | None) -> None:
         self._real = real
         self.failures = failures
         self.attempts = 0
 
-    async def send(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> None:
+    async def deliver(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> list[SendFailure | None]:
         self.attempts += 1
         if self.failures is None or self.attempts <= self.failures:
-            raise ServiceBusConnectionError(message="injected: reply link is down")
-        await self._real.send(replies)
+            failure = classify_send_error(ServiceBusConnectionError(message="injected: reply link is down"))
+            assert not failure.permanent
+            return [failure] * len(replies)
+        return await self._real.deliver(replies)
 
     async def close(self) -> None:
         await self._real.close()
@@ -104,6 +109,9 @@ async def test_a_missing_reply_queue_costs_only_its_requests(
 ) -> None:
     session, bodies = requests
     lost = {f"lost-{uuid.uuid4().hex[:8]}": digits_request(2)}
+    # Allowed (else it is refused at intake, reply_to_not_allowed), but it does not exist.
+    allowed = "scoring-replies,no-such-queue"
+    functions_runtime.settings = replace(functions_runtime.settings, allowed_reply_queues=allowed)
     await send_requests(functions_runtime.servicebus, bodies, session, reply_to="scoring-replies")
     await send_requests(functions_runtime.servicebus, lost, session, reply_to="no-such-queue")
     record = await run_one_batch(functions_app, functions_runtime)
