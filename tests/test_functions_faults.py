@@ -5,8 +5,8 @@ failures queue that is down too. Every request ends as exactly one reply or one 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
