@@ -196,3 +196,49 @@ async def test_shadow_flight_scores_twice_and_replies_once(
     records = list(iter_records(log_path))
     routes = sorted((record.route, record.version) for record in records)
     assert routes == [("production", "2")] * count + [("shadow", "1")] * count
+
+
+async def test_interaction_log_records_the_route_and_drift_finds_canary_traffic(
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    digits_test_set: DigitsTestSet,
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from qscore_cli import app
+
+    registry = ModelRegistry(tmp_path / "registry.json")
+    registry.set_flight("digits", Flight(mode="canary", version="1", weight=1.0))
+    log_path = tmp_path / "interactions.jsonl"
+    canary = [
+        OutgoingRequest(
+            f"canary-{i}", digits_request(digits_test_set.pixels[i]), session_id=replies.session_id
+        )
+        for i in range(20)
+    ]
+    pinned = [
+        OutgoingRequest(
+            f"pinned-{i}",
+            digits_request(digits_test_set.pixels[i], version="2"),
+            session_id=replies.session_id,
+        )
+        for i in range(4)
+    ]
+    await send_requests(bus.connection_string, fresh_queue, [*canary, *pinned])
+    settings = worker_settings(
+        request_queue=fresh_queue, registry_path=registry.path, interaction_log=log_path
+    )
+    async with running_worker(settings):
+        await replies.collect(24, timeout_s=30)
+    records = {record.request_id: record for record in iter_records(log_path)}
+    assert {records[r.message_id or ""].route for r in canary} == {"canary"}
+    assert {records[r.message_id or ""].version for r in canary} == {"1"}
+    assert {records[r.message_id or ""].route for r in pinned} == {"pinned"}
+    drift = CliRunner().invoke(
+        app, ["model", "drift", "--log", str(log_path), "--route", "canary", "--window-records", "10"]
+    )
+    assert drift.exit_code == 0, drift.output
+    assert "window(s)" in drift.output

@@ -2,7 +2,7 @@
 helpers that read a received message's body, reply address, enqueued time and trace context,
 and batch settlement (`MessageSettler`)."""
 
-from qscore.transport.client import TransportConfigError, servicebus_client
+from qscore.transport.client import TransportConfigError, check_connection_string, servicebus_client
 from qscore.transport.received import (
     application_properties,
     enqueued_at,
@@ -28,6 +28,7 @@ __all__ = [
     "SendFailure",
     "TransportConfigError",
     "application_properties",
+    "check_connection_string",
     "classify_send_error",
     "enqueued_at",
     "message_body",
