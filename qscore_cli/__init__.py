@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from qscore_cli import bench, bus, demo, enqueue, functions, registry, scale, triton, worker
+from qscore_cli import bench, bus, dead_letters, demo, enqueue, functions, registry, scale, triton, worker
 from qscore_cli.errors import UserError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(triton.app, name="triton")
 app.add_typer(bus.app, name="bus")
 app.add_typer(functions.app, name="functions")
 app.add_typer(registry.app, name="model")
+app.add_typer(dead_letters.app, name="dead-letters")
 worker.register(app)
 demo.register(app)
 enqueue.register(app)

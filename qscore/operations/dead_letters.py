@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 PEEK_PAGE = 100
-RECEIVE_WAIT_S = 1.0
+FIRST_RECEIVE_WAIT_S = 1.0  # the first receive also waits for the link's credit to reach the broker
+NEXT_RECEIVE_WAIT_S = 0.3
+# The AMQP reader's wait per turn: only small frames flow here, and closing a link waits for
+# several turns (with the SDK's default 0.2 s a close took over a second on loopback).
+SOCKET_TIMEOUT_S = 0.05
 # Properties of the dead-lettered copy that describe its failure, not the request: not resent.
 _FAILURE_PROPERTY_PREFIXES = ("qscore.failure.", "DeadLetter")
 
@@ -182,6 +186,7 @@ class DeadLetterQueues:
     def _receiver(self, source: Source, **options: Any) -> ServiceBusReceiver:
         from azure.servicebus import ServiceBusSubQueue
 
+        options.setdefault("socket_timeout", SOCKET_TIMEOUT_S)
         if source is Source.FAILURES:
             assert self.failures_queue is not None
             return self._client.get_queue_receiver(self.failures_queue, **options)
@@ -253,12 +258,12 @@ class DeadLetterQueues:
         acted = 0
         others: list[Any] = []
         async with self._receiver(source, prefetch_count=0) as receiver:
+            wait_s = FIRST_RECEIVE_WAIT_S
             while True:
-                batch = await receiver.receive_messages(
-                    max_message_count=PEEK_PAGE, max_wait_time=RECEIVE_WAIT_S
-                )
+                batch = await receiver.receive_messages(max_message_count=PEEK_PAGE, max_wait_time=wait_s)
                 if not batch:
                     break
+                wait_s = NEXT_RECEIVE_WAIT_S
                 for message in batch:
                     if matches(message) and await act(receiver, message, source):
                         acted += 1
