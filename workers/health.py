@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from qscore.transport import sdk_hooks
+
 STALL_AFTER_S = 60.0
 
 
@@ -49,6 +51,7 @@ class WorkerState:
             "draining": self.draining,
             "detail": self.detail,
             "counters": dict(self.counters),
+            "sdk_hooks": sdk_hooks.readiness_report(),  # fast paths available, fallbacks taken
         }
 
 
