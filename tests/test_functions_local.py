@@ -183,3 +183,27 @@ class _SpecsFrom:
             inputs=[TensorSpec(name="pixels", datatype="FP32", dims=[64])],
             outputs=[],
         )
+
+
+async def test_interaction_log_records_each_requests_route(
+    functions_app: Any, runtime: ScoringRuntime, tmp_path: Path
+) -> None:
+    """Canary and pinned traffic is logged as such, not as production (`--route canary` finds it)."""
+    ModelRegistry(tmp_path / "registry.json").set_flight(
+        "digits", Flight(mode="canary", version="1", weight=1.0)
+    )
+    log_path = tmp_path / "interactions.jsonl"
+    runtime.interactions = InteractionLog(log_path)
+    session = f"producer-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
+    bodies = {f"canary-{tag}": digits_request(1), f"pinned-{tag}": digits_request(1, version="2")}
+    await send_requests(runtime.servicebus, bodies, session, reply_to="scoring-replies")
+    async with (
+        InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
+        runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
+    ):
+        await driver.run_until_idle(connection_receiver=receiver)
+    assert len(await collect_every_reply(runtime.servicebus, session, len(bodies))) == len(bodies)
+    assert await runtime.interactions.flush()
+    routes = {r.request_id: (r.route, r.version) for r in iter_records(log_path)}
+    assert routes == {f"canary-{tag}": ("canary", "1"), f"pinned-{tag}": ("pinned", "2")}
