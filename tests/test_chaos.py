@@ -25,6 +25,7 @@ async def test_short_chaos_loses_nothing(triton: Any, tmp_path: Path) -> None:
         triton_url=triton.grpc_url,
         drain_timeout_s=60.0,
         work_dir=tmp_path,
+        lock_s=2,  # a killed worker's messages come back after 2 s
     )
     report = await run_chaos(config)
     print(report.summary())

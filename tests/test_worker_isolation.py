@@ -69,7 +69,7 @@ class CountingWorker:
         await send_requests(
             self.bus.connection_string, self.queue, _mixed_batch(replies.session_id, bad, prefix)
         )
-        await replies.collect(len(replies.replies) + 6, timeout_s=30, settle_s=1.0)  # a redelivery would show
+        await replies.collect(len(replies.replies) + 6, timeout_s=30, settle_s=0.5)  # a redelivery would show
         return self.backend.calls - calls
 
 
@@ -111,7 +111,7 @@ async def test_mixed_batches_answer_every_valid_request_once(
         assert await worker.mixed_batch(replies, missing, "m") == 1  # the bad one shared the Triton call
         await worker.mixed_batch(replies, no_session, "s")
         await worker.mixed_batch(replies, unlisted, "u")
-        dead = await dead_letters(bus.connection_string, fresh_queue)
+        dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     assert set(replies.replies) == _valid_names("m") | _valid_names("s") | _valid_names("u")
     assert _replied_once(replies, set(replies.replies))
     assert {name: letter.reason for name, letter in dead.items()} == {
@@ -169,9 +169,9 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
         async with _counting_worker(bus, triton, settings) as worker:
             assert await worker.mixed_batch(replies, bad, "r") == 1
             await send_requests(bus.connection_string, fresh_queue, mixed_queues)
-            await other.collect(3, timeout_s=30, settle_s=1.0)
+            await other.collect(3, timeout_s=30, settle_s=0.5)
             await replies.collect(9, timeout_s=10, settle_s=0.5)
-            dead = await dead_letters(bus.connection_string, fresh_queue)
+            dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     finally:
         await other.close()
     assert set(dead) == {"bad"} and dead["bad"].reason == ErrorCode.REPLY_UNDELIVERABLE
@@ -182,29 +182,40 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
     assert _replied_once(replies, set(replies.replies)) and _replied_once(other, set(other.replies))
 
 
-async def test_an_expired_deadline_before_the_triton_call_gets_an_expired_reply(
+async def test_the_deadline_is_checked_again_before_triton_and_bounds_its_timeout(
     bus: Any, triton: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
+    client = TritonClient(triton.grpc_url)
+    backend = SlowBackend(client, delay_s=0.0)  # records each call's timeout
     settings = worker_settings(request_queue=fresh_queue, prefetch=0, max_batch_delay_ms=1500)
-    async with running_worker(settings) as state:
-        while not state.connected:  # noqa: ASYNC110 (the worker's state has no event)
-            await asyncio.sleep(0.05)
-        # Valid when received; the 1.5 s batch delay lets the deadline pass before the Triton call.
-        soon = datetime.now(UTC) + timedelta(seconds=1.0)
-        requests = [
-            OutgoingRequest(
-                "soon", digits_request(np.zeros((1, 64)), deadline=soon), session_id=replies.session_id
-            ),
-            OutgoingRequest("whenever", digits_request(np.zeros((1, 64))), session_id=replies.session_id),
-        ]
-        await send_requests(bus.connection_string, fresh_queue, requests)
-        await replies.collect(2, timeout_s=30, settle_s=0.5)
+    try:
+        async with running_worker(settings, backend=backend) as state:
+            while not state.connected:  # noqa: ASYNC110 (the worker's state has no event)
+                await asyncio.sleep(0.05)
+            # Valid when received; the 1.5 s batch delay lets `soon` pass before the Triton call.
+            soon = datetime.now(UTC) + timedelta(seconds=1.0)
+            later = datetime.now(UTC) + timedelta(seconds=20)
+            requests = [
+                OutgoingRequest(
+                    "soon", digits_request(np.zeros((1, 64)), deadline=soon), session_id=replies.session_id
+                ),
+                OutgoingRequest(
+                    "later", digits_request(np.zeros((1, 64)), deadline=later), session_id=replies.session_id
+                ),
+            ]
+            await send_requests(bus.connection_string, fresh_queue, requests)
+            await replies.collect(2, timeout_s=30, settle_s=0.5)
+    finally:
+        await client.close()
     soon_reply = replies.first("soon")
     assert soon_reply.status == ReplyStatus.ERROR and soon_reply.error is not None
     assert soon_reply.error.code == ErrorCode.EXPIRED
     # Received well before its deadline: the check right before the Triton call caught it.
     assert soon_reply.timings.queue_wait_ms < 700
-    assert replies.first("whenever").status == ReplyStatus.OK
-    assert {name: len(found) for name, found in replies.replies.items()} == {"soon": 1, "whenever": 1}
+    assert replies.first("later").status == ReplyStatus.OK
+    assert {name: len(found) for name, found in replies.replies.items()} == {"soon": 1, "later": 1}
+    # One Triton call, for `later` alone, bounded by the time it had left (20 s less the waits).
+    assert len(backend.timeouts) == 1
+    assert backend.timeouts[0] is not None and 10 < backend.timeouts[0] < 19

@@ -17,7 +17,7 @@ from typing import Any
 
 from qscore.contracts import ScoreReply
 from qscore.scoring import undeliverable
-from qscore.transport import ReplyAddress, ReplySender
+from qscore.transport import ReplyAddress, ReplySender, SendFailure
 from workers.settle import Settler
 from workers.telemetry import WorkerTelemetry
 
@@ -39,7 +39,10 @@ async def reply_and_settle(
 ) -> list[int]:
     """Send every reply (batched), settle each message by its own outcome; returns the indexes
     of the replies that were sent."""
-    failures = await replies.deliver([(each.address, each.reply) for each in outgoing])
+    try:
+        failures = await replies.deliver([(each.address, each.reply) for each in outgoing])
+    except Exception as exc:  # deliver reports per reply; anything else may pass: send them again later
+        failures = [SendFailure(permanent=False, detail=repr(exc))] * len(outgoing)
     sent = [index for index, failure in enumerate(failures) if failure is None]
     retry = [outgoing[index] for index, failure in enumerate(failures) if failure and not failure.permanent]
     if sent:

@@ -44,13 +44,20 @@ log = logging.getLogger(__name__)
 FAULTS = ("worker-kill", "worker-term", "triton-kill", "bus-kill")
 REQUEST_QUEUE = "scoring-requests"
 REPLY_QUEUE = "scoring-replies"
-CHAOS_QUEUES = [
-    # Max delivery 10: five kills in a row should not dead-letter a request the run counts on.
-    QueueConfig(
-        name=REQUEST_QUEUE, lock_duration_s=5, max_delivery_count=10, dead_lettering_on_expiration=True
-    ),
-    QueueConfig(name=REPLY_QUEUE, requires_session=True, lock_duration_s=5, default_ttl_s=900),
-]
+
+
+def chaos_queues(lock_s: int) -> list[QueueConfig]:
+    """Short locks, so a killed worker's messages come back quickly; max delivery 10, so five
+    kills in a row do not dead-letter a request the run counts on."""
+    return [
+        QueueConfig(
+            name=REQUEST_QUEUE,
+            lock_duration_s=lock_s,
+            max_delivery_count=10,
+            dead_lettering_on_expiration=True,
+        ),
+        QueueConfig(name=REPLY_QUEUE, requires_session=True, lock_duration_s=lock_s, default_ttl_s=900),
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +70,7 @@ class ChaosConfig:
     triton_url: str | None = None  # None: start (and be free to kill) a Triton of our own
     work_dir: Path | None = None
     samples: int = 200
+    lock_s: int = 5  # the queues' lock duration
 
 
 @dataclass
@@ -239,7 +247,9 @@ async def run_chaos(config: ChaosConfig) -> ChaosReport:
             cleanup.enter_context(tempfile.TemporaryDirectory(prefix="qscore-chaos-"))
         )
         work_dir.mkdir(parents=True, exist_ok=True)
-        bus = LocalBus(queues=CHAOS_QUEUES, data_dir=work_dir / "bus-data", log_path=work_dir / "bus.log")
+        bus = LocalBus(
+            queues=chaos_queues(config.lock_s), data_dir=work_dir / "bus-data", log_path=work_dir / "bus.log"
+        )
         bus.start()
         cleanup.callback(bus.close)
         stack = ChaosStack(config=config, work_dir=work_dir, bus=bus, triton_url=config.triton_url or "")
