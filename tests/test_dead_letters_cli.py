@@ -94,6 +94,22 @@ async def _receive_all(connection: str, queue: str) -> list[Any]:
         return messages
 
 
+def test_list_and_resubmit(connection: str, capsys: Any, monkeypatch: Any) -> None:
+    """The short form: list both places, resubmit one fixed copy, removed only after the send."""
+    asyncio.run(_seed(connection))
+    where = ["--connection", connection, "--queue", REQUESTS, "--failures-queue", FAILURES]
+    code, out = qscore(capsys, monkeypatch, "dead-letters", "list", *where)
+    assert code == 0 and "4 request(s) without a reply" in out and "reply_undeliverable" in out
+    code, out = qscore(
+        capsys, monkeypatch, "dead-letters", "resubmit", "f", "--set", "reply_to=scoring-replies", *where
+    )
+    assert code == 0 and "resubmitted f: sent to dl-requests" in out, out
+    (resent,) = asyncio.run(_receive_all(connection, REQUESTS))
+    assert (resent.message_id, resent.reply_to, resent.reply_to_session_id) == ("f", "scoring-replies", "s9")
+    assert "f" not in asyncio.run(_entries(connection))
+
+
+@pytest.mark.slow
 def test_list_show_resubmit_purge(connection: str, capsys: Any, monkeypatch: Any) -> None:
     asyncio.run(_seed(connection))
     where = ["--connection", connection, "--queue", REQUESTS, "--failures-queue", FAILURES]
