@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from qscore.scoring.envelope import ReplyPolicy
+from qscore.transport.failures import DEFAULT_FAILURES_QUEUE
+
 # The Durable Task Azure Storage provider moves any message over 45 KB to blob storage (compressed
 # "large message" path): every replay then re-reads a blob. Keeping inputs below it keeps replays cheap.
 DEFAULT_INLINE_LIMIT_BYTES = 45 * 1024
@@ -18,7 +21,7 @@ DEFAULT_INLINE_LIMIT_BYTES = 45 * 1024
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry of the inference activity (transient Triton failures only)."""
+    """Retry of every I/O activity (validation, inference, reply sends, failure records)."""
 
     first_retry_ms: int = 1000
     backoff_coefficient: float = 2.0
@@ -35,9 +38,17 @@ class FunctionsSettings:
     triton_url: str
     inline_limit_bytes: int
     payload_dir: Path
-    dead_letter_path: Path
+    failures_queue: str
     retry: RetryPolicy
     scored_by: str
+    # As the worker's: comma-separated queues a request may reply to (unset: only reply_queue),
+    # and whether those queues need a reply session.
+    allowed_reply_queues: str | None = None
+    reply_sessions_required: bool = True
+
+    def reply_policy(self) -> ReplyPolicy:
+        allowed = (self.allowed_reply_queues or "").split(",")
+        return ReplyPolicy.create(self.reply_queue, allowed, sessions_required=self.reply_sessions_required)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FunctionsSettings:
@@ -59,9 +70,10 @@ class FunctionsSettings:
                 values.get("QSCORE_FUNCTIONS_INLINE_LIMIT_BYTES", str(DEFAULT_INLINE_LIMIT_BYTES))
             ),
             payload_dir=Path(values.get("QSCORE_FUNCTIONS_PAYLOAD_DIR", ".qscore/functions/payloads")),
-            dead_letter_path=Path(
-                values.get("QSCORE_FUNCTIONS_DEAD_LETTERS", ".qscore/functions/dead-letters.jsonl")
-            ),
+            failures_queue=values.get("QSCORE_FAILURES_QUEUE", DEFAULT_FAILURES_QUEUE),
             retry=retry,
             scored_by=values.get("WEBSITE_INSTANCE_ID", "") or f"functions-{os.getpid()}",
+            allowed_reply_queues=values.get("QSCORE_ALLOWED_REPLY_QUEUES") or None,
+            reply_sessions_required=values.get("QSCORE_REPLY_SESSIONS_REQUIRED", "true").lower()
+            not in {"0", "false", "no"},
         )

@@ -16,6 +16,7 @@ from qscore_cli import (
     batch,
     bench,
     bus,
+    dead_letters,
     demo,
     enqueue,
     functions,
@@ -40,6 +41,7 @@ app.add_typer(registry.app, name="model")
 app.add_typer(release.app, name="release")
 app.add_typer(batch.app, name="batch")
 app.add_typer(azurite.app, name="azurite")
+app.add_typer(dead_letters.app, name="dead-letters")
 worker.register(app)
 demo.register(app)
 enqueue.register(app)

@@ -27,6 +27,7 @@ DOCUMENTED_ALERTS = {
     "QScoreBacklogGrowing",
     "QScoreNoTraffic",
     "QScoreCanaryRegression",
+    "QScoreSdkFastPathLost",
 }
 
 

@@ -40,7 +40,7 @@ from workers.telemetry import WorkerTelemetry
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "monitoring" / "qscore.rules.yaml"
 DASHBOARD = ROOT / "deploy" / "monitoring" / "qscore-dashboard.json"
-FALLBACKS = "qscore.sdk_fast_path.fallbacks"  # recorded by the fast path; any instrument must show
+FALLBACKS = "qscore.sdk_hook.fallbacks"  # recorded by the fast path; any instrument must show
 
 
 class FirstCallUnavailable:
@@ -104,7 +104,7 @@ async def observed(
             async with running_worker(
                 settings, telemetry=worker_telemetry, backend=FirstCallUnavailable(client)
             ):
-                telemetry.meter().create_counter(FALLBACKS, unit="{batch}").add(1, {"reason": "test"})
+                telemetry.meter().create_counter(FALLBACKS, unit="{batch}").add(1, {"hook": "test"})
                 bad = OutgoingRequest(
                     "bad-shape", json.dumps({"model": "digits", "inputs": {}}), session_id="observability"
                 )
@@ -190,7 +190,7 @@ def test_metrics_endpoint_has_conventional_names(observed: ObservedRun) -> None:
     limit = families["qscore_in_flight_limit"].samples[0].value
     assert limit > 0
     # Any instrument the worker registers shows up, e.g. the fast path's fallback counter.
-    assert "qscore_sdk_fast_path_fallbacks_total" in _sample_names(observed.metrics_text)
+    assert "qscore_sdk_hook_fallbacks_total" in _sample_names(observed.metrics_text)
 
 
 def test_one_trace_from_send_to_reply(observed: ObservedRun) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.metrics import metrics_handler
+from qscore.transport import sdk_hooks
 
 STALL_AFTER_S = 60.0
 
@@ -52,6 +53,7 @@ class WorkerState:
             "draining": self.draining,
             "detail": self.detail,
             "counters": dict(self.counters),
+            "sdk_hooks": sdk_hooks.readiness_report(),  # fast paths available, fallbacks taken
         }
 
 
