@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.metrics import metrics_handler
 from qscore.transport import sdk_hooks
+from workers.metrics import metrics_handler
 
 STALL_AFTER_S = 60.0
 
