@@ -26,7 +26,7 @@ def dropped(name: str, keep_python: str) -> bool:
     if stub:
         return stub.group(1) != keep_python
     library = BUNDLED_LIBPYTHON.match(name)
-    return bool(library) and f"3.{library.group(1)}" != keep_python
+    return library is not None and f"3.{library.group(1)}" != keep_python
 
 
 def slim(source: Path, target: Path, keep_python: str = "3.12") -> list[str]:
