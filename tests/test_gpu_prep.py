@@ -192,3 +192,24 @@ def test_cpu_dry_run_end_to_end(tmp_path: Path) -> None:
     assert all(check["passed"] for check in document["equivalence"] + document["served_checks"])
     assert document["summary"][0]["ceiling_samples_per_s"] > 0
     assert (tmp_path / "tritonserver.log").is_file()
+
+
+def test_direct_path_imports_only_what_the_gpu_machine_has_or_carries() -> None:
+    """The runner's and the load generator's imports, in a fresh interpreter, by distribution name."""
+    pytest.importorskip("torch", reason=TORCH_REASON)
+    modules = "qscore_tools.bench.gpu.__main__ qscore_tools.bench.direct_client tritonclient.grpc.aio onnx"
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules.split()!r}: importlib.import_module(name)\n"
+        "from qscore_tools.bench.gpu.plan import missing_there\n"
+        "print(missing_there(list(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
+def test_missing_there_sees_a_package_the_machine_lacks() -> None:
+    assert plan.missing_there(["azure.servicebus", "numpy", "google.protobuf"]) == ["azure-servicebus"]

@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
 SITE=${QSCORE_GPU_SITE:-/tmp/qscore-site}
-HARD_LIMIT_S=450 # keep equal to qscore_tools/bench/gpu/plan.py HARD_LIMIT_S
+HARD_LIMIT_S=420 # keep equal to qscore_tools/bench/gpu/plan.py HARD_LIMIT_S
 OUT_DIR=${OUT:-.qscore/gpu-bench}
 mkdir -p "$OUT_DIR"
 started=$(date +%s)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from qscore_tools.bench.gpu import report
 from qscore_tools.bench.gpu.gpu_monitor import GpuMonitor
-from qscore_tools.bench.gpu.plan import GpuBenchSettings, searches
+from qscore_tools.bench.gpu.plan import GpuBenchSettings, missing_there, searches
 from qscore_tools.bench.gpu.preflight import compute_apps, gpu_facts, preflight
 from qscore_tools.bench.gpu.repository import Variant, variants
 from qscore_tools.bench.gpu.runner import (
@@ -109,6 +109,8 @@ def execute(settings: GpuBenchSettings, out_dir: Path) -> int:
         code = measure(run, out_dir, budget)
         return 3 if run.problems and code == 0 else code
     finally:
+        # Imported here but absent on the GPU machine (names only: versions cannot be checked).
+        run.preflight["imports_missing_on_gpu_machine"] = missing_there(list(sys.modules))
         run.finished_at = time.time()
         json_path, md_path = report.write(run, out_dir)
         print(f"wrote {json_path} and {md_path}", flush=True)

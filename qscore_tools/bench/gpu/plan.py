@@ -19,7 +19,7 @@ from qscore_tools.bench.workload import ROOT
 
 TRAVEL_LIMIT_BYTES = 64 * 1024 * 1024
 WHEELS_FILE = ROOT / "bench" / "gpu" / "wheels.txt"
-HARD_LIMIT_S = 450  # run.sh's `timeout` around install + Python entry: 7 min 30 s
+HARD_LIMIT_S = 420  # run.sh's `timeout` around install + Python entry: 7 min
 INSTALL_ALLOWANCE_S = 40  # pip install --target of the carried wheels (unzip of ~57 MB)
 START_ALLOWANCE_S = 60  # tritonserver + one torch stub per variant + a KIND_CPU retry
 RESERVE_S = 25  # stopping Triton (~3 s) and writing the results
@@ -36,10 +36,10 @@ class GpuBenchSettings:
     max_batch_sizes: tuple[int, ...] = (64, 256)
     device: str = "auto"  # auto = cuda when torch sees a GPU, else cpu (the dry run)
     warmup_s: float = 0.5
-    duration_s: float = 2.5
+    duration_s: float = 2.0
     full_levels: tuple[int, ...] = FULL_LEVELS
     row_levels: tuple[int, ...] = ROW_LEVELS
-    budget_s: float = 330.0  # from the Python entry's start; points that would end later are skipped
+    budget_s: float = 280.0  # from the Python entry's start; points that would end later are skipped
     torch_threads: int = 1
     dry_run: bool = False
 
@@ -157,3 +157,51 @@ def travel_plan(root: Path = ROOT) -> dict[str, int]:
         "limit_bytes": TRAVEL_LIMIT_BYTES,
         "headroom_bytes": TRAVEL_LIMIT_BYTES - wheels - tree,
     }
+
+
+MACHINE_PACKAGES_FILE = ROOT / "bench" / "gpu" / "gpu-machine-packages.txt"
+# Distributions that come with the interpreter or are never imported at run time.
+ALWAYS_THERE = {"pip", "setuptools", "wheel"}
+
+
+def normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def available_there() -> set[str]:
+    """What the GPU machine has (bench/gpu/gpu-machine-packages.txt) plus the carried wheels."""
+    lines = MACHINE_PACKAGES_FILE.read_text().splitlines()
+    there = {normalized(line) for line in lines if line.strip() and not line.startswith("#")}
+    carried = {normalized(w.requirement.split("==")[0]) for w in planned_wheels()}
+    return there | carried | ALWAYS_THERE
+
+
+def imported_distributions(modules: list[str]) -> set[str]:
+    """Distributions providing `modules` (dotted names, e.g. sys.modules' keys).
+
+    A namespace shared by several distributions (`google`, `azure`) is resolved one level down,
+    by which distribution's files hold that subpackage.
+    """
+    from importlib import metadata
+
+    by_package = metadata.packages_distributions()
+    found: set[str] = set()
+    shared: dict[str, list[str]] = {}
+    for name in modules:
+        parts = name.split(".")
+        owners = by_package.get(parts[0], [])
+        if len(owners) == 1:
+            found.add(normalized(owners[0]))
+        elif len(owners) > 1 and len(parts) > 1:
+            shared[f"{parts[0]}/{parts[1]}"] = owners
+    for prefix, owners in shared.items():
+        for owner in owners:
+            files = metadata.files(owner) or []
+            if any(str(f).startswith((f"{prefix}/", f"{prefix}.")) for f in files):
+                found.add(normalized(owner))
+    return found
+
+
+def missing_there(modules: list[str]) -> list[str]:
+    """Distributions a process imported that the GPU machine would not have."""
+    return sorted(imported_distributions(modules) - available_there())
