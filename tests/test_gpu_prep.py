@@ -170,6 +170,8 @@ def test_nvidia_smi_lines_parse_and_summarize() -> None:
     first = parse_line("87, 40, 12000, 350.5, 1980\n", at=1.0)
     second = parse_line("93, 45, 12100, 360.5, 1980\n", at=2.0)
     assert parse_line("[N/A], 1, 2, 3, 4", at=0.0) is None and parse_line("garbage", at=0.0) is None
+    no_power = parse_line("50, 1, 2, [N/A], 4", at=0.0)
+    assert no_power is not None and summarize([no_power])["power_mean_w"] is None  # type: ignore[index]
     assert first is not None and second is not None
     summary = summarize([first, second])
     assert (

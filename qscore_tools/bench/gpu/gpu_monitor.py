@@ -1,6 +1,6 @@
 """GPU utilisation during a run: `nvidia-smi` sampled in the background, read back per window.
 
-`nvidia-smi --query-gpu=... -lms N` prints one CSV line per GPU every N ms; a reader thread
+`nvidia-smi --query-gpu=... --loop-ms=N` prints one CSV line per GPU every N ms; a reader thread
 stamps each line with the host clock when it arrives, so a load point's window (epoch seconds)
 selects its samples. Without nvidia-smi (the CPU dry run) the monitor is `available = False`
 and every summary is None: the report says so instead of inventing a figure.
@@ -9,6 +9,7 @@ and every summary is None: the report says so instead of inventing a figure.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import subprocess
 import threading
@@ -33,29 +34,45 @@ class GpuSample:
     sm_clock_mhz: float
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan  # "[N/A]" / "[Not Supported]": some VMs report no power or clocks
+
+
 def parse_line(line: str, at: float) -> GpuSample | None:
-    """One CSV line (noheader, nounits); None for anything else ("[N/A]", warnings)."""
+    """One CSV line (noheader, nounits); None unless it holds a GPU utilisation figure."""
     parts = [part.strip() for part in line.split(",")]
     if len(parts) != len(FIELDS):
         return None
-    try:
-        values = [float(part) for part in parts]
-    except ValueError:
+    values = [_number(part) for part in parts]
+    if math.isnan(values[0]):
         return None
     return GpuSample(at, *values)
 
 
-def summarize(samples: list[GpuSample]) -> dict[str, float] | None:
+def _mean(values: list[float]) -> float | None:
+    known = [v for v in values if not math.isnan(v)]
+    return round(mean(known), 1) if known else None
+
+
+def _max(values: list[float]) -> float | None:
+    known = [v for v in values if not math.isnan(v)]
+    return max(known) if known else None
+
+
+def summarize(samples: list[GpuSample]) -> dict[str, float | None] | None:
     if not samples:
         return None
-    utils = [s.gpu_util_pct for s in samples]
     return {
         "samples": float(len(samples)),
-        "gpu_util_mean_pct": round(mean(utils), 1),
-        "gpu_util_max_pct": max(utils),
-        "memory_used_max_mib": max(s.memory_used_mib for s in samples),
-        "power_mean_w": round(mean(s.power_w for s in samples), 1),
-        "sm_clock_mean_mhz": round(mean(s.sm_clock_mhz for s in samples), 0),
+        "gpu_util_mean_pct": _mean([s.gpu_util_pct for s in samples]),
+        "gpu_util_max_pct": _max([s.gpu_util_pct for s in samples]),
+        "mem_util_mean_pct": _mean([s.mem_util_pct for s in samples]),
+        "memory_used_max_mib": _max([s.memory_used_mib for s in samples]),
+        "power_mean_w": _mean([s.power_w for s in samples]),
+        "sm_clock_mean_mhz": _mean([s.sm_clock_mhz for s in samples]),
     }
 
 
@@ -119,6 +136,6 @@ class GpuMonitor:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def window(self, start: float, end: float) -> dict[str, float] | None:
+    def window(self, start: float, end: float) -> dict[str, float | None] | None:
         with self._lock:
             return summarize([s for s in self.samples if start <= s.at <= end])

@@ -55,7 +55,7 @@ class GpuBenchSettings:
         dry = cls(
             device="cpu",
             warmup_s=0.2,
-            duration_s=1.0,
+            duration_s=2.0,
             full_levels=(1, 2),
             row_levels=(8, 32),
             budget_s=300.0,
