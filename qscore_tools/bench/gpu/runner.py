@@ -22,7 +22,7 @@ from qscore_tools.bench.children import SPAWN_ALLOWANCE_S, LoadGeneratorFailed
 from qscore_tools.bench.direct import CeilingSearch, measure_direct
 from qscore_tools.bench.gpu.equivalence import OUTPUTS, Equivalence, check_repository, compare_outputs
 from qscore_tools.bench.gpu.gpu_monitor import GpuMonitor
-from qscore_tools.bench.gpu.plan import GpuBenchSettings, Search, point_cost_s
+from qscore_tools.bench.gpu.plan import START_ALLOWANCE_S, GpuBenchSettings, Search, point_cost_s
 from qscore_tools.bench.gpu.repository import DeviceSettings, Variant, derive_gpu_repository, latest_onnx
 from qscore_tools.bench.workload import ROOT
 
@@ -95,7 +95,7 @@ def start_triton(run: GpuRun, repo_dir: Path, variants: list[Variant], log_path:
         triton = LocalTriton(repo=repo_dir, log_path=log_path)
         began = time.monotonic()
         try:
-            endpoints = triton.start(timeout=120)
+            endpoints = triton.start(timeout=START_ALLOWANCE_S)
         except TritonStartError as exc:
             run.triton[f"kind_{kind.lower()}_error"] = exc.last_error
             continue
