@@ -215,3 +215,18 @@ def test_direct_path_imports_only_what_the_gpu_machine_has_or_carries() -> None:
 
 def test_missing_there_sees_a_package_the_machine_lacks() -> None:
     assert plan.missing_there(["azure.servicebus", "numpy", "google.protobuf"]) == ["azure-servicebus"]
+
+
+def test_carried_grpcio_and_protobuf_only_where_the_machine_needs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qscore_tools.bench.gpu import wheel_choice
+
+    wheels = [Path(".whl/grpcio-1.85.3-cp312-cp312-manylinux2014_x86_64.whl")]
+    wheels += [Path(".whl/protobuf-6.33.6-cp39-abi3-manylinux2014_x86_64.whl")]
+    wheels += [Path(".whl/tritonclient-2.73.0-py3-none-any.whl")]
+    machine = {"grpcio": (1, 90, 0), "protobuf": (5, 29, 3), "tritonclient": (2, 73, 0)}
+    monkeypatch.setattr(wheel_choice, "installed_version", machine.get)
+    install, kept = wheel_choice.wheels_to_install(wheels)
+    assert kept == ["grpcio"]  # new enough; protobuf 5 is not, and tritonclient is always carried
+    assert [w.name.split("-")[0] for w in install] == ["protobuf", "tritonclient"]

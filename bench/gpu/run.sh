@@ -30,26 +30,8 @@ if [ "$install" = 1 ]; then
     echo "error: no wheels in .whl/ (run bench/gpu/fetch-wheels.sh here, carry .whl; or --skip-install)" >&2
     exit 2
   fi
-  # grpcio and protobuf are carried in case the machine's are too old for tritonclient 2.73;
-  # where its own already satisfy it, keep them (its onnx and tensorboard were built against them).
-  suitable=$("$PYTHON" - <<'PY'
-from importlib import metadata
-def version(name):
-    try:
-        return tuple(int(part) for part in metadata.version(name).split(".")[:3])
-    except Exception:
-        return None
-protobuf, grpcio = version("protobuf"), version("grpcio")
-keep = (["protobuf"] if protobuf and (6, 33, 5) <= protobuf < (7,) else [])
-keep += ["grpcio"] if grpcio and grpcio >= (1, 81, 1) else []
-print(" ".join(keep))
-PY
-)
-  wheels=()
-  for wheel in "${all_wheels[@]}"; do
-    name=$(basename "$wheel"); name=${name%%-*}
-    if [[ " $suitable " == *" $name "* ]]; then echo "keeping the machine's own $name"; else wheels+=("$wheel"); fi
-  done
+  # grpcio and protobuf are carried in case the machine's are too old for tritonclient 2.73.
+  mapfile -t wheels < <("$PYTHON" -m qscore_tools.bench.gpu.wheel_choice "${all_wheels[@]}")
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" "${wheels[@]}" || { echo "error: installing the carried wheels failed" >&2; exit 2; }
   export PYTHONPATH="$PWD:$SITE"
