@@ -44,6 +44,8 @@ class GpuBenchSettings:
     budget_s: float = 280.0  # from the Python entry's start; points that would end later are skipped
     torch_threads: int = 1
     dry_run: bool = False
+    # Try KIND_GPU instances before KIND_CPU even without CUDA: the dry run exercises the fallback.
+    try_gpu_instances: bool = False
 
     def with_overrides(self, **overrides: Any) -> GpuBenchSettings:
         return replace(self, **{key: value for key, value in overrides.items() if value is not None})
@@ -62,6 +64,7 @@ class GpuBenchSettings:
             row_levels=(8, 32),
             budget_s=300.0,
             dry_run=True,
+            try_gpu_instances=True,
         )
         return dry.with_overrides(**overrides)
 

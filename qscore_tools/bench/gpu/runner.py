@@ -88,7 +88,7 @@ def start_triton(run: GpuRun, repo_dir: Path, variants: list[Variant], log_path:
     """Start tritonserver on the variant repository; KIND_GPU first when on CUDA, then KIND_CPU."""
     from qscore_local.triton.launcher import LocalTriton, TritonStartError
 
-    kinds = ["GPU", "CPU"] if run.device == "cuda" else ["CPU"]
+    kinds = ["GPU", "CPU"] if run.device == "cuda" or run.settings.try_gpu_instances else ["CPU"]
     for kind in kinds:
         settings = DeviceSettings(run.device, kind, run.settings.torch_threads)
         derive_gpu_repository(SOURCE_REPO, repo_dir, variants, settings)
