@@ -230,3 +230,19 @@ def test_carried_grpcio_and_protobuf_only_where_the_machine_needs_them(
     install, kept = wheel_choice.wheels_to_install(wheels)
     assert kept == ["grpcio"]  # new enough; protobuf 5 is not, and tritonclient is always carried
     assert [w.name.split("-")[0] for w in install] == ["protobuf", "tritonclient"]
+
+
+def test_server_figures_undo_tritons_per_request_compute_time() -> None:
+    from qscore_tools.bench.gpu.runner import COUNTERS, server_figures
+
+    start = dict.fromkeys(COUNTERS, 0.0)
+    # 100 executions of 8 one-row requests, 5 ms each, in a 2 s window; Triton counts 5 ms x 800.
+    end = dict(zip(COUNTERS, (800.0, 800.0, 100.0, 800 * 5000.0), strict=True))
+    figures = server_figures(start, end, seconds=2.0)
+    assert figures == {
+        "executions": 100.0,
+        "rows_per_execution": 8.0,
+        "requests_per_execution": 8.0,
+        "instance_busy_fraction": 0.25,
+    }
+    assert server_figures(None, end, 2.0) is None

@@ -86,7 +86,8 @@ def measure(run: GpuRun, out_dir: Path, budget: Budget) -> int:
             served_checks(run, url, pixels)
             with GpuMonitor(out_dir / "nvidia-smi.csv") as gpu:
                 write = lambda: report.write(run, out_dir)  # noqa: E731
-                asyncio.run(measure_all(run, url, searches(run.settings), budget, gpu, write))
+                urls = (url, run.triton["metrics_url"])
+                asyncio.run(measure_all(run, urls, searches(run.settings), budget, gpu, write))
         finally:
             triton.stop()
     return 0

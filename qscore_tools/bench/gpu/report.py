@@ -52,6 +52,7 @@ def summary_rows(run: GpuRun) -> list[dict[str, Any]]:
                 "dynamic_batching_gain": _ratio(_rate(points["rows_db"]), rows_nodb),
                 "pre_batched_gain": _ratio(_rate(points["full_db"]), rows_nodb),
                 "gpu_at_peak": peak.get("gpu") if peak else None,
+                "triton_at_peak": peak.get("triton") if peak else None,
             })  # fmt: skip
     return rows
 
@@ -99,6 +100,12 @@ def _gpu_text(gpu: dict[str, Any] | None) -> str:
     return f"{gpu['gpu_util_mean_pct']:.0f}% mean, {gpu['gpu_util_max_pct']:.0f}% max"
 
 
+def _triton_text(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "n/a"
+    return f"{figures['rows_per_execution']:.0f} rows/exec, busy {figures['instance_busy_fraction']:.2f}"
+
+
 def markdown(run: GpuRun, doc: dict[str, Any]) -> str:
     title = f"# GPU benchmark {results_stamp(run.started_at)}"
     if run.settings.dry_run:
@@ -113,8 +120,8 @@ def markdown(run: GpuRun, doc: dict[str, Any]) -> str:
         f"{run.settings.duration_s} s measured per point.",
         "",
         "| model | max batch | full, DB on | full, DB off | 1-row, DB on | 1-row, DB off "
-        "| ceiling | DB gain | pre-batched gain | GPU at peak |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| ceiling | DB gain | pre-batched gain | GPU at peak | Triton at peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for row in doc["summary"]:
         lines.append(
@@ -122,14 +129,15 @@ def markdown(run: GpuRun, doc: dict[str, Any]) -> str:
             f"{_fmt(row['full_nodb_samples_per_s'])} | {_fmt(row['rows_db_samples_per_s'])} | "
             f"{_fmt(row['rows_nodb_samples_per_s'])} | {_fmt(row['ceiling_samples_per_s'])} | "
             f"{_fmt(row['dynamic_batching_gain'], 'x')} | {_fmt(row['pre_batched_gain'], 'x')} | "
-            f"{_gpu_text(row['gpu_at_peak'])} |"
+            f"{_gpu_text(row['gpu_at_peak'])} | {_triton_text(row['triton_at_peak'])} |"
         )
     lines += [
         "",
         "Samples/s at each search's best point. *full*: requests of max-batch rows (what the worker sends);",
         "*1-row*: one-row requests that Triton's dynamic batcher (DB) must gather;",
         "*DB gain* = 1-row DB on / off;",
-        "*pre-batched gain* = full DB on / 1-row DB off.",
+        "*pre-batched gain* = full DB on / 1-row DB off. *Triton at peak*: rows per model execution",
+        "and the model instance's compute time per second of the window (Triton's own counters).",
         "",
         "## Checks",
         "",

@@ -101,6 +101,7 @@ def start_triton(run: GpuRun, repo_dir: Path, variants: list[Variant], log_path:
             continue
         run.triton |= {"instance_kind": kind, "start_s": round(time.monotonic() - began, 1)}
         run.triton["grpc_url"] = endpoints.grpc_url
+        run.triton["metrics_url"] = endpoints.metrics_url
         return triton
     return None
 
@@ -132,6 +133,48 @@ def served_check(url: str, variant: Variant, pixels: np.ndarray) -> dict[str, An
             "label_mismatches": mismatches, "near_tie_flips": ties, "passed": passed}  # fmt: skip
 
 
+COUNTERS = (
+    "nv_inference_request_success",
+    "nv_inference_count",
+    "nv_inference_exec_count",
+    "nv_inference_compute_infer_duration_us",
+)
+
+
+async def counters_at(at: float, metrics_url: str, model: str) -> dict[str, float] | None:
+    """Triton's cumulative counters for `model`, read at epoch time `at` (None if unreadable)."""
+    from qscore.inference.metrics import metric_total, scrape_metrics
+
+    await asyncio.sleep(max(0.0, at - time.time()))
+    try:
+        samples = await scrape_metrics(metrics_url)
+    except OSError:
+        return None
+    return {name: metric_total(samples, name, model=model) for name in COUNTERS}
+
+
+def server_figures(
+    start: dict[str, float] | None, end: dict[str, float] | None, seconds: float
+) -> dict[str, float] | None:
+    """What Triton did inside the window: batch sizes formed, and how busy the model instance was."""
+    if start is None or end is None:
+        return None
+    delta = {name: end[name] - start[name] for name in COUNTERS}
+    executions = delta["nv_inference_exec_count"]
+    requests = delta["nv_inference_request_success"]
+    # Triton adds an execution's compute time to every request in its batch: scale back by
+    # executions / requests to get the instance's (one here) compute seconds per second.
+    compute_s = (
+        delta["nv_inference_compute_infer_duration_us"] / 1e6 * (executions / requests if requests else 0.0)
+    )
+    return {
+        "executions": executions,
+        "rows_per_execution": delta["nv_inference_count"] / executions if executions else 0.0,
+        "requests_per_execution": requests / executions if executions else 0.0,
+        "instance_busy_fraction": compute_s / seconds,  # 1.0 = the model instance never idle
+    }
+
+
 def _record(point: Any, gpu: GpuMonitor, window: tuple[float, float]) -> dict[str, Any]:
     record = point.as_dict()
     record.pop("latency_cdf", None)  # keeps the JSON small; the percentiles stay
@@ -141,9 +184,10 @@ def _record(point: Any, gpu: GpuMonitor, window: tuple[float, float]) -> dict[st
 
 
 async def run_search(
-    url: str, search: Search, settings: GpuBenchSettings, budget: Budget, gpu: GpuMonitor
+    urls: tuple[str, str], search: Search, settings: GpuBenchSettings, budget: Budget, gpu: GpuMonitor
 ) -> SearchResult:
     """Raise in-flight requests until samples/s stops growing (as qscore_tools.bench.direct does)."""
+    url, metrics_url = urls
     rules = CeilingSearch(patience=1)
     result = SearchResult(search)
     variant = Variant(search.model, search.max_batch_size, search.dynamic_batching)
@@ -153,7 +197,9 @@ async def run_search(
         if not budget.fits(point_cost_s(settings)):
             result.stopped = "time budget"
             break
-        began = time.time()
+        start = time.time() + SPAWN_ALLOWANCE_S + settings.warmup_s  # as measure_direct's Window
+        end = start + settings.duration_s
+        reads = [asyncio.create_task(counters_at(at, metrics_url, variant.name)) for at in (start, end)]
         try:
             point = await measure_direct(
                 url, variant.name, batch_size=search.rows, concurrency=level,
@@ -162,8 +208,11 @@ async def run_search(
         except LoadGeneratorFailed as exc:
             result.stopped = f"load generator failed: {exc}"
             break
-        start = began + SPAWN_ALLOWANCE_S + settings.warmup_s
-        result.points.append(_record(point, gpu, (start, start + settings.duration_s)))
+        finally:
+            counters = await asyncio.gather(*reads)
+        record = _record(point, gpu, (start, end))
+        record["triton"] = server_figures(counters[0], counters[1], settings.duration_s)
+        result.points.append(record)
         if point.client_cpu_fraction >= rules.client_busy_fraction:
             processes = min(processes * 2, rules.max_processes)
         if point.samples_per_s > best * (1 + rules.growth_threshold):
@@ -175,7 +224,7 @@ async def run_search(
 
 async def measure_all(
     run: GpuRun,
-    url: str,
+    urls: tuple[str, str],
     searches: list[Search],
     budget: Budget,
     gpu: GpuMonitor,
@@ -186,7 +235,7 @@ async def measure_all(
         if not budget.fits(point_cost_s(run.settings)):
             run.skipped.append(search.label)
             continue
-        result = await run_search(url, search, run.settings, budget, gpu)
+        result = await run_search(urls, search, run.settings, budget, gpu)
         run.results.append(result)
         print(describe(result), flush=True)
         if after_each is not None:
