@@ -246,3 +246,17 @@ def test_server_figures_undo_tritons_per_request_compute_time() -> None:
         "instance_busy_fraction": 0.25,
     }
     assert server_figures(None, end, 2.0) is None
+
+
+def test_model_counters_read_one_model_from_triton_metrics() -> None:
+    from qscore_tools.bench.gpu.runner import model_counters
+
+    text = (
+        "# HELP nv_inference_count Number of inferences performed\n"
+        'nv_inference_count{model="digits__mb64_db",version="2"} 640\n'
+        'nv_inference_count{model="digits__mb64_nodb",version="2"} 99\n'
+        'nv_inference_exec_count{model="digits__mb64_db",version="2"} 10\n'
+    )
+    counters = model_counters(text, "digits__mb64_db")
+    assert counters["nv_inference_count"] == 640.0 and counters["nv_inference_exec_count"] == 10.0
+    assert counters["nv_inference_request_success"] == 0.0

@@ -108,10 +108,13 @@ def execute(settings: GpuBenchSettings, out_dir: Path) -> int:
             return 3
         print(f"conversion checks passed on {run.device}", flush=True)
         code = measure(run, out_dir, budget)
+        # Imported here but absent on the GPU machine (names only: versions cannot be checked).
+        missing = missing_there(list(sys.modules))
+        run.preflight["imports_missing_on_gpu_machine"] = missing
+        if missing:
+            run.problems.append(f"this run imported {', '.join(missing)}, which the GPU machine lacks")
         return 3 if run.problems and code == 0 else code
     finally:
-        # Imported here but absent on the GPU machine (names only: versions cannot be checked).
-        run.preflight["imports_missing_on_gpu_machine"] = missing_there(list(sys.modules))
         run.finished_at = time.time()
         json_path, md_path = report.write(run, out_dir)
         print(f"wrote {json_path} and {md_path}", flush=True)

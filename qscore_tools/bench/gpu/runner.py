@@ -10,7 +10,9 @@ The run never starts a point that would end past its budget; what it skipped is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,16 +143,34 @@ COUNTERS = (
 )
 
 
+def model_counters(text: str, model: str) -> dict[str, float]:
+    """COUNTERS for `model` summed over versions, from Prometheus text.
+
+    Not qscore.inference.metrics: importing qscore.inference pulls in pydantic, which the GPU
+    machine lacks (tests/test_gpu_prep.py checks the direct path's imports).
+    """
+    totals = dict.fromkeys(COUNTERS, 0.0)
+    label = f'model="{model}"'
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if name in totals and label in rest:
+            with contextlib.suppress(ValueError):
+                totals[name] += float(rest.rsplit("}", 1)[1].split()[0])
+    return totals
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 async def counters_at(at: float, metrics_url: str, model: str) -> dict[str, float] | None:
     """Triton's cumulative counters for `model`, read at epoch time `at` (None if unreadable)."""
-    from qscore.inference.metrics import metric_total, scrape_metrics
-
     await asyncio.sleep(max(0.0, at - time.time()))
     try:
-        samples = await scrape_metrics(metrics_url)
+        return model_counters(await asyncio.to_thread(_fetch, metrics_url), model)
     except OSError:
         return None
-    return {name: metric_total(samples, name, model=model) for name in COUNTERS}
 
 
 def server_figures(
