@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-Tensor = torch.Tensor
 Attributes = dict[str, Any]
 OpFunction = Callable[[list[Tensor], Attributes], list[Tensor]]
 
