@@ -3,8 +3,12 @@
 # /models. An init container in the Triton pod copies it into a shared volume, so a model
 # release is a small image and the Triton server image (nvcr.io/nvidia/tritonserver,
 # pinned in deploy/base/triton/deployment.yaml) never has to be rebuilt.
+# Built by `qscore release images` (it labels the image with the model versions inside), or:
 #   docker build -f deploy/docker/triton-models.Dockerfile -t qscore-triton-models:<tag> .
-FROM busybox:1.36.1-musl
+# BASE_IMAGE: anything with `cp` (the init container's command); the release tool uses its
+# Debian 12 base where busybox cannot be pulled.
+ARG BASE_IMAGE=busybox:1.36.1-musl
+FROM ${BASE_IMAGE}
 COPY --chown=65532:65532 triton_repo/ /models/
 USER 65532:65532
 CMD ["ls", "-R", "/models"]
