@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from qscore_cli import bench, bus, demo, enqueue, functions, registry, scale, triton, worker
+from qscore_cli import bench, bus, demo, enqueue, functions, registry, release_images, scale, triton, worker
 from qscore_cli.errors import UserError
 
 app = typer.Typer(
@@ -24,6 +24,9 @@ app.add_typer(triton.app, name="triton")
 app.add_typer(bus.app, name="bus")
 app.add_typer(functions.app, name="functions")
 app.add_typer(registry.app, name="model")
+# Minimal `release` group until qscore_cli/release.py (`release package`) lands; then
+# release_images.register(release.app) adds `images` to that group.
+app.add_typer(release_images.release_group(), name="release")
 worker.register(app)
 demo.register(app)
 enqueue.register(app)
