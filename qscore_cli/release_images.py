@@ -45,6 +45,9 @@ def images(
         True, help="Try the official base images first (else the local Debian 12 base)."
     ),
     state_dir: Path | None = typer.Option(None, help="Buildah storage, base cache, logs, SBOMs."),
+    keda_schemas: Path | None = typer.Option(
+        None, help="KEDA v2.20.2 CRD schemas. Default: ../shared/schemas/keda-v2.20.2 beside the checkout."
+    ),
 ) -> None:
     """Build the worker, Functions and model images; smoke-test, scan, push, pin by digest."""
     from qscore_tools.release.buildah import ReleaseError
@@ -68,6 +71,7 @@ def images(
         smoke=smoke,
         publish=publish,
         pull_official=pull_official,
+        keda_schemas=keda_schemas,
     )
     try:
         report = release_images(options, say=lambda line: typer.echo(f"release: {line}", err=True))

@@ -32,3 +32,12 @@ COPY functions /home/site/wwwroot/functions
 COPY qscore /home/site/wwwroot/qscore
 USER 10001:10001
 EXPOSE 8080
+# Labels last, so their values (which change every commit) invalidate no other layer. The
+# release tool passes them; org.opencontainers.image.* are the OCI annotation keys.
+ARG BASE_IMAGE
+ARG QSCORE_REVISION=unknown
+ARG QSCORE_VERSION=dev
+LABEL org.opencontainers.image.title="qscore-functions" \
+      org.opencontainers.image.revision="${QSCORE_REVISION}" \
+      org.opencontainers.image.version="${QSCORE_VERSION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -12,3 +12,15 @@ FROM ${BASE_IMAGE}
 COPY --chown=65532:65532 triton_repo/ /models/
 USER 65532:65532
 CMD ["ls", "-R", "/models"]
+# Labels last, so their values (which change every commit) invalidate no other layer. The
+# release tool passes them; org.opencontainers.image.* are the OCI annotation keys.
+ARG BASE_IMAGE
+ARG QSCORE_REVISION=unknown
+ARG QSCORE_VERSION=dev
+# name=versions;...: the numbered version folders of each model inside (from triton_repo/).
+ARG QSCORE_MODELS=
+LABEL org.opencontainers.image.title="qscore-triton-models" \
+      org.opencontainers.image.revision="${QSCORE_REVISION}" \
+      org.opencontainers.image.version="${QSCORE_VERSION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      dev.qscore.models="${QSCORE_MODELS}"

@@ -47,3 +47,12 @@ EXPOSE 8080
 # SIGTERM starts the worker's drain (QSCORE_DRAIN_GRACE_S); exec form so it reaches Python.
 ENTRYPOINT ["qscore"]
 CMD ["worker"]
+# Labels last, so their values (which change every commit) invalidate no other layer. The
+# release tool passes them; org.opencontainers.image.* are the OCI annotation keys.
+ARG BASE_IMAGE
+ARG QSCORE_REVISION=unknown
+ARG QSCORE_VERSION=dev
+LABEL org.opencontainers.image.title="qscore-worker" \
+      org.opencontainers.image.revision="${QSCORE_REVISION}" \
+      org.opencontainers.image.version="${QSCORE_VERSION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

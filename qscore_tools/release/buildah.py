@@ -117,7 +117,15 @@ class Buildah:
             args += ["--secret", f"id={key},src={path}"]
         iidfile = log.with_suffix(".iid")
         args += ["--iidfile", str(iidfile), str(context)]
-        self.run(*args, log=log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:  # streamed: a build takes minutes, the log shows where
+            handle.write(f"$ buildah {' '.join(args)}\n")
+            handle.flush()
+            proc = subprocess.run(self.command(*args), stdout=handle, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0:
+            raise ReleaseError(
+                f"buildah bud {dockerfile.name} failed ({proc.returncode}): {_tail(log.read_text())}"
+            )
         return iidfile.read_text().strip()
 
     def inspect_labels(self, image: str) -> dict[str, str]:

@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +57,7 @@ class ReleaseOptions:
     smoke: bool = True
     publish: bool = True
     pull_official: bool = True
+    keda_schemas: Path | None = None
 
 
 @dataclass
@@ -89,6 +89,7 @@ class ReleaseReport:
     functions_indexed: list[str] = field(default_factory=list)
     rendered_overlay: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    context: Path = Path(".")
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -111,17 +112,14 @@ def model_versions(repository: Path) -> str:
     return ";".join(models)
 
 
-def _labels(spec: ImageSpec, options: ReleaseOptions, revision: str, tag: str, base: str) -> dict[str, str]:
-    labels = {
-        "org.opencontainers.image.title": spec.repository,
-        "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.version": tag,
-        "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "org.opencontainers.image.base.name": base,
-    }
+def _build_args(
+    spec: ImageSpec, options: ReleaseOptions, revision: str, tag: str, base: str
+) -> dict[str, str]:
+    """BASE_IMAGE and the values of the Dockerfiles' closing LABEL instruction."""
+    args = {"BASE_IMAGE": base, "QSCORE_REVISION": revision, "QSCORE_VERSION": tag}
     if spec.name == "triton-models":
-        labels["dev.qscore.models"] = model_versions(options.repo / "triton_repo")
-    return labels
+        args["QSCORE_MODELS"] = model_versions(options.repo / "triton_repo")
+    return args
 
 
 class _Timer:
@@ -141,20 +139,39 @@ def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def stage_context(repo: Path, target: Path) -> Path:
+    """The files git sees (tracked, and untracked but not ignored) copied into `target`.
+
+    The build context is this copy, not the checkout: buildah walks its whole context, and
+    the checkout holds .venv/ and the tool's own storage (gigabytes) under .qscore/.
+    """
+    listed = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for relative in filter(None, listed.split("\0")):
+        source = repo / relative
+        if source.is_file() and not source.is_symlink():
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination)
+    return target
+
+
 def _build(buildah: Buildah, spec: ImageSpec, options: ReleaseOptions, report: ReleaseReport) -> BuiltImage:
     log = options.state / "logs" / f"{spec.name}.log"
-    dockerfile = options.repo / "deploy" / "docker" / f"{spec.name}.Dockerfile"
+    dockerfile = report.context / "deploy" / "docker" / f"{spec.name}.Dockerfile"
     base = resolve_base(buildah, dockerfile, log, allow_pull=options.pull_official)
-    labels = _labels(spec, options, report.revision, report.tag, base)
     reference = f"localhost/{spec.repository}:{report.tag}"
     with tempfile.TemporaryDirectory(dir=options.state, prefix="secrets-") as secrets:
         pip = write_pip_secrets(Path(secrets))
         image_id = buildah.bud(
             dockerfile,
-            options.repo,
+            report.context,
             tag=reference,
-            build_args={"BASE_IMAGE": base},
-            labels=labels,
+            build_args=_build_args(spec, options, report.revision, report.tag, base),
+            labels={},
             secrets=pip.as_build_secrets(),
             log=log,
         )
@@ -202,9 +219,15 @@ def _publish(buildah: Buildah, options: ReleaseOptions, report: ReleaseReport, t
     if options.registry:
         _push_all(buildah, report, options.registry, options.tls_verify, timer)
     pinned = {b.repository: b.pushed for b in report.images}
+    # name=ref@digest pairs, what `kustomize edit set image` takes (the deploy workflow's input).
+    (options.state / "out").mkdir(parents=True, exist_ok=True)
+    (options.state / "out" / "pinned.txt").write_text(" ".join(f"{k}={v}" for k, v in sorted(pinned.items())))
     rendered = options.state / "out" / f"{options.environment}.rendered.yaml"
     problems = timer.step(
-        "render overlay", lambda: publish.render_pinned(options.repo, options.environment, pinned, rendered)
+        "render overlay",
+        partial(
+            publish.render_pinned, options.repo, options.environment, pinned, rendered, options.keda_schemas
+        ),
     )
     if problems:
         raise ReleaseError("the pinned overlay does not validate:\n" + "\n".join(problems[:20]))
@@ -219,10 +242,13 @@ def release_images(options: ReleaseOptions, say: Callable[[str], None] = print) 
     timer = _Timer(report, say)
     out = options.state / "out"
     specs = [spec for spec in IMAGES if spec.name in options.images]
-    for spec in specs:
-        built = timer.step(f"build {spec.name}", partial(_build, buildah, spec, options, report))
-        timer.step(f"sbom {spec.name}", partial(_describe, buildah, spec, built, out))
-        report.images.append(built)
+    options.state.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=options.state, prefix="context-") as context:
+        report.context = stage_context(options.repo, Path(context))
+        for spec in specs:
+            built = timer.step(f"build {spec.name}", partial(_build, buildah, spec, options, report))
+            timer.step(f"sbom {spec.name}", partial(_describe, buildah, spec, built, out))
+            report.images.append(built)
     by_name = {b.name: b for b in report.images}
     if options.smoke and "functions" in by_name:
         report.functions_indexed = timer.step(
@@ -244,7 +270,7 @@ def release_images(options: ReleaseOptions, say: Callable[[str], None] = print) 
     if options.publish:
         _publish(buildah, options, report, timer)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "release.json").write_text(json.dumps(asdict(report), indent=1) + "\n")
+    (out / "release.json").write_text(json.dumps(asdict(report), indent=1, default=str) + "\n")
     return report
 
 

@@ -140,11 +140,26 @@ def pin_overlay(deploy: Path, environment: str, pinned: dict[str, str]) -> None:
     path.write_text(yaml.safe_dump(kustomization, sort_keys=False))
 
 
-def render_pinned(repo: Path, environment: str, pinned: dict[str, str], out: Path) -> list[str]:
-    """Render the pinned overlay into `out`; returns validation problems (empty when clean)."""
+def render_pinned(
+    repo: Path, environment: str, pinned: dict[str, str], out: Path, keda_schemas: Path | None = None
+) -> list[str]:
+    """Render the pinned overlay into `out`; returns validation problems (empty when clean).
+
+    The checks are tests/test_deploy_manifests.py's: Kubernetes strict, KEDA CRDs strict
+    (`keda_schemas`, default ../shared/schemas/keda-v2.20.2 beside the checkout), the lints.
+    """
     from qscore_tools.scaling.lint import lint_rendered, pod_templates
     from qscore_tools.scaling.manifests import render_overlay
-    from qscore_tools.scaling.validate import KUBERNETES_VERSION, validate_core, validate_keda
+    from qscore_tools.scaling.validate import (
+        KUBERNETES_VERSION,
+        keda_schema_dir,
+        validate_core,
+        validate_keda,
+    )
+
+    schemas = keda_schemas or keda_schema_dir(repo)
+    if not schemas.is_dir():
+        return [f"KEDA CRD schemas missing at {schemas} (docs/deploying.md; or pass --keda-schemas)"]
 
     with tempfile.TemporaryDirectory(prefix="qscore-overlay-") as tmp:
         shutil.copytree(repo / "deploy", Path(tmp) / "deploy")
@@ -152,7 +167,7 @@ def render_pinned(repo: Path, environment: str, pinned: dict[str, str], out: Pat
         docs = render_overlay(environment, Path(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    problems = validate_core(docs, KUBERNETES_VERSION) + validate_keda(docs) + lint_rendered(docs)
+    problems = validate_core(docs, KUBERNETES_VERSION) + validate_keda(docs, schemas) + lint_rendered(docs)
     used = {
         str(container["image"])
         for _, template in pod_templates(docs)
