@@ -1,14 +1,19 @@
 """Debian's buildah, daemonless, with its storage in a folder the release tool owns.
 
 Flags this sandbox needs (and a CI runner tolerates): chroot isolation (no user namespaces,
-no cgroups), explicit ulimits (buildah's default nproc does not fit a container here), the
-vfs storage driver (no overlay mounts), and the host's network for RUN steps.
+no cgroups), explicit ulimits (buildah's default nproc does not fit a container here) and the
+host's network for RUN steps. Storage: overlay where the kernel lets us mount it (as root),
+else vfs, which copies the whole root filesystem for every layer (measured here: a worker
+build grows vfs storage by ~6 GB and spends minutes copying and deleting).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +32,25 @@ BUILD_FLAGS = (
 )
 
 
+@functools.cache
+def storage_driver() -> str:
+    """`overlay` when an overlay mount works here, else `vfs`."""
+    with tempfile.TemporaryDirectory(prefix="qscore-overlay-probe-") as tmp:
+        dirs = {name: Path(tmp) / name for name in ("lower", "upper", "work", "merged")}
+        for path in dirs.values():
+            path.mkdir()
+        options = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
+        probe = subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(dirs["merged"])],
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode != 0:
+            return "vfs"
+        subprocess.run(["umount", str(dirs["merged"])], capture_output=True, check=False)
+        return "overlay"
+
+
 class ReleaseError(RuntimeError):
     """A release step failed; the message says which and why (one line for a person)."""
 
@@ -37,9 +61,10 @@ def _tail(text: str, lines: int = 15) -> str:
 
 @dataclass(frozen=True)
 class Buildah:
-    """`buildah --root <state>/storage --runroot <state>/run --storage-driver vfs ...`."""
+    """`buildah --root <state>/storage/<driver> --runroot <state>/run --storage-driver <driver> ...`."""
 
     state: Path
+    driver: str = dataclasses.field(default_factory=storage_driver)
 
     @property
     def executable(self) -> str:
@@ -52,11 +77,11 @@ class Buildah:
         return [
             self.executable,
             "--root",
-            str(self.state / "storage"),
+            str(self.state / "storage" / self.driver),
             "--runroot",
-            str(self.state / "run"),
+            str(self.state / "run" / self.driver),
             "--storage-driver",
-            "vfs",
+            self.driver,
             *args,
         ]
 
