@@ -85,24 +85,28 @@ def _print(report: ReleaseReport) -> None:
     from rich.table import Table
 
     table = Table(title=f"qscore release images  tag {report.tag}  revision {report.revision}")
-    for column in ("image", "base", "python env", "SBOM (pypi/deb)", "layers scanned", "pushed"):
+    for column in ("image", "base", "python env", "SBOM pypi/deb", "layers scanned"):
         table.add_column(column)
     for built in report.images:
         size = f"{built.python_env_bytes / 1e6:.0f} MB" if built.python_env_bytes else "-"
         counts = f"{built.sbom_components.get('pypi', 0)}/{built.sbom_components.get('deb', 0)}"
-        table.add_row(
-            built.name, built.base, size, counts, str(built.layers_scanned or "-"), built.pushed or "-"
-        )
+        table.add_row(built.name, built.base, size, counts, str(built.layers_scanned or "-"))
     console = Console()
     console.print(table)
+    for built in report.images:  # plain lines: what a person copies and a script greps
+        console.print(
+            f"{built.repository}  {built.pushed or built.reference}", soft_wrap=True, highlight=False
+        )
     if report.worker_smoke:
         smoke = report.worker_smoke
         console.print(
-            f"worker smoke: {smoke['ok']}/{smoke['requests']} replies ok, accuracy {smoke['accuracy']:.2f}, "
-            f"model versions {', '.join(smoke['model_versions'])}, worker exit {smoke['worker_exit']}"
+            f"worker smoke (inside the image): {smoke['ok']}/{smoke['requests']} replies ok, "
+            f"accuracy {smoke['accuracy']:.2f}, model versions {', '.join(smoke['model_versions'])}, "
+            f"worker exit {smoke['worker_exit']}",
+            soft_wrap=True,
         )
     if report.functions_indexed:
-        console.print(f"functions app indexes: {', '.join(report.functions_indexed)}")
+        console.print(f"functions app indexes: {', '.join(report.functions_indexed)}", soft_wrap=True)
     if report.rendered_overlay:
-        console.print(f"pinned overlay: {report.rendered_overlay}")
+        console.print(f"pinned overlay: {report.rendered_overlay}", soft_wrap=True)
     console.print(f"total {sum(report.seconds.values()):.0f} s")

@@ -112,6 +112,8 @@ def test_secret_scan_finds_baked_credentials_and_ignores_code_that_parses_them()
             "app/ai.txt": b"InstrumentationKey=00000000-1111-2222-3333-444444444444;IngestionEndpoint=x",
             "etc/pip.conf": b"[global]\n",
             "lib/parser.py": b'if key == "SharedAccessKey=": pass  # SharedAccessKey=local',
+            "lib/libtls.so": b"\x7fELF\0-----BEGIN PRIVATE KEY-----\n" + b"M" * 64 + b"\n-----END",
+            "app/key.pem": b"-----BEGIN PRIVATE KEY-----\n" + b"M" * 64 + b"\n-----END PRIVATE KEY-----\n",
             "lib/azurite.py": b"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
             b"K1SZFPTOtr/KBHBeksoGMGw==",
         }
@@ -122,6 +124,7 @@ def test_secret_scan_finds_baked_credentials_and_ignores_code_that_parses_them()
         ("app/settings.env", "Service Bus / Event Hubs key"),
         ("app/ai.txt", "Application Insights key"),
         ("etc/pip.conf", "file that must not ship in an image"),
+        ("app/key.pem", "private key"),
     }
 
 

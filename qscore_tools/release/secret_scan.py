@@ -18,7 +18,10 @@ PATTERNS: dict[str, re.Pattern[bytes]] = {
         rb"InstrumentationKey=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     ),
     "SAS token": re.compile(rb"[?&]sig=[A-Za-z0-9%+/]{40,}"),
-    "private key": re.compile(rb"-----BEGIN (?:RSA |EC |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"),
+    # The header alone is in every TLS library (a parser's string); a key has a body.
+    "private key": re.compile(
+        rb"-----BEGIN (?:RSA |EC |OPENSSH |ENCRYPTED )?PRIVATE KEY-----\r?\n[A-Za-z0-9+/=]{60,}"
+    ),
 }
 # Files that must never be in an image at all: the build's pip secrets, local settings.
 FORBIDDEN_FILES = re.compile(r"(^|/)(etc/pip\.conf|run/secrets/.+|local\.settings\.json)$")
@@ -37,10 +40,18 @@ class Finding:
         return f"{self.layer[:19]} {self.path}: {self.what}"
 
 
+# Shared libraries embed their self-test vectors (libgnutls carries RSA/EC/GOST test keys for
+# its FIPS self-tests); a deployed key is a file, never compiled into an ELF object.
+NOT_IN_BINARIES = {"private key"}
+
+
 def scan_bytes(data: bytes) -> list[str]:
     """The pattern names found in `data`."""
     found = []
+    binary = data.startswith(b"\x7fELF")
     for what, pattern in PATTERNS.items():
+        if binary and what in NOT_IN_BINARIES:
+            continue
         for match in pattern.finditer(data):
             if not any(allowed in data[match.start() : match.end() + 100] for allowed in ALLOWED):
                 found.append(what)

@@ -25,13 +25,14 @@ from qscore_tools.release.buildah import Buildah, ReleaseError
 SMOKE_REQUESTS = 24
 MIN_ACCURACY = 0.8
 WWWROOT = "/home/site/wwwroot"
-_INDEX_APP = f"""
+_INDEX_APP = """
 import json, sys
-sys.path[:0] = ["{WWWROOT}", "{WWWROOT}/.python_packages/lib/site-packages"]
+sys.path[:0] = ["WWWROOT", "WWWROOT/.python_packages/lib/site-packages"]
 import azure.functions, function_app
-functions = [json.loads(f.get_function_json()) for f in function_app.app.get_functions()]
-print(json.dumps({{"azure_functions": azure.functions.__version__, "functions": functions}}))
-"""
+functions = [{"name": f.get_function_name(), **json.loads(f.get_function_json())}
+             for f in function_app.app.get_functions()]
+print(json.dumps({"azure_functions": azure.functions.__version__, "functions": functions}))
+""".replace("WWWROOT", WWWROOT)
 
 
 @dataclass(frozen=True)
