@@ -242,7 +242,7 @@ def release_images(options: ReleaseOptions, say: Callable[[str], None] = print) 
     timer = _Timer(report, say)
     out = options.state / "out"
     specs = [spec for spec in IMAGES if spec.name in options.images]
-    options.state.mkdir(parents=True, exist_ok=True)
+    (options.state / "logs").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=options.state, prefix="context-") as context:
         report.context = stage_context(options.repo, Path(context))
         for spec in specs:
