@@ -33,11 +33,12 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     "function_app.py": (["functions"], set()),
     # Runs inside tritonserver's Python backend, which provides it.
     "qscore_local": (["local"], {"triton_python_backend_utils"}),
-    # validate.py (kubernetes_validate, jsonschema) is the tests' offline manifest check.
     "qscore_tools/bench": (["bench"], set()),
-    "qscore_tools/scaling": (["bench"], {"kubernetes_validate", "jsonschema"}),
+    # validate.py (kubernetes_validate, jsonschema): the offline manifest check (release extra).
+    "qscore_tools/scaling": (["bench", "release"], set()),
     "qscore_tools/training": (["train"], set()),
-    "qscore_tools/release": ([], set()),
+    # pipconf.py falls back to the CA bundle pip vendors; pip is in every venv.
+    "qscore_tools/release": (["release"], {"pip"}),
 }
 
 
