@@ -158,9 +158,9 @@ def test_worker_image_builds_and_scores_from_inside_the_image(tmp_path: Path) ->
     state = ROOT / ".qscore" / "release-test"  # this test's own: base and layers cached between runs
     for tarball in (ROOT / ".qscore" / "images" / "base").glob("debian12-*.tar"):
         seeded = state / "base" / tarball.name  # the command's base, when it has made one
-        if not seeded.exists():
+        if tarball.is_file() and not seeded.exists():
             seeded.parent.mkdir(parents=True, exist_ok=True)
-            seeded.hardlink_to(tarball)
+            shutil.copyfile(tarball, seeded)
     options = ReleaseOptions(
         repo=ROOT,
         state=state,

@@ -64,7 +64,7 @@ def debian_base(buildah: Buildah, log: Path) -> str:
     tarball = buildah.state / "base" / f"debian12-{_cache_key()}.tar"
     if not tarball.is_file():
         tarball.parent.mkdir(parents=True, exist_ok=True)
-        partial = tarball.with_suffix(".partial")
+        partial = tarball.with_suffix(".partial.tar")  # mmdebstrap picks the format by suffix
         with log.open("a") as handle:
             proc = subprocess.run(
                 _mmdebstrap_args(partial), stdout=handle, stderr=subprocess.STDOUT, check=False
