@@ -272,10 +272,3 @@ def release_images(options: ReleaseOptions, say: Callable[[str], None] = print) 
     out.mkdir(parents=True, exist_ok=True)
     (out / "release.json").write_text(json.dumps(asdict(report), indent=1, default=str) + "\n")
     return report
-
-
-def remove_state(state: Path) -> None:
-    """Forget everything but the cached Debian base tarball (a fresh build, same base)."""
-    for child in state.iterdir() if state.is_dir() else []:
-        if child.name != "base":
-            shutil.rmtree(child, ignore_errors=True)
