@@ -11,10 +11,12 @@ import contextlib
 import logging
 from typing import Any
 
+from qscore.claimcheck import ClaimCheckSettings
 from qscore.inference.errors import ModelNotFound
 from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore.transport import ReplySender, servicebus_client
+from workers.claims import WorkerClaims
 from workers.health import HealthServer, WorkerState
 from workers.hooks import WorkerHooks
 from workers.loop import ReceiveLoop
@@ -27,10 +29,10 @@ log = logging.getLogger(__name__)
 
 
 def _interaction_sink(settings: WorkerSettings) -> Any:
-    if settings.interaction_log is None:
-        return None
     from qscore.monitoring.interaction_log import InteractionLog
 
+    if settings.interaction_log is None:  # QSCORE_INTERACTION_LOG_URL: the Blob log, if set
+        return InteractionLog.from_env()
     return InteractionLog(settings.interaction_log)
 
 
@@ -90,6 +92,8 @@ async def run_worker(
         replies = ReplySender(client)
         stack.push_async_callback(replies.close)
         preparer = _preparer(settings, backend, stack)
+        claims = WorkerClaims(ClaimCheckSettings.from_env(), backend)
+        stack.push_async_callback(claims.close)
         loop = ReceiveLoop(
             settings=settings,
             client=client,
@@ -100,6 +104,7 @@ async def run_worker(
             hooks=hooks,
             state=state,
             stop=stop,
+            claims=claims,
         )
         log.info("worker %s consuming %s", settings.worker_id, settings.request_queue)
         await loop.run()

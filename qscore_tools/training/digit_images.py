@@ -57,7 +57,9 @@ def render_png(pixels8x8: np.ndarray, rng: np.random.Generator, side: int = REND
     inner = int(side * 0.75)
     canvas = np.zeros((side, side), dtype=np.float32)
     dx, dy = rng.integers(0, side - inner + 1, size=2)
-    canvas[dy : dy + inner, dx : dx + inner] = np.asarray(small.resize((inner, inner), Image.BILINEAR))
+    canvas[dy : dy + inner, dx : dx + inner] = np.asarray(
+        small.resize((inner, inner), Image.Resampling.BILINEAR)
+    )
     canvas += rng.normal(0.0, 20.0, canvas.shape)
     buffer = io.BytesIO()
     Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
@@ -142,7 +144,7 @@ def export_onnx(model: Any) -> bytes:
     torch.onnx.export(
         model,
         (torch.zeros(1, 1, SIDE, SIDE),),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # a file object works; the stub says paths only
         dynamo=False,
         opset_version=OPSET,
         input_names=["pixels"],

@@ -28,7 +28,7 @@ def image_to_pixels(encoded: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(encoded)) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError(f"image is {image.width}x{image.height}, over {MAX_PIXELS} pixels")
-            gray = image.convert("L").resize((SIDE, SIDE), Image.BILINEAR)
+            gray = image.convert("L").resize((SIDE, SIDE), Image.Resampling.BILINEAR)
     except (OSError, SyntaxError) as exc:  # Pillow raises these for data that is not an image
         raise ValueError(f"not a decodable PNG/JPEG image: {exc}") from None
     return (np.asarray(gray, dtype=np.float32) / 255.0).reshape(1, SIDE, SIDE)
