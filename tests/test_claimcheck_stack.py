@@ -33,7 +33,7 @@ from tests.fixtures.worker import (
 )
 from workers.telemetry import WorkerTelemetry
 
-FOUR_MB_SIDE = 2050  # a noisy PNG of this side is just over 4 MB
+FOUR_MB_SIDE = 2450  # a noisy PNG of this side is just over 4 MB
 
 
 @pytest.fixture

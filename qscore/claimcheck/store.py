@@ -13,7 +13,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobServiceClient
+from azure.storage.blob.aio import BlobServiceClient, LinearRetry
 
 from qscore.claimcheck.reference import ClaimCheck, sha256_hex
 from qscore.claimcheck.settings import ClaimCheckSettings
@@ -36,9 +36,11 @@ class ClaimTooLarge(Exception):
 
 
 def service_client(settings: ClaimCheckSettings) -> BlobServiceClient:
+    # The Storage SDK's default retry waits 15 s and more between attempts; a message waiting on
+    # it would hold its lock for a minute. Short retries here, then the message is abandoned.
+    retry = LinearRetry(backoff=1, retry_total=settings.retry_total, random_jitter_range=1)
     options: dict[str, Any] = {
-        "retry_total": settings.retry_total,
-        "retry_backoff_factor": 0.2,
+        "retry_policy": retry,
         "connection_timeout": settings.timeout_s,
         "read_timeout": settings.timeout_s,
     }

@@ -1,7 +1,7 @@
 """Encoded digit images for the `digit_images` model: requests of a chosen size, with true labels.
 
 The held-out digits (data/digits_test.npz, 8x8) drawn as grayscale PNGs of any side, with pixel
-noise so that PNG cannot compress them away: a side of about 2,000 px is a 4 MB file. The demo,
+noise so that PNG cannot compress them away: a side of about 2,450 px is a 4 MB file. The demo,
 the benchmarks and the tests use these; the model's own preprocessing resizes them.
 """
 
@@ -35,8 +35,8 @@ def digit_png(pixels8x8: np.ndarray, *, side: int, seed: int = 0, noise: float =
 
 
 def side_for_bytes(target_bytes: int) -> int:
-    """About the side whose noisy PNG is `target_bytes` (measured: ~1.0 byte per pixel)."""
-    return max(16, int(np.sqrt(target_bytes / 1.0)))
+    """About the side whose noisy PNG is `target_bytes` (measured: ~0.69 bytes per pixel)."""
+    return max(16, int(np.sqrt(target_bytes / 0.69)))
 
 
 def image_batch(pngs: list[bytes]) -> np.ndarray:

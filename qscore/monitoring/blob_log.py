@@ -64,15 +64,18 @@ def parse_log_url(url: str) -> LogLocation:
 
 
 def _sync_container(location: LogLocation) -> Any:
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobServiceClient, LinearRetry
 
+    retry = LinearRetry(backoff=1, retry_total=3, random_jitter_range=1)  # the SDK's default waits 15 s+
     connection = os.environ.get(BLOB_CONNECTION_ENV)
     if connection:
-        service = BlobServiceClient.from_connection_string(connection, retry_total=3)
+        service = BlobServiceClient.from_connection_string(connection, retry_policy=retry)
     else:
         from azure.identity import DefaultAzureCredential
 
-        service = BlobServiceClient(location.account_url, credential=DefaultAzureCredential(), retry_total=3)
+        service = BlobServiceClient(
+            location.account_url, credential=DefaultAzureCredential(), retry_policy=retry
+        )
     return service.get_container_client(location.container)
 
 
