@@ -35,6 +35,8 @@ NUMPY_TO_TRITON: dict[np.dtype[Any], str] = {v: k for k, v in TRITON_TO_NUMPY.it
 ALLOW_NON_FINITE_PARAMETER = "qscore.allow_non_finite"
 # A model may take request bodies larger than the queue carries (by claim-check) up to this size.
 MAX_REQUEST_BYTES_PARAMETER = "qscore.max_request_bytes"
+# Which output holds the predicted class (monitoring, the demo's accuracy): the model says.
+CLASS_OUTPUT_PARAMETER = "qscore.predicted_class_output"
 
 
 def config_datatype(data_type: str) -> str:
@@ -80,6 +82,7 @@ class ModelSpec(BaseModel):
     max_queue_delay_us: int = 0
     allow_non_finite: bool = False
     max_request_bytes: int | None = None  # the config's qscore.max_request_bytes, if set
+    class_output: str | None = None  # the config's qscore.predicted_class_output, if set
 
     def input(self, name: str) -> TensorSpec | None:
         """The input spec called `name`, if the model has one."""
@@ -103,6 +106,7 @@ class ModelSpec(BaseModel):
         parameters = config.get("parameters") or {}
         non_finite = parameters.get(ALLOW_NON_FINITE_PARAMETER, {}).get("string_value", "false")
         max_request = parameters.get(MAX_REQUEST_BYTES_PARAMETER, {}).get("string_value")
+        class_output = parameters.get(CLASS_OUTPUT_PARAMETER, {}).get("string_value")
         return cls(
             name=config["name"],
             versions=versions,
@@ -112,4 +116,5 @@ class ModelSpec(BaseModel):
             max_queue_delay_us=int(batching.get("max_queue_delay_microseconds", 0)),
             allow_non_finite=str(non_finite).lower() == "true",
             max_request_bytes=int(max_request) if max_request else None,
+            class_output=class_output or None,
         )

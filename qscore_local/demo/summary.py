@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from qscore.producer import OutcomeKind, ProducerStats, ReplyOutcome
-from qscore_local.demo.workload import LABEL_NAME
 
 STAGES = ("end_to_end", "queue_wait", "batch_wait", "inference", "total")
 
@@ -50,6 +49,10 @@ class DemoSummary:
     model_versions: dict[str, int]
     workers: int
     run_dir: str
+    # Claim-check: requests whose body went through Blob Storage instead of the queue, and bytes.
+    by_reference: int = 0
+    bytes_by_reference: int = 0
+    interaction_log_url: str | None = None  # where the workers' Blob interaction log is
 
     @property
     def all_answered(self) -> bool:
@@ -78,6 +81,10 @@ class SummaryBuilder:
     timed_out: int = 0
     correct_rows: int = 0
     scored_rows: int = 0
+    # The model's predicted-class output (its config's qscore.predicted_class_output); no
+    # accuracy without one.
+    class_output: str | None = None
+    by_reference: tuple[int, int] = (0, 0)
 
     def add(self, outcome: ReplyOutcome) -> None:
         labels = self.labels_by_request.pop(outcome.request_id, None)
@@ -98,8 +105,8 @@ class SummaryBuilder:
         self.latencies["inference"].append(timings.inference_ms)
         self.latencies["total"].append(timings.total_ms)
         outputs = reply.outputs or {}
-        if labels is not None and LABEL_NAME in outputs:
-            predicted = outputs[LABEL_NAME].to_numpy().reshape(-1)
+        if labels is not None and self.class_output in outputs:
+            predicted = outputs[self.class_output].to_numpy().reshape(-1)
             self.scored_rows += len(labels)
             if predicted.shape == labels.shape:
                 self.correct_rows += int(np.sum(predicted == labels))
@@ -132,6 +139,8 @@ class SummaryBuilder:
             model_versions=dict(self.versions),
             workers=workers,
             run_dir=str(run_dir),
+            by_reference=self.by_reference[0],
+            bytes_by_reference=self.by_reference[1],
         )
 
 
