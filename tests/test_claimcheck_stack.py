@@ -202,3 +202,27 @@ def _image_request(png: bytes) -> Any:
     from qscore.producer import OutgoingRequest as ProducerRequest
 
     return ProducerRequest.build(IMAGE_MODEL, {IMAGE_INPUT: image_batch([png])})
+
+
+async def test_a_reply_over_the_threshold_goes_by_reference_and_the_producer_resolves_it(
+    bus: Any,
+    worker_settings: WorkerSettingsFactory,
+    claim_env: ClaimCheckSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    digits_test_set: DigitsTestSet,
+    fresh_queue: str,
+) -> None:
+    monkeypatch.setenv("QSCORE_CLAIM_CHECK_THRESHOLD_BYTES", "200")  # every reply is larger
+    png = digit_png(digits_test_set.pixels[7], side=64, seed=7)
+    producer = ScoringProducer(
+        settings=ProducerSettings(
+            connection=bus.connection_string, request_queue=fresh_queue, reply_timeout_s=60
+        ),
+        claim_check=claim_env,  # its own threshold (192 KiB): the request goes inline
+    )
+    async with running_worker(worker_settings(request_queue=fresh_queue)), producer:
+        outcome = await producer.score(IMAGE_MODEL, {IMAGE_INPUT: image_batch([png])})
+        assert (producer.claims.sent_by_reference, producer.claims.replies_by_reference) == (0, 1)
+    assert outcome.reply is not None and outcome.reply.status == ReplyStatus.OK, outcome
+    assert int(outcome.reply.output_arrays()["label"].ravel()[0]) == int(digits_test_set.labels[7])
+    assert await _blob_names(claim_env) == []  # the producer deleted the reply's blob once read

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from qscore.claimcheck import ClaimCheckSettings
+from qscore.claimcheck.replies import ReplyClaims
 from qscore.inference.errors import ModelNotFound
 from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
@@ -89,10 +90,11 @@ async def run_worker(
                 connection=settings.servicebus_connection, namespace=settings.servicebus_namespace
             )
             stack.push_async_callback(client.close)
-        replies = ReplySender(client)
+        claim_settings = ClaimCheckSettings.from_env()
+        replies = ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None)
         stack.push_async_callback(replies.close)
         preparer = _preparer(settings, backend, stack)
-        claims = WorkerClaims(ClaimCheckSettings.from_env(), backend)
+        claims = WorkerClaims(claim_settings, backend)
         stack.push_async_callback(claims.close)
         loop = ReceiveLoop(
             settings=settings,

@@ -33,6 +33,7 @@ class ProducerClaims:
         self.store = ClaimStore(settings) if settings is not None else None
         self.sent_by_reference = 0
         self.bytes_by_reference = 0
+        self.replies_by_reference = 0
 
     async def check_in(self, requests: Sequence[OutgoingRequest]) -> dict[str, bytes]:
         """Reference bodies (by request id) for the requests whose body is over the threshold."""
@@ -63,6 +64,7 @@ class ProducerClaims:
         claim = parse_reference(body).claim_check
         data = await self.store.fetch(claim, max_bytes=MAX_REPLY_BYTES)
         await self.store.delete(claim.blob)
+        self.replies_by_reference += 1
         return data
 
     async def close(self) -> None:
