@@ -105,8 +105,9 @@ class SummaryBuilder:
         self.latencies["inference"].append(timings.inference_ms)
         self.latencies["total"].append(timings.total_ms)
         outputs = reply.outputs or {}
-        if labels is not None and self.class_output in outputs:
-            predicted = outputs[self.class_output].to_numpy().reshape(-1)
+        class_output = self.class_output or _class_output_by_shape(outputs)
+        if labels is not None and class_output in outputs:
+            predicted = outputs[class_output].to_numpy().reshape(-1)
             self.scored_rows += len(labels)
             if predicted.shape == labels.shape:
                 self.correct_rows += int(np.sum(predicted == labels))
@@ -142,6 +143,16 @@ class SummaryBuilder:
             by_reference=self.by_reference[0],
             bytes_by_reference=self.by_reference[1],
         )
+
+
+def _class_output_by_shape(outputs: dict[str, Any]) -> str | None:
+    """Without the config's word: the one integer output with one value per row, if exactly one."""
+    candidates = [
+        name
+        for name, tensor in outputs.items()
+        if tensor.datatype.startswith(("INT", "UINT")) and len(tensor.shape) == 2 and tensor.shape[1] == 1
+    ]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def batch_size_distribution(statistics: dict[str, Any], model: str) -> dict[int, int]:
