@@ -9,11 +9,13 @@ Azurite data.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,8 +91,6 @@ def test_demo_of_the_image_model_by_reference_and_its_log_read_back(tmp_path: Pa
     assert summary["ok"] == 60 and summary["by_reference"] == 60 and summary["accuracy"] > 0.8
     assert "sent by reference (claim-check)" in result.stdout
     with LocalAzurite(location=run_dir / "azurite") as endpoint:
-        import os
-
         os.environ["QSCORE_BLOB_CONNECTION"] = endpoint.connection_string
         try:
             drift = CliRunner().invoke(
@@ -108,3 +108,52 @@ def test_demo_of_the_image_model_by_reference_and_its_log_read_back(tmp_path: Pa
             del os.environ["QSCORE_BLOB_CONNECTION"]
     assert drift.exit_code == 0, drift.output
     assert "overall" in drift.output
+
+
+@pytest.mark.slow
+async def test_qscore_enqueue_sends_a_4mb_image_by_reference_to_a_worker_process(
+    bus: Any, triton: Any, azurite: AzuriteEndpoint, fresh_queue: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from qscore.claimcheck import ClaimCheckSettings, ClaimStore
+    from qscore.inference.images import digit_png
+    from qscore.inference.testset import load_digits_test_set
+    from qscore_local.workers import WorkerPool
+
+    test_set = load_digits_test_set()
+    image = tmp_path / "four-mb.png"
+    image.write_bytes(digit_png(test_set.pixels[9], side=2450, seed=9))
+    container = f"claims-{uuid.uuid4().hex[:8]}"
+    blob_env = {
+        "QSCORE_BLOB_CONNECTION": azurite.connection_string,
+        "QSCORE_CLAIM_CHECK_CONTAINER": container,
+    }
+    env = {
+        "QSCORE_SERVICEBUS_CONNECTION": bus.connection_string,
+        "QSCORE_TRITON_URL": triton.grpc_url,
+        "QSCORE_REQUEST_QUEUE": fresh_queue,
+        "QSCORE_REGISTRY_PATH": str(tmp_path / "registry.json"),
+        **blob_env,
+    }
+    pool = WorkerPool(count=1, env=env, log_dir=tmp_path)
+    await pool.start(timeout_s=60)
+    try:
+        command = [*QSCORE, "enqueue", "--image", str(image), "--model", "digit_images"]
+        command += ["--connection", bus.connection_string, "--request-queue", fresh_queue]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            env={**os.environ, **blob_env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output = (await asyncio.wait_for(process.communicate(), 120))[0].decode()
+    finally:
+        await pool.stop()
+    assert process.returncode == 0, output
+    assert f"label=[{int(test_set.labels[9])}]" in output, output
+    store = ClaimStore(ClaimCheckSettings(connection=azurite.connection_string, container=container))
+    try:
+        assert await store.names() == []
+    finally:
+        await store.close()
