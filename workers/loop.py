@@ -21,6 +21,7 @@ from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
+from workers.claims import WorkerClaims
 from workers.health import WorkerState
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
@@ -65,8 +66,10 @@ class ReceiveLoop:
         hooks: WorkerHooks,
         state: WorkerState,
         stop: StopRequest,
+        claims: WorkerClaims | None = None,
     ) -> None:
         self.settings = settings
+        self.claims = claims or WorkerClaims(None, None)
         self._client = client
         self._backend = backend
         self._preparer = preparer
@@ -147,7 +150,11 @@ class ReceiveLoop:
             held = HeldMessages(limit=settings.max_held_messages)
             self._telemetry.watch_held(held)
             settler = Settler(
-                MessageSettler(receiver, control=control), held, self._telemetry, on_settled=self._on_settled
+                MessageSettler(receiver, control=control),
+                held,
+                self._telemetry,
+                on_settled=self._on_settled,
+                after_settled=self.claims.after_settled,
             )
             batcher = self._batcher(settler)
             intake = Intake(
@@ -164,6 +171,7 @@ class ReceiveLoop:
                     ),
                     worker_id=settings.worker_id,
                     max_message_bytes=settings.max_message_bytes,
+                    claims=self.claims,
                 ),
                 on_unavailable=self._triton_unavailable,
             )

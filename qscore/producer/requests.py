@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from azure.servicebus import ServiceBusMessage
 
+from qscore.claimcheck.reference import CLAIM_CHECK_CONTENT_TYPE
 from qscore.contracts import REQUEST_CONTENT_TYPE, ScoreRequest, Tensor
 
 
@@ -72,17 +73,23 @@ def split_rows(
 
 
 def request_message(
-    outgoing: OutgoingRequest, *, reply_to: str, reply_to_session_id: str, traceparent: str | None = None
+    outgoing: OutgoingRequest,
+    *,
+    reply_to: str,
+    reply_to_session_id: str,
+    traceparent: str | None = None,
+    reference: bytes | None = None,
 ) -> ServiceBusMessage:
-    """The message for a request, addressed so the worker replies to our session."""
+    """The message for a request, addressed so the worker replies to our session; with a
+    claim-check `reference`, that reference instead of the body (qscore.claimcheck)."""
     properties: dict[str | bytes, Any] = {}
     if traceparent:
         properties["traceparent"] = traceparent
     return ServiceBusMessage(
-        outgoing.body(),
+        outgoing.body() if reference is None else reference,
         message_id=outgoing.request_id,
         reply_to=reply_to,
         reply_to_session_id=reply_to_session_id,
-        content_type=REQUEST_CONTENT_TYPE,
+        content_type=REQUEST_CONTENT_TYPE if reference is None else CLAIM_CHECK_CONTENT_TYPE,
         application_properties=properties or None,
     )
