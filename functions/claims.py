@@ -44,17 +44,17 @@ class FunctionClaims:
             if not is_reference(body):
                 resolved.append(message)
                 continue
+            content_type: str | None = None  # a rejection document: judged by its body, not its type
             try:  # ClaimStoreUnavailable propagates: the trigger fails and the batch is redelivered
-                data = (
-                    await self.resolver.resolve(CLAIM_CHECK_CONTENT_TYPE, body, key=message.message_id)
-                ).body
+                found = await self.resolver.resolve(CLAIM_CHECK_CONTENT_TYPE, body, key=message.message_id)
+                data, content_type = found.body, found.content_type
             except ContractViolation as violation:
                 data = json.dumps(
                     {REJECTED_KEY: {"code": violation.code.value, "description": violation.description}}
                 ).encode()
-            resolved.append(
-                InboundMessage.from_body(data, **message.model_dump(exclude={"body", "encoding"}))
-            )
+            # From here on the message is what the reference pointed at, with that content type.
+            fields = message.model_dump(exclude={"body", "encoding", "content_type"})
+            resolved.append(InboundMessage.from_body(data, content_type=content_type, **fields))
         return resolved
 
     async def release(self, messages: Sequence[InboundMessage]) -> None:

@@ -2,8 +2,8 @@
 
 A 4 MB image by reference is fetched in the trigger, scored by the activities and replied; its
 blob is gone afterwards. A reference to a missing blob gets the worker's reason
-(`claim_check_missing`, here as the Functions app's error reply). The payload store in Blob
-keeps a batch too large for the Durable history.
+(`claim_check_missing`, on the Functions failures queue as the worker dead-letters it). The
+payload store in Blob keeps a batch too large for the Durable history.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from functions.dead_letters import DeadLetterStore
 
 from functions.payload_store import BlobPayloadStore, payload_store_for
 from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE, ClaimCheckSettings, ClaimReference, ClaimStore
-from qscore.contracts import ReplyStatus, ScoreReply
+from qscore.contracts import ReplyStatus
 from qscore.inference.images import IMAGE_INPUT, IMAGE_MODEL, digit_png, image_batch
 from qscore.inference.testset import DigitsTestSet
 from qscore.producer import OutgoingRequest, ProducerSettings, ScoringProducer
@@ -28,6 +27,7 @@ from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore_local.azurite import AzuriteEndpoint
 from qscore_local.functions_host.driver import InProcessDriver
+from tests.fixtures.durable import failure_records
 
 FOUR_MB_SIDE = 2450
 
@@ -45,6 +45,7 @@ async def blob_runtime(
 
     from qscore.inference import ModelNotFound, TritonClient
     from qscore.transport import ReplySender
+    from qscore.transport.failures import FailureQueue
 
     claims = ClaimCheckSettings(
         connection=azurite.connection_string, container=f"claims-{uuid.uuid4().hex[:8]}"
@@ -66,7 +67,7 @@ async def blob_runtime(
         ),
         replies=ReplySender(client),
         payloads=payloads,
-        dead_letters=DeadLetterStore(settings.dead_letter_path),
+        failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,
         registry=registry,
     )
@@ -97,7 +98,9 @@ async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
         async with producer:
             await producer.send([image])
             other_session = f"fn-missing-{uuid.uuid4().hex[:8]}"
-            await _send_reference(bus.connection_string, other_session, ClaimReference(claim_check=missing))
+            missing_id = f"missing-blob-{uuid.uuid4().hex[:8]}"
+            reference = ClaimReference(claim_check=missing)
+            await _send_reference(bus.connection_string, other_session, reference, missing_id)
             async with (
                 InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
                 runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
@@ -108,25 +111,13 @@ async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
         assert outcome.reply is not None and outcome.reply.status == ReplyStatus.OK, outcome
         assert int(outcome.reply.output_arrays()["label"].ravel()[0]) == int(digits_test_set.labels[index])
         assert await store.names() == []  # the trigger deleted the claim once the batch was stored
-        rejected = await _one_reply(bus.connection_string, other_session)
-        assert rejected.error is not None and rejected.error.code == "claim_check_missing"
+        failed = await failure_records(runtime.servicebus, {missing_id})
+        assert failed[missing_id].reason == "claim_check_missing"
     finally:
         await store.close()
 
 
-async def _one_reply(connection: str, session: str) -> ScoreReply:
-    from azure.servicebus.aio import ServiceBusClient
-
-    async with (
-        ServiceBusClient.from_connection_string(connection) as client,
-        client.get_queue_receiver("scoring-replies", session_id=session, max_wait_time=10) as receiver,
-    ):
-        (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
-        await receiver.complete_message(message)
-        return ScoreReply.model_validate_json(b"".join(message.body))
-
-
-async def _send_reference(connection: str, session: str, reference: ClaimReference) -> None:
+async def _send_reference(connection: str, session: str, reference: ClaimReference, message_id: str) -> None:
     from azure.servicebus import ServiceBusMessage
     from azure.servicebus.aio import ServiceBusClient
 
@@ -137,7 +128,7 @@ async def _send_reference(connection: str, session: str, reference: ClaimReferen
         await sender.send_messages(
             ServiceBusMessage(
                 reference.body(),
-                message_id="missing-blob",
+                message_id=message_id,
                 reply_to="scoring-replies",
                 reply_to_session_id=session,
                 content_type=CLAIM_CHECK_CONTENT_TYPE,

@@ -32,6 +32,8 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     "qscore/batch": (["batch"], set()),
     "qscore/registry/catalog.py": (["registry"], set()),
     "qscore/monitoring/feedback.py": (["registry"], {"matplotlib"}),  # --plot: the plot extra
+    # Renders digit images (demo, `qscore enqueue --image`, tests): Pillow comes with the local stack.
+    "qscore/inference/images.py": (["local"], set()),
     "workers": (["worker"], set()),
     "functions": (["functions"], set()),
     "function_app.py": (["functions"], set()),
@@ -44,6 +46,8 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     # validate.py (kubernetes_validate, jsonschema): the offline manifest check (release extra).
     "qscore_tools/scaling": (["bench", "release"], set()),
     "qscore_tools/training": (["train"], set()),
+    # torch: installed on demand (the CPU build on disk), the ONNX file is committed.
+    "qscore_tools/training/digit_images.py": (["train-images"], {"torch"}),
     # pipconf.py falls back to the CA bundle pip vendors; pip is in every venv.
     "qscore_tools/release": (["release"], {"pip"}),
 }
@@ -135,7 +139,7 @@ def test_the_cli_module_level_imports_need_only_the_cli_extra() -> None:
 
 
 def test_dev_is_everything() -> None:
-    named = set(PROJECT["optional-dependencies"]) - {"dev", "gpu"}  # torch: several GB, on demand
+    named = set(PROJECT["optional-dependencies"]) - {"dev", "gpu", "train-images"}  # torch: GBs, on demand
     assert set(extras.expand_extras(PROJECT, ["dev"])) == named | {"dev"}
 
 
