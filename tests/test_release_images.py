@@ -64,7 +64,9 @@ def test_each_image_installs_its_extra_and_copies_code_after_the_dependencies() 
 
 
 def test_model_versions_label_names_each_model_s_versions() -> None:
-    assert model_versions(ROOT / "triton_repo") == "bench_mlp=1;digits=1,2"
+    assert model_versions(ROOT / "triton_repo") == (
+        "bench_mlp=1;digit_images=1;digit_images_classifier=1;digit_images_preprocess=1;digits=1,2"
+    )
 
 
 def _fake_root(tmp_path: Path) -> Path:
