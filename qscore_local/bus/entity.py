@@ -12,22 +12,27 @@ from qscore_local.bus.store import StoredRow
 
 @dataclass(slots=True, eq=False)
 class Envelope:
-    """A message the broker holds, with its delivery bookkeeping."""
+    """A message the broker holds, with its delivery bookkeeping.
 
-    seq: int
+    `uid` keys it across the endpoint (store rows, timers); `seq` is its sequence number in its
+    queue (a dead-lettered message keeps the number it had)."""
+
+    uid: int
     entity: str
     payload: bytes
     enqueued_ms: int
     expires_ms: int | None
     visible_ms: int | None
     session_id: str | None
-    delivery_count: int = 0
+    delivery_count: int
+    seq: int
+    deferred: bool = False
     lock_token: uuid.UUID | None = None
     locked_until_ms: int = 0
 
     def row(self) -> StoredRow:
         return StoredRow(
-            self.seq,
+            self.uid,
             self.entity,
             self.payload,
             self.enqueued_ms,
@@ -35,6 +40,8 @@ class Envelope:
             self.visible_ms,
             self.session_id,
             self.delivery_count,
+            self.seq,
+            self.deferred,
         )
 
 
@@ -92,6 +99,10 @@ class Entity:
     session_states: dict[str, bytes] = field(default_factory=dict)
     scheduled: dict[int, Envelope] = field(default_factory=dict)
     locked: dict[uuid.UUID, Envelope] = field(default_factory=dict)
+    deferred: dict[int, Envelope] = field(default_factory=dict)
+    next_seq: int = 1
+    # Message ids seen within the duplicate detection window: id -> when it leaves the window.
+    recent_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def requires_session(self) -> bool:
@@ -114,7 +125,9 @@ class Entity:
     def add(self, envelope: Envelope, now_ms: int) -> None:
         """Hold a new (or moved-in) message: ready now, or scheduled for later."""
         self.messages[envelope.seq] = envelope
-        if envelope.visible_ms is not None and envelope.visible_ms > now_ms:
+        if envelope.deferred:
+            self.deferred[envelope.seq] = envelope
+        elif envelope.visible_ms is not None and envelope.visible_ms > now_ms:
             self.scheduled[envelope.seq] = envelope
         else:
             self._backlog_for(envelope).push(envelope)
@@ -135,6 +148,7 @@ class Entity:
         """Forget a message entirely (completed, expired, moved to the dead-letter queue)."""
         self.messages.pop(envelope.seq, None)
         self.scheduled.pop(envelope.seq, None)
+        self.deferred.pop(envelope.seq, None)
         if envelope.lock_token is not None:
             self.locked.pop(envelope.lock_token, None)
         self._backlog_for(envelope).remove(envelope.seq)

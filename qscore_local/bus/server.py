@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from proton.reactor import Container
 
 from qscore_local.bus import codec, dispatch
 from qscore_local.bus.addressing import SESSION_FILTER, is_request_node, node_path, session_filter
+from qscore_local.bus.admin import AdminNode
 from qscore_local.bus.broker import (
     NOT_ALLOWED,
     NOT_FOUND,
@@ -70,6 +72,9 @@ class BusServer:
         self.host, self.port = host, port
         self.container: Container | None = None
         self.management = ManagementNode(broker, self._settled_out_of_band)
+        self.admin = AdminNode(broker)
+        # Held by the loop while it runs engine events; gateway threads take it for admin requests.
+        self.lock = threading.RLock()
         self.consumers: dict[str, list[Consumer]] = {}
         self.pending_sessions: list[PendingSessionAttach] = []
         self.pending_acks: list[Delivery] = []
@@ -171,7 +176,15 @@ class BusServer:
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("refusing link %s: %s", link.name, description)
         set_role(link, None)
-        self._open(link)
+        if link.is_sender:
+            # A refused receiver: Service Bus attaches with a null source and detaches with the
+            # error; an echoed source would tell the SDK the link is up (it then waits forever).
+            link.target.copy(link.remote_target)
+            link.snd_settle_mode = link.remote_snd_settle_mode
+            link.rcv_settle_mode = link.remote_rcv_settle_mode
+            link.open()
+        else:
+            self._open(link)
         link.condition = error(condition, description)
         link.close()
 
@@ -272,8 +285,6 @@ class BusServer:
         role = role_of(link)
         if isinstance(role, Consumer):
             dispatch.apply_settlement(self.broker, role, delivery, codec.now_ms())
-            if role.session_id is not None:
-                self._extend_session(role)
         elif isinstance(role, Producer):
             self._on_transfer(role, delivery)
         elif isinstance(role, RequestLink):
@@ -328,7 +339,7 @@ class BusServer:
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         if request_link.node == CBS_NODE:
-            response = cbs_response(request)
+            response = cbs_response(request, self.broker)
         else:
             response = self.management.handle(request_link.node, request, codec.now_ms())
         self.pending_replies.append((request_link.link, request_link.node, response))
@@ -383,14 +394,6 @@ class BusServer:
         for pending in [p for p in self.pending_sessions if p.deadline_ms <= now_ms]:
             self.pending_sessions.remove(pending)
             self._refuse(pending.link, TIMEOUT, "No session is available within the requested time.")
-
-    def _extend_session(self, consumer: Consumer) -> None:
-        # Activity on a session receiver keeps its session lock (a friendlier rule than the service's).
-        held = consumer.entity.session_locks.get(consumer.session_id or "")
-        if held is not None and held.owner is consumer:
-            held.locked_until_ms = max(
-                held.locked_until_ms, codec.now_ms() + int(consumer.entity.config.lock_duration_s * 1000)
-            )
 
     def _expire_session_locks(self, now_ms: int) -> None:
         for consumers in self.consumers.values():
