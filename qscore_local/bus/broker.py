@@ -146,24 +146,10 @@ class Broker:
         checked = [(raw, self.check(entity, raw)) for raw in raws]
         accepted: list[Envelope] = []
         for raw, facts in checked:
-            if self._is_duplicate(entity, facts.message_id, now_ms):
+            if entity.is_duplicate(facts.message_id, now_ms):
                 continue
             accepted.append(self._enqueue(entity, raw, facts, now_ms))
         return accepted
-
-    def _is_duplicate(self, entity: Entity, message_id: str | None, now_ms: int) -> bool:
-        if not entity.config.requires_duplicate_detection or message_id is None:
-            return False
-        recent = entity.recent_ids
-        while recent:  # insertion order is expiry order: drop ids that left the window
-            oldest, until = next(iter(recent.items()))
-            if until > now_ms:
-                break
-            del recent[oldest]
-        if message_id in recent:
-            return True
-        recent[message_id] = now_ms + int(entity.config.duplicate_detection_window_s * 1000)
-        return False
 
     def _enqueue(self, entity: Entity, raw: bytes, facts: codec.IncomingFacts, now_ms: int) -> Envelope:
         ttl_s = facts.ttl_s

@@ -170,6 +170,21 @@ class Entity:
                 return session_id
         return None
 
+    def is_duplicate(self, message_id: str | None, now_ms: int) -> bool:
+        """Duplicate detection: was `message_id` accepted within the window (and remember it)."""
+        if not self.config.requires_duplicate_detection or message_id is None:
+            return False
+        recent = self.recent_ids
+        while recent:  # insertion order is expiry order: drop ids that left the window
+            oldest, until = next(iter(recent.items()))
+            if until > now_ms:
+                break
+            del recent[oldest]
+        if message_id in recent:
+            return True
+        recent[message_id] = now_ms + int(self.config.duplicate_detection_window_s * 1000)
+        return False
+
     def ready_count(self) -> int:
         if not self.requires_session:
             return len(self.backlog)

@@ -36,7 +36,9 @@ from qscore_local.bus.links import (
     Producer,
     ReplyLink,
     RequestLink,
+    drain_replies,
     role_of,
+    send_reply,
     set_role,
 )
 from qscore_local.bus.management import CBS_NODE, ManagementNode, cbs_response
@@ -112,7 +114,7 @@ class BusServer:
             delivery.settle()
         replies, self.pending_replies = self.pending_replies, []
         for request_link, node, response in replies:
-            self._send_reply(request_link, node, response)
+            send_reply(request_link, node, response)
         self._pump(codec.now_ms())
 
     # ---- connections and sessions --------------------------------------------------------
@@ -274,7 +276,7 @@ class BusServer:
         if isinstance(role, Consumer):
             dispatch.send_available(self.broker, role, codec.now_ms())
         elif isinstance(role, ReplyLink):
-            self._drain_replies(role)
+            drain_replies(role)
         elif event.link.is_sender and event.link.drain_mode:
             event.link.drained()
 
@@ -343,26 +345,6 @@ class BusServer:
         else:
             response = self.management.handle(request_link.node, request, codec.now_ms())
         self.pending_replies.append((request_link.link, request_link.node, response))
-
-    def _send_reply(self, request_link: Link, node: str, response: Message) -> None:
-        # The response goes to the client's receive link on the same node and session.
-        link = request_link.session.connection.link_head(Endpoint.LOCAL_ACTIVE)
-        while link is not None:
-            role = role_of(link)
-            if isinstance(role, ReplyLink) and role.node == node and link.session == request_link.session:
-                role.backlog.append(response.encode())
-                self._drain_replies(role)
-                return
-            link = link.next(Endpoint.LOCAL_ACTIVE)
-        log.info("dropping a %s response: no reply link attached", node)
-
-    def _drain_replies(self, reply: ReplyLink) -> None:
-        link = reply.link
-        while reply.backlog and link.credit > 0:
-            delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]
-            link.stream(reply.backlog.popleft())
-            link.advance()
-            delivery.settle()
 
     def _settled_out_of_band(self, token: uuid.UUID, completed: bool) -> None:
         for consumers in self.consumers.values():
