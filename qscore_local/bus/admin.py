@@ -25,6 +25,7 @@ ATOM = "http://www.w3.org/2005/Atom"
 SB = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
 SB_COUNTS = "http://schemas.microsoft.com/netservices/2011/06/servicebus"
 FOREVER = "P10675199DT2H48M5.4775807S"  # TimeSpan.MaxValue, what Service Bus reports for "never"
+STANDARD_MAX_KB = 256
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?$")
 
 
@@ -238,7 +239,6 @@ def _config_fields(description: ET.Element) -> dict[str, object]:
     count = text("MaxDeliveryCount")
     if count:
         fields["max_delivery_count"] = int(count)
-    size_kb = text("MaxMessageSizeInKilobytes")
-    if size_kb:
-        fields["max_message_size_bytes"] = int(size_kb) * 1024
+    # Unset, a queue gets the Standard tier's limit (256 KB), as on a Standard namespace.
+    fields["max_message_size_bytes"] = int(text("MaxMessageSizeInKilobytes") or STANDARD_MAX_KB) * 1024
     return fields

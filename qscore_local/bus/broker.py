@@ -311,6 +311,9 @@ class Broker:
 
     def renew(self, token: uuid.UUID, now_ms: int) -> int:
         entity, envelope = self._locked(token, now_ms)
+        if entity.requires_session:  # a session's messages are held by the session lock
+            envelope.locked_until_ms = entity.session_locks[envelope.session_id or ""].locked_until_ms
+            return envelope.locked_until_ms
         envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
         heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.uid, token))
         return envelope.locked_until_ms

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from proton import Connection, Delivery, Endpoint, Link, Message, Receiver, Sender, symbol, ulong
+from proton import Connection, Delivery, Endpoint, Link, Message, Receiver, Sender, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from qscore_local.bus import codec, dispatch
@@ -50,7 +50,7 @@ TIMEOUT_PROPERTY = "com.microsoft:timeout"
 PRODUCER_CREDIT = 1000
 REQUEST_CREDIT = 100
 TICK_S = 0.05
-DEFAULT_SESSION_WAIT_MS = 30_000
+DEFAULT_SESSION_WAIT_MS = 65_000  # the service's default operation timeout
 
 
 def guarded(method: Callable[..., None]) -> Callable[..., None]:
@@ -181,6 +181,7 @@ class BusServer:
         if link.is_sender:
             # A refused receiver: Service Bus attaches with a null source and detaches with the
             # error; an echoed source would tell the SDK the link is up (it then waits forever).
+            link.source.type = Terminus.UNSPECIFIED  # encoded as null
             link.target.copy(link.remote_target)
             link.snd_settle_mode = link.remote_snd_settle_mode
             link.rcv_settle_mode = link.remote_rcv_settle_mode
@@ -274,6 +275,8 @@ class BusServer:
     def on_link_flow(self, event: Any) -> None:
         role = role_of(event.link)
         if isinstance(role, Consumer):
+            if role.session_id is not None and event.link.credit > 0:
+                self._renew_session_on_receive(role)
             dispatch.send_available(self.broker, role, codec.now_ms())
         elif isinstance(role, ReplyLink):
             drain_replies(role)
@@ -376,6 +379,14 @@ class BusServer:
         for pending in [p for p in self.pending_sessions if p.deadline_ms <= now_ms]:
             self.pending_sessions.remove(pending)
             self._refuse(pending.link, TIMEOUT, "No session is available within the requested time.")
+
+    def _renew_session_on_receive(self, consumer: Consumer) -> None:
+        # A receive (the client granting credit) on a session receiver renews its session lock,
+        # as the service does; settling, peeking or idling does not.
+        held = consumer.entity.session_locks.get(consumer.session_id or "")
+        now_ms = codec.now_ms()
+        if held is not None and held.owner is consumer and held.locked_until_ms > now_ms:
+            held.locked_until_ms = now_ms + int(consumer.entity.config.lock_duration_s * 1000)
 
     def _expire_session_locks(self, now_ms: int) -> None:
         for consumers in self.consumers.values():

@@ -137,7 +137,8 @@ def run(selection: list[str], extra: list[str], *, cache: Path, timeout_s: int) 
     command = [sys.executable, "-m", "pytest", *selection, "-q", "-p", "no:cacheprovider", "-rN"]
     command += [f"--timeout={timeout_s}", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
     command += [f"--deselect={node}" for node in exclusions] + extra
-    with LocalBus(queues=[]) as endpoint:
+    log_path = root / "bus.log"  # the endpoint's own log, for reading failures
+    with LocalBus(queues=[], log_path=log_path) as endpoint:
         env = {
             **os.environ,
             "QSCORE_CONFORMANCE_HOST": endpoint.host,
