@@ -39,7 +39,7 @@ def test_exclusions_each_give_a_reason_and_name_a_conformance_file() -> None:
 
 
 def test_short_conformance_subset_passes(tmp_path: Path) -> None:
-    results = _conformance(tmp_path, "--short", "--workers", "1", "--timeout", "60", timeout_s=240)
+    results = _conformance(tmp_path, "--short", "--workers", "3", "--timeout", "60", timeout_s=240)
     failures = {module: result["failures"] for module, result in results.items() if result["failed"]}
     assert not failures
 

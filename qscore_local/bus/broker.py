@@ -132,7 +132,7 @@ class Broker:
             facts = codec.read_facts(raw)
         except codec.MessageFormatError as exc:
             raise BrokerError(DECODE_ERROR, str(exc)) from None
-        if entity.requires_session and not facts.session_id:
+        if entity.requires_session and facts.session_id is None:
             raise BrokerError(
                 NOT_ALLOWED, f"The queue '{entity.name}' requires sessions: the message has no session id."
             )

@@ -158,7 +158,7 @@ def read_facts(raw: bytes) -> IncomingFacts:
     message_id = message.id
     return IncomingFacts(
         message_id=None if message_id is None else str(message_id),
-        session_id=message.group_id or None,
+        session_id=message.group_id,
         ttl_s=float(message.ttl) if message.ttl else None,
         scheduled_ms=None,
     )
@@ -174,7 +174,7 @@ def _read_facts_fully(raw: bytes) -> IncomingFacts:
     ttl = float(message.ttl) if message.ttl else None
     return IncomingFacts(
         message_id=None if message.id is None else str(message.id),
-        session_id=message.group_id or None,
+        session_id=message.group_id,
         ttl_s=ttl,
         scheduled_ms=_to_ms(annotations.get(SCHEDULED_ENQUEUE_TIME)),
     )
