@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -117,6 +118,8 @@ def sdk_tests(cache: Path) -> Path:
 
 def summarise(junit: Path) -> dict[str, FileResult]:
     results: dict[str, FileResult] = {}
+    if not junit.exists():
+        return results
     for case in ET.parse(junit).getroot().iter("testcase"):
         classname = case.get("classname", "")
         module = classname.rsplit(".", 1)[0].replace(".", "/") + ".py"
@@ -137,6 +140,7 @@ def run(selection: list[str], extra: list[str], *, cache: Path, timeout_s: int) 
     root = sdk_tests(cache)
     exclusions = read_exclusions()
     junit = root / "conformance-junit.xml"
+    junit.unlink(missing_ok=True)  # never report a previous run's results
     command = [sys.executable, "-m", "pytest", *selection, "-q", "-p", "no:cacheprovider", "-rN"]
     command += [f"--timeout={timeout_s}", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
     command += [f"--deselect={node}" for node in exclusions] + extra
@@ -176,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     args, extra = parser.parse_known_args(argv)
     selection = list(SHORT if args.short else FILES)
-    if args.workers > 1:
+    if args.workers > 1 and importlib.util.find_spec("xdist") is not None:
         extra = ["-n", str(args.workers), *extra]
     results = run(selection, extra, cache=args.cache.resolve(), timeout_s=args.timeout)
+    if not results:
+        print("error: the conformance run produced no results (see the pytest output above)", file=sys.stderr)
+        return 2
     print(report(results, len(read_exclusions())))
     if args.json is not None:
         payload = {module: vars(result) for module, result in results.items()}
