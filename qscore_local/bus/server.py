@@ -178,9 +178,11 @@ class BusServer:
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("refusing link %s: %s", link.name, description)
         set_role(link, None)
-        if link.is_sender:
-            # A refused receiver: Service Bus attaches with a null source and detaches with the
-            # error; an echoed source would tell the SDK the link is up (it then waits forever).
+        if link.is_sender and condition in (NOT_ALLOWED, TIMEOUT):
+            # A receiver refused for the wrong kind of queue or no free session: Service Bus
+            # attaches with a null source and detaches with the error; an echoed source tells the
+            # SDK the link is up (it then waits forever). A session another receiver holds keeps
+            # the echoed source: the SDK then reads the detach as SessionCannotBeLockedError.
             link.source.type = Terminus.UNSPECIFIED  # encoded as null
             link.target.copy(link.remote_target)
             link.snd_settle_mode = link.remote_snd_settle_mode
