@@ -22,6 +22,7 @@ from qscore_local.bus import codec, dispatch
 from qscore_local.bus.addressing import SESSION_FILTER, is_request_node, node_path, session_filter
 from qscore_local.bus.admin import AdminNode
 from qscore_local.bus.broker import (
+    ARGUMENT_ERROR,
     NOT_ALLOWED,
     NOT_FOUND,
     SESSION_LOCK_LOST,
@@ -178,8 +179,8 @@ class BusServer:
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("refusing link %s: %s", link.name, description)
         set_role(link, None)
-        if link.is_sender and condition in (NOT_ALLOWED, TIMEOUT):
-            # A receiver refused for the wrong kind of queue or no free session: Service Bus
+        if link.is_sender and condition in (NOT_ALLOWED, TIMEOUT, ARGUMENT_ERROR):
+            # A receiver refused for the wrong kind of queue, a bad filter or no free session: Service Bus
             # attaches with a null source and detaches with the error; an echoed source tells the
             # SDK the link is up (it then waits forever). A session another receiver holds keeps
             # the echoed source: the SDK then reads the detach as SessionCannotBeLockedError.
