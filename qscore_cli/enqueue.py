@@ -83,18 +83,21 @@ def watch(
     duration: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
     connection: str | None = typer.Option(None, help=CONNECTION_HELP),
 ) -> None:
-    """Live queue counts (active, locked, dead-lettered) and how fast each queue moves."""
+    """Live queue counts (active incl. locked, dead-lettered, scheduled) and how fast each queue moves."""
     import asyncio
     import os
 
-    from qscore_cli.watch import run_watch
+    from qscore_cli.watch import WatchError, run_watch
 
     conn = connection or os.environ.get("QSCORE_SERVICEBUS_CONNECTION")
     if not conn:
         raise UserError("no bus to watch: pass --connection or set QSCORE_SERVICEBUS_CONNECTION")
     if interval <= 0:
         raise UserError("--interval must be > 0")
-    asyncio.run(run_watch(conn, interval_s=interval, duration_s=duration))
+    try:
+        asyncio.run(run_watch(conn, interval_s=interval, duration_s=duration))
+    except WatchError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _producer_settings(
