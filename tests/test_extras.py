@@ -39,6 +39,8 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     "function_app.py": (["functions"], set()),
     # Runs inside tritonserver's Python backend, which provides it.
     "qscore_local": (["local"], {"triton_python_backend_utils"}),
+    # The SDK's own test suite runs on this shim (pytest, and its own modules by plain name).
+    "qscore_local/bus/conformance": (["local", "dev"], {"servicebus_preparer"}),
     "qscore_tools/bench": (["bench"], set()),
     # The GPU run: torch is installed on demand (the GPU machine has it; here the CPU build on
     # disk); onnx_torch and the backend utils sit beside the model.py tritonserver runs.
