@@ -178,3 +178,15 @@ def test_worker_image_builds_and_scores_from_inside_the_image(tmp_path: Path) ->
     assert worker.digest.startswith("sha256:") and worker.layers_scanned > 0
     assert worker.labels["org.opencontainers.image.revision"].startswith(report.revision[:12])
     assert Path(worker.sbom).is_file()
+
+
+def test_public_sdk_statistics_keys_are_not_secrets() -> None:
+    from qscore_tools.release.secret_scan import scan_bytes
+
+    shipped = (
+        b'_DEFAULT_EU_STATS_CONNECTION_STRING = "InstrumentationKey=7dc56bab-3c0c-4e9f-9ebb-d1acadee8d0f;'
+    )
+    assert scan_bytes(shipped) == []
+    assert scan_bytes(b"InstrumentationKey=0b8f3a2c-1111-4222-8333-944455556666;") == [
+        "Application Insights key"
+    ]

@@ -25,8 +25,14 @@ PATTERNS: dict[str, re.Pattern[bytes]] = {
 }
 # Files that must never be in an image at all: the build's pip secrets, local settings.
 FORBIDDEN_FILES = re.compile(r"(^|/)(etc/pip\.conf|run/secrets/.+|local\.settings\.json)$")
-# Azurite's documented development key is public; it is not a secret.
-ALLOWED = (b"Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",)
+# Public values that look like secrets: Azurite's documented development key, and the
+# instrumentation keys of Microsoft's own SDK-statistics resources that
+# azure-monitor-opentelemetry-exporter ships in its _constants.py (the same in every install).
+ALLOWED = (
+    b"Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    b"c4a29126-a7cb-47e5-b348-11414998b11e",
+    b"7dc56bab-3c0c-4e9f-9ebb-d1acadee8d0f",
+)
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
