@@ -99,6 +99,7 @@ def _producer_settings(
     binary: bool,
 ) -> ProducerSettings:
     from qscore.producer import ProducerSettings
+    from qscore.transport import check_connection_string
 
     try:
         settings = ProducerSettings.from_env(
@@ -116,4 +117,9 @@ def _producer_settings(
             "say which Service Bus: --connection / QSCORE_SERVICEBUS_CONNECTION, "
             "or --namespace / QSCORE_SERVICEBUS_NAMESPACE (exactly one)"
         )
+    if settings.connection:
+        try:
+            check_connection_string(settings.connection)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     return settings

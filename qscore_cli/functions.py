@@ -24,8 +24,14 @@ def run_local(
     """Enqueue requests, run the trigger and orchestrations in-process, show the replies."""
     import asyncio
 
+    from qscore.transport import check_connection_string
     from qscore_local.functions_host.run_local import run_local as run
 
+    if connection:
+        try:
+            check_connection_string(connection)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     try:
         result = asyncio.run(
             run(

@@ -35,6 +35,10 @@ def worker(
     ),
     queue: str | None = _flag("QSCORE_REQUEST_QUEUE", "Request queue", "--queue"),
     reply_queue: str | None = _flag("QSCORE_REPLY_QUEUE", "Reply queue for requests without reply_to"),
+    allowed_reply_queues: str | None = _flag(
+        "QSCORE_ALLOWED_REPLY_QUEUES",
+        "Queues a request may reply to, comma-separated (default: the reply queue)",
+    ),
     triton_url: str | None = _flag("QSCORE_TRITON_URL", "Triton gRPC host:port"),
     max_batch_size: int | None = _flag(
         "QSCORE_MAX_BATCH_SIZE", "Cap on rows per Triton call; 0 = the model's max"
@@ -48,6 +52,9 @@ def worker(
         "QSCORE_DRAIN_GRACE_S", "Seconds to finish in-flight work on SIGTERM"
     ),
     health_port: int | None = _flag("QSCORE_HEALTH_PORT", "Port for /healthz and /readyz; 0 = any free port"),
+    health_host: str | None = _flag(
+        "QSCORE_HEALTH_HOST", "Address the health server binds (default 127.0.0.1; 0.0.0.0 in a pod)"
+    ),
     no_health: bool = typer.Option(False, "--no-health", help="Do not start the health server."),
     registry_path: Path | None = _flag("QSCORE_REGISTRY_PATH", "Model registry file"),
     interaction_log: Path | None = _flag("QSCORE_INTERACTION_LOG", "JSONL log of scored interactions"),
@@ -71,7 +78,7 @@ def _settings(overrides: dict[str, Any], *, no_health: bool) -> WorkerSettings:
     """Flags over `QSCORE_*` variables over defaults; bad values become one-line errors."""
     import dataclasses
 
-    from qscore.transport import TransportConfigError
+    from qscore.transport import TransportConfigError, check_connection_string
     from workers.settings import WorkerSettings
 
     try:
@@ -83,6 +90,8 @@ def _settings(overrides: dict[str, Any], *, no_health: bool) -> WorkerSettings:
                 "set exactly one of --connection/QSCORE_SERVICEBUS_CONNECTION "
                 "or --namespace/QSCORE_SERVICEBUS_NAMESPACE"
             )
+        if settings.servicebus_connection:
+            check_connection_string(settings.servicebus_connection)
     except (ValueError, TransportConfigError) as exc:
         raise UserError(str(exc)) from None
     return settings

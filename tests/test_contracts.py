@@ -100,3 +100,40 @@ def test_published_schema_matches_the_model() -> None:
 
     for name, schema in json_schemas().items():
         assert json.loads((SCHEMA_DIR / name).read_text()) == schema
+
+
+def test_docs_show_the_bad_input_table() -> None:
+    from pathlib import Path
+
+    from qscore.contracts import BAD_INPUT
+    from qscore.contracts.errors import bad_input_markdown
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "contract.md").read_text()
+    assert bad_input_markdown() in docs, "docs/contract.md: paste bad_input_markdown() as the table"
+    assert set(BAD_INPUT) == set(ErrorCode)  # every code has a row
+
+
+@pytest.mark.parametrize("deadline", [1_700_000_000, "1700000000", 1.5])
+def test_a_numeric_deadline_is_a_schema_violation(deadline: object) -> None:
+    body = json.loads(_request(np.zeros((1, 64), np.float32)).model_dump_json())
+    body["deadline"] = deadline
+    with pytest.raises(ContractViolation) as caught:
+        decode_request(json.dumps(body).encode())
+    assert caught.value.code == ErrorCode.SCHEMA_VIOLATION
+    assert "ISO 8601" in caught.value.description
+
+
+@pytest.mark.parametrize("b64", ["not base64!!", "AAA="])  # bad alphabet; 2 bytes, not whole FP32s
+def test_invalid_b64_is_a_tensor_encoding_error(b64: str) -> None:
+    request = ScoreRequest(model="digits", inputs={"pixels": Tensor(datatype="FP32", shape=[1, 64], b64=b64)})
+    with pytest.raises(ContractViolation) as caught:
+        request_arrays(request, SPEC)
+    assert caught.value.code == ErrorCode.BAD_TENSOR_ENCODING
+
+
+def test_b64_of_the_wrong_length_is_still_a_shape_error() -> None:
+    tensor = Tensor.from_numpy(np.zeros((1, 32), np.float32), binary=True)
+    request = ScoreRequest(model="digits", inputs={"pixels": tensor.model_copy(update={"shape": [1, 64]})})
+    with pytest.raises(ContractViolation) as caught:
+        request_arrays(request, SPEC)
+    assert caught.value.code == ErrorCode.BAD_SHAPE

@@ -18,6 +18,7 @@ from qscore.inference.testset import DigitsTestSet
 from qscore.monitoring.records import iter_records
 from qscore.registry import Flight, ModelRegistry
 from qscore_local.bus.stats import queue_counts
+from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, bad_requests, case_key
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import (
     OutgoingRequest,
@@ -81,54 +82,25 @@ async def test_happy_path_scores_the_held_out_digits(
     assert await _queue_empty(bus.connection_string, fresh_queue)
 
 
-def _bad_requests(session_id: str) -> dict[str, tuple[OutgoingRequest, ErrorCode]]:
-    good = np.zeros((1, 64), np.float32)
-    nan = good.copy()
-    nan[0, 3] = np.nan
-    wrong_dtype = json.loads(digits_request(good))
-    wrong_dtype["inputs"]["pixels"]["datatype"] = "FP64"
-    cases: dict[str, tuple[bytes | str, ErrorCode]] = {
-        "not-json": (b"\x00\x01 this is not json", ErrorCode.INVALID_ENCODING),
-        "schema": (
-            json.dumps({"model": "digits", "inputs": {}, "colour": "blue"}),
-            ErrorCode.SCHEMA_VIOLATION,
-        ),
-        "unknown-model": (digits_request(good, model="no-such-model"), ErrorCode.UNKNOWN_MODEL),
-        "unknown-version": (digits_request(good, version="99"), ErrorCode.UNKNOWN_VERSION),
-        "wrong-shape": (
-            digits_request(np.zeros((1, 64), np.float32)).replace("[1,64]", "[2,32]"),
-            ErrorCode.BAD_SHAPE,
-        ),
-        "wrong-dtype": (json.dumps(wrong_dtype), ErrorCode.BAD_DTYPE),
-        "nan": (digits_request(nan, binary=True), ErrorCode.NON_FINITE),
-        "too-large": (digits_request(np.zeros((64, 64), np.float32)), ErrorCode.TOO_LARGE),
-    }
-    return {
-        message_id: (OutgoingRequest(message_id, body, session_id=session_id), code)
-        for message_id, (body, code) in cases.items()
-    }
-
-
 async def test_bad_input_is_dead_lettered_with_its_reason(
     bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
 ) -> None:
-    bad = _bad_requests(replies.session_id)
-    no_reply_to = OutgoingRequest("no-reply-to", digits_request(np.zeros((1, 64))), reply_to=None)
+    bad = bad_requests(replies.session_id)
     good = OutgoingRequest("good", digits_request(np.zeros((1, 64))), session_id=replies.session_id)
-    await send_requests(
-        bus.connection_string, fresh_queue, [*(request for request, _ in bad.values()), no_reply_to, good]
-    )
-    # 4 KiB: the 64-row request is over it (too_large) while the others fit.
-    settings = worker_settings(request_queue=fresh_queue, max_message_bytes=4096)
+    await send_requests(bus.connection_string, fresh_queue, [*(request for request, _ in bad), good])
+    settings = worker_settings(request_queue=fresh_queue, max_message_bytes=MAX_MESSAGE_BYTES)
     async with running_worker(settings):
         await replies.collect(1, timeout_s=30)
         dead = await dead_letters(bus.connection_string, fresh_queue)
     assert list(replies.replies) == ["good"]  # the worker kept going; bad requests get no reply
-    assert set(dead) == {*bad, "no-reply-to"}
-    for message_id, (_, code) in bad.items():
-        assert dead[message_id].reason == str(code), (message_id, dead[message_id])
-        assert dead[message_id].description
-    assert dead["no-reply-to"].description and "reply" in dead["no-reply-to"].description
+    assert set(dead) == {case_key(request) for request, _ in bad}
+    for request, code in bad:
+        letter = dead[case_key(request)]
+        assert letter.reason == str(code), (request.message_id, letter)
+        assert letter.description
+        assert (letter.delivery_count or 0) <= 1  # judged on its first delivery
+    assert "reply_to" in (dead["no-reply-to"].description or "")
+    assert "ISO 8601" in (dead["integer-deadline"].description or "")
     assert await _queue_empty(bus.connection_string, fresh_queue)
 
 
@@ -198,3 +170,49 @@ async def test_shadow_flight_scores_twice_and_replies_once(
     records = list(iter_records(log_path))
     routes = sorted((record.route, record.version) for record in records)
     assert routes == [("production", "2")] * count + [("shadow", "1")] * count
+
+
+async def test_interaction_log_records_the_route_and_drift_finds_canary_traffic(
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    digits_test_set: DigitsTestSet,
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from qscore_cli import app
+
+    registry = ModelRegistry(tmp_path / "registry.json")
+    registry.set_flight("digits", Flight(mode="canary", version="1", weight=1.0))
+    log_path = tmp_path / "interactions.jsonl"
+    canary = [
+        OutgoingRequest(
+            f"canary-{i}", digits_request(digits_test_set.pixels[i]), session_id=replies.session_id
+        )
+        for i in range(20)
+    ]
+    pinned = [
+        OutgoingRequest(
+            f"pinned-{i}",
+            digits_request(digits_test_set.pixels[i], version="2"),
+            session_id=replies.session_id,
+        )
+        for i in range(4)
+    ]
+    await send_requests(bus.connection_string, fresh_queue, [*canary, *pinned])
+    settings = worker_settings(
+        request_queue=fresh_queue, registry_path=registry.path, interaction_log=log_path
+    )
+    async with running_worker(settings):
+        await replies.collect(24, timeout_s=30)
+    records = {record.request_id: record for record in iter_records(log_path)}
+    assert {records[r.message_id or ""].route for r in canary} == {"canary"}
+    assert {records[r.message_id or ""].version for r in canary} == {"1"}
+    assert {records[r.message_id or ""].route for r in pinned} == {"pinned"}
+    drift = CliRunner().invoke(
+        app, ["model", "drift", "--log", str(log_path), "--route", "canary", "--window-records", "10"]
+    )
+    assert drift.exit_code == 0, drift.output
+    assert "window(s)" in drift.output

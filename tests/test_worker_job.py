@@ -124,7 +124,9 @@ async def test_exit_after_messages_takes_only_its_share(
 async def test_a_dead_lettered_message_counts_as_settled(
     bus: Any, fresh_queue: str, worker_settings: WorkerSettingsFactory
 ) -> None:
-    await send_requests(bus.connection_string, fresh_queue, [OutgoingRequest("bad-0", b"not json")])
+    await send_requests(
+        bus.connection_string, fresh_queue, [OutgoingRequest("bad-0", b"not json", session_id="s")]
+    )
     await _run_until_exit(worker_settings(request_queue=fresh_queue, exit_after_messages=1))
     dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     assert dead["bad-0"].reason == "invalid_encoding"

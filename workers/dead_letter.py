@@ -6,16 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from qscore.contracts import ContractViolation, ErrorCode
+from qscore.contracts import ContractViolation
 
 log = logging.getLogger(__name__)
 
 # Service Bus caps application property values; keep the description readable and well under it.
 MAX_DESCRIPTION_CHARS = 1024
-NO_REPLY_ADDRESS = ContractViolation(
-    ErrorCode.SCHEMA_VIOLATION,
-    "the message names no reply queue: set reply_to (and reply_to_session_id for a session reply queue)",
-)
 
 
 class DeadLetteringReceiver(Protocol):

@@ -55,7 +55,7 @@ class WorkerState:
 class HealthServer:
     """A tiny aiohttp server; `port=0` picks a free port (read `.port` after `start`)."""
 
-    def __init__(self, state: WorkerState, *, host: str = "0.0.0.0", port: int = 8080) -> None:
+    def __init__(self, state: WorkerState, *, host: str = "127.0.0.1", port: int = 8080) -> None:
         self.state = state
         self.host = host
         self.port = port

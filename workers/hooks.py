@@ -6,7 +6,7 @@ A hook that fails is logged and never stops scoring; shadow results are never re
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from qscore.contracts import ScoreReply
@@ -41,6 +41,10 @@ class WorkerHooks:
             await self.interactions.close()
 
     async def log_interactions(
-        self, scored: list[ScoredItem], replies: list[ScoreReply] | None, *, route: InteractionRoute
+        self,
+        scored: list[ScoredItem],
+        replies: list[ScoreReply] | None,
+        *,
+        route: InteractionRoute | Sequence[InteractionRoute],
     ) -> None:
         await log_interactions(self.interactions, scored, replies, route=route)

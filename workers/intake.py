@@ -1,9 +1,13 @@
 """From received messages to batched requests: validate each once, route the failures.
 
-- no reply address, or a request that breaks the contract -> dead-letter with the reason;
+- a bad envelope (no message id, foreign content type, no usable reply address) or a body that
+  breaks the contract -> dead-letter with the reason (`qscore.contracts.BAD_INPUT`);
 - deadline passed -> `expired` error reply, then complete (never scored);
 - Triton unreachable while looking up the model -> abandon and back off;
 - otherwise -> into the micro-batcher under (model, version).
+
+The codes come from the shared judge (`qscore.scoring.check_envelope`, `RequestPreparer`), the
+same one the Functions app uses.
 """
 
 from __future__ import annotations
@@ -17,10 +21,17 @@ from typing import Any
 from qscore.batching import MicroBatcher
 from qscore.contracts import ContractViolation, ErrorCode, decode_request
 from qscore.inference.errors import InferenceError
-from qscore.scoring import RequestPreparer, error_reply, group_key
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, reply_address
-from workers.dead_letter import NO_REPLY_ADDRESS
+from qscore.scoring import (
+    ReplyPolicy,
+    RequestEnvelope,
+    RequestPreparer,
+    check_envelope,
+    error_reply,
+    group_key,
+)
+from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body
 from workers.held import HeldRequest
+from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
 from workers.telemetry import WorkerTelemetry
 
@@ -29,9 +40,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class IntakeOptions:
-    default_reply_queue: str
+    reply_policy: ReplyPolicy
     worker_id: str
     max_message_bytes: int
+
+
+def request_envelope(message: Any) -> RequestEnvelope:
+    """What the contract reads off a received message besides its body."""
+    message_id = getattr(message, "message_id", None)
+    return RequestEnvelope(
+        message_id=None if message_id is None else str(message_id),
+        reply_to=getattr(message, "reply_to", None),
+        reply_to_session_id=getattr(message, "reply_to_session_id", None),
+        content_type=getattr(message, "content_type", None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Expired:
+    message: Any
+    address: ReplyAddress
+    violation: ContractViolation
+    body: bytes
 
 
 class Intake:
@@ -56,24 +86,16 @@ class Intake:
         self._options = options
         self._on_unavailable = on_unavailable
 
-    def _address(self, message: Any) -> ReplyAddress | None:
-        address = reply_address(message)
-        if address is None and getattr(message, "reply_to_session_id", None):
-            return ReplyAddress(self._options.default_reply_queue, message.reply_to_session_id)
-        return address
-
     async def accept(self, messages: Sequence[Any]) -> None:
         """Handle one received batch; every message ends up batched, replied, dead-lettered or abandoned."""
         received_at = time.time()
-        expired: list[tuple[Any, ReplyAddress, ContractViolation, bytes]] = []
+        expired: list[_Expired] = []
         retry: list[Any] = []
         for message in messages:
-            address = self._address(message)
-            if address is None:
-                await self._settler.dead_letter(message, NO_REPLY_ADDRESS)
-                continue
+            address: ReplyAddress | None = None
             body = message_body(message)
             try:
+                address = check_envelope(request_envelope(message), self._options.reply_policy)
                 prepared = await self._preparer.prepare(
                     request_id=str(message.message_id),
                     body=body,
@@ -81,8 +103,8 @@ class Intake:
                     enqueued_at=enqueued_at(message),
                 )
             except ContractViolation as violation:
-                if violation.code == ErrorCode.EXPIRED:
-                    expired.append((message, address, violation, body))
+                if violation.code == ErrorCode.EXPIRED and address is not None:
+                    expired.append(_Expired(message, address, violation, body))
                 else:
                     await self._settler.dead_letter(message, violation)
                 continue
@@ -99,26 +121,17 @@ class Intake:
         if expired:
             await self._reply_expired(expired, received_at)
 
-    async def _reply_expired(
-        self, expired: list[tuple[Any, ReplyAddress, ContractViolation, bytes]], received_at: float
-    ) -> None:
-        replies = []
-        for message, address, violation, body in expired:
+    async def _reply_expired(self, expired: list[_Expired], received_at: float) -> None:
+        outgoing = []
+        for each in expired:
+            model = decode_request(each.body, max_message_bytes=self._options.max_message_bytes).model
             reply = error_reply(
-                str(message.message_id),
-                decode_request(body, max_message_bytes=self._options.max_message_bytes).model,
-                violation,
+                str(each.message.message_id),
+                model,
+                each.violation,
                 received_at=received_at,
-                enqueued_at=enqueued_at(message),
+                enqueued_at=enqueued_at(each.message),
                 scored_by=self._options.worker_id,
             )
-            replies.append((address, reply))
-        messages = [message for message, *_ in expired]
-        try:
-            await self._replies.send(replies)
-        except Exception as exc:
-            log.warning("could not send %d expired replies, abandoning: %r", len(replies), exc)
-            await self._settler.abandon(messages, reason="reply_send_failed")
-            return
-        await self._settler.complete(messages)
-        self._telemetry.replied([reply for _, reply in replies])
+            outgoing.append(OutgoingReply(each.message, each.address, reply))
+        await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)

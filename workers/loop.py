@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from qscore.batching import BatchPolicy, MicroBatcher
-from qscore.scoring import RequestPreparer
+from qscore.scoring import ReplyPolicy, RequestPreparer
 from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
@@ -156,7 +156,11 @@ class ReceiveLoop:
                 replies=self._replies,
                 telemetry=self._telemetry,
                 options=IntakeOptions(
-                    default_reply_queue=settings.reply_queue,
+                    reply_policy=ReplyPolicy.create(
+                        settings.reply_queue,
+                        settings.reply_queues_allowed(),
+                        sessions_required=settings.reply_sessions_required,
+                    ),
                     worker_id=settings.worker_id,
                     max_message_bytes=settings.max_message_bytes,
                 ),

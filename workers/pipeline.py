@@ -3,6 +3,9 @@
 The order gives at-least-once delivery: a crash after the send and before the completion
 makes the broker redeliver the request, and it is scored and replied again. Replies carry
 the request id as correlation id, so a producer drops the duplicate.
+
+Each request is settled by what became of its own reply (workers/replying.py), and the deadline
+is checked again right before the Triton call, whose timeout is the tightest time left.
 """
 
 from __future__ import annotations
@@ -11,12 +14,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qscore.contracts import ContractViolation, ErrorCode
+from qscore.contracts import ContractViolation
 from qscore.inference.errors import InferenceError, InferenceUnavailable, ModelNotFound
-from qscore.scoring import InferenceBackend, ScoredItem, ok_reply, score_group
+from qscore.scoring import (
+    InferenceBackend,
+    ScoredItem,
+    error_reply,
+    inference_violation,
+    ok_reply,
+    score_group,
+    split_expired,
+    time_left_s,
+)
 from qscore.transport import ReplySender
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
+from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
 from workers.shadow import ShadowScorer
 from workers.telemetry import WorkerTelemetry
@@ -58,44 +71,73 @@ class BatchScorer:
 
     async def handle(self, key: tuple[str, str], held: list[HeldRequest]) -> None:
         model, version = key
+        held = await self._reply_expired(held)
+        if not held:
+            return
         scored = await self._score(model, version, held)
         if scored is None:
             return
         self._on_success()
         self._telemetry.batch(model, version, len(held))
-        replies = [
-            ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies)
-            for item in scored
+        outgoing = [
+            OutgoingReply(
+                request.message,
+                request.address,
+                ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
+                request.span,
+            )
+            for request, item in zip(held, scored, strict=True)
         ]
-        messages = [request.message for request in held]
-        addressed = [(request.address, reply) for request, reply in zip(held, replies, strict=True)]
-        try:
-            await self._replies.send(addressed)
-        except Exception as exc:
-            log.warning("could not send %d replies, abandoning for redelivery: %r", len(held), exc)
-            await self._settler.abandon(messages, reason="reply_send_failed")
-            self._finish_spans(held, "reply_send_failed")
-            return
-        await self._settler.complete(messages)
-        self._telemetry.replied(replies)
-        self._finish_spans(held, "replied")
-        await self._hooks.log_interactions(scored, replies, route="production")
-        self._shadow.submit(held)
+        sent = await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)
+        await self._hooks.log_interactions(
+            [scored[index] for index in sent],
+            [outgoing[index].reply for index in sent],
+            route=[held[index].prepared.route for index in sent],
+        )
+        self._shadow.submit([held[index] for index in sent])
+
+    async def _reply_expired(self, held: list[HeldRequest]) -> list[HeldRequest]:
+        """Answer `expired` to the requests whose deadline passed while they waited; the rest."""
+        live, late = split_expired([request.prepared.item for request in held])
+        if not late:
+            return held
+        by_item = {id(request.prepared.item): request for request in held}
+        outgoing = [
+            OutgoingReply(
+                by_item[id(item)].message,
+                by_item[id(item)].address,
+                error_reply(
+                    item.request_id,
+                    item.request.model,
+                    violation,
+                    received_at=item.received_at,
+                    enqueued_at=item.enqueued_at,
+                    scored_by=self._options.worker_id,
+                ),
+                by_item[id(item)].span,
+            )
+            for item, violation in late
+        ]
+        await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)
+        return [by_item[id(item)] for item in live]
 
     async def _score(self, model: str, version: str, held: list[HeldRequest]) -> list[ScoredItem] | None:
         """Scored items, or None when the batch was settled another way (abandoned/dead-lettered)."""
         spec = held[0].prepared.spec
+        items = [request.prepared.item for request in held]
+        timeout_s = time_left_s(items)
         try:
-            return await score_group(self._backend, spec, version, [r.prepared.item for r in held])
+            return await score_group(self._backend, spec, version, items, timeout_s=timeout_s)
         except InferenceUnavailable as exc:
+            if timeout_s is not None and split_expired(items)[1]:
+                # The deadline ran out during the call: `expired` for those, the rest again.
+                await self.handle((model, version), held)
+                return None
             self._on_unavailable(f"inference: {exc}")
             await self._settler.abandon([r.message for r in held], reason="inference_unavailable")
             self._finish_spans(held, "abandoned")
         except ModelNotFound as exc:
-            violation = ContractViolation(
-                ErrorCode.UNKNOWN_VERSION, f"model {model!r} version {version} is not served: {exc}"
-            )
-            await self._dead_letter_all(held, violation)
+            await self._dead_letter_all(held, inference_violation(model, version, exc, not_served=True))
         except InferenceError as exc:
             await self._isolate(key=(model, version), held=held, error=exc)
         return None
@@ -103,8 +145,7 @@ class BatchScorer:
     async def _isolate(self, *, key: tuple[str, str], held: list[HeldRequest], error: InferenceError) -> None:
         """Triton refused the batch: score each request alone so one bad request fails alone."""
         if len(held) == 1:
-            violation = ContractViolation(ErrorCode.INFERENCE_FAILED, f"Triton refused the request: {error}")
-            await self._dead_letter_all(held, violation)
+            await self._dead_letter_all(held, inference_violation(*key, error, not_served=False))
             return
         for request in held:
             await self.handle(key, [request])

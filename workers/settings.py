@@ -32,6 +32,11 @@ class WorkerSettings:
     request_queue: str = DEFAULT_REQUEST_QUEUE
     # Used when a request names a reply session but no reply queue.
     reply_queue: str = DEFAULT_REPLY_QUEUE
+    # Comma-separated queues a request may name as reply_to; unset: only `reply_queue`.
+    allowed_reply_queues: str | None = None
+    # The reply queues are session-enabled (the contract's are): a request without
+    # reply_to_session_id is dead-lettered `no_reply_session` when it arrives.
+    reply_sessions_required: bool = True
     triton_url: str = "127.0.0.1:8001"
     triton_timeout_s: float = 30.0
     # Rows per Triton call: the model's max_batch_size capped by this (0 = no cap).
@@ -49,7 +54,7 @@ class WorkerSettings:
     max_in_flight_batches: int = 4
     drain_grace_s: float = 30.0
     health_port: int | None = 8080  # None: no health server; 0: any free port
-    health_host: str = "0.0.0.0"
+    health_host: str = "127.0.0.1"  # loopback: a pod's manifest sets 0.0.0.0 for its probes
     registry_path: Path | None = None
     interaction_log: Path | None = None
     max_message_bytes: int = 1_048_576
@@ -98,6 +103,11 @@ class WorkerSettings:
                 values[spec.name] = _parse(spec.name, str(spec.type), raw)
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+    def reply_queues_allowed(self) -> list[str]:
+        """The reply allow-list: `allowed_reply_queues`, or only the configured reply queue."""
+        names = [name.strip() for name in (self.allowed_reply_queues or "").split(",") if name.strip()]
+        return names or [self.reply_queue]
 
     def redacted(self) -> dict[str, Any]:
         """The settings for a log line, without the connection string's key."""

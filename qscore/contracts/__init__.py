@@ -1,6 +1,6 @@
 """The versioned request/reply contract shared by the worker, the Functions app and producers."""
 
-from qscore.contracts.errors import ContractViolation
+from qscore.contracts.errors import BAD_INPUT, BadInput, ContractViolation
 from qscore.contracts.messages import (
     PRODUCTION_LABEL,
     REPLY_CONTENT_TYPE,
@@ -18,10 +18,12 @@ from qscore.contracts.model_spec import ModelSpec, TensorSpec
 from qscore.contracts.validation import check_deadline, decode_request, request_arrays
 
 __all__ = [
+    "BAD_INPUT",
     "PRODUCTION_LABEL",
     "REPLY_CONTENT_TYPE",
     "REQUEST_CONTENT_TYPE",
     "SCHEMA_VERSION",
+    "BadInput",
     "ContractViolation",
     "ErrorCode",
     "ModelSpec",

@@ -1,8 +1,125 @@
-"""The one exception type for requests that break the contract."""
+"""The stable error codes, the exception that carries one, and the bad-input table.
+
+`BAD_INPUT` is the one table of what happens to a request that cannot be scored as sent: the
+worker and the Functions app both follow it, and docs/contract.md shows the same rows (a test
+keeps the two equal). Codes are never renamed or reused for another meaning.
+"""
 
 from __future__ import annotations
 
-from qscore.contracts.messages import ErrorCode
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes; each is also a dead-letter reason where the message is dead-lettered."""
+
+    # The envelope: what the Service Bus message carries besides the body.
+    NO_MESSAGE_ID = "no_message_id"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    NO_REPLY_ADDRESS = "no_reply_address"
+    NO_REPLY_SESSION = "no_reply_session"
+    REPLY_TO_NOT_ALLOWED = "reply_to_not_allowed"
+    # The body.
+    INVALID_ENCODING = "invalid_encoding"  # not UTF-8 / not JSON
+    SCHEMA_VIOLATION = "schema_violation"  # JSON that does not match the request schema
+    UNKNOWN_MODEL = "unknown_model"
+    UNKNOWN_VERSION = "unknown_version"
+    BAD_INPUT_NAME = "bad_input_name"
+    BAD_DTYPE = "bad_dtype"
+    BAD_TENSOR_ENCODING = "bad_tensor_encoding"
+    BAD_SHAPE = "bad_shape"
+    NON_FINITE = "non_finite"
+    TOO_LARGE = "too_large"
+    EXPIRED = "expired"
+    # What went wrong on the way, for this request alone.
+    INFERENCE_FAILED = "inference_failed"
+    REPLY_UNDELIVERABLE = "reply_undeliverable"
+
+
+Outcome = Literal["dead_lettered", "error_reply"]
+DEAD_LETTERED: Outcome = "dead_lettered"
+ERROR_REPLY: Outcome = "error_reply"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One row of the bad-input table: when a code is given, what becomes of the request, and
+    what the person who sent it should do."""
+
+    when: str
+    action: str
+    outcome: Outcome = DEAD_LETTERED
+
+
+BAD_INPUT: dict[ErrorCode, BadInput] = {
+    ErrorCode.NO_MESSAGE_ID: BadInput(
+        "the message has no `message_id` (the request id)",
+        "set `message_id` to a unique id per request (the producer library uses a UUID)",
+    ),
+    ErrorCode.UNSUPPORTED_CONTENT_TYPE: BadInput(
+        "`content_type` is set and is not `application/vnd.qscore.request.v1+json`",
+        "send the v1 content type (or none) with a v1 body",
+    ),
+    ErrorCode.NO_REPLY_ADDRESS: BadInput(
+        "neither `reply_to` nor `reply_to_session_id` is set, so no reply can be sent",
+        "set `reply_to` (the reply queue) and `reply_to_session_id` (your session on it)",
+    ),
+    ErrorCode.NO_REPLY_SESSION: BadInput(
+        "the reply queue requires sessions and `reply_to_session_id` is not set",
+        "set `reply_to_session_id` to your own session id and read replies from that session",
+    ),
+    ErrorCode.REPLY_TO_NOT_ALLOWED: BadInput(
+        "`reply_to` names a queue outside the allow-list (`QSCORE_ALLOWED_REPLY_QUEUES`)",
+        "reply to an allowed queue, or ask the operator to allow yours",
+    ),
+    ErrorCode.INVALID_ENCODING: BadInput("the body is not UTF-8 JSON", "send the body as UTF-8 JSON"),
+    ErrorCode.SCHEMA_VIOLATION: BadInput(
+        "the JSON does not match the request schema (missing or unknown field, both `data` and "
+        "`b64` in a tensor, a `deadline` that is not an ISO 8601 date-time, ...)",
+        "fix the field the description names; the schema is score-request.v1.json",
+    ),
+    ErrorCode.UNKNOWN_MODEL: BadInput("no model of that name is served", "use a served model name"),
+    ErrorCode.UNKNOWN_VERSION: BadInput(
+        "the version or label does not exist or is not served",
+        "omit `version` (production) or name a served version",
+    ),
+    ErrorCode.BAD_INPUT_NAME: BadInput(
+        "input names differ from the model's (the description lists expected, unknown, missing)",
+        "send exactly the model's inputs",
+    ),
+    ErrorCode.BAD_DTYPE: BadInput("a tensor's datatype is not the model's", "send the model's datatype"),
+    ErrorCode.BAD_TENSOR_ENCODING: BadInput(
+        "a tensor's `b64` is not valid base64, or its bytes are not whole elements of the datatype",
+        "base64-encode the raw little-endian bytes of the array (`Tensor.from_numpy(a, binary=True)`)",
+    ),
+    ErrorCode.BAD_SHAPE: BadInput(
+        "a tensor's shape is not the model's, the data does not fill the shape, or inputs disagree on rows",
+        "send the shape the description names",
+    ),
+    ErrorCode.NON_FINITE: BadInput(
+        "NaN or infinity where the model forbids them", "replace non-finite values before sending"
+    ),
+    ErrorCode.TOO_LARGE: BadInput(
+        "the body is over the size limit, or has more rows than the model's `max_batch_size`",
+        "split the request into smaller ones",
+    ),
+    ErrorCode.EXPIRED: BadInput(
+        "received after its `deadline`, or the deadline passed before its Triton call",
+        "send it again with a later deadline if the answer is still wanted",
+        outcome=ERROR_REPLY,
+    ),
+    ErrorCode.INFERENCE_FAILED: BadInput(
+        "Triton refused this request alone (retried by itself first, so it does not fail its batch)",
+        "read the description (Triton's words); check the inputs' values",
+    ),
+    ErrorCode.REPLY_UNDELIVERABLE: BadInput(
+        "the broker refused this request's reply (queue not found, unauthorized, reply too large, "
+        "session required); the description quotes the broker",
+        "fix the reply address (or the reply queue's settings) and send the request again",
+    ),
+}
 
 
 class ContractViolation(Exception):
@@ -15,3 +132,18 @@ class ContractViolation(Exception):
         super().__init__(f"{code}: {description}")
         self.code = code
         self.description = description
+
+    @property
+    def outcome(self) -> Outcome:
+        """What the bad-input table says becomes of such a request."""
+        row = BAD_INPUT.get(self.code)
+        return row.outcome if row is not None else DEAD_LETTERED
+
+
+def bad_input_markdown() -> str:
+    """The bad-input table as docs/contract.md shows it (a test keeps the two equal)."""
+    outcome_words = {DEAD_LETTERED: "dead-lettered", ERROR_REPLY: "**error reply** (`status: error`)"}
+    lines = ["| code | when | outcome | what to do |", "|---|---|---|---|"]
+    for code, row in BAD_INPUT.items():
+        lines.append(f"| `{code}` | {row.when} | {outcome_words[row.outcome]} | {row.action} |")
+    return "\n".join(lines) + "\n"

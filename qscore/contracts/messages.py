@@ -10,19 +10,27 @@ Replies carry `correlation_id` = request id and `session_id` = the request's
 from __future__ import annotations
 
 import base64
+import binascii
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from qscore.contracts.errors import ErrorCode
 from qscore.contracts.model_spec import NUMPY_TO_TRITON, TRITON_TO_NUMPY
+
+__all__ = ["ErrorCode", "ReplyError", "ReplyStatus", "ScoreReply", "ScoreRequest", "Tensor", "Timings"]
 
 SCHEMA_VERSION: Literal["1"] = "1"
 REQUEST_CONTENT_TYPE = "application/vnd.qscore.request.v1+json"
 REPLY_CONTENT_TYPE = "application/vnd.qscore.reply.v1+json"
 PRODUCTION_LABEL = "production"
+
+
+class TensorEncodingError(ValueError):
+    """A tensor's `b64` is not base64, or its bytes are not whole elements of its datatype."""
 
 
 class Tensor(BaseModel):
@@ -67,16 +75,37 @@ class Tensor(BaseModel):
         dtype = TRITON_TO_NUMPY.get(self.datatype)
         if dtype is None:
             raise ValueError(f"unsupported datatype {self.datatype!r}")
-        if self.b64 is not None:
-            raw = base64.b64decode(self.b64, validate=True)
-            flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
-        else:
-            flat = np.asarray(self.data, dtype=dtype)
+        flat = _decode_b64(self.b64, dtype) if self.b64 is not None else np.asarray(self.data, dtype=dtype)
         if flat.size != self.element_count():
             raise ValueError(
                 f"tensor holds {flat.size} elements but shape {self.shape} needs {self.element_count()}"
             )
         return flat.reshape(self.shape)
+
+
+def _decode_b64(text: str, dtype: np.dtype[Any]) -> np.ndarray:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise TensorEncodingError(f"b64 is not valid base64: {exc}") from None
+    if len(raw) % dtype.itemsize:
+        raise TensorEncodingError(
+            f"b64 holds {len(raw)} bytes, not a whole number of {dtype.itemsize}-byte elements"
+        )
+    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+
+
+def _iso_datetime(value: Any) -> Any:
+    """The schema says date-time; lax parsing would take a number (or a string of digits) as a
+    Unix time, so a producer's seconds-vs-milliseconds slip would pass unnoticed."""
+    if isinstance(value, datetime) or value is None:
+        return value
+    if not isinstance(value, str) or value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        raise ValueError(f"must be an ISO 8601 date-time string such as 2025-01-01T12:00:00Z, not {value!r}")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime)]
 
 
 class ScoreRequest(BaseModel):
@@ -90,29 +119,15 @@ class ScoreRequest(BaseModel):
         default=None, description="A version number, or a registry label such as 'production' (default)"
     )
     inputs: dict[str, Tensor] = Field(min_length=1)
-    deadline: datetime | None = Field(default=None, description="Absolute UTC time after which not to score")
+    deadline: IsoDateTime | None = Field(
+        default=None, description="Absolute UTC time after which not to score (ISO 8601 date-time)"
+    )
     priority: int = Field(default=0, ge=0, le=9)
 
 
 class ReplyStatus(StrEnum):
     OK = "ok"
     ERROR = "error"
-
-
-class ErrorCode(StrEnum):
-    """Stable error codes; each is also a dead-letter reason where the message is dead-lettered."""
-
-    INVALID_ENCODING = "invalid_encoding"  # not UTF-8 / not JSON
-    SCHEMA_VIOLATION = "schema_violation"  # JSON that does not match the request schema
-    UNKNOWN_MODEL = "unknown_model"
-    UNKNOWN_VERSION = "unknown_version"
-    BAD_INPUT_NAME = "bad_input_name"
-    BAD_DTYPE = "bad_dtype"
-    BAD_SHAPE = "bad_shape"
-    NON_FINITE = "non_finite"
-    TOO_LARGE = "too_large"
-    EXPIRED = "expired"
-    INFERENCE_FAILED = "inference_failed"
 
 
 class ReplyError(BaseModel):

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import numpy as np
 from pydantic import ValidationError
 
-from qscore.contracts.errors import ContractViolation
-from qscore.contracts.messages import ErrorCode, ScoreRequest
+from qscore.contracts.errors import ContractViolation, ErrorCode
+from qscore.contracts.messages import ScoreRequest, TensorEncodingError
 from qscore.contracts.model_spec import ModelSpec
 
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
@@ -83,6 +83,8 @@ def _checked_array(name: str, request: ScoreRequest, spec: ModelSpec) -> np.ndar
     _check_shape(name, tensor.shape, tensor_spec.dims, spec)
     try:
         array = tensor.to_numpy()
+    except TensorEncodingError as exc:
+        raise ContractViolation(ErrorCode.BAD_TENSOR_ENCODING, f"input {name!r}: {exc}") from None
     except ValueError as exc:
         raise ContractViolation(ErrorCode.BAD_SHAPE, f"input {name!r}: {exc}") from None
     if not spec.allow_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():

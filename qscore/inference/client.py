@@ -130,19 +130,23 @@ class TritonClient:
         *,
         version: str = "",
         outputs: Sequence[str] | None = None,
+        timeout_s: float | None = None,
     ) -> InferResult:
-        """Score a batch (axis 0 is the batch). Batches above max_batch_size are split and rejoined."""
+        """Score a batch (axis 0 is the batch). Batches above max_batch_size are split and rejoined.
+
+        `timeout_s` shortens the client's timeout for this call (a request's remaining deadline)."""
+        timeout = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         rows = {len(array) for array in inputs.values()}
         if len(rows) != 1:
             raise InferenceRejected(f"inputs disagree on batch size: {sorted(rows)}")
         batch = rows.pop()
         limit = (await self.model_spec(model)).max_batch_size
         if limit <= 0 or batch <= limit:
-            return await self._infer_once(model, inputs, version, outputs)
+            return await self._infer_once(model, inputs, version, outputs, timeout)
         parts = await asyncio.gather(
             *(
                 self._infer_once(
-                    model, {k: v[start : start + limit] for k, v in inputs.items()}, version, outputs
+                    model, {k: v[start : start + limit] for k, v in inputs.items()}, version, outputs, timeout
                 )
                 for start in range(0, batch, limit)
             )
@@ -151,7 +155,12 @@ class TritonClient:
         return InferResult(outputs=joined, model_version=parts[0].model_version)
 
     async def _infer_once(
-        self, model: str, inputs: dict[str, np.ndarray], version: str, outputs: Sequence[str] | None
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        version: str,
+        outputs: Sequence[str] | None,
+        timeout_s: float,
     ) -> InferResult:
         from tritonclient.grpc import InferInput, InferRequestedOutput
 
@@ -166,7 +175,7 @@ class TritonClient:
         requested = [InferRequestedOutput(name) for name in outputs] if outputs else None
         result = await self._call(
             lambda: self._client().infer(
-                model, infer_inputs, model_version=version, outputs=requested, client_timeout=self.timeout_s
+                model, infer_inputs, model_version=version, outputs=requested, client_timeout=timeout_s
             )
         )
         response = result.get_response()

@@ -2,17 +2,26 @@
 
 from qscore.scoring.core import (
     InferenceBackend,
+    InteractionRoute,
     ScoredItem,
     ScoringItem,
     error_reply,
     group_key,
     ok_reply,
     score_group,
+    split_expired,
+    time_left_s,
+)
+from qscore.scoring.envelope import (
+    ReplyPolicy,
+    RequestEnvelope,
+    check_envelope,
+    inference_violation,
+    undeliverable,
 )
 from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
-    InteractionRoute,
     InteractionSink,
     ShadowGroup,
     log_interactions,
@@ -26,17 +35,24 @@ __all__ = [
     "InteractionRoute",
     "InteractionSink",
     "PreparedRequest",
+    "ReplyPolicy",
+    "RequestEnvelope",
     "RequestPreparer",
     "ScoredItem",
     "ScoringItem",
     "ShadowGroup",
     "SpecSource",
     "UnknownModel",
+    "check_envelope",
     "error_reply",
     "group_key",
+    "inference_violation",
     "log_interactions",
     "ok_reply",
     "score_group",
     "score_shadow",
     "shadow_groups",
+    "split_expired",
+    "time_left_s",
+    "undeliverable",
 ]

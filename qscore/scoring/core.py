@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -23,7 +24,11 @@ from qscore.contracts import (
     ScoreRequest,
     Tensor,
     Timings,
+    check_deadline,
 )
+
+# How a request's version was chosen, as the interaction log records it.
+InteractionRoute = Literal["production", "canary", "shadow", "pinned"]
 
 
 class InferenceBackend(Protocol):
@@ -36,6 +41,7 @@ class InferenceBackend(Protocol):
         *,
         version: str = "",
         outputs: Sequence[str] | None = None,
+        timeout_s: float | None = None,
     ) -> InferResultLike: ...
 
 
@@ -61,6 +67,14 @@ class ScoringItem:
     def rows(self) -> int:
         return int(next(iter(self.arrays.values())).shape[0])
 
+    def seconds_left(self, now: float) -> float | None:
+        """Seconds until the request's deadline (negative once passed); None without a deadline."""
+        deadline = self.request.deadline
+        if deadline is None:
+            return None
+        moment = deadline if deadline.tzinfo else deadline.replace(tzinfo=UTC)
+        return moment.timestamp() - now
+
 
 @dataclass(frozen=True)
 class ScoredItem:
@@ -72,21 +86,57 @@ class ScoredItem:
     batch_rows: int = field(default=0)
 
 
+def split_expired(
+    items: Sequence[ScoringItem], *, now: float | None = None
+) -> tuple[list[ScoringItem], list[tuple[ScoringItem, ContractViolation]]]:
+    """(items still in time, expired items with their `expired` violation): the deadline is
+    checked again right before the Triton call, not only when the request arrived."""
+    current = time.time() if now is None else now
+    live: list[ScoringItem] = []
+    late: list[tuple[ScoringItem, ContractViolation]] = []
+    for item in items:
+        try:
+            check_deadline(item.request, now=datetime.fromtimestamp(current, tz=UTC))
+        except ContractViolation as violation:
+            late.append((item, violation))
+            continue
+        live.append(item)
+    return live, late
+
+
+def time_left_s(items: Sequence[ScoringItem], *, now: float | None = None) -> float | None:
+    """The tightest deadline of `items` as seconds from now (the Triton call's timeout); None
+    when none has a deadline."""
+    current = time.time() if now is None else now
+    left = [s for s in (item.seconds_left(current) for item in items) if s is not None]
+    return max(0.001, min(left)) if left else None
+
+
 def group_key(model: str, version: str) -> tuple[str, str]:
     """Requests are batched together only for the same model and resolved version."""
     return (model, version)
 
 
 async def score_group(
-    backend: InferenceBackend, spec: ModelSpec, version: str, items: Sequence[ScoringItem]
+    backend: InferenceBackend,
+    spec: ModelSpec,
+    version: str,
+    items: Sequence[ScoringItem],
+    *,
+    timeout_s: float | None = None,
 ) -> list[ScoredItem]:
-    """Score items of one (model, version) in a single Triton call; outputs split back by rows."""
+    """Score items of one (model, version) in a single Triton call; outputs split back by rows.
+
+    `timeout_s` (e.g. `time_left_s(items)`) bounds the call; the backend's own timeout applies too."""
     if not items:
         return []
     names = [tensor.name for tensor in spec.inputs]
     batch = {name: np.concatenate([item.arrays[name] for item in items], axis=0) for name in names}
     started = time.time()
-    result = await backend.infer(spec.name, batch, version=version)
+    if timeout_s is None:
+        result = await backend.infer(spec.name, batch, version=version)
+    else:
+        result = await backend.infer(spec.name, batch, version=version, timeout_s=timeout_s)
     inference_ms = (time.time() - started) * 1000
     bounds = np.cumsum([item.rows for item in items])[:-1]
     per_output = {name: np.split(array, bounds, axis=0) for name, array in result.outputs.items()}

@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from qscore.contracts import (
+    PRODUCTION_LABEL,
     ContractViolation,
     ErrorCode,
     ModelSpec,
+    ScoreRequest,
     check_deadline,
     decode_request,
     request_arrays,
 )
 from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
 from qscore.registry import ModelRegistry, RegistryError
-from qscore.scoring.core import ScoringItem
+from qscore.registry.store import Route
+from qscore.scoring.core import InteractionRoute, ScoringItem
 
 
 class SpecSource(Protocol):
@@ -37,6 +40,18 @@ class PreparedRequest:
     spec: ModelSpec
     version: str
     shadow_version: str | None = None
+    # How the version was chosen, as the interaction log records it (canary/pinned/production).
+    route: InteractionRoute = "production"
+
+
+def interaction_route(request: ScoreRequest, route: Route) -> InteractionRoute:
+    """canary: a flight picked the version; pinned: the request named a version or a label other
+    than production; production: the registry's production version."""
+    if route.flighted:
+        return "canary"
+    if request.version and request.version != PRODUCTION_LABEL:
+        return "pinned"
+    return "production"
 
 
 class RequestPreparer:
@@ -82,5 +97,9 @@ class RequestPreparer:
             enqueued_at=enqueued_at,
         )
         return PreparedRequest(
-            item=item, spec=spec, version=route.version, shadow_version=route.shadow_version
+            item=item,
+            spec=spec,
+            version=route.version,
+            shadow_version=route.shadow_version,
+            route=interaction_route(request, route),
         )

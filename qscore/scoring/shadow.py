@@ -14,15 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from qscore.contracts import ModelSpec, ScoreReply
-from qscore.scoring.core import InferenceBackend, ScoredItem, ScoringItem, score_group
+from qscore.scoring.core import InferenceBackend, InteractionRoute, ScoredItem, ScoringItem, score_group
 from qscore.scoring.prepare import PreparedRequest
 
 log = logging.getLogger(__name__)
 
-InteractionRoute = Literal["production", "canary", "shadow", "pinned"]
 SHADOW_ROUTE: InteractionRoute = "shadow"
 
 
@@ -73,17 +72,19 @@ async def log_interactions(
     scored: Sequence[ScoredItem],
     replies: Sequence[ScoreReply] | None,
     *,
-    route: InteractionRoute,
+    route: InteractionRoute | Sequence[InteractionRoute],
     scored_by: str | None = None,
 ) -> None:
-    """Log each scored item (with its reply, when one was sent). A failing sink is logged and
-    never stops scoring: monitoring must not cost a reply."""
+    """Log each scored item (with its reply, when one was sent) under `route` (one for all, or
+    one per item). A failing sink is logged and never stops scoring: monitoring must not cost a
+    reply."""
     if sink is None:
         return
     for index, item in enumerate(scored):
         reply = replies[index] if replies is not None else None
+        item_route = route if isinstance(route, str) else route[index]
         try:
-            await sink.log_scored(item, reply=reply, route=route, scored_by=scored_by)
+            await sink.log_scored(item, reply=reply, route=item_route, scored_by=scored_by)
         except Exception:
             log.exception("interaction log failed")
             return

@@ -2,7 +2,7 @@
 helpers that read a received message's body, reply address, enqueued time and trace context,
 and batch settlement (`MessageSettler`)."""
 
-from qscore.transport.client import TransportConfigError, servicebus_client
+from qscore.transport.client import TransportConfigError, check_connection_string, servicebus_client
 from qscore.transport.received import (
     application_properties,
     enqueued_at,
@@ -10,15 +10,26 @@ from qscore.transport.received import (
     reply_address,
     traceparent,
 )
-from qscore.transport.replies import ReplyAddress, ReplySender, reply_message
+from qscore.transport.replies import (
+    ReplyAddress,
+    ReplySender,
+    ReplySendError,
+    SendFailure,
+    classify_send_error,
+    reply_message,
+)
 from qscore.transport.settlement import MessageSettler
 
 __all__ = [
     "MessageSettler",
     "ReplyAddress",
+    "ReplySendError",
     "ReplySender",
+    "SendFailure",
     "TransportConfigError",
     "application_properties",
+    "check_connection_string",
+    "classify_send_error",
     "enqueued_at",
     "message_body",
     "reply_address",

@@ -14,7 +14,21 @@ if TYPE_CHECKING:
 
 
 class TransportConfigError(ValueError):
-    """Neither a connection string nor a namespace was given (or both were)."""
+    """Neither a connection string nor a namespace was given (or both were), or the connection
+    string is malformed."""
+
+
+def check_connection_string(connection: str) -> None:
+    """Raise TransportConfigError (one line a person can act on) for a malformed connection string."""
+    from azure.servicebus import parse_connection_string
+
+    try:
+        parse_connection_string(connection)
+    except ValueError as exc:
+        raise TransportConfigError(
+            f"the Service Bus connection string is not valid: {exc} Expected "
+            "'Endpoint=sb://HOST;SharedAccessKeyName=NAME;SharedAccessKey=KEY'"
+        ) from None
 
 
 def servicebus_client(
@@ -33,6 +47,7 @@ def servicebus_client(
             "or QSCORE_SERVICEBUS_NAMESPACE (Azure namespace, uses DefaultAzureCredential)"
         )
     if connection:
+        check_connection_string(connection)
         return ServiceBusClient.from_connection_string(connection, **client_options)
     from azure.identity.aio import DefaultAzureCredential
 

@@ -9,6 +9,8 @@ completing the request sends the reply again on redelivery).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -59,8 +61,73 @@ def reply_amqp_message(address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotate
     return AmqpAnnotatedMessage(data_body=body, properties=properties)
 
 
+@dataclass(frozen=True)
+class SendFailure:
+    """Why one reply was not sent. `permanent`: the broker refused it for good as addressed
+    (queue not found, unauthorized, too large, session required), so sending it again cannot
+    help; otherwise it may go through later (connection lost, timeout, busy broker).
+    `queue_wide`: the refusal was for the queue, not for this message. `detail`: the broker's words."""
+
+    permanent: bool
+    detail: str
+    queue_wide: bool = False
+
+
+class ReplySendError(Exception):
+    """`ReplySender.send` could not send every reply; `failures` is per reply (None = sent)."""
+
+    def __init__(self, failures: Sequence[SendFailure | None]) -> None:
+        first = next(failure for failure in failures if failure is not None)
+        count = sum(failure is not None for failure in failures)
+        super().__init__(f"{count} of {len(failures)} replies not sent: {first.detail}")
+        self.failures = list(failures)
+
+
+# AMQP conditions that refuse a queue (every message to it) or one message, for good.
+QUEUE_REFUSALS = frozenset({"amqp:not-found", "amqp:unauthorized-access", "com.microsoft:entity-disabled"})
+MESSAGE_REFUSALS = frozenset({"amqp:link:message-size-exceeded", "amqp:not-allowed", "amqp:decode-error"})
+_CONDITION_IN_TEXT = re.compile(r"Error condition: ([\w:.-]+)\.")
+
+
+def classify_send_error(error: BaseException) -> SendFailure:
+    """Permanent (the request's reply can never be delivered as addressed) or transient."""
+    from azure.servicebus.exceptions import (
+        MessageSizeExceededError,
+        MessagingEntityDisabledError,
+        MessagingEntityNotFoundError,
+        ServiceBusAuthorizationError,
+    )
+
+    text = str(error).strip()
+    words = text.splitlines()[0] if text else repr(error)
+    condition = getattr(error, "_condition", None)  # the SDK keeps the AMQP condition privately
+    if not isinstance(condition, str):
+        found = _CONDITION_IN_TEXT.search(text)
+        condition = found.group(1) if found else None
+    queue_errors = (MessagingEntityNotFoundError, MessagingEntityDisabledError, ServiceBusAuthorizationError)
+    if isinstance(error, queue_errors) or condition in QUEUE_REFUSALS:
+        return SendFailure(permanent=True, detail=words, queue_wide=True)
+    if isinstance(error, MessageSizeExceededError) or condition in MESSAGE_REFUSALS:
+        return SendFailure(permanent=True, detail=words)
+    return SendFailure(permanent=False, detail=words)
+
+
+class _QueueRefused(Exception):
+    def __init__(self, failure: SendFailure) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
+
+
+Indexed = list[tuple[int, "AmqpAnnotatedMessage"]]
+
+
 class ReplySender:
-    """Batched reply sends over one ServiceBusClient; one SDK sender per reply queue, opened lazily."""
+    """Batched reply sends over one ServiceBusClient; one SDK sender per reply queue, opened lazily.
+
+    `deliver` reports per reply: in the normal case each queue's replies go out packed into as
+    few transfers as the link allows; only when a transfer is refused for good are its replies
+    sent one by one, to find the one(s) the broker refuses, so batch-mates are still answered.
+    """
 
     def __init__(self, client: ServiceBusClient, *, send_timeout_s: float | None = 30.0) -> None:
         self._client = client
@@ -69,16 +136,91 @@ class ReplySender:
         self._opening = asyncio.Lock()
 
     async def send(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> None:
-        """Send all replies; returns once the broker has accepted every one (raises otherwise)."""
-        by_queue: dict[str, list[AmqpAnnotatedMessage]] = defaultdict(list)
-        for address, reply in replies:
-            by_queue[address.queue].append(reply_amqp_message(address, reply))
-        for queue, messages in by_queue.items():
+        """Send all replies; returns once the broker has accepted every one (ReplySendError otherwise)."""
+        failures = await self.deliver(replies)
+        if any(failure is not None for failure in failures):
+            raise ReplySendError(failures)
+
+    async def deliver(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> list[SendFailure | None]:
+        """Send all replies; per reply (same order): None when the broker accepted it, else why not."""
+        results: list[SendFailure | None] = [None] * len(replies)
+        by_queue: dict[str, Indexed] = defaultdict(list)
+        for index, (address, reply) in enumerate(replies):
+            by_queue[address.queue].append((index, reply_amqp_message(address, reply)))
+        for queue, indexed in by_queue.items():
+            for index, failure in (await self._deliver_to(queue, indexed)).items():
+                results[index] = failure
+        return results
+
+    async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
+        sent: set[int] = set()
+        try:
             sender, lock = await self._sender(queue)
             # One send at a time per link: the SDK does not guard concurrent sends on one
             # sender (frames of two batches interleave, and a failed send's reopen races).
             async with lock:
-                await self._send_batched(sender, messages)
+                return await self._send_packed(sender, indexed, sent)
+        except Exception as exc:  # the link would not open, or the queue refused everything
+            failure = exc.failure if isinstance(exc, _QueueRefused) else classify_send_error(exc)
+            if failure.permanent:
+                await self._forget(queue)  # a queue created later gets a fresh link
+            return {index: failure for index, _ in indexed if index not in sent}
+
+    async def _send_packed(
+        self, sender: ServiceBusSender, indexed: Indexed, sent: set[int]
+    ) -> dict[int, SendFailure]:
+        # Pack as many messages per transfer as the link's max message size allows.
+        failed: dict[int, SendFailure] = {}
+        batch = await sender.create_message_batch()
+        chunk: Indexed = []
+        for index, message in indexed:
+            if self._add(batch, message):
+                chunk.append((index, message))
+                continue
+            if chunk:  # this transfer is full: send it and start the next one
+                failed.update(await self._send_chunk(sender, batch, chunk, sent))
+                batch, chunk = await sender.create_message_batch(), []
+                if self._add(batch, message):
+                    chunk.append((index, message))
+                    continue
+            limit = getattr(batch, "max_size_in_bytes", "?")
+            failed[index] = SendFailure(True, f"the reply is larger than the link allows ({limit} bytes)")
+        if chunk:
+            failed.update(await self._send_chunk(sender, batch, chunk, sent))
+        return failed
+
+    @staticmethod
+    def _add(batch: Any, message: AmqpAnnotatedMessage) -> bool:
+        try:
+            batch.add_message(message)
+        except ValueError:  # MessageSizeExceededError: this batch is full
+            return False
+        return True
+
+    async def _send_chunk(
+        self, sender: ServiceBusSender, batch: Any, chunk: Indexed, sent: set[int]
+    ) -> dict[int, SendFailure]:
+        try:
+            await sender.send_messages(batch, timeout=self._send_timeout_s)
+        except Exception as exc:
+            failure = classify_send_error(exc)
+        else:
+            sent.update(index for index, _ in chunk)
+            return {}
+        if failure.queue_wide:
+            raise _QueueRefused(failure)
+        if not failure.permanent or len(chunk) == 1:
+            return {index: failure for index, _ in chunk}
+        # One message of the transfer was refused for good: send each alone to find which.
+        found: dict[int, SendFailure] = {}
+        for index, message in chunk:
+            try:
+                await sender.send_messages(message, timeout=self._send_timeout_s)
+            except Exception as exc:
+                found[index] = classify_send_error(exc)
+            else:
+                sent.add(index)
+        return found
 
     async def _sender(self, queue: str) -> tuple[ServiceBusSender, asyncio.Lock]:
         entry = self._senders.get(queue)
@@ -90,23 +232,13 @@ class ReplySender:
                     self._senders[queue] = entry
         return entry
 
-    async def _send_batched(self, sender: ServiceBusSender, messages: list[AmqpAnnotatedMessage]) -> None:
-        # Pack as many messages per transfer as the link's max message size allows.
-        batch = await sender.create_message_batch()
-        for message in messages:
-            try:
-                batch.add_message(message)
-            except ValueError:  # MessageSizeExceededError: this batch is full
-                if len(batch) == 0:
-                    raise
-                await self._send_one(sender, batch)
-                batch = await sender.create_message_batch()
-                batch.add_message(message)
-        if len(batch):
-            await self._send_one(sender, batch)
-
-    async def _send_one(self, sender: ServiceBusSender, batch: Any) -> None:
-        await sender.send_messages(batch, timeout=self._send_timeout_s)
+    async def _forget(self, queue: str) -> None:
+        entry = self._senders.pop(queue, None)
+        if entry is not None:
+            sender, lock = entry
+            async with lock:  # after any send already waiting for this link
+                with contextlib.suppress(Exception):
+                    await sender.close()
 
     async def close(self) -> None:
         senders, self._senders = list(self._senders.values()), {}

@@ -1,0 +1,106 @@
+"""Judge what a request message carries besides its body: request id, content type, reply address.
+
+This and `RequestPreparer` (the body) are the one place a bad request is given its code
+(`qscore.contracts.BAD_INPUT`); the worker and the Functions app both call them, so a request is
+judged the same way in both runtimes. `undeliverable` and `inference_violation` give the codes
+for what fails on the way for one request alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from qscore.contracts import REQUEST_CONTENT_TYPE, ContractViolation, ErrorCode
+from qscore.transport.replies import ReplyAddress
+
+
+@dataclass(frozen=True)
+class RequestEnvelope:
+    """The Service Bus properties of a request message that the contract gives a meaning."""
+
+    message_id: str | None
+    reply_to: str | None = None
+    reply_to_session_id: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyPolicy:
+    """Where replies may go. `allowed_queues` empty: only `default_queue` (so a producer cannot
+    make the scoring identity a relay to arbitrary queues). `sessions_required`: the reply queues
+    are session-enabled (the contract's are), so a reply needs the request's session id."""
+
+    default_queue: str
+    allowed_queues: frozenset[str] = field(default_factory=frozenset)
+    sessions_required: bool = True
+
+    @classmethod
+    def create(
+        cls, default_queue: str, allowed: Iterable[str] = (), *, sessions_required: bool = True
+    ) -> ReplyPolicy:
+        names = frozenset(name.strip() for name in allowed if name.strip())
+        return cls(default_queue, names or frozenset({default_queue}), sessions_required)
+
+    def allows(self, queue: str) -> bool:
+        return queue in (self.allowed_queues or {self.default_queue})
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddress:
+    """The reply address of a queue request; raises ContractViolation (dead-letter it) when the
+    message has no request id, a foreign content type, or no reply address it may use."""
+    if not envelope.message_id:
+        raise ContractViolation(
+            ErrorCode.NO_MESSAGE_ID,
+            "the message has no message_id: set it to a unique id per request; replies carry it back "
+            "as correlation_id",
+        )
+    if envelope.content_type and _media_type(envelope.content_type) != REQUEST_CONTENT_TYPE:
+        raise ContractViolation(
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+            f"content_type {envelope.content_type!r} is not {REQUEST_CONTENT_TYPE!r}: send a v1 request "
+            "with that content type (or none)",
+        )
+    if not envelope.reply_to and not envelope.reply_to_session_id:
+        raise ContractViolation(
+            ErrorCode.NO_REPLY_ADDRESS,
+            "the message names no reply address: set reply_to (the reply queue) and "
+            "reply_to_session_id (your session on it)",
+        )
+    queue = envelope.reply_to or policy.default_queue
+    if not policy.allows(queue):
+        allowed = ", ".join(sorted(policy.allowed_queues or {policy.default_queue}))
+        raise ContractViolation(
+            ErrorCode.REPLY_TO_NOT_ALLOWED,
+            f"reply_to {queue!r} is not an allowed reply queue (allowed: {allowed}; "
+            "QSCORE_ALLOWED_REPLY_QUEUES)",
+        )
+    if policy.sessions_required and not envelope.reply_to_session_id:
+        raise ContractViolation(
+            ErrorCode.NO_REPLY_SESSION,
+            f"reply queue {queue!r} requires sessions: set reply_to_session_id to your own session id",
+        )
+    return ReplyAddress(queue=queue, session_id=envelope.reply_to_session_id)
+
+
+def undeliverable(address: ReplyAddress, broker_words: str) -> ContractViolation:
+    """The broker refused this request's reply for good (queue not found, unauthorized, too large,
+    session required): the request is dead-lettered with the broker's words."""
+    session = f" session {address.session_id!r}" if address.session_id else " (no session)"
+    return ContractViolation(
+        ErrorCode.REPLY_UNDELIVERABLE,
+        f"the reply to queue {address.queue!r}{session} was refused: {broker_words}",
+    )
+
+
+def inference_violation(model: str, version: str, error: Exception, *, not_served: bool) -> ContractViolation:
+    """Triton refused this request alone: the version is not served, or the inputs were refused."""
+    if not_served:
+        return ContractViolation(
+            ErrorCode.UNKNOWN_VERSION, f"model {model!r} version {version} is not served: {error}"
+        )
+    return ContractViolation(ErrorCode.INFERENCE_FAILED, f"Triton refused the request: {error}")

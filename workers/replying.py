@@ -1,0 +1,64 @@
+"""Send a batch's replies, then settle each request by what became of ITS reply.
+
+- sent -> completed (after the send: at-least-once, see workers/pipeline.py);
+- refused for good (queue not found, unauthorized, too large, session required) ->
+  dead-lettered `reply_undeliverable` with the broker's words: redelivery cannot help;
+- failed in a way that may pass (connection lost, timeout) -> abandoned, redelivered later.
+
+So one request whose reply cannot be delivered never takes its batch-mates down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qscore.contracts import ScoreReply
+from qscore.scoring import undeliverable
+from qscore.transport import ReplyAddress, ReplySender, SendFailure
+from workers.settle import Settler
+from workers.telemetry import WorkerTelemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingReply:
+    """One request's reply, with the message to settle and the span to end."""
+
+    message: Any
+    address: ReplyAddress
+    reply: ScoreReply
+    span: Any = None
+
+
+async def reply_and_settle(
+    outgoing: Sequence[OutgoingReply], replies: ReplySender, settler: Settler, telemetry: WorkerTelemetry
+) -> list[int]:
+    """Send every reply (batched), settle each message by its own outcome; returns the indexes
+    of the replies that were sent."""
+    try:
+        failures = await replies.deliver([(each.address, each.reply) for each in outgoing])
+    except Exception as exc:  # deliver reports per reply; anything else may pass: send them again later
+        failures = [SendFailure(permanent=False, detail=repr(exc))] * len(outgoing)
+    sent = [index for index, failure in enumerate(failures) if failure is None]
+    retry = [outgoing[index] for index, failure in enumerate(failures) if failure and not failure.permanent]
+    if sent:
+        await settler.complete([outgoing[index].message for index in sent])
+        telemetry.replied([outgoing[index].reply for index in sent])
+    for index, failure in enumerate(failures):
+        if failure is not None and failure.permanent:
+            each = outgoing[index]
+            await settler.dead_letter(each.message, undeliverable(each.address, failure.detail))
+            telemetry.finish_message(each.span, outcome="dead_lettered:reply_undeliverable")
+    if retry:
+        reason = next(failure.detail for failure in failures if failure and not failure.permanent)
+        log.warning("could not send %d replies, abandoning them for redelivery: %s", len(retry), reason)
+        await settler.abandon([each.message for each in retry], reason="reply_send_failed")
+        for each in retry:
+            telemetry.finish_message(each.span, outcome="reply_send_failed")
+    for index in sent:
+        telemetry.finish_message(outgoing[index].span, outcome="replied")
+    return sent
