@@ -21,6 +21,7 @@ from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
+from workers.batch_items import ItemSettler
 from workers.health import WorkerState
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
@@ -145,8 +146,16 @@ class ReceiveLoop:
         control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
-            settler = Settler(
-                MessageSettler(receiver, control=control), held, self._telemetry, on_settled=self._on_settled
+            settler = ItemSettler(
+                Settler(
+                    MessageSettler(receiver, control=control),
+                    held,
+                    self._telemetry,
+                    on_settled=self._on_settled,
+                ),
+                replies=self._replies,
+                telemetry=self._telemetry,
+                worker_id=settings.worker_id,
             )
             batcher = self._batcher(settler)
             intake = Intake(
@@ -177,7 +186,7 @@ class ReceiveLoop:
                 finally:
                     renewer.cancel()
 
-    def _batcher(self, settler: Settler) -> MicroBatcher[tuple[str, str], HeldRequest]:
+    def _batcher(self, settler: ItemSettler) -> MicroBatcher[tuple[str, str], HeldRequest]:
         settings = self.settings
         scorer = BatchScorer(
             backend=self._backend,
@@ -243,7 +252,7 @@ class ReceiveLoop:
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
             await asyncio.sleep(0)
 
-    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: Settler) -> None:
+    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: ItemSettler) -> None:
         if self._stop.is_set:
             self.state.draining = True
             self.state.detail = "draining"
