@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from qscore.batching import BatchPolicy, MicroBatcher
@@ -27,6 +28,7 @@ from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
 from workers.intake import Intake, IntakeOptions
 from workers.job import ABANDONED, JobLimits
+from workers.lanes import WeightedTurns
 from workers.locks import HeldMessages, renew_locks_forever
 from workers.pipeline import BatchScorer, PipelineOptions
 from workers.prefetch import PrefetchWindow, apply_link_credit
@@ -49,6 +51,17 @@ RECEIVE_SOCKET_TIMEOUT_S = 0.02
 
 def _rows(request: HeldRequest) -> int:
     return request.rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """One lane's receive session: its queue, receiver, held set and intake."""
+
+    queue: str
+    receiver: Any
+    held: HeldMessages
+    intake: Intake
+    over: asyncio.Event  # set when any lane's session ends: the others end too
 
 
 class ReceiveLoop:
@@ -82,6 +95,8 @@ class ReceiveLoop:
         # next one opens after this backoff.
         self.broker_backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
         self.window = PrefetchWindow(ceiling=settings.prefetch)
+        self.turns = WeightedTurns(settings.lanes())
+        self._waited_before = False
         self.job = JobLimits(
             exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
         )
@@ -122,8 +137,10 @@ class ReceiveLoop:
                 return
             is_ready = getattr(self._backend, "is_ready", None)
             if is_ready is None or await is_ready():
-                if hasattr(self._backend, "forget_spec"):
+                if self._waited_before and hasattr(self._backend, "forget_spec"):
                     self._backend.forget_spec()  # a restarted server may serve other versions
+                # (not the first time: the specs the start-up warm-up fetched are this server's)
+                self._waited_before = True
                 self.state.triton_ok = True
                 self.state.detail = "receiving"
                 return
@@ -135,15 +152,22 @@ class ReceiveLoop:
                 await asyncio.wait_for(self._stop.stopping.wait(), seconds)
 
     async def _session(self) -> None:
+        """One receive session per lane (workers/lanes.py); when one ends, they all end."""
+        lanes = self.settings.lanes()
+        self.turns = WeightedTurns(lanes)
+        over = asyncio.Event()
+        await asyncio.gather(*(self._lane_session(queue, over) for queue in lanes))
+
+    async def _lane_session(self, queue: str, over: asyncio.Event) -> None:
         settings = self.settings
         # The SDK's prefetch starts at the window's size; _receive re-sizes it as throughput is measured.
         receiver = self._client.get_queue_receiver(
-            settings.request_queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
+            queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
         )
         set_further_pull(receiver, FURTHER_PULL_S)
         # An idle second receiver (own connection, no prefetch) carries batch settlement and
         # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
-        control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
+        control = self._client.get_queue_receiver(queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
             settler = ItemSettler(
@@ -178,8 +202,9 @@ class ReceiveLoop:
             renewer = asyncio.create_task(renew_locks_forever(settler.messages, held))
             self.state.connected = True
             try:
-                await self._receive(receiver, held, intake)
+                await self._receive(_Lane(queue, receiver, held, intake, over))
             finally:
+                over.set()
                 self.state.connected = False
                 try:
                     await self._drain(batcher, settler)
@@ -220,9 +245,10 @@ class ReceiveLoop:
         job_room = self.job.room
         return size if job_room is None else min(size, job_room)
 
-    async def _receive(self, receiver: Any, held: HeldMessages, intake: Intake) -> None:
+    async def _receive(self, lane: _Lane) -> None:
+        receiver, held = lane.receiver, lane.held
         wait_s = self.settings.receive_wait_s
-        while not self._stop.is_set and not self.backoff.paused:
+        while not self._stop.is_set and not self.backoff.paused and not lane.over.is_set():
             self.state.tick()
             if held.count:
                 self.job.busy()
@@ -248,7 +274,8 @@ class ReceiveLoop:
                 self.job.took(len(messages))
                 self.window.observe_lock(messages)
                 self.state.count("received", len(messages))
-                await intake.accept(messages)
+                async with self.turns.turn(lane.queue):  # the higher lane first, weighted
+                    await lane.intake.accept(messages)
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
             await asyncio.sleep(0)
 
