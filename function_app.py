@@ -10,6 +10,10 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import activities, http_api, orchestrator, trigger
+from functions.telemetry import configure_from_environment
+
+# Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING) and/or OTLP when configured.
+configure_from_environment()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(trigger.bp)

@@ -54,6 +54,11 @@ async def send_replies(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=names.DEAD_LETTER)
 async def store_dead_letters(payload: dict[str, Any]) -> int:
-    """Requests that cannot be answered, kept with their reason."""
+    """Requests that cannot be answered go to the failures queue, with their reason."""
     request = DeadLetterInput.model_validate(payload)
-    return await delivery.store_dead_letters(request.instance_id, request.rejected, current_runtime())
+    runtime = current_runtime()
+    batch = await steps.load_batch(request.batch, runtime.payloads) if request.batch is not None else []
+    rejected = list(request.rejected)
+    if request.replies_failed is not None:
+        rejected += delivery.unanswered_after_failed_send(batch, rejected, request.replies_failed)
+    return await delivery.record_failures(request.instance_id, batch, rejected, runtime)

@@ -4,9 +4,15 @@ It is replayed from its history after every activity, so it must decide the same
 no I/O, no clocks, no randomness, no settings read here. Everything it needs is in its input
 (the batch, or a reference to it, and the retry policy) and in the activity results.
 
-    validate -> one inference activity per (model, version) group, with retry and backoff
-             -> send replies (ok and error) -> store what cannot be answered
+    validate -> one inference activity per (model, version) group
+             -> send replies (ok and error) -> record what cannot be answered on the failures queue
              -> one shadow inference activity per (model, shadow version) group
+
+Every activity that does I/O runs with the retry policy (exponential backoff). A request ends as
+one reply or one failure record: bad input and undeliverable replies are recorded on the
+failures queue; if the reply activity itself fails for good, every queue request of the batch
+not answered otherwise is recorded there (`reply_undeliverable`). Only if recording fails for
+good too does the orchestration fail, and the batch stays in its Durable history.
 
 Shadow groups run after the replies are sent, without retry, and each failure is only counted:
 a shadow result goes to the interaction log, never into a reply, as in the worker.
@@ -92,13 +98,42 @@ def run_shadows(
     return scored, sum(failure is not None for _, failure in settled)
 
 
+def send_and_record(
+    context: df.DurableOrchestrationContext,
+    started: OrchestrationInput,
+    validation: ValidationResult,
+    outcomes: list[GroupOutcome],
+) -> Generator[Any, Any, tuple[SendSummary, int]]:
+    """Send the replies, then record everything that ends without one; (summary, recorded)."""
+    retry = BackoffRetryOptions(started.retry)
+    send = SendInput(batch=started.batch, outcomes=outcomes, rejected=validation.rejected_with_reply)
+    replies_failed: str | None = None
+    try:
+        sent = yield context.call_activity_with_retry(names.SEND_REPLIES, retry, send.model_dump(mode="json"))
+        summary = SendSummary.model_validate(sent)
+    except Exception as exc:
+        summary, replies_failed = SendSummary(), _failure_text(exc)
+    unanswered = [*validation.dead_letters, *summary.unanswered]
+    if not unanswered and replies_failed is None:
+        return summary, 0
+    store = DeadLetterInput(
+        instance_id=context.instance_id,
+        rejected=unanswered,
+        batch=started.batch,
+        replies_failed=replies_failed,
+    )
+    recorded = yield context.call_activity_with_retry(names.DEAD_LETTER, retry, store.model_dump(mode="json"))
+    return summary, int(recorded)
+
+
 def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     started = OrchestrationInput.model_validate(context.get_input())
-    validation = ValidationResult.model_validate(
-        (yield context.call_activity(names.VALIDATE, {"batch": started.batch.model_dump(mode="json")}))
-    )
-    context.set_custom_status({"stage": "inference", "groups": len(validation.groups)})
     retry = BackoffRetryOptions(started.retry)
+    checked = yield context.call_activity_with_retry(
+        names.VALIDATE, retry, {"batch": started.batch.model_dump(mode="json")}
+    )
+    validation = ValidationResult.model_validate(checked)
+    context.set_custom_status({"stage": "inference", "groups": len(validation.groups)})
     tasks = [
         context.call_activity_with_retry(
             names.INFER, retry, InferInput(batch=started.batch, group=group).model_dump(mode="json")
@@ -107,14 +142,7 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     ]
     outcomes = yield from collect_outcomes(context, tasks, validation.groups)
     context.set_custom_status({"stage": "replies", "groups": len(validation.groups)})
-    send = SendInput(batch=started.batch, outcomes=outcomes, rejected=validation.rejected_with_reply)
-    summary = SendSummary.model_validate(
-        (yield context.call_activity(names.SEND_REPLIES, send.model_dump(mode="json")))
-    )
-    dead_lettered = 0
-    if validation.dead_letters:
-        store = DeadLetterInput(instance_id=context.instance_id, rejected=validation.dead_letters)
-        dead_lettered = yield context.call_activity(names.DEAD_LETTER, store.model_dump(mode="json"))
+    summary, dead_lettered = yield from send_and_record(context, started, validation, outcomes)
     shadow_scored, shadow_failed = 0, 0
     if validation.shadow_groups:
         context.set_custom_status({"stage": "shadow", "groups": len(validation.shadow_groups)})
@@ -129,7 +157,7 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         replied=summary.sent + len(summary.http_replies),
         ok=summary.ok,
         errors=summary.errors,
-        dead_lettered=int(dead_lettered),
+        dead_lettered=dead_lettered,
         failed_groups=sum(outcome.failure is not None for outcome in outcomes),
         shadow_scored=shadow_scored,
         shadow_failed_groups=shadow_failed,
@@ -139,5 +167,5 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
 
 @bp.orchestration_trigger(context_name="context", orchestration=names.ORCHESTRATOR)
 def score_batch_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
-    """Score one batch: validate, infer per group with retries, reply, dead-letter the rest."""
+    """Score one batch: validate, infer per group, reply, record the rest (all with retries)."""
     return (yield from score_batch(context))

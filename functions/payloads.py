@@ -18,7 +18,8 @@ from functions.settings import RetryPolicy
 class InboundMessage(BaseModel):
     """One request as it arrived, with what the reply needs."""
 
-    message_id: str
+    message_id: str = Field(description="the request id; a stand-in when the message had none")
+    has_message_id: bool = True
     body: str = Field(description="UTF-8 text, or base64 when `encoding` is base64")
     encoding: Literal["utf-8", "base64"] = "utf-8"
     reply_to: str | None = None
@@ -28,6 +29,7 @@ class InboundMessage(BaseModel):
     traceparent: str | None = Field(default=None, description="the producer's W3C trace context")
     tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
+    content_type: str | None = None
 
     @classmethod
     def from_body(cls, body: bytes, **fields: object) -> InboundMessage:
@@ -95,6 +97,9 @@ class GroupOutcome(BaseModel):
     group: Group
     replies: Carried | None = None
     failure: str | None = None
+    dead_letters: list[Rejection] = Field(
+        default_factory=list, description="queue requests to record on the failures queue"
+    )
 
 
 class ShadowOutcome(BaseModel):
@@ -116,11 +121,21 @@ class SendSummary(BaseModel):
     ok: int = 0
     errors: int = 0
     http_replies: dict[str, dict[str, object]] = Field(default_factory=dict)
+    unanswered: list[Rejection] = Field(
+        default_factory=list,
+        description="queue requests to record on the failures queue (reply refused or never taken, "
+        "Triton refused them, inference failed after retries)",
+    )
 
 
 class DeadLetterInput(BaseModel):
+    """Requests to record on the failures queue. `replies_failed` (the failure text) when the
+    reply activity itself failed for good: then every queue request not yet recorded is."""
+
     instance_id: str
     rejected: list[Rejection]
+    batch: Carried | None = None
+    replies_failed: str | None = None
 
 
 class BatchOutcome(BaseModel):

@@ -14,6 +14,12 @@ from azure.durable_functions import RetryOptions
 from functions.settings import RetryPolicy
 
 
+def policy_delay_s(policy: RetryPolicy, failed_attempts: int) -> float:
+    """The wait before attempt `failed_attempts + 1` of a retry inside an activity."""
+    delay_ms = policy.first_retry_ms * policy.backoff_coefficient ** max(0, failed_attempts - 1)
+    return min(float(policy.max_retry_ms), delay_ms) / 1000
+
+
 class BackoffRetryOptions(RetryOptions):
     def __init__(self, policy: RetryPolicy) -> None:
         super().__init__(

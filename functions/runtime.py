@@ -1,5 +1,5 @@
 """The per-process objects the activities share: Triton client, request preparer, reply sender,
-payload and dead-letter stores, and the interaction log (production and shadow results).
+failures queue, payload store, and the interaction log (production and shadow results).
 
 The Functions host runs every activity of a worker process on one event loop, so one runtime per
 process (built on first use from the app settings) keeps one gRPC channel and one AMQP connection
@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from functions.dead_letters import DeadLetterStore
 from functions.payload_store import FilePayloadStore, PayloadStore
 from functions.settings import FunctionsSettings
 from qscore.registry import ModelRegistry
@@ -25,6 +24,7 @@ log = logging.getLogger("qscore.functions")
 if TYPE_CHECKING:
     from qscore.inference import TritonClient
     from qscore.transport import ReplySender
+    from qscore.transport.failures import FailureQueue
 
 
 @dataclass
@@ -34,7 +34,7 @@ class ScoringRuntime:
     preparer: RequestPreparer
     replies: ReplySender
     payloads: PayloadStore
-    dead_letters: DeadLetterStore
+    failures: FailureQueue  # requests that end without a reply (the request queue's DLQ twin)
     servicebus: Any = None  # the ServiceBusClient behind `replies`, closed with the runtime
     interactions: InteractionSink | None = None  # QSCORE_INTERACTION_LOG; None: not logged
     registry: ModelRegistry | None = None  # the preparer's, followed by `follow_registry`
@@ -79,6 +79,7 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
     from qscore.inference import ModelNotFound, TritonClient
     from qscore.monitoring import InteractionLog
     from qscore.transport import ReplySender, servicebus_client
+    from qscore.transport.failures import FailureQueue
 
     triton = TritonClient(settings.triton_url)
     if settings.connection:
@@ -93,7 +94,7 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         preparer=preparer,
         replies=ReplySender(client),
         payloads=FilePayloadStore(settings.payload_dir),
-        dead_letters=DeadLetterStore(settings.dead_letter_path),
+        failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,
         interactions=InteractionLog.from_env(),
         registry=registry,

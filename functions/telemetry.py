@@ -7,6 +7,13 @@ through the orchestration input (`InboundMessage.traceparent`) to the activities
 - score: one span per Triton call (`batch_span`), linked to every request's producer span;
 - reply: one CONSUMER span per request, child of its producer span (and linked to it), so the
   producer's trace shows its request answered; the send itself is a batch span linked to those.
+  The reply message carries that span's `traceparent`, so the producer records the reply's
+  arrival in the same trace (as with the worker).
+
+Export: `configure_from_environment()` (called by function_app.py) sends spans, metrics and
+logs to Application Insights when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set (and/or OTLP
+when `OTEL_EXPORTER_OTLP_ENDPOINT` is); there is no Prometheus endpoint on the Functions app:
+its instances come and go with the host's scaling and a scrape would reach one at random.
 """
 
 from __future__ import annotations
@@ -20,9 +27,32 @@ from opentelemetry.trace import Span
 
 from functions.payloads import InboundMessage
 from qscore.contracts import ScoreReply
-from qscore.telemetry import batch_span, extract_trace_context, scoring_metrics, start_message_span
+from qscore.telemetry import (
+    batch_span,
+    configure,
+    extract_trace_context,
+    scoring_metrics,
+    span_traceparent,
+    start_message_span,
+    traces_exported,
+)
 
 log = logging.getLogger("qscore.functions")
+
+
+def configure_from_environment(service_name: str = "qscore-functions") -> bool:
+    """Set up export when the environment names a destination; True when it did."""
+    if not traces_exported():
+        return False
+    configure(service_name)
+    return True
+
+
+def reply_traceparent(spans: dict[str, Span], message: InboundMessage) -> str | None:
+    """The traceparent a reply carries: its reply span's, else the request's own."""
+    span = spans.get(message.message_id)
+    own = span_traceparent(span) if span is not None else None
+    return own or message.traceparent
 
 
 def record_batch(model: str, version: str, size: int) -> None:

@@ -35,6 +35,12 @@ ACTIVE_OR_DONE = {
 }
 
 
+def tracking_id(message: func.ServiceBusMessage) -> str:
+    """The request id; a message without one is still tracked (and recorded as no_message_id)
+    under a stand-in that a redelivery of it keeps (its sequence number)."""
+    return message.message_id or f"no-message-id:{message.sequence_number}"
+
+
 def inbound_message(message: func.ServiceBusMessage, received_at: float) -> InboundMessage:
     # The producer's trace context rides along in the orchestration input, so the activities'
     # spans join the producer's trace (Diagnostic-Id from older SDKs counts as a traceparent).
@@ -42,13 +48,15 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
     enqueued = message.enqueued_time_utc
     return InboundMessage.from_body(
         message.get_body(),
-        message_id=message.message_id,
+        message_id=tracking_id(message),
+        has_message_id=bool(message.message_id),
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,
         enqueued_at=enqueued.timestamp() if enqueued is not None else None,
         received_at=received_at,
         traceparent=carrier.get("traceparent"),
         tracestate=carrier.get("tracestate"),
+        content_type=message.content_type,
     )
 
 

@@ -11,7 +11,21 @@ import sys
 
 import typer
 
-from qscore_cli import bench, bus, demo, enqueue, functions, registry, release, scale, triton, worker
+from qscore_cli import (
+    azurite,
+    batch,
+    bench,
+    bus,
+    dead_letters,
+    demo,
+    enqueue,
+    functions,
+    registry,
+    release,
+    scale,
+    triton,
+    worker,
+)
 from qscore_cli.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +39,9 @@ app.add_typer(bus.app, name="bus")
 app.add_typer(functions.app, name="functions")
 app.add_typer(registry.app, name="model")
 app.add_typer(release.app, name="release")
+app.add_typer(batch.app, name="batch")
+app.add_typer(azurite.app, name="azurite")
+app.add_typer(dead_letters.app, name="dead-letters")
 worker.register(app)
 demo.register(app)
 enqueue.register(app)

@@ -19,7 +19,7 @@ def run_local(
     triton_url: str = typer.Option("", help="gRPC host:port of a running Triton; empty: start one."),
     connection: str = typer.Option("", help="Service Bus connection string; empty: start the local bus."),
     max_batch: int = typer.Option(16, min=1, max=256, help="Messages per trigger invocation."),
-    work_dir: Path = typer.Option(Path(".qscore/functions"), help="Payload and dead-letter stores."),
+    work_dir: Path = typer.Option(Path(".qscore/functions"), help="Payload store (failures: queue)."),
 ) -> None:
     """Enqueue requests, run the trigger and orchestrations in-process, show the replies."""
     import asyncio

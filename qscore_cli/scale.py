@@ -72,6 +72,15 @@ def scale_sim(
     target_age: Annotated[float, typer.Option(help="Target queue-age p99 (s) to recommend for.")] = 10.0,
     plot: Annotated[Path, typer.Option(help="Where to write the PNG.")] = Path("bench/results/scale-sim.png"),
     recommend: Annotated[bool, typer.Option(help="Search messageCount and bounds for --target-age.")] = True,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            help="Count-based vs metric-based (components/keda-prometheus) on a steady load and a burst."
+        ),
+    ] = False,
+    steady_rate: Annotated[
+        float, typer.Option(help="--compare: steady arrival rate, messages/s.")
+    ] = 12_000.0,
 ) -> None:
     """Simulate KEDA + HPA scaling of the workers from an overlay's rendered ScaledObject."""
     from qscore_cli.scale_output import print_recommendation, print_summary, progress_bar
@@ -82,6 +91,21 @@ def scale_sim(
     from qscore_tools.scaling.simulator import SimulationSettings, simulate
 
     rate, rate_source = _per_replica_rate(per_replica_rate, bench)
+    if compare:
+        from qscore_cli.scale_compare import run_comparison
+
+        run_comparison(
+            overlay=overlay,
+            scaled_object=scaled_object,
+            per_replica_rate=rate,
+            rate_source=rate_source,
+            steady_rate=steady_rate,
+            burst_messages=messages,
+            duration_s=duration or 1_800,
+            pod_startup_s=pod_startup,
+            plot=plot,
+        )
+        return
     shape = _traffic(traffic, messages=messages, peak_rate=peak_rate, base_rate=base_rate, period_s=period)
     try:
         found = find(render_overlay(overlay), "ScaledObject", scaled_object)

@@ -109,7 +109,7 @@ def _run(settings: WorkerSettings, log_level: str) -> None:
     )
     # The SDK logs every link event at INFO; a worker's own log should stay readable.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    configure("qscore-worker")
+    configure("qscore-worker", prometheus=settings.health_port is not None)
     try:
         asyncio.run(run_worker(settings))
     except OSError as exc:  # e.g. the health port is taken

@@ -17,3 +17,35 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither" >&2)
   echo "$want" > "$stamp"
 fi
+# Azurite (the Azure Storage emulator, the real Blob part locally) from npm into .qscore/npm/
+# (ignored by git); qscore_local/azurite finds it there. Node.js and npm come from Debian
+# (bookworm's nodejs 18 runs Azurite) when they are missing.
+azurite_version="3.35.0"
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "bootstrap: installing nodejs and npm (apt)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null 2>&1; then
+  if [ "$(cat .qscore/npm/.azurite-version 2>/dev/null)" != "$azurite_version" ]; then
+    echo "bootstrap: installing azurite@$azurite_version into .qscore/npm" >&2
+    mkdir -p .qscore/npm
+    npm install --prefix .qscore/npm --no-audit --no-fund --loglevel=error "azurite@$azurite_version"
+    echo "$azurite_version" > .qscore/npm/.azurite-version
+  fi
+else
+  echo "bootstrap: npm not found; Blob tests need Azurite (apt-get install nodejs npm, then rerun)" >&2
+fi
+# Debian's Prometheus (prometheus + promtool): the monitoring tests scrape a real worker and
+# unit-test the alert rules with it. apt-get update only when it is missing.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "bootstrap: not root and no sudo: install Debian's prometheus package yourself" \
+      "(the Prometheus and promtool tests are skipped without it)" >&2
+  else
+    echo "bootstrap: installing Debian's prometheus package (promtool, prometheus)" >&2
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+fi

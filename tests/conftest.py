@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.durable",
     "tests.fixtures.worker",
     "tests.fixtures.mlflow_registry",
+    "tests.fixtures.azurite",
 ]

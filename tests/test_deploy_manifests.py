@@ -22,6 +22,7 @@ from qscore_tools.scaling.lint import (
     lint_replica_bounds,
 )
 from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay, repo_root
+from qscore_tools.scaling.monitoring_schema import validate_monitoring
 from qscore_tools.scaling.validate import (
     KUBERNETES_VERSION,
     keda_schema_dir,
@@ -52,6 +53,7 @@ def test_overlay_renders_and_validates(rendered: dict[str, Docs], env: str) -> N
     assert all(d["metadata"].get("namespace", f"qscore-{env}") == f"qscore-{env}" for d in docs)
     assert validate_core(docs, KUBERNETES_VERSION) == []
     assert validate_keda(docs) == []
+    assert validate_monitoring(docs) == []
     assert lint_rendered(docs) == []
 
 
@@ -211,3 +213,60 @@ def test_bicep_grants_only_the_needed_roles() -> None:
         "principalId: scalerIdentity.properties.principalId\n    roleDefinitionId: roles.serviceBusDataOwner"
         in text
     )
+
+
+def _render_dir(path: Path) -> Docs:
+    import shutil
+    import subprocess
+
+    from qscore_tools.scaling.manifests import parse_documents
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return parse_documents(proc.stdout)
+
+
+def test_batch_job_component_renders_validates_and_uses_workload_identity() -> None:
+    docs = _render_dir(repo_root() / "deploy" / "batch-runs" / "example")
+    assert validate_core(docs, KUBERNETES_VERSION) == []
+    assert lint_rendered(docs) == []
+    job = _one(docs, "Job", "qscore-batch-score")
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "qscore-worker" and pod["spec"]["restartPolicy"] == "Never"
+    container = pod["spec"]["containers"][0]
+    assert container["args"][:2] == ["batch", "score"] and container["image"].endswith(":0.1.0")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["QSCORE_BATCH_INPUT"].startswith("https://$(STORAGE_ACCOUNT_NAME).blob.core.windows.net/")
+    assert "QSCORE_BLOB_CONNECTION" not in env  # identity, not keys, in the cluster
+    run = [d for d in docs if d["metadata"].get("labels", {}).get("qscore.dev/batch-run") == "true"]
+    assert sorted(d["kind"] for d in run) == ["ConfigMap", "Job"]  # what `apply -l` applies
+    assert job["metadata"]["namespace"] == "qscore-dev"
+
+
+def test_qa_and_prod_scrape_the_workers(rendered: dict[str, Docs]) -> None:
+    for env in ("qa", "prod"):
+        monitor = _one(rendered[env], "PodMonitor", "qscore-worker")
+        deployment = _one(rendered[env], "Deployment", "qscore-worker")
+        ports = {
+            p["name"]: p["containerPort"]
+            for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        }
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["health"]
+        assert annotations["prometheus.io/port"] == str(ports["health"])
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert (
+            _one(rendered[env], "PrometheusRule", "qscore-alerts")["metadata"]["namespace"] == f"qscore-{env}"
+        )
+
+
+def test_monitoring_shape_checks_catch_a_misspelt_field(rendered: dict[str, Docs]) -> None:
+    monitor = copy.deepcopy(_one(rendered["prod"], "PodMonitor", "qscore-worker"))
+    monitor["spec"]["podMetricsEndpoints"][0]["intervall"] = "15s"
+    rule = copy.deepcopy(_one(rendered["prod"], "PrometheusRule", "qscore-alerts"))
+    rule["spec"]["groups"][1]["rules"][0]["for"] = "ten minutes"
+    problems = validate_monitoring([monitor, rule])
+    assert len(problems) == 2 and "intervall" in problems[0] and "ten minutes" in problems[1]

@@ -5,140 +5,41 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from functions import names
-from functions.dead_letters import DeadLetterStore
-from functions.payload_store import FilePayloadStore
 from functions.runtime import ScoringRuntime
-from functions.settings import FunctionsSettings
-from qscore.contracts import REQUEST_CONTENT_TYPE, ScoreReply, ScoreRequest, Tensor
 from qscore.monitoring import InteractionLog, iter_records
+from qscore.operations import Source
 from qscore.registry import Flight, ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore.telemetry import InMemoryTelemetry
 from qscore_local.functions_host.driver import InProcessDriver
+from tests.fixtures.durable import (
+    collect_every_reply,
+    collect_replies,
+    digits_request,
+    failure_records,
+    send_requests,
+)
 
 
 @pytest.fixture
-def bus_connection(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The shared `bus` fixture when present, else a private LocalBus."""
-    try:
-        yield request.getfixturevalue("bus").connection_string
-        return
-    except pytest.FixtureLookupError:
-        pass
-    from qscore_local.bus.launcher import LocalBus
-
-    with LocalBus() as endpoint:
-        yield endpoint.connection_string
-
-
-@pytest.fixture
-async def runtime(
-    triton: Any, bus_connection: str, functions_settings: FunctionsSettings, tmp_path: Any
-) -> AsyncIterator[ScoringRuntime]:
-    from azure.servicebus.aio import ServiceBusClient
-
-    from qscore.inference import ModelNotFound, TritonClient
-    from qscore.transport import ReplySender
-
-    settings = replace(functions_settings, triton_url=triton.grpc_url, connection=bus_connection)
-    triton_client = TritonClient(triton.grpc_url)
-    client = ServiceBusClient.from_connection_string(bus_connection)
-    registry = ModelRegistry(tmp_path / "registry.json")
-    preparer = RequestPreparer(specs=triton_client, registry=registry, unknown_model_errors=(ModelNotFound,))
-    built = ScoringRuntime(
-        settings=settings,
-        triton=triton_client,
-        preparer=preparer,
-        replies=ReplySender(client),
-        payloads=FilePayloadStore(settings.payload_dir),
-        dead_letters=DeadLetterStore(settings.dead_letter_path),
-        servicebus=client,
-        registry=registry,
-    )
-    yield built
-    await built.close()
-
-
-def digits_request(rows: int, version: str | None = None, model: str = "digits") -> str:
-    pixels = np.random.default_rng(rows).random((rows, 64), dtype=np.float32) * 16
-    request = ScoreRequest(model=model, version=version, inputs={"pixels": Tensor.from_numpy(pixels)})
-    return request.model_dump_json(exclude_none=True)
-
-
-async def send_requests(
-    client: Any,
-    bodies: dict[str, str],
-    session: str,
-    *,
-    reply_to: str | None,
-    properties: dict[str, dict[str, str]] | None = None,
-) -> None:
-    from azure.servicebus import ServiceBusMessage
-
-    async with client.get_queue_sender("scoring-requests") as sender:
-        await sender.send_messages(
-            [
-                ServiceBusMessage(
-                    body,
-                    message_id=message_id,
-                    reply_to=reply_to,
-                    reply_to_session_id=session,
-                    content_type=REQUEST_CONTENT_TYPE,
-                    application_properties=(properties or {}).get(message_id),  # type: ignore[arg-type]
-                )
-                for message_id, body in bodies.items()
-            ]
-        )
-
-
-async def collect_replies(client: Any, session: str, count: int) -> dict[str, ScoreReply]:
-    replies: dict[str, ScoreReply] = {}
-    async with client.get_queue_receiver("scoring-replies", session_id=session, max_wait_time=10) as receiver:
-        while len(replies) < count:
-            batch = await receiver.receive_messages(max_message_count=count, max_wait_time=10)
-            if not batch:
-                break
-            for message in batch:
-                replies[str(message.correlation_id)] = ScoreReply.model_validate_json(b"".join(message.body))
-                await receiver.complete_message(message)
-    return replies
-
-
-async def collect_every_reply(
-    client: Any, session: str, count: int, *, tail_s: float = 1.0
-) -> list[ScoreReply]:
-    """Every reply on the session, duplicates included: `count`, then whatever else arrives
-    within `tail_s` (the driver has finished, so anything extra would already be queued)."""
-    replies: list[ScoreReply] = []
-    async with client.get_queue_receiver("scoring-replies", session_id=session, max_wait_time=10) as receiver:
-        while True:
-            missing = count - len(replies)
-            wait_s = 10.0 if missing > 0 else tail_s
-            batch = await receiver.receive_messages(max_message_count=max(missing, 1), max_wait_time=wait_s)
-            if not batch:
-                return replies
-            for message in batch:
-                replies.append(ScoreReply.model_validate_json(b"".join(message.body)))
-                await receiver.complete_message(message)
+def runtime(functions_runtime: ScoringRuntime) -> ScoringRuntime:
+    return functions_runtime
 
 
 async def test_batch_end_to_end_through_the_driver(functions_app: Any, runtime: ScoringRuntime) -> None:
     session = f"producer-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
     bodies = {f"ok-{i}": digits_request(i + 1, version=str(1 + i % 2)) for i in range(4)}
-    bodies["bad-model"] = digits_request(1, model="no-such-model")
-    bodies["bad-json"] = "{not json"
-    no_reply = {"no-reply": digits_request(1)}
-    await send_requests(runtime.servicebus, bodies, session, reply_to="scoring-replies")
-    await send_requests(runtime.servicebus, no_reply, session, reply_to=None)
+    bad = {f"bad-model-{tag}": digits_request(1, model="no-such-model"), f"bad-json-{tag}": "{not json"}
+    no_reply = {f"no-reply-{tag}": digits_request(1)}
+    await send_requests(runtime.servicebus, {**bodies, **bad}, session, reply_to="scoring-replies")
+    await send_requests(runtime.servicebus, no_reply, None, reply_to=None)
     async with (
         InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
         runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
@@ -146,19 +47,24 @@ async def test_batch_end_to_end_through_the_driver(functions_app: Any, runtime: 
         stats = await driver.run_until_idle(connection_receiver=receiver)
     assert stats.messages == 7
     assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
-    replies = await collect_replies(runtime.servicebus, session, 6)
-    assert set(replies) == set(bodies)
-    for i in range(4):
-        reply = replies[f"ok-{i}"]
+    replies = await collect_every_reply(runtime.servicebus, session, 4)
+    assert sorted(reply.request_id for reply in replies) == sorted(bodies)  # bad input gets no reply
+    for reply in replies:
+        i = int(reply.request_id.split("-")[1])
         assert reply.status == "ok" and reply.model_version == str(1 + i % 2)
         assert reply.output_arrays()["probabilities"].shape == (i + 1, 10)
-    assert replies["bad-model"].error is not None and replies["bad-model"].error.code == "unknown_model"
-    assert replies["bad-json"].error is not None and replies["bad-json"].error.code == "invalid_encoding"
-    dead = await runtime.dead_letters.read()
-    assert [(d["request_id"], d["code"]) for d in dead] == [("no-reply", "no_reply_address")]
+    # As the worker dead-letters them: on the failures queue with the contract's reasons.
+    failed = await failure_records(runtime.servicebus, {*bad, *no_reply})
+    assert {i: (f.reason, f.source) for i, f in failed.items()} == {
+        f"bad-model-{tag}": ("unknown_model", Source.FAILURES),
+        f"bad-json-{tag}": ("invalid_encoding", Source.FAILURES),
+        f"no-reply-{tag}": ("no_reply_address", Source.FAILURES),
+    }
+    assert failed[f"bad-json-{tag}"].body == b"{not json"  # the request itself, for resubmission
+    assert failed[f"bad-model-{tag}"].reply_to == "scoring-replies"
 
 
-async def test_transient_triton_failure_is_retried_then_replied_as_error(
+async def test_transient_triton_failure_is_retried_then_recorded_as_failure(
     functions_app: Any, runtime: ScoringRuntime
 ) -> None:
     from qscore.inference import TritonClient
@@ -168,8 +74,9 @@ async def test_transient_triton_failure_is_retried_then_replied_as_error(
         specs=_SpecsFrom(runtime), registry=ModelRegistry(runtime.settings.payload_dir / "r.json")
     )
     session = f"producer-{uuid.uuid4().hex[:8]}"
+    request_id = f"retry-{uuid.uuid4().hex[:8]}"
     await send_requests(
-        runtime.servicebus, {"retry-1": digits_request(2)}, session, reply_to="scoring-replies"
+        runtime.servicebus, {request_id: digits_request(2)}, session, reply_to="scoring-replies"
     )
     async with (
         InProcessDriver(functions_app, runtime, max_wait_s=2) as driver,
@@ -180,8 +87,10 @@ async def test_transient_triton_failure_is_retried_then_replied_as_error(
     failures = [e for e in record.history if e["EventType"] == 6]
     assert len(failures) == runtime.settings.retry.max_attempts
     assert record.output["failed_groups"] == 1
-    reply = (await collect_replies(runtime.servicebus, session, 1))["retry-1"]
-    assert reply.error is not None and reply.error.code == "inference_failed"
+    # As the worker's would end in the dead-letter queue: no reply, a failure record.
+    assert not await collect_every_reply(runtime.servicebus, session, 0, tail_s=0.5)
+    (failed,) = (await failure_records(runtime.servicebus, {request_id})).values()
+    assert failed.reason == "inference_failed" and "after its retries" in failed.description
     assert json.dumps(record.output)  # the output is plain JSON
 
 
@@ -236,7 +145,10 @@ async def test_spans_join_each_producer_trace(
         runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
     ):
         await driver.run_until_idle(connection_receiver=receiver)
-    assert set(await collect_replies(runtime.servicebus, session, 3)) == set(bodies)
+    traceparents: dict[str, str | None] = {}
+    assert set(await collect_replies(runtime.servicebus, session, 3, traceparents=traceparents)) == set(
+        bodies
+    )
     spans = telemetry_capture.spans.get_finished_spans()
     producers = {
         s.attributes["messaging.message.id"]: s.context
@@ -251,6 +163,10 @@ async def test_spans_join_each_producer_trace(
         assert span.context.trace_id == producer.trace_id
         assert [link.context.span_id for link in span.links] == [producer.span_id]
         assert span.attributes["qscore.outcome"] == "replied"
+        # The reply message carries the reply span's context: the producer's trace sees it arrive.
+        context = span.context
+        expected = f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+        assert traceparents[message_id] == expected
     (infer,) = [s for s in spans if s.name == "qscore.functions.infer"]
     assert {link.context.span_id for link in infer.links} == {p.span_id for p in producers.values()}
     assert infer.attributes["qscore.model_version"] == "2"
@@ -274,3 +190,27 @@ class _SpecsFrom:
             inputs=[TensorSpec(name="pixels", datatype="FP32", dims=[64])],
             outputs=[],
         )
+
+
+async def test_interaction_log_records_each_requests_route(
+    functions_app: Any, runtime: ScoringRuntime, tmp_path: Path
+) -> None:
+    """Canary and pinned traffic is logged as such, not as production (`--route canary` finds it)."""
+    ModelRegistry(tmp_path / "registry.json").set_flight(
+        "digits", Flight(mode="canary", version="1", weight=1.0)
+    )
+    log_path = tmp_path / "interactions.jsonl"
+    runtime.interactions = InteractionLog(log_path)
+    session = f"producer-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:6]
+    bodies = {f"canary-{tag}": digits_request(1), f"pinned-{tag}": digits_request(1, version="2")}
+    await send_requests(runtime.servicebus, bodies, session, reply_to="scoring-replies")
+    async with (
+        InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
+        runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
+    ):
+        await driver.run_until_idle(connection_receiver=receiver)
+    assert len(await collect_every_reply(runtime.servicebus, session, len(bodies))) == len(bodies)
+    assert await runtime.interactions.flush()
+    routes = {r.request_id: (r.route, r.version) for r in iter_records(log_path)}
+    assert routes == {f"canary-{tag}": ("canary", "1"), f"pinned-{tag}": ("pinned", "2")}

@@ -60,7 +60,8 @@ def test_first_run_schedules_validation_only(orchestrator: Any) -> None:
     episode = replay(orchestrator, [])
     assert not episode.done
     assert [a["functionName"] for a in episode.actions] == [names.VALIDATE]
-    assert episode.actions[0]["actionType"] == 0
+    assert episode.actions[0]["actionType"] == 1  # with retry: it reads the payload store and registry
+    assert episode.actions[0]["retryOptions"]["maxNumberOfAttempts"] == RETRY.max_attempts
     assert episode.actions[0]["input"] == json.dumps({"batch": BATCH.model_dump(mode="json")})
 
 
@@ -264,3 +265,30 @@ def test_history_without_shadow_groups_replays_as_before(orchestrator: Any) -> N
     episode = replay(orchestrator, events)
     assert episode.done and episode.output["shadow_scored"] == 0
     assert names.SHADOW_INFER not in [a["functionName"] for a in episode.actions]
+
+
+def test_reply_activity_failing_for_good_records_every_request(orchestrator: Any) -> None:
+    """No loss: when send_replies runs out of attempts, the failures are recorded (with retry)."""
+    fire = T0 + timedelta(seconds=1)
+    events = [
+        *inference_done(),
+        h.task_scheduled(3, names.SEND_REPLIES),
+        h.orchestrator_started(fire),
+        h.task_failed(3, "ServiceBusConnectionError: reply link down"),
+        h.timer_created(4, fire),
+        h.orchestrator_started(fire),
+        h.timer_fired(4, fire),
+        h.task_scheduled(5, names.SEND_REPLIES),
+        h.orchestrator_started(fire),
+        h.task_failed(5, "ServiceBusConnectionError: still down"),
+        h.timer_created(6, fire),
+        h.orchestrator_started(fire),
+        h.timer_fired(6, fire),  # attempts used up
+    ]
+    episode = replay(orchestrator, events)
+    record = episode.actions[-1]
+    assert record["functionName"] == names.DEAD_LETTER and record["actionType"] == 1  # with retry
+    sent = json.loads(record["input"])
+    assert sent["replies_failed"].startswith("ServiceBusConnectionError: still down")
+    assert sent["batch"] == BATCH.model_dump(mode="json") and sent["rejected"] == []
+    assert h.scheduled_in_history(events) == [names.VALIDATE, names.INFER, names.INFER, names.SEND_REPLIES]

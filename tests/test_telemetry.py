@@ -95,10 +95,16 @@ def test_scoring_metrics_by_model_version_status(telemetry_capture: telemetry.In
         for p in telemetry_capture.metric_points(names.REQUESTS)
     }
     assert requests == {("ok", "2"): 2, ("error", ""): 1}
-    inference = telemetry_capture.metric_points(names.INFERENCE)
-    assert [(p.count, p.sum) for p in inference] == [(2, 10.0)]  # type: ignore[attr-defined]
-    totals = {p.attributes["version"]: p.count for p in telemetry_capture.metric_points(names.TOTAL)}  # type: ignore[attr-defined]
-    assert totals == {"2": 2, "": 1}
+    durations = telemetry_capture.metric_points(names.REQUEST_DURATION)
+    by_stage: dict[str, list[tuple[str, int, float]]] = {}
+    for p in durations:
+        by_stage.setdefault(p.attributes["stage"], []).append(  # type: ignore[attr-defined]
+            (p.attributes["version"], p.count, round(p.sum, 6))  # type: ignore[attr-defined]
+        )
+    # Seconds; the rejected request records only queue wait and total.
+    assert by_stage["inference"] == [("2", 2, 0.01)]
+    assert sorted(by_stage["total"]) == [("", 1, 0.001), ("2", 2, 0.024)]
+    assert sorted(by_stage["queue_wait"]) == [("", 1, 0.0), ("2", 2, 0.006)]
     assert [p.sum for p in telemetry_capture.metric_points(names.BATCH_SIZE)] == [2]  # type: ignore[attr-defined]
     assert [p.value for p in telemetry_capture.metric_points(names.DEAD_LETTERS)] == [1]  # type: ignore[attr-defined]
     assert [p.attributes["reason"] for p in telemetry_capture.metric_points(names.ABANDONS)] == [  # type: ignore[attr-defined]
@@ -136,3 +142,12 @@ def test_otlp_exporter_only_when_endpoint_is_set(endpoint: bool) -> None:
         [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == ("otlp" if endpoint else "none")
+
+
+def test_in_flight_gauges_follow_the_latest_source(telemetry_capture: telemetry.InMemoryTelemetry) -> None:
+    metrics = telemetry.scoring_metrics()
+    metrics.observe_in_flight(lambda: 3, lambda: 10)
+    metrics.observe_in_flight(lambda: 7, lambda: 20)  # a second worker in this process
+    held = telemetry_capture.metric_points(names.IN_FLIGHT)
+    limit = telemetry_capture.metric_points(names.IN_FLIGHT_LIMIT)
+    assert [p.value for p in held] == [7] and [p.value for p in limit] == [20]  # type: ignore[attr-defined]

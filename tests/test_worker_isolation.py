@@ -189,7 +189,10 @@ async def test_the_deadline_is_checked_again_before_triton_and_bounds_its_timeou
 
     client = TritonClient(triton.grpc_url)
     backend = SlowBackend(client, delay_s=0.0)  # records each call's timeout
-    settings = worker_settings(request_queue=fresh_queue, prefetch=0, max_batch_delay_ms=1500)
+    # A fixed delay (not adaptive batching, which would send at once) holds the batch 1.5 s.
+    settings = worker_settings(
+        request_queue=fresh_queue, prefetch=0, max_batch_delay_ms=1500, adaptive_batching=False
+    )
     try:
         async with running_worker(settings, backend=backend) as state:
             while not state.connected:  # noqa: ASYNC110 (the worker's state has no event)

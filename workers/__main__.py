@@ -15,7 +15,7 @@ def main() -> None:
     settings = WorkerSettings.from_env()
     from qscore.telemetry import configure
 
-    configure("qscore-worker")
+    configure("qscore-worker", prometheus=settings.health_port is not None)
     asyncio.run(run_worker(settings))
 
 

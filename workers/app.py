@@ -14,7 +14,7 @@ from typing import Any
 from qscore.inference.errors import ModelNotFound
 from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
-from qscore.transport import ReplySender, servicebus_client
+from qscore.transport import ReplySender, sdk_hooks, servicebus_client
 from workers.health import HealthServer, WorkerState
 from workers.hooks import WorkerHooks
 from workers.loop import ReceiveLoop
@@ -95,6 +95,7 @@ async def run_worker(
         stack.callback(restore_signals)
         stack.push_async_callback(hooks.shutdown)
         await hooks.startup()
+        sdk_hooks.log_hooks()  # the SDK internals the fast paths use, checked once and listed
         if health is not None:
             await health.start()
             stack.push_async_callback(health.stop)

@@ -1,4 +1,5 @@
-"""`/healthz` (liveness) and `/readyz` (readiness) over HTTP, for Kubernetes probes.
+"""`/healthz` (liveness) and `/readyz` (readiness) over HTTP, for Kubernetes probes, and
+`/metrics` for a Prometheus scrape (workers/metrics.py).
 
 Live: the event loop answers and the receive loop has turned recently (a wedged loop gets the
 pod restarted). Ready: connected to the broker, Triton answering, not draining; while not
@@ -11,6 +12,9 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from qscore.transport import sdk_hooks
+from workers.metrics import metrics_handler
 
 STALL_AFTER_S = 60.0
 
@@ -49,6 +53,7 @@ class WorkerState:
             "draining": self.draining,
             "detail": self.detail,
             "counters": dict(self.counters),
+            "sdk_hooks": sdk_hooks.readiness_report(),  # fast paths available, fallbacks taken
         }
 
 
@@ -67,6 +72,7 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", metrics_handler)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

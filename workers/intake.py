@@ -12,6 +12,7 @@ same one the Functions app uses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from qscore.scoring import (
     error_reply,
     group_key,
 )
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body
+from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
 from workers.held import HeldRequest
 from workers.replying import OutgoingReply, reply_and_settle
@@ -54,6 +55,7 @@ def request_envelope(message: Any) -> RequestEnvelope:
         reply_to=getattr(message, "reply_to", None),
         reply_to_session_id=getattr(message, "reply_to_session_id", None),
         content_type=getattr(message, "content_type", None),
+        traceparent=traceparent(message),
     )
 
 
@@ -94,7 +96,7 @@ class Intake:
         retry: list[Any] = []
         for message in messages:
             if is_batch_content_type(getattr(message, "content_type", None)):
-                await self._accept_batch(message, received_at, retry)
+                await self._accept_batch(message, received_at)
                 continue
             address: ReplyAddress | None = None
             body = message_body(message)
@@ -125,14 +127,12 @@ class Intake:
         if expired:
             await self._reply_expired(expired, received_at)
 
-    async def _accept_batch(self, message: Any, received_at: float, retry: list[Any]) -> None:
+    async def _accept_batch(self, message: Any, received_at: float) -> None:
         """A request-batch message: the envelope judged once, then each item on its own."""
         try:
-            envelope = request_envelope(message)
-            address = check_envelope(
-                RequestEnvelope(envelope.message_id, envelope.reply_to, envelope.reply_to_session_id),
-                self._options.reply_policy,
-            )
+            # The content type said "batch"; the rest of the envelope is judged as for one request.
+            envelope = dataclasses.replace(request_envelope(message), content_type=None)
+            address = check_envelope(envelope, self._options.reply_policy)
             decoded = decode_batch(message_body(message), max_message_bytes=self._options.max_message_bytes)
         except ContractViolation as violation:
             await self._settler.dead_letter(message, violation)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from qscore.batching import BatchPolicy, MicroBatcher
@@ -51,6 +51,21 @@ RECEIVE_SOCKET_TIMEOUT_S = 0.02
 
 def _rows(request: HeldRequest) -> int:
     return request.rows
+
+
+@dataclass
+class _HeldByLane:
+    """The held sets of every lane together, for the in-flight gauges (workers/telemetry.py)."""
+
+    lanes: dict[str, HeldMessages] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(held.count for held in self.lanes.values())
+
+    @property
+    def limit(self) -> int:
+        return sum(held.limit for held in self.lanes.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,7 @@ class ReceiveLoop:
         self.window = PrefetchWindow(ceiling=settings.prefetch)
         self.turns = WeightedTurns(settings.lanes())
         self._waited_before = False
+        self._held_by_lane = _HeldByLane()
         self.job = JobLimits(
             exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
         )
@@ -170,6 +186,8 @@ class ReceiveLoop:
         control = self._client.get_queue_receiver(queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
+            self._held_by_lane.lanes[queue] = held
+            self._telemetry.watch_held(self._held_by_lane)
             settler = ItemSettler(
                 Settler(
                     MessageSettler(receiver, control=control),

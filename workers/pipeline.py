@@ -10,6 +10,7 @@ is checked again right before the Triton call, whose timeout is the tightest tim
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from qscore.scoring import (
     split_expired,
     time_left_s,
 )
-from qscore.transport import ReplySender
+from qscore.transport import ReplyAddress, ReplySender
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
 from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
@@ -81,7 +82,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 request.message,
-                request.address,
+                self._traced(request),
                 ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
                 request.span,
             )
@@ -104,7 +105,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 by_item[id(item)].message,
-                by_item[id(item)].address,
+                self._traced(by_item[id(item)]),
                 error_reply(
                     item.request_id,
                     item.request.model,
@@ -126,7 +127,8 @@ class BatchScorer:
         items = [request.prepared.item for request in held]
         timeout_s = time_left_s(items)
         try:
-            return await score_group(self._backend, spec, version, items, timeout_s=timeout_s)
+            with self._telemetry.batch_span(model, version, [r.span for r in held]):
+                return await score_group(self._backend, spec, version, items, timeout_s=timeout_s)
         except InferenceUnavailable as exc:
             if timeout_s is not None and split_expired(items)[1]:
                 # The deadline ran out during the call: `expired` for those, the rest again.
@@ -153,6 +155,13 @@ class BatchScorer:
         for request in held:
             await self._settler.dead_letter(request.message, violation)
         self._finish_spans(held, f"dead_lettered:{violation.code}")
+
+    def _traced(self, request: HeldRequest) -> ReplyAddress:
+        """The reply's address, carrying the worker span's traceparent when there is a span."""
+        if request.span is None:
+            return request.address  # already carries the request's own traceparent
+        parent = self._telemetry.reply_traceparent(request.message, request.span)
+        return dataclasses.replace(request.address, traceparent=parent)
 
     def _finish_spans(self, held: list[HeldRequest], outcome: str) -> None:
         for request in held:

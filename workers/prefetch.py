@@ -27,6 +27,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from qscore.transport import sdk_hooks
+
 log = logging.getLogger(__name__)
 
 AHEAD_S = 0.1
@@ -97,7 +99,10 @@ def apply_link_credit(receiver: Any, window: int) -> bool:
         return False  # no prefetch: the SDK asks for exactly what each receive call wants
     receiver._prefetch_count = window  # used when the SDK re-creates its handler (reconnect)
     handler = getattr(receiver, "_handler", None)
-    if handler is None or not hasattr(handler, "_link_credit"):
+    if handler is None:
+        return False
+    if not hasattr(handler, "_link_credit"):
+        sdk_hooks.fallback("client.link_credit")
         return False
     handler._link_credit = window + 1  # the SDK's own "+1" (see ServiceBusReceiver._create_handler)
     return True

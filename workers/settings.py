@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REQUEST_QUEUE = "scoring-requests"
-DEFAULT_REPLY_QUEUE = "scoring-replies"
+from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, DEFAULT_TRITON_URL, settings_from_env
 
 
 def default_worker_id() -> str:
@@ -42,7 +41,7 @@ class WorkerSettings:
     # The reply queues are session-enabled (the contract's are): a request without
     # reply_to_session_id is dead-lettered `no_reply_session` when it arrives.
     reply_sessions_required: bool = True
-    triton_url: str = "127.0.0.1:8001"
+    triton_url: str = DEFAULT_TRITON_URL
     triton_timeout_s: float = 30.0
     # Rows per Triton call: the model's max_batch_size capped by this (0 = no cap).
     max_batch_size: int = 0
@@ -100,14 +99,7 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from `QSCORE_*` variables; keyword `overrides` (CLI flags) win, None = not given."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for spec in dataclasses.fields(cls):
-            raw = env.get(f"QSCORE_{spec.name.upper()}")
-            if raw is not None and raw != "":
-                values[spec.name] = _parse(spec.name, str(spec.type), raw)
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        return settings_from_env(cls, environ, overrides=overrides)
 
     def lanes(self) -> dict[str, int]:
         """The request queues to receive from, highest lane first, with their turn weights."""
@@ -126,20 +118,3 @@ class WorkerSettings:
         if self.servicebus_connection:
             shown["servicebus_connection"] = self.servicebus_connection.split(";")[0] + ";..."
         return shown
-
-
-def _parse(name: str, type_name: str, raw: str) -> Any:
-    if "None" in type_name and raw.strip().lower() in {"none", "off"}:
-        return None
-    try:
-        if type_name.startswith("int"):
-            return int(raw)
-        if type_name.startswith("float"):
-            return float(raw)
-        if type_name.startswith("bool"):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        if type_name.startswith("Path"):
-            return Path(raw)
-    except ValueError:
-        raise ValueError(f"QSCORE_{name.upper()}={raw!r} is not a valid {type_name.split(' ')[0]}") from None
-    return raw

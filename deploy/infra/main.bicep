@@ -112,6 +112,21 @@ resource replyQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' 
   }
 }
 
+// The Functions app records each request it could not answer here (its messages are already
+// completed on the request queue, so they cannot be dead-lettered there); read with
+// `qscore dead-letters list --failures`. Kept until an operator resubmits or purges them.
+resource failuresQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-failures${queueSuffix}'
+  properties: {
+    lockDuration: 'PT30S'
+    maxDeliveryCount: 10
+    requiresSession: false
+    defaultMessageTimeToLive: 'P14D'
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageAccountName
   location: location
@@ -206,7 +221,7 @@ module functionsSendsReplies 'queue-role.bicep' = {
   name: 'functions-send-${environment}'
   params: {
     namespaceName: serviceBus.name
-    queueNames: [replyQueue.name]
+    queueNames: [replyQueue.name, failuresQueue.name]
     principalId: functionsIdentity.properties.principalId
     roleDefinitionId: roles.serviceBusDataSender
   }
@@ -258,6 +273,7 @@ output REQUEST_QUEUE string = requestQueue.name
 output REPLY_QUEUE string = replyQueue.name
 output LONG_REQUEST_QUEUE string = longRequestQueue.name
 output FUNCTIONS_REQUEST_QUEUE string = functionsRequestQueue.name
+output FAILURES_QUEUE string = failuresQueue.name
 output STORAGE_ACCOUNT_NAME string = storage.name
 output WORKER_CLIENT_ID string = workerIdentity.properties.clientId
 output FUNCTIONS_CLIENT_ID string = functionsIdentity.properties.clientId

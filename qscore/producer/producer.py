@@ -31,7 +31,7 @@ from qscore.producer.lanes import LaneSenders
 from qscore.producer.outcomes import ProducerStats, ReplyOutcome, body_bytes, parse_reply
 from qscore.producer.requests import OutgoingRequest, request_message
 from qscore.producer.settings import ProducerSettings
-from qscore.producer.tracing import request_traceparent
+from qscore.producer.tracing import reply_received, request_traceparent
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import top_up_management_credit
 
@@ -377,6 +377,9 @@ class ScoringProducer:
             log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
             self._collector.on_malformed()
             return
+        reply_received(
+            message.application_properties, queue=self.settings.reply_queue, request_id=reply.request_id
+        )
         self._collector.on_reply(message.correlation_id, reply, received_at=received_at)
 
     async def _expiry_loop(self) -> None:

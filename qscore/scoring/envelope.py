@@ -29,6 +29,7 @@ class RequestEnvelope:
     reply_to: str | None = None
     reply_to_session_id: str | None = None
     content_type: str | None = None
+    traceparent: str | None = None  # the producer's W3C trace context, carried on to the reply
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,9 @@ def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddre
             ErrorCode.NO_REPLY_SESSION,
             f"reply queue {queue!r} requires sessions: set reply_to_session_id to your own session id",
         )
-    return ReplyAddress(queue=queue, session_id=envelope.reply_to_session_id)
+    return ReplyAddress(
+        queue=queue, session_id=envelope.reply_to_session_id, traceparent=envelope.traceparent
+    )
 
 
 def undeliverable(address: ReplyAddress, broker_words: str) -> ContractViolation:

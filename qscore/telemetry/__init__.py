@@ -4,14 +4,21 @@ Call `configure(service_name)` once at process start; everything else is safe to
 or without it (no-op instruments).
 """
 
+from qscore.telemetry.exporters import traces_exported
 from qscore.telemetry.metrics import ScoringMetrics, scoring_metrics
-from qscore.telemetry.propagation import extract_trace_context, inject_trace_context, trace_carrier
+from qscore.telemetry.propagation import (
+    extract_trace_context,
+    inject_trace_context,
+    span_traceparent,
+    trace_carrier,
+)
 from qscore.telemetry.setup import (
     InMemoryTelemetry,
     configure,
     configure_in_memory,
     force_flush,
     meter,
+    prometheus_text,
     reset,
     tracer,
 )
@@ -29,9 +36,12 @@ __all__ = [
     "message_span",
     "meter",
     "producer_span",
+    "prometheus_text",
     "reset",
     "scoring_metrics",
+    "span_traceparent",
     "start_message_span",
     "trace_carrier",
     "tracer",
+    "traces_exported",
 ]

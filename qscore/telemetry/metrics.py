@@ -1,29 +1,36 @@
 """The scoring metrics every runtime records (worker and Functions alike).
 
-Names, units and attributes are listed in docs/operations.md; dashboards and alerts depend on
-them, so change them only together with that page.
+Names, units and attributes are listed in docs/operations.md; dashboards, alerts and the
+metric-driven scaler (deploy/) depend on them, so change them only together with that page.
+Units follow OpenTelemetry's conventions (durations in seconds), which is also what the
+Prometheus exporter turns into conventional names: `qscore.request.duration` (unit `s`)
+becomes `qscore_request_duration_seconds`, `qscore.requests` becomes `qscore_requests_total`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from opentelemetry.metrics import Counter, Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 
 from qscore.contracts import Timings
 from qscore.telemetry.setup import generation, meter
 
 REQUESTS = "qscore.requests"
-QUEUE_WAIT = "qscore.request.queue_wait"
-BATCH_WAIT = "qscore.request.batch_wait"
-INFERENCE = "qscore.request.inference"
-TOTAL = "qscore.request.total"
+REQUEST_DURATION = "qscore.request.duration"
 BATCH_SIZE = "qscore.batch.size"
 DEAD_LETTERS = "qscore.dead_letters"
 ABANDONS = "qscore.abandons"
+IN_FLIGHT = "qscore.in_flight"
+IN_FLIGHT_LIMIT = "qscore.in_flight.limit"
 
-# Milliseconds from sub-millisecond batching waits up to lock-duration-sized queue waits.
-LATENCY_BUCKETS_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+# The `stage` attribute of qscore.request.duration: the parts of a request's life (Timings).
+STAGES = ("queue_wait", "batch_wait", "inference", "total")
+# Seconds from sub-millisecond batching waits up to lock-duration-sized queue waits.
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60,
+)  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
@@ -35,31 +42,26 @@ def _status_text(status: object) -> str:
 class ScoringMetrics:
     """Instruments for scoring; build with `scoring_metrics()`."""
 
+    meter: Meter
     requests: Counter
-    queue_wait: Histogram
-    batch_wait: Histogram
-    inference: Histogram
-    total: Histogram
+    duration: Histogram
     batch_size: Histogram
     dead_letters: Counter
     abandons: Counter
+    # The in-flight gauges' source (held, limit), set by `observe_in_flight`; registered once.
+    _in_flight: list[Callable[[], int]] = field(default_factory=list)
 
     @classmethod
     def create(cls, meter: Meter) -> ScoringMetrics:
-        def latency(name: str, description: str) -> Histogram:
-            return meter.create_histogram(
-                name,
-                unit="ms",
-                description=description,
-                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_MS,
-            )
-
         return cls(
+            meter=meter,
             requests=meter.create_counter(REQUESTS, unit="{request}", description="Replies sent, by outcome"),
-            queue_wait=latency(QUEUE_WAIT, "Enqueued on Service Bus until received by a worker"),
-            batch_wait=latency(BATCH_WAIT, "Received until its batch was sent to Triton"),
-            inference=latency(INFERENCE, "Triton call for the batch the request was in"),
-            total=latency(TOTAL, "Enqueued until the reply was sent"),
+            duration=meter.create_histogram(
+                REQUEST_DURATION,
+                unit="s",
+                description="Time a request spent per stage (queue_wait, batch_wait, inference, total)",
+                explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+            ),
             batch_size=meter.create_histogram(
                 BATCH_SIZE,
                 unit="{request}",
@@ -88,12 +90,12 @@ class ScoringMetrics:
         if error_code:
             attributes["error_code"] = _status_text(error_code)
         self.requests.add(1, attributes)
-        stage_attributes = {"model": model, "version": version or ""}
-        self.queue_wait.record(timings.queue_wait_ms, stage_attributes)
-        self.total.record(timings.total_ms, stage_attributes)
+        version = version or ""
+        stages = [("queue_wait", timings.queue_wait_ms), ("total", timings.total_ms)]
         if attributes["status"] == "ok":
-            self.batch_wait.record(timings.batch_wait_ms, stage_attributes)
-            self.inference.record(timings.inference_ms, stage_attributes)
+            stages += [("batch_wait", timings.batch_wait_ms), ("inference", timings.inference_ms)]
+        for stage, milliseconds in stages:
+            self.duration.record(milliseconds / 1000, {"model": model, "version": version, "stage": stage})
 
     def record_batch(self, model: str, version: str, size: int) -> None:
         """One Triton call carrying `size` requests."""
@@ -104,6 +106,32 @@ class ScoringMetrics:
 
     def record_abandon(self, reason: str) -> None:
         self.abandons.add(1, {"reason": _status_text(reason)})
+
+    def observe_in_flight(self, held: Callable[[], int], limit: Callable[[], int]) -> None:
+        """Gauges of the messages a worker holds (received, not yet settled) and how many it may.
+
+        `held / limit` is the worker's slot utilisation, one of the signals the metric-driven
+        scaler can read. The callbacks are read at every collection (a scrape, an export); a
+        second call (another worker in the same process) replaces the source.
+        """
+
+        first = not self._in_flight
+        self._in_flight[:] = [held, limit]
+        if not first:
+            return  # a later worker in this process (tests) takes over the same gauges
+
+        def current(_: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(self._in_flight[0]())]
+
+        def ceiling(_: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(self._in_flight[1]())]
+
+        self.meter.create_observable_gauge(
+            IN_FLIGHT, [current], unit="{message}", description="Messages held: received, not settled"
+        )
+        self.meter.create_observable_gauge(
+            IN_FLIGHT_LIMIT, [ceiling], unit="{message}", description="Most messages a worker holds"
+        )
 
 
 _cache: tuple[int, ScoringMetrics] | None = None

@@ -39,6 +39,16 @@ def inject_trace_context(properties: MutableMapping[Any, Any], context: Context 
     properties.update(carrier)
 
 
+def span_traceparent(span: Any) -> str | None:
+    """The W3C traceparent naming `span` (for a message sent on its behalf, e.g. a reply);
+    None when the span is not valid (tracing off)."""
+    from opentelemetry import trace
+
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get(TRACEPARENT)
+
+
 def trace_carrier(properties: Mapping[Any, Any] | None) -> dict[str, str]:
     """The trace-context properties of a message with str keys and values."""
     carrier: dict[str, str] = {}

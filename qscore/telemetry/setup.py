@@ -1,8 +1,10 @@
 """Tracer and meter providers for one qscore process.
 
 `configure(service_name)` is called once at process start (worker, Functions host, producer
-CLI). It exports over OTLP only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; otherwise spans and
-metrics are recorded by the SDK and dropped, so code can instrument unconditionally.
+CLI). It exports over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, to Application Insights
+when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set, and for a Prometheus scrape when asked
+(`prometheus=True`, the worker's /metrics); otherwise spans and metrics are recorded by the
+SDK and dropped, so code can instrument unconditionally (qscore.telemetry.exporters).
 
 The providers live in this module rather than only in OpenTelemetry's globals because the
 globals can be set once per process: tests swap in an in-memory exporter with
@@ -15,6 +17,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -24,14 +27,18 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from qscore.telemetry import exporters as _exporters
+
 INSTRUMENTATION_NAME = "qscore"
-OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTLP_ENDPOINT_ENV = _exporters.OTLP_ENDPOINT_ENV
 
 
 @dataclass
 class _Providers:
     tracer_provider: trace.TracerProvider | None = None
     meter_provider: metrics.MeterProvider | None = None
+    logger_provider: Any = None
+    prometheus: _exporters.PrometheusScrape | None = None
     generation: int = 0  # bumped on every (re)configuration so cached instruments are rebuilt
     globals_set: bool = False
 
@@ -63,20 +70,19 @@ def _resource(service_name: str) -> Resource:
     return Resource.create({"service.name": service_name, "service.instance.id": instance})
 
 
-def _otlp_exporters() -> tuple[SpanExporter, MetricReader]:
-    # Imported lazily: the gRPC exporter pulls in protobuf stubs that a process without an
-    # OTLP endpoint never needs.
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    return OTLPSpanExporter(), PeriodicExportingMetricReader(OTLPMetricExporter())
-
-
-def _install(tracer_provider: TracerProvider, meter_provider: MeterProvider, *, set_globals: bool) -> None:
+def _install(
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    *,
+    set_globals: bool,
+    logger_provider: Any = None,
+    prometheus: _exporters.PrometheusScrape | None = None,
+) -> None:
     _shutdown_current()
     _providers.tracer_provider = tracer_provider
     _providers.meter_provider = meter_provider
+    _providers.logger_provider = logger_provider
+    _providers.prometheus = prometheus
     _providers.generation += 1
     if set_globals and not _providers.globals_set:
         # Third-party instrumentation (azure-core tracing, aiohttp) reads the globals.
@@ -90,20 +96,45 @@ def configure(
     *,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
+    prometheus: bool = False,
+    set_globals: bool = True,
 ) -> None:
-    """Set up tracing and metrics for this process; OTLP export when the endpoint env var is set."""
+    """Set up tracing, metrics and log export for this process from the environment (see module doc).
+
+    `prometheus=True` adds a pull reader; `prometheus_text()` then renders what a scrape gets.
+    `set_globals=False` (tests) leaves OpenTelemetry's process-wide providers alone.
+    """
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    readers = list(metric_readers)
-    tracer_provider = TracerProvider(resource=_resource(service_name))
+    found = _exporters.from_environment()
+    resource = _resource(service_name)
+    readers = [*metric_readers, *found.metric_readers]
+    scrape = _exporters.PrometheusScrape() if prometheus else None
+    if scrape is not None:
+        readers.append(scrape.reader)
+    tracer_provider = TracerProvider(resource=resource)
     for exporter in span_exporters:
         tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    if os.environ.get(OTLP_ENDPOINT_ENV):
-        span_exporter, metric_reader = _otlp_exporters()
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-        readers.append(metric_reader)
-    meter_provider = MeterProvider(resource=_resource(service_name), metric_readers=readers)
-    _install(tracer_provider, meter_provider, set_globals=True)
+    for exporter in found.span_exporters:
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    logger_provider = _exporters.log_provider(resource, found.log_exporters)
+    _install(
+        tracer_provider,
+        meter_provider,
+        set_globals=set_globals,
+        logger_provider=logger_provider,
+        prometheus=scrape,
+    )
+
+
+def prometheus_text() -> tuple[bytes, str] | None:
+    """The Prometheus exposition of this process's metrics and its content type; None unless
+    `configure(..., prometheus=True)` ran. Collecting takes the SDK's locks: call it off the loop."""
+    scrape = _providers.prometheus
+    if scrape is None:
+        return None
+    return scrape.text(), scrape.content_type
 
 
 def configure_in_memory(service_name: str = "qscore-test") -> InMemoryTelemetry:
@@ -119,7 +150,7 @@ def configure_in_memory(service_name: str = "qscore-test") -> InMemoryTelemetry:
 
 def _shutdown_current() -> None:
     global_providers = (trace.get_tracer_provider(), metrics.get_meter_provider())
-    for provider in (_providers.tracer_provider, _providers.meter_provider):
+    for provider in (_providers.tracer_provider, _providers.meter_provider, _providers.logger_provider):
         if provider in global_providers:
             continue  # third-party instrumentation may still hold it
         shutdown = getattr(provider, "shutdown", None)
@@ -132,6 +163,8 @@ def reset() -> None:
     _shutdown_current()
     _providers.tracer_provider = None
     _providers.meter_provider = None
+    _providers.logger_provider = None
+    _providers.prometheus = None
     _providers.generation += 1
 
 
@@ -153,8 +186,8 @@ def generation() -> int:
 
 
 def force_flush(timeout_millis: int = 5000) -> None:
-    """Push out pending spans and metrics (call before a process exits)."""
-    for provider in (_providers.tracer_provider, _providers.meter_provider):
+    """Push out pending spans, metrics and log records (call before a process exits)."""
+    for provider in (_providers.tracer_provider, _providers.meter_provider, _providers.logger_provider):
         flush = getattr(provider, "force_flush", None)
         if flush is not None:
             flush(timeout_millis)

@@ -76,4 +76,6 @@ def reply_address(message: ReceivedMessage) -> ReplyAddress | None:
     """Where the reply goes, or None when the request names no reply queue."""
     if not message.reply_to:
         return None
-    return ReplyAddress(queue=message.reply_to, session_id=message.reply_to_session_id)
+    return ReplyAddress(
+        queue=message.reply_to, session_id=message.reply_to_session_id, traceparent=traceparent(message)
+    )

@@ -14,8 +14,9 @@ latency budget. Two things fix that and keep the batching:
   arrived; then keep taking messages only while the connection has unread bytes, i.e. while
   more messages are already here (the SDK reads one frame per turn of its loop).
 
-Both read private SDK fields (the buffer's size, the further-pull timeout), so each is
-guarded: on an SDK without them the call falls back to the plain public `receive_messages`.
+Both read private SDK fields (the buffer's size, the further-pull timeout), declared in
+`qscore.transport.sdk_hooks`; each is guarded: on an SDK without them the call falls back
+to the plain public `receive_messages`.
 The receiving link's AMQP reader also blocks up to the receiver's `socket_timeout` (0.2 s by
 default) waiting for the next frame, which bounds how late the further pull can end; pass a
 short `socket_timeout` to `get_queue_receiver` (it writes only small frames) to bound it.
@@ -24,6 +25,8 @@ short `socket_timeout` to `get_queue_receiver` (it writes only small frames) to 
 from __future__ import annotations
 
 from typing import Any
+
+from qscore.transport import sdk_hooks
 
 # A follow-up receive only runs while bytes are waiting, so it finds its frame at once; the
 # short budget bounds it when those bytes were not a message (a flow or disposition frame).
@@ -35,12 +38,16 @@ def buffered_count(receiver: Any) -> int:
     handler = getattr(receiver, "_handler", None)
     buffer = getattr(handler, "_received_messages", None)
     qsize = getattr(buffer, "qsize", None)
-    return int(qsize()) if callable(qsize) else 0
+    if not callable(qsize):
+        sdk_hooks.fallback("client.received_messages")
+        return 0
+    return int(qsize())
 
 
 def set_further_pull(receiver: Any, seconds: float) -> bool:
     """Make receive calls stop `seconds` after their first message instead of the SDK's 0.2 s."""
     if not hasattr(receiver, "_further_pull_receive_timeout"):
+        sdk_hooks.fallback("receiver.further_pull_timeout")
         return False
     transport = getattr(receiver, "_amqp_transport", None)
     factor = getattr(transport, "TIMEOUT_FACTOR", 1)  # uamqp counts in milliseconds
@@ -72,4 +79,7 @@ def unread_bytes(receiver: Any) -> int:
     connection = getattr(handler, "_connection", None)
     transport = getattr(connection, "_transport", None)
     buffer = getattr(getattr(transport, "reader", None), "_buffer", None)  # asyncio.StreamReader's
-    return len(buffer) if isinstance(buffer, bytes | bytearray) else 0
+    if not isinstance(buffer, bytes | bytearray):
+        sdk_hooks.fallback("transport.reader")
+        return 0
+    return len(buffer)

@@ -3,7 +3,9 @@
 A reply carries `correlation_id` = request id and `session_id` = the request's
 `reply_to_session_id`, so a producer listening on its own session gets only its replies and
 can drop a duplicate (at-least-once delivery: a worker that crashes after sending but before
-completing the request sends the reply again on redelivery).
+completing the request sends the reply again on redelivery). With a `traceparent` on its
+address, the reply carries it as an application property (W3C trace context), so the
+producer's trace shows the reply arriving.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class ReplyAddress:
 
     queue: str
     session_id: str | None = None
+    traceparent: str | None = None  # the trace context the reply carries (the worker's span)
 
 
 def reply_message(address: ReplyAddress, reply: ScoreReply) -> ServiceBusMessage:
@@ -42,7 +45,12 @@ def reply_message(address: ReplyAddress, reply: ScoreReply) -> ServiceBusMessage
         session_id=address.session_id,
         correlation_id=reply.request_id,
         content_type=REPLY_CONTENT_TYPE,
+        application_properties=_trace_properties(address),  # type: ignore[arg-type]
     )
+
+
+def _trace_properties(address: ReplyAddress) -> dict[str, str] | None:
+    return {"traceparent": address.traceparent} if address.traceparent else None
 
 
 def reply_amqp_message(address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotatedMessage:
@@ -58,7 +66,9 @@ def reply_amqp_message(address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotate
         content_type=REPLY_CONTENT_TYPE,
     )
     body = reply.model_dump_json(exclude_none=True).encode()
-    return AmqpAnnotatedMessage(data_body=body, properties=properties)
+    return AmqpAnnotatedMessage(
+        data_body=body, properties=properties, application_properties=_trace_properties(address)
+    )
 
 
 @dataclass(frozen=True)

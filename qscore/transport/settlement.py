@@ -13,8 +13,9 @@ receiving link is gone. Two things keep this fast and safe:
 - requests on one receiver take turns (`asyncio.Lock`): concurrent management requests on
   one SDK receiver mix up their responses and shut the handler down.
 
-The method used (`_settle_message_via_mgmt_link`) is private to the SDK, so each use is
-guarded: if it is missing or fails, messages are settled one by one through the public API
+The method used (`_settle_message_via_mgmt_link`) is private to the SDK (declared, with the
+other private fields used here, in `qscore.transport.sdk_hooks`), so each use is guarded:
+if it is missing or fails, messages are settled one by one through the public API
 on the receiver that received them.
 
 The SDK's (pyamqp) management link grants the broker 10,000 credits for responses when it
@@ -33,6 +34,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from qscore.transport import sdk_hooks
+
 log = logging.getLogger(__name__)
 
 COMPLETED = "completed"
@@ -45,8 +48,11 @@ async def top_up_management_credit(receiver: Any) -> int:
 
     Returns how many links were topped up. Private SDK state, guarded: on another SDK version or
     transport (no such fields) it does nothing."""
-    operations = getattr(getattr(receiver, "_handler", None), "_mgmt_links", None)
+    handler = getattr(receiver, "_handler", None)
+    operations = getattr(handler, "_mgmt_links", None)
     if not isinstance(operations, dict):
+        if handler is not None:  # a receiver not opened yet has no client: nothing to top up
+            sdk_hooks.fallback("client.mgmt_links")
         return 0
     topped_up = 0
     for operation in list(operations.values()):
@@ -54,6 +60,7 @@ async def top_up_management_credit(receiver: Any) -> int:
         credit = getattr(response_link, "current_link_credit", None)
         full = getattr(response_link, "link_credit", None)
         if response_link is None or not isinstance(credit, int) or not isinstance(full, int):
+            sdk_hooks.fallback("mgmt_link.response_link")
             continue
         if credit >= full // 2:
             continue
@@ -95,7 +102,10 @@ class MessageSettler:
     async def _settle_in_one_request(self, messages: Sequence[Any], outcome: str) -> bool:
         settle_many = getattr(self.control, "_settle_message_via_mgmt_link", None)
         tokens = [getattr(message, "lock_token", None) for message in messages]
-        if settle_many is None or any(token is None for token in tokens):
+        if settle_many is None:
+            sdk_hooks.fallback("receiver.settle_via_mgmt_link")
+            return False
+        if any(token is None for token in tokens):
             return False
         try:
             await settle_many(outcome, [str(token) for token in tokens])
@@ -120,6 +130,8 @@ class MessageSettler:
             return []
         renewer = self.control if self.control is not None else self.receiver
         renew_locks = getattr(renewer, "_renew_locks", None)
+        if renew_locks is None:
+            sdk_hooks.fallback("receiver.renew_locks")
         tokens = [getattr(message, "lock_token", None) for message in messages]
         if renew_locks is not None and all(token is not None for token in tokens):
             try:
@@ -163,8 +175,10 @@ def _mark_settled(receiver: Any, message: Any) -> None:
     message._settled = True
     link = getattr(getattr(receiver, "_handler", None), "_link", None)
     tags = getattr(link, "_received_delivery_tags", None)
-    if tags is not None:
-        tags.discard(getattr(message, "_delivery_tag", None))
+    if tags is None:
+        sdk_hooks.fallback("receiver_link.received_delivery_tags")
+        return
+    tags.discard(getattr(message, "_delivery_tag", None))
 
 
 async def _settle_one_by_one(receiver: Any, messages: Sequence[Any], outcome: str) -> list[Any]:

@@ -14,6 +14,7 @@ import azure.functions as func
 
 from functions import names
 from functions.runtime import ScoringRuntime, install_runtime
+from functions.trigger import tracking_id
 from qscore_local.functions_host.app_index import engine_for, user_function
 from qscore_local.functions_host.durable_api import LocalDurableApi
 from qscore_local.functions_host.engine import InstanceRecord
@@ -54,7 +55,7 @@ class InProcessDriver:
     async def invoke_trigger(self, messages: list[func.ServiceBusMessage]) -> str:
         """Call the trigger function as the host would; returns the batch's instance id."""
         await self._trigger(messages=messages, client=self.api.binding_json())
-        return names.batch_instance_id(m.message_id for m in messages)
+        return names.batch_instance_id(tracking_id(m) for m in messages)
 
     async def run_batch(self, receiver: Any, *, timeout_s: float = 60.0) -> InstanceRecord | None:
         """Receive one batch, trigger, settle, wait for its orchestration. None if the queue was empty."""

@@ -121,16 +121,25 @@ class NonDeterministicOrchestration(Exception):
 
 
 def scheduled_in_history(history: list[dict[str, Any]]) -> list[str]:
-    """Names of the actions the history says were scheduled, one per action (a retry's re-run,
-    which directly follows its TimerFired event, belongs to the action already counted)."""
+    """Names of the actions the history says were scheduled, one per action. A retry's re-run
+    directly follows the TimerFired of its failed attempt and has the failed task's name; after
+    the last attempt DTFx fires one more timer, and what follows that is a new action."""
     names: list[str] = []
-    previous: dict[str, Any] | None = None
+    name_of: dict[int, str] = {}  # TaskScheduled event id -> activity name
+    last_failed: str | None = None
+    timer_for: dict[int, str | None] = {}  # retry timer id -> the name of the task that failed
+    rerun_of: str | None = None
     for item in history:
-        if item["EventType"] == E.TASK_SCHEDULED and not (
-            previous and previous["EventType"] == E.TIMER_FIRED
-        ):
-            names.append(item["Name"])
-        previous = item
+        kind = item["EventType"]
+        if kind == E.TASK_SCHEDULED:
+            name_of[item["EventId"]] = item["Name"]
+            if item["Name"] != rerun_of:
+                names.append(item["Name"])
+        elif kind == E.TASK_FAILED:
+            last_failed = name_of.get(item["TaskScheduledId"])
+        elif kind == E.TIMER_CREATED:
+            timer_for[item["EventId"]], last_failed = last_failed, None
+        rerun_of = timer_for.get(item["TimerId"]) if kind == E.TIMER_FIRED else None
     return names
 
 

@@ -83,7 +83,6 @@ async def run_local(
                 connection=bus,
                 namespace=None,
                 payload_dir=work_dir / "payloads",
-                dead_letter_path=work_dir / "dead-letters.jsonl",
             )
             return await _run(settings, requests, max_batch)
 

@@ -47,9 +47,29 @@ def default_scale_down() -> ScalingRules:
     return ScalingRules(300, (ScalingPolicy("Percent", 100, 15),))
 
 
+DRAIN_TARGET_ANNOTATION = "qscore.dev/drain-target-s"
+
+
+@dataclass(frozen=True)
+class PrometheusTrigger:
+    """KEDA's prometheus trigger on the workers' own metrics (deploy/components/keda-prometheus).
+
+    Its query is `throughput x (1 + mean queue wait / drain_target_s)` over `window_s`: the
+    messages/s the fleet must complete to keep up and work off the backlog (Little's law:
+    backlog = throughput x queue wait) within drain_target_s. `threshold` is one replica's
+    share of that (AverageValue), typically 80 % of what one replica completes.
+    """
+
+    threshold: float
+    activation_threshold: float = 0.0
+    drain_target_s: float = 30.0
+    window_s: int = 60
+
+
 @dataclass(frozen=True)
 class ScalerSpec:
-    """A ScaledObject with one azure-servicebus trigger, as the simulator sees it."""
+    """A ScaledObject with one azure-servicebus trigger (and optionally a prometheus one), as
+    the simulator sees it."""
 
     name: str
     message_count: int
@@ -60,6 +80,7 @@ class ScalerSpec:
     max_replicas: int = 100
     scale_up: ScalingRules = field(default_factory=default_scale_up)
     scale_down: ScalingRules = field(default_factory=default_scale_down)
+    prometheus: PrometheusTrigger | None = None
 
     def __post_init__(self) -> None:
         if self.message_count < 1:
@@ -100,8 +121,29 @@ def _rules(raw: dict[str, Any] | None, default: ScalingRules) -> ScalingRules:
     )
 
 
+def _float(value: Any, what: str) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        raise ManifestError(f"{what} is not a number: {value!r}") from None
+
+
+def _prometheus_trigger(doc: dict[str, Any], triggers: list[dict[str, Any]]) -> PrometheusTrigger | None:
+    found = [t for t in triggers if t.get("type") == "prometheus"]
+    if not found:
+        return None
+    meta = found[0].get("metadata", {})
+    annotations = doc.get("metadata", {}).get("annotations", {}) or {}
+    return PrometheusTrigger(
+        threshold=_float(meta.get("threshold"), "prometheus threshold"),
+        activation_threshold=_float(meta.get("activationThreshold", 0), "activationThreshold"),
+        drain_target_s=_float(annotations.get(DRAIN_TARGET_ANNOTATION, 30), DRAIN_TARGET_ANNOTATION),
+    )
+
+
 def scaler_spec_from_manifest(doc: dict[str, Any]) -> ScalerSpec:
-    """Read a rendered ScaledObject; only its first azure-servicebus trigger is modelled."""
+    """Read a rendered ScaledObject; its first azure-servicebus trigger and its first prometheus
+    trigger (the workers' metrics, read as `PrometheusTrigger` describes) are modelled."""
     name = doc.get("metadata", {}).get("name", "?")
     if doc.get("kind") != "ScaledObject":
         raise ManifestError(f"{name}: expected a ScaledObject, got {doc.get('kind')}")
@@ -121,4 +163,5 @@ def scaler_spec_from_manifest(doc: dict[str, Any]) -> ScalerSpec:
         max_replicas=_int(spec.get("maxReplicaCount", 100), "maxReplicaCount"),
         scale_up=_rules(behavior.get("scaleUp"), default_scale_up()),
         scale_down=_rules(behavior.get("scaleDown"), default_scale_down()),
+        prometheus=_prometheus_trigger(doc, spec.get("triggers", [])),
     )

@@ -55,7 +55,12 @@ class HpaController:
 
     def sync(self, now_s: float, current: int, metric: float, target: float) -> int:
         """The replica count after one HPA sync; records the scale event if it changes."""
-        raw = metric_desired_replicas(current, metric, target, tolerance=self.tolerance)
+        return self.sync_metrics(now_s, current, [(metric, target)])
+
+    def sync_metrics(self, now_s: float, current: int, metrics: list[tuple[float, float]]) -> int:
+        """One sync over several metrics (KEDA: one per trigger): the HPA takes the largest
+        replica count any metric asks for, then applies stabilization and rate limits."""
+        raw = max(metric_desired_replicas(current, m, t, tolerance=self.tolerance) for m, t in metrics)
         stabilized = self._stabilize(now_s, current, raw)
         new = self._rate_limit(now_s, current, stabilized)
         new = max(self.min_replicas, min(self.max_replicas, new))

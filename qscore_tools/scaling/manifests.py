@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,32 @@ def render_overlay(environment: str, root: Path | None = None) -> list[dict[str,
     path = overlay_dir(environment, root)
     if not (path / "kustomization.yaml").is_file():
         raise RenderError(f"no overlay at {path} (known: {', '.join(OVERLAYS)})")
+    return _kustomize(path)
+
+
+def render_with_components(
+    environment: str, components: Iterable[str], root: Path | None = None
+) -> list[dict[str, Any]]:
+    """An overlay with extra components from deploy/components/ (e.g. "keda-prometheus"), as an
+    operator would add them: a throwaway kustomization (kustomize wants relative paths)."""
+    repo = root or repo_root()
+    with tempfile.TemporaryDirectory(prefix="qscore-render-") as scratch:
+        up = os.path.relpath(repo, scratch)
+        lines = [
+            "apiVersion: kustomize.config.k8s.io/v1beta1",
+            "kind: Kustomization",
+            "resources:",
+            f"  - {up}/deploy/overlays/{environment}",
+            "components:",
+            *(f"  - {up}/deploy/components/{name}" for name in components),
+        ]
+        (Path(scratch) / "kustomization.yaml").write_text("\n".join(lines) + "\n")
+        if not overlay_dir(environment, repo).joinpath("kustomization.yaml").is_file():
+            raise RenderError(f"no overlay {environment} (known: {', '.join(OVERLAYS)})")
+        return _kustomize(Path(scratch))
+
+
+def _kustomize(path: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RenderError("kubectl is not on PATH; it renders the overlays (kustomize v5)")

@@ -12,6 +12,12 @@ One step is one second. In each second, in this order:
    per_replica_rate messages each, oldest first. Scale-in removes not-yet-ready pods first,
    then the newest, as a ReplicaSet does.
 Queue age is completion second + 1 - arrival second (1 s resolution).
+
+With a prometheus trigger (`ScalerSpec.prometheus`), the HPA gets a second metric, read like
+the workers' own metrics through Prometheus: over the last `window_s` seconds, throughput X
+(completions/s) and mean queue wait W (of the messages completed, in whole seconds waited
+beyond their arrival second), metric = X * (1 + W / drain_target_s) against `threshold`. The
+HPA takes the larger of the two metrics' replica counts; KEDA is active when either is.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ class SimulationSettings:
     pod_startup_s: int = 20
     hpa_sync_period_s: int = HPA_SYNC_PERIOD_S
     initial_replicas: int | None = None
+    # None: KEDA's count is taken after arrivals, before serving (the second's arrivals count as
+    # active: a 1-s-resolution view). A number: the count is what a fleet that keeps up really
+    # shows, the previous second's leftover backlog plus the messages in flight, completions x
+    # this many seconds each is locked while scored (Little's law); near 0 when keeping up.
+    active_time_s: float | None = None
+    # True: the workers' metrics already show the first second's traffic served (a fleet that was
+    # running before t=0), so a metric trigger does not read an empty window at its first sync.
+    warm_start: bool = False
 
 
 @dataclass
@@ -108,16 +122,46 @@ def weighted_percentile(samples: list[tuple[float, float]], fraction: float) -> 
     return sorted(samples)[-1][0]
 
 
-def _serve(queue: deque[list[float]], capacity: float, now: int, ages: list[tuple[float, float]]) -> None:
-    """Complete up to `capacity` messages oldest-first, recording each cohort's age."""
+def _serve(
+    queue: deque[list[float]], capacity: float, now: int, ages: list[tuple[float, float]]
+) -> tuple[float, float]:
+    """Complete up to `capacity` messages oldest-first, recording each cohort's age; returns the
+    messages completed and the sum of their waits (seconds beyond the arrival second)."""
+    completed = waited = 0.0
     while capacity > 1e-9 and queue:
         cohort = queue[0]
         taken = min(cohort[1], capacity)
         ages.append((now + 1 - cohort[0], taken))
+        completed += taken
+        waited += taken * (now - cohort[0])
         cohort[1] -= taken
         capacity -= taken
         if cohort[1] <= 1e-9:
             queue.popleft()
+    return completed, waited
+
+
+@dataclass
+class WorkerSignal:
+    """What Prometheus would compute from the workers' metrics over the last `window_s` seconds:
+    rate(qscore_requests_total) and the mean queue wait of those requests."""
+
+    window_s: int
+    drain_target_s: float
+    _seconds: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def add(self, completed: float, waited: float) -> None:
+        self._seconds.append((completed, waited))
+        if len(self._seconds) > self.window_s:
+            self._seconds.popleft()
+
+    def value(self) -> float:
+        completed = sum(c for c, _ in self._seconds)
+        if completed <= 1e-9:
+            return 0.0
+        throughput = completed / self.window_s
+        mean_wait = sum(w for _, w in self._seconds) / completed
+        return throughput * (1 + mean_wait / self.drain_target_s)
 
 
 @dataclass
@@ -133,17 +177,24 @@ class _Autoscaler:
         # KEDA sets the HPA's minReplicas to minReplicaCount, or 1 when that is 0.
         self.hpa = HpaController(max(spec.min_replicas, 1), spec.max_replicas, spec.scale_up, spec.scale_down)
 
-    def step(self, t: int, replicas: int, count: int) -> int:
+    def step(self, t: int, replicas: int, count: int, signal: float = 0.0) -> int:
         spec = self.spec
+        prometheus = spec.prometheus
         if t % spec.polling_interval_s == 0:
-            if count > spec.activation_message_count:
+            active = count > spec.activation_message_count or (
+                prometheus is not None and signal > prometheus.activation_threshold
+            )
+            if active:
                 self.last_active = t
                 if replicas == 0:
                     replicas = max(spec.min_replicas, 1)
             elif spec.min_replicas == 0 and replicas > 0 and self._cooled_down(t):
                 replicas = 0
         if replicas > 0 and t % self.hpa_sync_period_s == 0:
-            replicas = self.hpa.sync(float(t), replicas, float(count), float(spec.message_count))
+            metrics = [(float(count), float(spec.message_count))]
+            if prometheus is not None:
+                metrics.append((signal, prometheus.threshold))
+            replicas = self.hpa.sync_metrics(float(t), replicas, metrics)
         return replicas
 
     def _cooled_down(self, t: int) -> bool:
@@ -165,16 +216,30 @@ def simulate(
     queue: deque[list[float]] = deque()
     ages: list[tuple[float, float]] = []
     timeline = Timeline()
+    prometheus = spec.prometheus
+    signal = WorkerSignal(
+        prometheus.window_s if prometheus else 60, prometheus.drain_target_s if prometheus else 30
+    )
+    leftover = completed = 0.0  # the previous second's, for `active_time_s`
+    if settings.warm_start:
+        served = min(traffic.arrivals(0), initial * settings.per_replica_rate)
+        for _ in range(signal.window_s):
+            signal.add(served, 0.0)
     for t in range(settings.duration_s):
         incoming = traffic.arrivals(t)
         if incoming > 0:
             queue.append([float(t), incoming])
         # Service Bus reports whole messages; KEDA compares and divides that integer count.
-        count = math.floor(sum(c[1] for c in queue) + 1e-9)
-        replicas = autoscaler.step(t, len(pods.ready_at), count)
+        if settings.active_time_s is None:
+            count = math.floor(sum(c[1] for c in queue) + 1e-9)
+        else:
+            count = math.floor(leftover + completed * settings.active_time_s + 1e-9)
+        replicas = autoscaler.step(t, len(pods.ready_at), count, signal.value())
         pods.scale_to(replicas, t, settings.pod_startup_s)
         ready = pods.ready(t)
-        _serve(queue, ready * settings.per_replica_rate, t, ages)
+        completed, waited = _serve(queue, ready * settings.per_replica_rate, t, ages)
+        signal.add(completed, waited)
+        leftover = sum(c[1] for c in queue)
         timeline.record(t, sum(c[1] for c in queue), len(pods.ready_at), ready, incoming)
         if on_progress is not None and (t + 1) % 1000 == 0:
             on_progress(t + 1, settings.duration_s)

@@ -104,3 +104,25 @@ class Diurnal:
 
     def describe(self) -> str:
         return f"diurnal {self.min_rate:g} .. {self.peak:g}/s, period {self.period_s}s"
+
+
+@dataclass(frozen=True)
+class Steady:
+    """`rate` messages every second."""
+
+    rate: float
+
+    def arrivals(self, t: int) -> float:
+        return self.rate
+
+    def peak_rate(self) -> float:
+        return self.rate
+
+    def base_rate(self) -> float:
+        return self.rate
+
+    def demand_rate(self, target_age_s: float) -> float:
+        return self.rate
+
+    def describe(self) -> str:
+        return f"steady {self.rate:g}/s"

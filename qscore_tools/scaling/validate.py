@@ -25,8 +25,12 @@ KEDA_CRD_FILES = {
 
 
 def keda_schema_dir(root: Path | None = None) -> Path:
-    """`<repo root>/../shared/schemas/keda-v2.20.2` (shared/ sits beside the checkout in CI)."""
-    return (root or repo_root()).parent / "shared" / "schemas" / f"keda-v{KEDA_VERSION}"
+    """`<repo root>/../shared/schemas/keda-v2.20.2` (shared/ sits beside the checkout in CI), or
+    `<repo root>/shared/...` when the checkout has shared/ inside it (a git worktree)."""
+    checkout = root or repo_root()
+    beside = checkout.parent / "shared" / "schemas" / f"keda-v{KEDA_VERSION}"
+    inside = checkout / "shared" / "schemas" / f"keda-v{KEDA_VERSION}"
+    return inside if not beside.is_dir() and inside.is_dir() else beside
 
 
 def _name(doc: dict[str, Any]) -> str:
@@ -34,12 +38,14 @@ def _name(doc: dict[str, Any]) -> str:
 
 
 def validate_core(docs: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
-    """kubernetes-validate --strict on every non-KEDA document; one line per failure."""
+    """kubernetes-validate --strict on every core document; one line per failure. CRDs are
+    checked elsewhere: KEDA's by `validate_keda`, the Prometheus Operator's by
+    `qscore_tools.scaling.monitoring_schema.validate_monitoring`."""
     import kubernetes_validate
 
     errors = []
     for doc in docs:
-        if str(doc.get("apiVersion", "")).startswith("keda.sh/"):
+        if str(doc.get("apiVersion", "")).startswith(("keda.sh/", "monitoring.coreos.com/")):
             continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)

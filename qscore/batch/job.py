@@ -1,0 +1,237 @@
+"""Run a planned batch job: read chunks, score several at once, publish parts, then assemble.
+
+Per chunk: prepare (columns -> arrays, unscoreable rows aside) -> score (the engine) ->
+write its part (fsync) -> publish it (rename/upload) -> record it in the manifest. Only a
+recorded chunk counts as done, so after a kill a rerun redoes at most the chunks in flight,
+each into the same part name: every id is in the output exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from qscore.batch.chunks import Chunk, rechunk
+from qscore.batch.engines import ChunkRejected, Engine, Scored
+from qscore.batch.formats import PART_SUFFIX, Format, assemble, numpy_column, read_batches, write_part
+from qscore.batch.manifest import Manifest
+from qscore.batch.mapping import ColumnMapping
+from qscore.batch.plan import JobPlan
+from qscore.batch.rows import PreparedChunk, prepare_chunk
+from qscore.batch.store import Store
+from qscore.batch.summary import BatchSummary
+
+VERSION_COLUMN = "model_version"
+
+
+class BatchObserver:
+    """Hooks for progress display; the defaults do nothing."""
+
+    def started(self, plan: JobPlan, resumed_rows: int) -> None: ...
+
+    def chunk_finished(self, rows: int, rejected: int) -> None: ...
+
+    def assembling(self) -> None: ...
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:07d}{PART_SUFFIX}"
+
+
+def rejected_name(index: int) -> str:
+    return f"rejected-{index:07d}{PART_SUFFIX}"
+
+
+def rejected_output(output: str, fmt: Format) -> str:
+    """`scores.parquet` -> `scores.rejected.parquet`, beside the output."""
+    base = output[: -len(fmt.suffix)] if output.endswith(fmt.suffix) else output
+    return f"{base}.rejected{fmt.suffix}"
+
+
+class BatchRun:
+    def __init__(
+        self,
+        plan: JobPlan,
+        *,
+        local_input: Path,
+        fingerprint: str,
+        store: Store,
+        engine: Engine,
+        allow_non_finite: bool,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.plan = plan
+        self.local_input = local_input
+        self.fingerprint = fingerprint
+        self.store = store
+        self.engine = engine
+        self.allow_non_finite = allow_non_finite
+        self.observer = observer or BatchObserver()
+        self.manifest = Manifest(store)
+        self.summary = BatchSummary(output=plan.job.output)
+        self._scratch = Path(tempfile.mkdtemp(prefix="qscore-batch-"))
+
+    async def run(self) -> BatchSummary:
+        try:
+            return await self._run()
+        finally:
+            await asyncio.to_thread(_remove_tree, self._scratch)
+
+    async def _run(self) -> BatchSummary:
+        state = await self.manifest.begin(self.plan.header(self.fingerprint))
+        if state.complete is not None:
+            return self._completed_summary(state.complete)
+        done = dict(state.chunks)
+        for record in done.values():
+            self.summary.add_chunk(record, resumed=True)
+        self.observer.started(self.plan, self.summary.rows_resumed)
+        chunk_count = await self._score_all(set(done))
+        await self._assemble(chunk_count)
+        self.summary.elapsed_s = time.perf_counter() - self.summary.started
+        await self.manifest.finish(self.summary.as_dict())
+        return self.summary
+
+    async def _score_all(self, done: set[int]) -> int:
+        """Score every chunk not in `done`, `in_flight` at a time; returns how many chunks there are."""
+        slots = asyncio.Semaphore(max(1, self.plan.job.in_flight))
+        chunks = self._chunks()
+        count = 0
+        async with asyncio.TaskGroup() as group:
+            while True:
+                started = time.perf_counter()
+                chunk = await asyncio.to_thread(next, chunks, None)
+                self.summary.add_stage("read", time.perf_counter() - started)
+                if chunk is None:
+                    break
+                count = chunk.index + 1
+                if chunk.index in done:
+                    continue
+                await slots.acquire()
+                task = group.create_task(self._process(chunk))
+                task.add_done_callback(lambda _: slots.release())
+        return count
+
+    def _chunks(self) -> Iterator[Chunk]:
+        return rechunk(read_batches(self.local_input, self.plan.input_format), self.plan.chunk_rows)
+
+    async def _process(self, chunk: Chunk) -> None:
+        mapping = self.plan.mapping
+        prepared = await self._timed(
+            "prepare",
+            asyncio.to_thread(prepare_chunk, chunk, mapping, allow_non_finite=self.allow_non_finite),
+        )
+        rejected = prepared.rejected
+        scored: Scored | None = None
+        if prepared.rows:
+            try:
+                scored = await self._timed("score", self.engine.score(prepared))
+            except ChunkRejected as exc:
+                rejected = pa.concat_tables([rejected, _all_rejected(prepared, mapping, exc.reason)])
+        record = await self._timed("write", self._publish(prepared, scored, rejected))
+        self.summary.add_chunk(record, resumed=False)
+        self.observer.chunk_finished(chunk.rows, rejected.num_rows)
+
+    async def _timed(self, stage: str, work: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await work
+        finally:
+            self.summary.add_stage(stage, time.perf_counter() - started)
+
+    async def _publish(
+        self, prepared: PreparedChunk, scored: Scored | None, rejected: pa.Table
+    ) -> dict[str, Any]:
+        index = prepared.index
+        versions: Counter[str] = Counter()
+        if scored is not None:
+            table = output_table(prepared, scored, self.plan.mapping)
+            names, counts = np.unique(scored.versions, return_counts=True)
+            versions.update({str(n): int(c) for n, c in zip(names, counts, strict=True)})
+            await self._put(part_name(index), table)
+        if rejected.num_rows:
+            await self._put(rejected_name(index), rejected)
+        record = {
+            "index": index,
+            "rows": prepared.rows + prepared.rejected.num_rows,
+            "rejected": rejected.num_rows,
+            "scored": scored is not None,
+            "versions": dict(versions),
+        }
+        await self.manifest.chunk_done(record)
+        return record
+
+    async def _put(self, name: str, table: pa.Table) -> None:
+        local = self._scratch / name
+        await asyncio.to_thread(write_part, table, local)
+        await self.store.put(name, local)
+
+    async def _assemble(self, chunk_count: int) -> None:
+        self.observer.assembling()
+        started = time.perf_counter()
+        records = self.manifest.state.chunks
+        missing = [i for i in range(chunk_count) if i not in records]
+        if missing:
+            raise RuntimeError(f"chunks {missing[:5]} are not recorded as done; rerun the command")
+        fmt = self.plan.output_format
+        ordered = [records[i] for i in range(chunk_count)]
+        parts = [part_name(r["index"]) for r in ordered if r.get("scored", True)]
+        rejects = [rejected_name(r["index"]) for r in ordered if r["rejected"]]
+        await self._assemble_one(parts, self.plan.job.output)
+        if rejects:
+            self.summary.rejected_output = rejected_output(self.plan.job.output, fmt)
+            await self._assemble_one(rejects, self.summary.rejected_output)
+        await self.store.remove(parts + rejects)
+        self.summary.add_stage("assemble", time.perf_counter() - started)
+
+    async def _assemble_one(self, names: list[str], final: str) -> None:
+        target = self._scratch / ("assembled" + self.plan.output_format.suffix)
+        async with contextlib.AsyncExitStack() as stack:
+            paths = [await stack.enter_async_context(self.store.local_copy(name)) for name in names]
+            await asyncio.to_thread(assemble, paths, target, self.plan.output_format)
+        await self.store.publish(target, final)
+
+    def _completed_summary(self, record: dict[str, Any]) -> BatchSummary:
+        summary = BatchSummary(output=self.plan.job.output, already_complete=True)
+        for chunk in self.manifest.state.chunks.values():
+            summary.add_chunk(chunk, resumed=True)
+        summary.rejected_output = record.get("rejected_output")
+        return summary
+
+
+def output_table(prepared: PreparedChunk, scored: Scored, mapping: ColumnMapping) -> pa.Table:
+    """id, the outputs (a [k] output as a list column, [1] as a plain one), model_version."""
+    columns: dict[str, Any] = {mapping.id_name: prepared.ids}
+    for spec in mapping.outputs:
+        values = np.asarray(scored.outputs[spec.name])
+        flat = values.reshape(len(values)) if spec.element_count() == 1 else values.reshape(len(values), -1)
+        columns[spec.name] = numpy_column(flat)
+    columns[VERSION_COLUMN] = _versions_column(scored.versions)
+    return pa.table(columns)
+
+
+def _versions_column(versions: np.ndarray) -> pa.Array:
+    """One string a row, built from the few distinct versions (no per-row Python objects)."""
+    names, codes = np.unique(versions, return_inverse=True)
+    dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names.tolist()))
+    return dictionary.cast(pa.string())
+
+
+def _all_rejected(prepared: PreparedChunk, mapping: ColumnMapping, reason: str) -> pa.Table:
+    return pa.table(
+        {mapping.id_name: prepared.ids, "reason": pa.array([reason] * prepared.rows, pa.string())}
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

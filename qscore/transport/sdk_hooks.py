@@ -1,0 +1,293 @@
+"""Every private azure-servicebus attribute qscore relies on, in one list, checked once at start.
+
+The fast paths of the worker (batch settlement and renewal through the management link, the
+management-credit top-up, reading the prefetch buffer, the further-pull wait, prefetch
+re-sizing) use SDK internals. Each use is guarded and falls back to the public API, but a
+silent fallback after an SDK upgrade can cost a lot: without the credit top-up a worker stalls
+after ~10,000 batches, without prefetch re-sizing throughput drops for good. So:
+
+- `HOOKS` names each one: what it speeds up, and what happens without it;
+- `check_hooks()` looks for each in the installed SDK's classes (no connection needed); the
+  worker logs the result at start and shows it in /readyz;
+- each guarded site calls `fallback(name)` when it takes the slow path: counted per hook in
+  `fallback_counts()` and as the OpenTelemetry counter `qscore.sdk_hook.fallbacks`;
+- tests/test_sdk_hooks.py fails when the installed SDK lacks one, and pyproject.toml pins
+  azure-servicebus to the minor range these were checked against.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+
+from qscore.telemetry.setup import generation, meter
+
+log = logging.getLogger(__name__)
+
+FALLBACKS_METRIC = "qscore.sdk_hook.fallbacks"
+_RECEIVER = "azure.servicebus.aio:ServiceBusReceiver"
+_CLIENT = "azure.servicebus._pyamqp.aio._client_async:ReceiveClientAsync"
+_MESSAGE = "azure.servicebus:ServiceBusReceivedMessage"
+
+
+@dataclass(frozen=True)
+class SdkHook:
+    """One private attribute: `owner` is "module:Class", `attribute` a field or method of it."""
+
+    name: str
+    owner: str
+    attribute: str
+    speeds_up: str
+    fallback: str
+
+
+HOOKS: tuple[SdkHook, ...] = (
+    SdkHook(
+        "receiver.handler",
+        _RECEIVER,
+        "_handler",
+        "every hook below that reads the AMQP client",
+        "those hooks report unavailable and take their fallbacks",
+    ),
+    SdkHook(
+        "receiver.settle_via_mgmt_link",
+        _RECEIVER,
+        "_settle_message_via_mgmt_link",
+        "complete/abandon a whole batch in one management request",
+        "one public complete/abandon call per message (~0.5 ms each)",
+    ),
+    SdkHook(
+        "receiver.renew_locks",
+        _RECEIVER,
+        "_renew_locks",
+        "renew many locks in one management request",
+        "one renew_message_lock call per message",
+    ),
+    SdkHook(
+        "client.mgmt_links",
+        _CLIENT,
+        "_mgmt_links",
+        "find the management links to top up their credit",
+        "no top-up: management requests stop after 10,000 (the worker stalls)",
+    ),
+    SdkHook(
+        "mgmt_operation.mgmt_link",
+        "azure.servicebus._pyamqp.aio._management_operation_async:ManagementOperation",
+        "_mgmt_link",
+        "reach the management link's response link",
+        "no top-up (as above)",
+    ),
+    SdkHook(
+        "mgmt_link.response_link",
+        "azure.servicebus._pyamqp.aio._management_link_async:ManagementLink",
+        "_response_link",
+        "grant the response link credit again",
+        "no top-up (as above)",
+    ),
+    SdkHook(
+        "client.received_messages",
+        _CLIENT,
+        "_received_messages",
+        "see how many messages are already buffered and take them without waiting",
+        "every receive may wait the further-pull time for one more message",
+    ),
+    SdkHook(
+        "receiver.further_pull_timeout",
+        "azure.servicebus._common.receiver_mixins:ReceiverMixin",
+        "_further_pull_receive_timeout",
+        "stop a receive shortly after its first message",
+        "the SDK's 0.2 s further pull: ~200 ms queue wait per batch",
+    ),
+    SdkHook(
+        "receiver.amqp_transport",
+        _RECEIVER,
+        "_amqp_transport",
+        "the further-pull time's unit (pyamqp seconds, uamqp milliseconds)",
+        "assume seconds",
+    ),
+    SdkHook(
+        "client.connection",
+        _CLIENT,
+        "_connection",
+        "see unread bytes on the receiving connection",
+        "no follow-up receives: a batch is what one receive call returned",
+    ),
+    SdkHook(
+        "connection.transport",
+        "azure.servicebus._pyamqp.aio._connection_async:Connection",
+        "_transport",
+        "see unread bytes (as above)",
+        "as above",
+    ),
+    SdkHook(
+        "transport.reader",
+        "azure.servicebus._pyamqp.aio._transport_async:AsyncTransport",
+        "reader",
+        "see unread bytes (asyncio.StreamReader._buffer)",
+        "as above",
+    ),
+    SdkHook(
+        "receiver.prefetch_count",
+        "azure.servicebus._common.receiver_mixins:ReceiverMixin",
+        "_prefetch_count",
+        "re-size the prefetch window to the measured rate",
+        "the first window stays: throughput bound by the start-up window",
+    ),
+    SdkHook(
+        "client.link_credit", _CLIENT, "_link_credit", "re-size the link credit with the window", "as above"
+    ),
+    SdkHook(
+        "client.link",
+        _CLIENT,
+        "_link",
+        "forget delivery tags of batch-settled messages",
+        "the receiving link keeps every delivery tag (memory grows with messages)",
+    ),
+    SdkHook(
+        "receiver_link.received_delivery_tags",
+        "azure.servicebus._pyamqp.aio._receiver_async:ReceiverLink",
+        "_received_delivery_tags",
+        "as above",
+        "as above",
+    ),
+    SdkHook(
+        "message.settled",
+        _MESSAGE,
+        "_settled",
+        "mark batch-settled messages settled",
+        "the SDK would let a batch-settled message be settled again (broker error)",
+    ),
+    SdkHook(
+        "message.delivery_tag", _MESSAGE, "_delivery_tag", "forget its delivery tag", "as for client.link"
+    ),
+    SdkHook(
+        "message.expiry",
+        _MESSAGE,
+        "_expiry",
+        "move locked_until_utc after a batch renewal",
+        "the SDK thinks the lock lapsed and refuses to settle the message",
+    ),
+    SdkHook(
+        "link.current_link_credit",
+        "azure.servicebus._pyamqp.aio._link_async:Link",
+        "current_link_credit",
+        "read how much response credit a management link has left",
+        "no top-up (as for client.mgmt_links)",
+    ),
+    SdkHook(
+        "stream_reader.buffer",
+        "asyncio.streams:StreamReader",
+        "_buffer",
+        "see unread bytes (as for client.connection)",
+        "as for client.connection",
+    ),
+    SdkHook(
+        "error.condition",
+        "azure.servicebus.exceptions:ServiceBusError",
+        "_condition",
+        "tell a refused reply (not-found, not-allowed, size) from a transient failure",
+        "read the condition from the error text",
+    ),
+)
+
+BY_NAME = {hook.name: hook for hook in HOOKS}
+
+
+@dataclass(frozen=True)
+class HookStatus:
+    hook: SdkHook
+    available: bool
+    detail: str = ""
+
+
+def _assigns(owner: type, attribute: str) -> bool:
+    """The class (or a base) defines `attribute`, or its code assigns `self.<attribute>`."""
+    pattern = re.compile(rf"self\.{re.escape(attribute)}\s*[:=]")
+    for klass in owner.__mro__:
+        if attribute in vars(klass):
+            return True
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        if pattern.search(source):
+            return True
+    return False
+
+
+def probe(hook: SdkHook) -> HookStatus:
+    module_name, _, class_name = hook.owner.partition(":")
+    try:
+        owner = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        return HookStatus(hook, False, f"{hook.owner} not found: {exc}")
+    if _assigns(owner, hook.attribute):
+        return HookStatus(hook, True)
+    return HookStatus(hook, False, f"{hook.owner} has no {hook.attribute}")
+
+
+@cache
+def check_hooks() -> tuple[HookStatus, ...]:
+    """Each hook against the installed SDK (once per process)."""
+    return tuple(probe(hook) for hook in HOOKS)
+
+
+def log_hooks() -> tuple[HookStatus, ...]:
+    """Check and log the list: one line each, a warning for each one missing."""
+    from importlib.metadata import version
+
+    statuses = check_hooks()
+    missing = [status for status in statuses if not status.available]
+    log.info(
+        "azure-servicebus %s: %d of %d SDK fast-path hooks available",
+        version("azure-servicebus"),
+        len(statuses) - len(missing),
+        len(statuses),
+    )
+    for status in statuses:
+        if status.available:
+            log.info("sdk hook %s: available (%s)", status.hook.name, status.hook.speeds_up)
+        else:
+            log.warning(
+                "sdk hook %s MISSING: %s; fallback: %s", status.hook.name, status.detail, status.hook.fallback
+            )
+    return statuses
+
+
+_fallbacks: Counter[str] = Counter()
+_counter_cache: tuple[int, object] | None = None
+
+
+def fallback(name: str) -> None:
+    """A guarded site took its slow path because hook `name` was not usable."""
+    global _counter_cache
+    if name not in BY_NAME:
+        raise KeyError(f"undeclared SDK hook {name!r}: declare it in qscore.transport.sdk_hooks.HOOKS")
+    _fallbacks[name] += 1
+    if _counter_cache is None or _counter_cache[0] != generation():
+        instrument = meter().create_counter(
+            FALLBACKS_METRIC,
+            unit="{fallback}",
+            description="Slow paths taken because an SDK hook was missing",
+        )
+        _counter_cache = (generation(), instrument)
+    _counter_cache[1].add(1, {"hook": name})  # type: ignore[attr-defined]
+
+
+def fallback_counts() -> dict[str, int]:
+    return dict(_fallbacks)
+
+
+def readiness_report() -> dict[str, object]:
+    """For /readyz: which hooks are available, and fallbacks taken so far."""
+    statuses = check_hooks()
+    return {
+        "available": sum(status.available for status in statuses),
+        "missing": [status.hook.name for status in statuses if not status.available],
+        "fallbacks": fallback_counts(),
+    }

@@ -1,0 +1,269 @@
+"""`qscore batch bench`: batch scoring throughput against the direct-Triton ceiling, in one run.
+
+1. Start Triton (digits) and write an N-row digits Parquet file (the 450 labelled held-out
+   rows of data/digits_test.npz repeated), streamed in row groups.
+2. Direct-Triton ceiling: the benchmark's own gRPC load generator at rising concurrency with
+   batches of the model's max_batch_size (the request size the direct engine sends).
+3. `qscore batch score --engine direct` as a child process: rows/s (from its summary), peak
+   RSS (os.wait4), accuracy against the labels. Optionally again for other file sizes (RSS).
+4. `--engine queue` with 1 and 2 worker processes (as `qscore demo` starts them) on the bus.
+Figures go to a JSON file and a Markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qscore.batch.formats import numpy_column
+from qscore.inference.testset import load_digits_test_set
+from qscore_local.bus.launcher import LocalBus
+from qscore_local.triton.launcher import LocalTriton
+from qscore_local.workers import WorkerPool
+from qscore_tools.bench.direct import CeilingSearch, find_ceiling
+
+CLI = (sys.executable, "-c", "from qscore_cli import main; main()")
+MODEL = "digits"
+ROW_GROUP_ROWS = 65_536
+DIRECT_CHUNK_ROWS = 16_384  # 64 requests of max_batch_size: enough to keep Triton busy between chunks
+
+
+@dataclass(frozen=True)
+class BatchBenchOptions:
+    rows: int = 1_000_000
+    engines: list[str] = field(default_factory=lambda: ["direct", "queue"])
+    workers: list[int] = field(default_factory=lambda: [1, 2])
+    ceiling_s: float = 10.0
+    rss_rows: list[int] = field(default_factory=list)
+    out: Path = Path("bench/results/batch.json")
+    direct_in_flight: int = 4
+    queue_in_flight: int = 64
+
+
+@dataclass
+class EngineRun:
+    engine: str
+    rows: int
+    workers: int
+    rows_per_s: float
+    elapsed_s: float
+    peak_rss_mb: float
+    accuracy: float
+    chunk_rows: int
+    stage_s: dict[str, float]
+
+
+def write_digits_parquet(path: Path, rows: int) -> np.ndarray:
+    """The held-out rows repeated to `rows`, written one row group at a time; returns the labels."""
+    test_set = load_digits_test_set()
+    repeats = -(-ROW_GROUP_ROWS // len(test_set))
+    pixels = np.tile(test_set.pixels, (repeats, 1))
+    labels = np.tile(test_set.labels, -(-rows // len(test_set)))[:rows]
+    schema = pa.schema([("id", pa.int64()), ("pixels", pa.list_(pa.float32(), 64)), ("label", pa.int64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, ROW_GROUP_ROWS):
+            count = min(ROW_GROUP_ROWS, rows - start)
+            offset = start % len(test_set)  # keep row i = held-out row i mod 450
+            block = np.roll(pixels, -offset, axis=0)[:count]
+            ids = np.arange(start, start + count)
+            writer.write_table(
+                pa.table(
+                    {"id": ids, "pixels": numpy_column(block), "label": labels[start : start + count]},
+                    schema=schema,
+                )
+            )
+    return labels
+
+
+async def run_cli(args: list[str], env: dict[str, str] | None = None) -> tuple[int, float, str]:
+    """Run `qscore ...` as a child; (exit status, its peak RSS in MB, the end of its stderr)."""
+    return await asyncio.to_thread(_run_child, [*CLI, *args], {**os.environ, **(env or {})})
+
+
+def _run_child(command: list[str], env: dict[str, str]) -> tuple[int, float, str]:
+    with tempfile.TemporaryFile() as stderr:
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        # wait4, not wait: it also returns the child's own resource usage (ru_maxrss, in KiB).
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        stderr.seek(0)
+        tail = stderr.read().decode(errors="replace")[-2000:]
+    return child.returncode, usage.ru_maxrss / 1024, tail
+
+
+def accuracy(output: Path, labels: np.ndarray) -> float:
+    parquet = pq.ParquetFile(output)
+    correct = 0
+    seen = 0
+    for batch in parquet.iter_batches(columns=["id", "label"], batch_size=ROW_GROUP_ROWS):
+        ids = np.asarray(batch.column("id"))
+        correct += int((np.asarray(batch.column("label")) == labels[ids]).sum())
+        seen += len(ids)
+    assert seen == len(labels), f"{output}: {seen} rows, expected {len(labels)}"
+    return correct / seen
+
+
+async def score_once(
+    source: Path,
+    labels: np.ndarray,
+    workdir: Path,
+    *,
+    engine: str,
+    extra: list[str],
+    env: dict[str, str] | None = None,
+    workers: int = 0,
+) -> EngineRun:
+    tag = f"{engine}-{len(labels)}-{workers}w"
+    output = workdir / f"{tag}.parquet"
+    summary_path = workdir / f"{tag}.summary.json"
+    args = [
+        "batch",
+        "score",
+        str(source),
+        "--model",
+        MODEL,
+        "-o",
+        str(output),
+        "--id-column",
+        "id",
+        "--engine",
+        engine,
+    ]
+    args += [
+        "--no-progress",
+        "--summary-json",
+        str(summary_path),
+        "--registry",
+        str(workdir / "registry.json"),
+        *extra,
+    ]
+    code, rss_mb, stderr = await run_cli(args, env)
+    if code != 0:
+        raise RuntimeError(f"qscore batch score ({tag}) exited {code}: {stderr}")
+    summary = json.loads(summary_path.read_text())
+    header = json.loads((workdir / f"{tag}.parquet.batch" / "manifest.jsonl").read_text().splitlines()[0])
+    run = EngineRun(
+        engine,
+        len(labels),
+        workers,
+        summary["rows_per_s"],
+        summary["elapsed_s"],
+        round(rss_mb, 1),
+        accuracy(output, labels),
+        header["chunk_rows"],
+        summary["stage_s"],
+    )
+    output.unlink()
+    rate = f"{run.rows_per_s:,.0f} rows/s"
+    print(f"  {tag}: {rate}, peak RSS {run.peak_rss_mb:.0f} MB, accuracy {run.accuracy:.4f}")
+    return run
+
+
+async def run_batch_bench(options: BatchBenchOptions) -> dict[str, Any]:
+    workdir = options.out.parent / f"batch-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / f"digits-{options.rows}.parquet"
+    labels = await asyncio.to_thread(write_digits_parquet, source, options.rows)
+    print(f"wrote {source} ({source.stat().st_size / 1e6:.0f} MB)")
+    results: dict[str, Any] = {"rows": options.rows, "runs": [], "started": time.time()}
+    async with LocalTriton(models=[MODEL], log_path=workdir / "triton.log") as triton:
+        url = triton.grpc_url
+        if "direct" in options.engines:
+            results.update(await _direct(options, source, labels, workdir, url))
+        if "queue" in options.engines:
+            results["runs"] += [r.__dict__ for r in await _queue(options, source, labels, workdir, url)]
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(results, indent=2))
+    source.unlink()
+    print(markdown(results))
+    return results
+
+
+async def _direct(
+    options: BatchBenchOptions, source: Path, labels: np.ndarray, workdir: Path, url: str
+) -> dict[str, Any]:
+    ceiling_rows_per_s = 0.0
+    ceiling_concurrency = 0
+    if options.ceiling_s > 0:  # 0 skips it (a peak-RSS run on a large file)
+        search = CeilingSearch(levels=(4, 8, 16, 32, 64), patience=2)
+        ceiling = await find_ceiling(
+            url, MODEL, batch_size=256, warmup_s=1.0, duration_s=options.ceiling_s, search=search
+        )
+        ceiling_rows_per_s, ceiling_concurrency = ceiling.samples_per_s, ceiling.concurrency
+        print(f"  direct-Triton ceiling: {ceiling_rows_per_s:,.0f} rows/s (c={ceiling_concurrency})")
+    extra = [
+        "--triton-url",
+        url,
+        "--chunk-rows",
+        str(DIRECT_CHUNK_ROWS),
+        "--in-flight",
+        str(options.direct_in_flight),
+    ]
+    run = await score_once(source, labels, workdir, engine="direct", extra=extra)
+    rss = []
+    for rows in options.rss_rows:
+        other = workdir / f"digits-{rows}.parquet"
+        other_labels = await asyncio.to_thread(write_digits_parquet, other, rows)
+        rss.append((await score_once(other, other_labels, workdir, engine="direct", extra=extra)).__dict__)
+        other.unlink()
+    return {
+        "ceiling_rows_per_s": ceiling_rows_per_s,
+        "ceiling_concurrency": ceiling_concurrency,
+        "direct_over_ceiling": run.rows_per_s / ceiling_rows_per_s if ceiling_rows_per_s else None,
+        "runs": [run.__dict__],
+        "rss_runs": rss,
+    }
+
+
+async def _queue(
+    options: BatchBenchOptions, source: Path, labels: np.ndarray, workdir: Path, url: str
+) -> list[EngineRun]:
+    runs = []
+    async with LocalBus(log_path=workdir / "bus.log") as bus:
+        for count in options.workers:
+            env = {
+                "QSCORE_SERVICEBUS_CONNECTION": bus.connection_string,
+                "QSCORE_TRITON_URL": url,
+                "QSCORE_HEALTH_HOST": "127.0.0.1",
+                "QSCORE_REGISTRY_PATH": str(workdir / "registry.json"),
+            }
+            pool = WorkerPool(count=count, env=env, log_dir=workdir / f"workers-{count}")
+            await pool.start(timeout_s=120)
+            try:
+                extra = ["--connection", bus.connection_string, "--in-flight", str(options.queue_in_flight)]
+                runs.append(
+                    await score_once(source, labels, workdir, engine="queue", extra=extra, workers=count)
+                )
+            finally:
+                await pool.stop()
+    return runs
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "| engine | rows | workers | chunk rows | rows/s | peak RSS MB | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"] + results.get("rss_runs", []):
+        lines.append(
+            f"| {run['engine']} | {run['rows']:,} | {run['workers'] or '-'} | {run['chunk_rows']:,} | "
+            f"{run['rows_per_s']:,.0f} | {run['peak_rss_mb']:.0f} | {run['accuracy']:.4f} |"
+        )
+    if results.get("direct_over_ceiling"):
+        lines.append(
+            f"\ndirect-Triton ceiling {results['ceiling_rows_per_s']:,.0f} rows/s; direct engine / ceiling "
+            f"= {results['direct_over_ceiling']:.2f}"
+        )
+    return "\n".join(lines)

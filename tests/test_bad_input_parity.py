@@ -1,0 +1,134 @@
+"""One list of bad requests through both runtimes: the worker and the Functions app must give each
+the same outcome (dead-lettered / failure record, or error reply) with the same reason code and
+description, and that outcome must be the one the bad-input table (`BAD_INPUT`) promises.
+
+The list is the shared corpus (tests/fixtures/bad_requests.py) plus a request whose deadline has
+passed (the one bad input answered with an error reply). Both run for real: the worker
+in-process on the local bus with Triton, the Functions app through the in-process driver
+(trigger -> orchestration -> activities) on the same bus and Triton."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from azure.servicebus.aio import ServiceBusClient
+
+from functions.runtime import ScoringRuntime
+from qscore.contracts import BAD_INPUT, ErrorCode, ScoreReply
+from qscore.operations import DeadLetter, DeadLetterQueues, Source
+from qscore.scoring import RequestPreparer
+from qscore_local.functions_host.driver import InProcessDriver
+from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, NO_MESSAGE_ID, bad_requests, case_key
+from tests.fixtures.worker import (
+    OutgoingRequest,
+    ReplyCollector,
+    WorkerSettingsFactory,
+    digits_request,
+    running_worker,
+    send_requests,
+)
+
+Outcome = tuple[str, str, str]  # (dead_lettered | error_reply, code, description)
+FUNCTIONS_STAND_IN = "no-message-id:"  # how the Functions app tracks a message without an id
+
+
+def cases(session_id: str) -> list[tuple[OutgoingRequest, ErrorCode]]:
+    expired = digits_request(np.zeros((1, 64), np.float32), deadline="2020-01-01T00:00:00Z")
+    return [
+        *bad_requests(session_id),
+        (OutgoingRequest("expired", expired, session_id=session_id), ErrorCode.EXPIRED),
+    ]
+
+
+def _untimed(description: str) -> str:
+    """`expired` says how long ago the deadline passed: the same words, another moment."""
+    return re.sub(r"\d+ ms ago", "N ms ago", description)
+
+
+def outcomes_of(
+    records: list[DeadLetter], replies: dict[str, list[ScoreReply]], keys: set[str]
+) -> dict[str, Outcome]:
+    found: dict[str, Outcome] = {}
+    for record in records:
+        key = NO_MESSAGE_ID if record.message_id.startswith(FUNCTIONS_STAND_IN) else record.message_id
+        if key in keys:
+            found[key] = ("dead_lettered", record.reason, record.description)
+    for request_id, received in replies.items():
+        error = received[0].error
+        if request_id in keys and error is not None:
+            found[request_id] = ("error_reply", str(error.code), _untimed(error.message))
+    return found
+
+
+async def wait_for(count: int, read: Any, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await read()
+        if len(result) >= count or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.3)
+
+
+async def through_worker(bus: Any, worker_settings: WorkerSettingsFactory, queue: str) -> dict[str, Outcome]:
+    replies = ReplyCollector(bus.connection_string)
+    sent = cases(replies.session_id)
+    await send_requests(bus.connection_string, queue, [request for request, _ in sent])
+    settings = worker_settings(request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES)
+    async with (
+        ServiceBusClient.from_connection_string(bus.connection_string) as client,
+        running_worker(settings),
+    ):
+        dlq = DeadLetterQueues(client, request_queue=queue, failures_queue=None)
+        records = await wait_for(len(sent) - 1, lambda: dlq.entries(source=Source.DEAD_LETTER))
+        await replies.collect(1, timeout_s=10)
+    await replies.close()
+    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
+
+
+async def through_functions(
+    app: Any, runtime: ScoringRuntime, connection: str, queue: str
+) -> dict[str, Outcome]:
+    from qscore.inference import ModelNotFound
+
+    runtime.preparer = RequestPreparer(
+        specs=runtime.triton,
+        registry=runtime.registry,  # type: ignore[arg-type]
+        unknown_model_errors=(ModelNotFound,),
+        max_message_bytes=MAX_MESSAGE_BYTES,
+    )
+    runtime.settings = replace(runtime.settings, request_queue=queue)
+    replies = ReplyCollector(connection)
+    sent = cases(replies.session_id)
+    await send_requests(connection, queue, [request for request, _ in sent])
+    async with (
+        InProcessDriver(app, runtime, max_batch=64, max_wait_s=2) as driver,
+        runtime.servicebus.get_queue_receiver(queue) as receiver,
+    ):
+        stats = await driver.run_until_idle(connection_receiver=receiver)
+    assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
+    failures = DeadLetterQueues(runtime.servicebus, request_queue=queue, failures_queue="scoring-failures")
+    records = await failures.entries(source=Source.FAILURES)
+    await replies.collect(1, timeout_s=10)
+    await replies.close()
+    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
+
+
+async def test_the_same_bad_requests_get_the_same_outcome_in_both_runtimes(
+    bus: Any,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    functions_app: Any,
+    functions_runtime: ScoringRuntime,
+) -> None:
+    promised = {case_key(request): (BAD_INPUT[code].outcome, str(code)) for request, code in cases("s")}
+    worker = await through_worker(bus, worker_settings, fresh_queue)
+    # The worker has settled everything on the queue and stopped: the Functions app reads it next.
+    functions = await through_functions(functions_app, functions_runtime, bus.connection_string, fresh_queue)
+    assert {key: outcome[:2] for key, outcome in functions.items()} == promised
+    assert {key: outcome[:2] for key, outcome in worker.items()} == promised
+    assert functions == worker  # same outcome, code and description for every bad request
