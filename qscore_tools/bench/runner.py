@@ -273,7 +273,7 @@ async def run_bench(settings: BenchSettings, progress: ProgressSink | None = Non
                 await measure_queue_open(stack, results, settings, progress)
                 await measure_direct_at_half_peak(stack, results, settings, progress)
             if settings.throughput_involved():
-                run.throughput = await measure_throughput(stack, settings, progress)
+                run.throughput = await measure_throughput(stack, settings, progress, run.profiler)
             run.cold_start = await measure_worker_cold_start(stack, connection, settings, progress)
         if settings.batching_involved():
             await compare_batching(run, connection, bus_pid, progress)

@@ -18,6 +18,7 @@ from typing import Any
 
 from qscore_tools.bench.children import Window, run_children
 from qscore_tools.bench.points import merge_samples
+from qscore_tools.bench.profiling import Profiler
 from qscore_tools.bench.queue_path import CLIENT_MODULE, QueueMeasurement, measure_queue, wait_for_empty_queue
 from qscore_tools.bench.settings import BenchSettings
 from qscore_tools.bench.stack import HIGH_LANE_QUEUE, BenchStack
@@ -81,7 +82,9 @@ class ThroughputResults:
         }
 
 
-async def measure_sweep(stack: BenchStack, results: ThroughputResults, settings: BenchSettings) -> None:
+async def measure_sweep(
+    stack: BenchStack, results: ThroughputResults, settings: BenchSettings, profiler: Profiler | None = None
+) -> None:
     points = [(rows, ["--rows", str(rows)], f"{rows} rows") for rows in settings.sweep_rows]
     items = settings.items_per_message
     points.append((items, ["--client", "batch", "--items", str(items)], f"{items} items"))
@@ -97,6 +100,7 @@ async def measure_sweep(stack: BenchStack, results: ThroughputResults, settings:
             label=f"{what}/message c={concurrency}",
             client_args=client,
             samples_per_request=per_message,
+            profiler=profiler,
         )
         if index < len(settings.sweep_rows):
             results.sweep[per_message] = measurement
@@ -177,11 +181,13 @@ async def _both_lanes(
     return points[0], points[1]
 
 
-async def measure_throughput(stack: BenchStack, settings: BenchSettings, progress: Any) -> ThroughputResults:
+async def measure_throughput(
+    stack: BenchStack, settings: BenchSettings, progress: Any, profiler: Profiler | None = None
+) -> ThroughputResults:
     """Every phase above on `settings.throughput_model`."""
     results = ThroughputResults(settings.throughput_model)
     progress.phase(f"{results.model}: rows per message {', '.join(map(str, settings.sweep_rows))}")
-    await measure_sweep(stack, results, settings)
+    await measure_sweep(stack, results, settings, profiler)
     progress.phase(f"{results.model}: score() coalescing on vs off")
     await measure_coalescing(stack, results, settings)
     progress.phase(f"{results.model}: priority lanes")
