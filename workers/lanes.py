@@ -28,6 +28,10 @@ class WeightedTurns:
         self._busy = False
         self.granted = dict.fromkeys(weights, 0)  # turns per lane (for tests and the bench)
 
+    @property
+    def lanes(self) -> list[str]:
+        return list(self._weights)
+
     @contextlib.asynccontextmanager
     async def turn(self, lane: str) -> AsyncIterator[None]:
         if self._busy or any(self._waiting.values()):

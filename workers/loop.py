@@ -47,6 +47,8 @@ FURTHER_PULL_S = 0.0
 # The receiving link's reader blocks this long for a frame that does not come, which bounds
 # how late a further pull can end. It only writes small frames (flow, release), so short is safe.
 RECEIVE_SOCKET_TIMEOUT_S = 0.02
+# With priority lanes, received messages enter intake this many at a time (see _take_in).
+INTAKE_CHUNK = 32
 
 
 def _rows(request: HeldRequest) -> int:
@@ -292,10 +294,21 @@ class ReceiveLoop:
                 self.job.took(len(messages))
                 self.window.observe_lock(messages)
                 self.state.count("received", len(messages))
-                async with self.turns.turn(lane.queue):  # the higher lane first, weighted
-                    await lane.intake.accept(messages)
+                await self._take_in(lane, messages)
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
             await asyncio.sleep(0)
+
+    async def _take_in(self, lane: _Lane, messages: list[Any]) -> None:
+        """Hand received messages to intake, the higher lane first (weighted turns). With several
+        lanes a large receive goes in chunks, yielding between them: intake does not wait on I/O
+        per message, so one big low-lane batch would otherwise hold the event loop, and the
+        high lane's receive with it, until all of it was judged."""
+        chunk = len(messages) if len(self.turns.lanes) == 1 else INTAKE_CHUNK
+        for start in range(0, len(messages), chunk):
+            async with self.turns.turn(lane.queue):
+                await lane.intake.accept(messages[start : start + chunk])
+            if start + chunk < len(messages):
+                await asyncio.sleep(0)
 
     async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: ItemSettler) -> None:
         if self._stop.is_set:
