@@ -1,18 +1,23 @@
 """Pass-by-reference for large orchestration payloads.
 
-Locally (and in tests) the store is a folder; in Azure, point `QSCORE_FUNCTIONS_PAYLOAD_DIR` at a
-mounted Azure Files share, or add a blob implementation of `PayloadStore` (same two methods).
-References are content hashes, so storing the same batch twice (a redelivery) writes one file.
+Two stores, same two methods: a folder (`QSCORE_FUNCTIONS_PAYLOAD_DIR`, local runs and tests) and
+Blob Storage (`BlobPayloadStore`, what outlives a pod in Azure), picked by `payload_store_for`:
+Blob when `QSCORE_FUNCTIONS_PAYLOAD_CONTAINER` is set, with the account from
+`QSCORE_BLOB_CONNECTION` (Azurite) or `QSCORE_BLOB_ACCOUNT_URL` (DefaultAzureCredential).
+References are content hashes, so storing the same batch twice (a redelivery) writes one object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from functions.payloads import Carried
 
@@ -61,6 +66,62 @@ class FilePayloadStore:
             return self._path(ref).read_bytes()
         except FileNotFoundError:
             raise PayloadMissing(f"payload {ref} is not in {self.root}") from None
+
+
+PAYLOAD_CONTAINER_ENV = "QSCORE_FUNCTIONS_PAYLOAD_CONTAINER"
+
+
+def _checked_ref(ref: str) -> str:
+    if not ref.startswith("sha256-") or not ref[7:].isalnum():
+        raise PayloadMissing(f"not a payload reference: {ref!r}")
+    return ref
+
+
+class BlobPayloadStore:
+    """Content-addressed blobs `payloads/<ref>` in one container (a lifecycle rule expires them)."""
+
+    def __init__(self, container: str, *, connection: str | None, account_url: str | None) -> None:
+        from qscore.claimcheck import ClaimCheckSettings
+        from qscore.claimcheck.store import service_client
+
+        self.container = container
+        settings = ClaimCheckSettings(connection=connection, account_url=account_url, container=container)
+        self._service = service_client(settings)
+        self._container = self._service.get_container_client(container)
+        self._ready = False
+
+    async def put(self, data: bytes) -> str:
+        ref = "sha256-" + await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if not self._ready:
+            with contextlib.suppress(ResourceExistsError):
+                await self._container.create_container()
+            self._ready = True
+        with contextlib.suppress(ResourceExistsError):  # the same batch stored twice: one blob
+            await self._container.get_blob_client(f"payloads/{ref}").upload_blob(data, overwrite=False)
+        return ref
+
+    async def get(self, ref: str) -> bytes:
+        blob = self._container.get_blob_client(f"payloads/{_checked_ref(ref)}")
+        try:
+            return bytes(await (await blob.download_blob()).readall())
+        except ResourceNotFoundError:
+            raise PayloadMissing(f"payload {ref} is not in container {self.container}") from None
+
+    async def close(self) -> None:
+        await self._service.close()
+
+
+def payload_store_for(payload_dir: Path, environ: dict[str, str] | None = None) -> PayloadStore:
+    """The one place that picks the store: Blob when a payload container is configured."""
+    env = dict(os.environ) if environ is None else environ
+    container = env.get(PAYLOAD_CONTAINER_ENV)
+    if container:
+        return BlobPayloadStore(
+            container,
+            connection=env.get("QSCORE_BLOB_CONNECTION") or None,
+            account_url=env.get("QSCORE_BLOB_ACCOUNT_URL") or None,
+        )
+    return FilePayloadStore(payload_dir)
 
 
 async def carry(document: str, store: PayloadStore, *, inline_limit_bytes: int) -> Carried:

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from functions.payload_store import FilePayloadStore, PayloadStore
+from functions.payload_store import PayloadStore, payload_store_for
 from functions.settings import FunctionsSettings
 from qscore.registry import ModelRegistry
 from qscore.scoring import InteractionSink, RequestPreparer
@@ -93,7 +93,7 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         triton=triton,
         preparer=preparer,
         replies=ReplySender(client),
-        payloads=FilePayloadStore(settings.payload_dir),
+        payloads=payload_store_for(settings.payload_dir),
         failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,
         interactions=InteractionLog.from_env(),
@@ -124,4 +124,4 @@ def payload_store() -> PayloadStore:
     """The payload store alone (the trigger needs it, not Triton or the bus)."""
     if _current is not None:
         return _current.payloads
-    return FilePayloadStore(FunctionsSettings.from_env().payload_dir)
+    return payload_store_for(FunctionsSettings.from_env().payload_dir)

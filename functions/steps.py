@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from functions.claims import claim_body_limit, raise_if_rejected
 from functions.payload_store import PayloadStore, carry, unpack
 from functions.payloads import (
     Carried,
@@ -129,11 +130,14 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
 
 
 async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> PreparedRequest:
+    body = message.body_bytes()
+    raise_if_rejected(body)  # a bad claim-check reference, judged in the trigger
     return await runtime.preparer.prepare(
         request_id=message.message_id,
-        body=message.body_bytes(),
+        body=body,
         received_at=message.received_at,
         enqueued_at=message.enqueued_at,
+        max_message_bytes=claim_body_limit(),
     )
 
 

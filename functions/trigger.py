@@ -16,10 +16,12 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import names
+from functions.claims import FunctionClaims
 from functions.payload_store import PayloadStore, carry
 from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
 from functions.runtime import current_settings, payload_store
 from functions.settings import FunctionsSettings
+from qscore.claimcheck import ClaimCheckSettings
 from qscore.telemetry import trace_carrier
 
 log = logging.getLogger("qscore.functions")
@@ -97,6 +99,12 @@ async def score_requests_trigger(
     if not inbound:
         return
     instance_id = names.batch_instance_id(m.message_id for m in inbound)
-    started = await orchestration_input(inbound, payload_store(), current_settings())
-    if await start_once(client, instance_id, started):
-        log.info("batch of %d started as %s", len(inbound), instance_id)
+    claims = FunctionClaims(ClaimCheckSettings.from_env())
+    try:
+        inbound = await claims.resolve(inbound)  # bodies by reference, fetched and checked
+        started = await orchestration_input(inbound, payload_store(), current_settings())
+        if await start_once(client, instance_id, started):
+            log.info("batch of %d started as %s", len(inbound), instance_id)
+        await claims.release(inbound)  # the payload store holds the bodies from here on
+    finally:
+        await claims.close()

@@ -22,6 +22,7 @@ from qscore_cli import (
     functions,
     registry,
     release,
+    release_images,
     scale,
     triton,
     worker,
@@ -42,6 +43,7 @@ app.add_typer(release.app, name="release")
 app.add_typer(batch.app, name="batch")
 app.add_typer(azurite.app, name="azurite")
 app.add_typer(dead_letters.app, name="dead-letters")
+release_images.register(release.app)
 worker.register(app)
 demo.register(app)
 enqueue.register(app)

@@ -35,6 +35,12 @@ def demo(
     run_dir: Path | None = typer.Option(None, help="Where logs go (default .qscore/demo/<time>)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the summary as JSON here."),
     plot: Path | None = typer.Option(None, help="Write a latency histogram (PNG) here."),
+    image_side: int = typer.Option(64, help="digit_images: PNG side in pixels (2450 ~ a 4 MB image)."),
+    claim_check_threshold: int | None = typer.Option(
+        None,
+        help="Send bodies over this many bytes by reference via Azurite (default: 196608 for digit_images).",
+    ),
+    blob_log: bool = typer.Option(False, "--blob-log", help="Workers log interactions to Azurite (Blob)."),
 ) -> None:
     """Start the local stack, score the held-out digits set through the queues, print a summary."""
     from qscore_local.demo.options import DemoOptions
@@ -54,6 +60,9 @@ def demo(
             run_dir=run_dir,
             json_out=json_out,
             plot=plot,
+            image_side=image_side,
+            claim_check_threshold=claim_check_threshold,
+            blob_log=blob_log,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -27,7 +27,10 @@ def enqueue(
         None, "--count", "-n", help="Requests to send (default 10; with --file, one per request in it)."
     ),
     file: Path | None = typer.Option(None, "--file", "-f", help="JSON request body, or a list of them."),
-    model: str = typer.Option("digits", help="Model for held-out digits requests."),
+    image: list[Path] = typer.Option(
+        [], "--image", help="PNG/JPEG file to score with --model digit_images (repeatable; one request each)."
+    ),
+    model: str = typer.Option("digits", help="Model for held-out digits requests (or the --image files)."),
     version: str | None = typer.Option(None, help="Model version or label (default: production)."),
     rows_per_request: int = typer.Option(1, help="Digits samples per request."),
     binary: bool = typer.Option(False, "--binary", help="Encode tensors as compact base64."),
@@ -39,7 +42,10 @@ def enqueue(
     request_queue: str | None = typer.Option(None, help="Request queue (default: $QSCORE_REQUEST_QUEUE)."),
     reply_queue: str | None = typer.Option(None, help="Reply queue (default: $QSCORE_REPLY_QUEUE)."),
 ) -> None:
-    """Send scoring requests (held-out digits, or a JSON file) and print their replies."""
+    """Send scoring requests (held-out digits, a JSON file, or image files) and print their replies.
+
+    A body over the claim-check threshold goes by reference when $QSCORE_BLOB_CONNECTION or
+    $QSCORE_BLOB_ACCOUNT_URL is set (docs/contract.md)."""
     import asyncio
 
     from azure.servicebus.exceptions import ServiceBusError
@@ -60,6 +66,7 @@ def enqueue(
         rows_per_request=rows_per_request,
         wait=not no_wait,
         show=max(show, 0),
+        images=tuple(image),
     )
     try:
         all_answered = asyncio.run(run_enqueue(settings, job))
@@ -76,18 +83,21 @@ def watch(
     duration: float | None = typer.Option(None, help="Stop after this many seconds (default: Ctrl-C)."),
     connection: str | None = typer.Option(None, help=CONNECTION_HELP),
 ) -> None:
-    """Live queue counts (active, locked, dead-lettered) and how fast each queue moves."""
+    """Live queue counts (active incl. locked, dead-lettered, scheduled) and how fast each queue moves."""
     import asyncio
     import os
 
-    from qscore_cli.watch import run_watch
+    from qscore_cli.watch import WatchError, run_watch
 
     conn = connection or os.environ.get("QSCORE_SERVICEBUS_CONNECTION")
     if not conn:
         raise UserError("no bus to watch: pass --connection or set QSCORE_SERVICEBUS_CONNECTION")
     if interval <= 0:
         raise UserError("--interval must be > 0")
-    asyncio.run(run_watch(conn, interval_s=interval, duration_s=duration))
+    try:
+        asyncio.run(run_watch(conn, interval_s=interval, duration_s=duration))
+    except WatchError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _producer_settings(

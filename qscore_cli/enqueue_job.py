@@ -29,6 +29,7 @@ class EnqueueJob:
     rows_per_request: int = 1
     wait: bool = True
     show: int = 10
+    images: tuple[Path, ...] = ()  # encoded image files: one request each (the image model's input)
 
 
 def build_requests(job: EnqueueJob, *, binary: bool) -> tuple[list[OutgoingRequest], dict[str, np.ndarray]]:
@@ -36,6 +37,14 @@ def build_requests(job: EnqueueJob, *, binary: bool) -> tuple[list[OutgoingReque
     if job.file is not None:
         bodies = load_request_file(job.file)
         return repeat_requests(bodies, job.count or len(bodies)), {}
+    if job.images:
+        from qscore.inference.images import IMAGE_INPUT, image_batch
+
+        images = [image_batch([path.read_bytes()]) for path in job.images]
+        requests = [
+            OutgoingRequest.build(job.model, {IMAGE_INPUT: batch}, version=job.version) for batch in images
+        ]
+        return requests, {}
     from qscore.inference.testset import load_digits_test_set
     from qscore_local.demo.workload import DigitsWorkload
 

@@ -145,9 +145,32 @@ def drift_table(report: DriftReport) -> Table:
     return table
 
 
+def read_source(
+    log: Path | None, source: str | None, model: str | None, console: Console
+) -> list[InteractionRecord]:
+    """The records of a file log (`--log`) or a Blob log (`--source`, a container URL)."""
+    if (log is None) == (source is None):
+        raise UserError("give one of --log (a JSONL file) or --source (a Blob container URL)")
+    if log is not None:
+        return read_log(log, console)
+    from qscore.monitoring.blob_log import read_blob_records
+
+    assert source is not None
+    try:
+        records = read_blob_records(source, model=model)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # unreachable account, no such container, no rights
+        raise UserError(f"cannot read the interaction log at {source}: {str(exc).splitlines()[0]}") from None
+    if not records:
+        raise UserError(f"no interaction records under {source}")
+    return records
+
+
 def run_drift(
     *,
-    log: Path,
+    log: Path | None,
+    source: str | None = None,
     model: str | None,
     version: str | None,
     route: str,
@@ -162,10 +185,11 @@ def run_drift(
     if psi_warn <= 0 or psi_alert < psi_warn:
         raise UserError("thresholds need 0 < --psi-warn <= --psi-alert")
     console = stdout_console()
-    selected = select_records(read_log(log, console), model=model, version=version, routes=_routes(route))
+    records = read_source(log, source, model, console)
+    selected = select_records(records, model=model, version=version, routes=_routes(route))
     if not selected:
         raise UserError(
-            f"the log {log} has no scored interactions for "
+            f"the log {log or source} has no scored interactions for "
             f"model={model or 'any'} version={version or 'any'} route={route}"
         )
     models = {record.model for record in selected}

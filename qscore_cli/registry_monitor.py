@@ -68,7 +68,17 @@ def _production(model: str, store: str | None) -> str | None:
 
 
 def drift(
-    log: Annotated[Path, typer.Option("--log", help="Interaction log (JSONL; rotated parts are read too).")],
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Interaction log (JSONL; rotated parts are read too).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Blob interaction log instead of --log: http(s)://.../<container>[/<prefix>] "
+            "($QSCORE_BLOB_CONNECTION or DefaultAzureCredential).",
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Only this model (default: all in the log).")] = None,
     version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
     route: Annotated[
@@ -96,6 +106,7 @@ def drift(
 
     verdict = run_drift(
         log=log,
+        source=source,
         model=model,
         version=version,
         route=route,

@@ -1,9 +1,11 @@
-"""`qscore watch`: live queue counts from the bus and how fast each queue grows or drains."""
+"""`qscore watch`: live queue counts from the bus and how fast each queue grows or drains.
+
+Counts come from `ServiceBusAdministrationClient.list_queues_runtime_properties`, the public API
+Azure serves, so the same code watches a namespace in Azure and the local endpoint."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,11 +15,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-COLUMNS = ("queue", "active", "locked", "dead-lettered", "scheduled", "total", "Δ total/s", "Δ DLQ/s")
+COLUMNS = ("queue", "active", "dead-lettered", "scheduled", "total", "Δ total/s", "Δ DLQ/s")
 
 
 class CountsRow(Protocol):
-    """What `qscore_local.bus.stats.QueueCounts` carries."""
+    """Per-queue counts, as `QueueCounts` below carries them."""
 
     @property
     def active(self) -> int: ...
@@ -31,15 +33,60 @@ class CountsRow(Protocol):
     def total(self) -> int: ...
 
 
-async def read_queue_counts(connection_string: str) -> Mapping[str, CountsRow]:
-    """`qscore_local.bus.stats.queue_counts`, awaited if async or run in a thread if it blocks."""
-    from qscore_local.bus.stats import queue_counts
+@dataclass(frozen=True)
+class QueueCounts:
+    """A queue's counts from `ServiceBusAdministrationClient` runtime properties. The service does not
+    report locked messages separately (they are in `active_message_count`), so `locked` is 0."""
 
-    if inspect.iscoroutinefunction(queue_counts):
-        result: Any = await queue_counts(connection_string)
-    else:
-        result = await asyncio.to_thread(queue_counts, connection_string)
-    return dict(result)
+    active: int
+    locked: int
+    dead_letter: int
+    scheduled: int
+    total: int
+
+
+class WatchError(Exception):
+    """The bus could not be read (bad address, refused credentials): one line for the user."""
+
+
+def _admin_client(connection_string: str) -> Any:
+    from azure.servicebus.management import ServiceBusAdministrationClient
+
+    options: dict[str, Any] = {}
+    if "usedevelopmentemulator=true" in connection_string.replace(" ", "").lower():
+        # The local endpoint (and the Service Bus emulator) answer https with a self-signed
+        # certificate on loopback; Azure is always verified.
+        options["connection_verify"] = False
+    return ServiceBusAdministrationClient.from_connection_string(connection_string, **options)
+
+
+def _read_counts_blocking(connection_string: str) -> dict[str, QueueCounts]:
+    import warnings
+
+    from azure.core.exceptions import AzureError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # urllib3's InsecureRequestWarning for the emulator only
+            with _admin_client(connection_string) as admin:
+                return {
+                    props.name: QueueCounts(
+                        active=props.active_message_count,
+                        locked=0,
+                        dead_letter=props.dead_letter_message_count,
+                        scheduled=props.scheduled_message_count,
+                        total=props.total_message_count,
+                    )
+                    for props in admin.list_queues_runtime_properties()
+                }
+    except (AzureError, ValueError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WatchError(f"cannot read queue counts: {message}") from None
+
+
+async def read_queue_counts(connection_string: str) -> Mapping[str, CountsRow]:
+    """Every queue's counts through the public administration API (works against Azure too)."""
+    return await asyncio.to_thread(_read_counts_blocking, connection_string)
 
 
 @dataclass
@@ -61,23 +108,13 @@ class RateTracker:
 
 def counts_table(counts: Mapping[str, CountsRow], rates: Mapping[str, tuple[float, float]]) -> Table:
     table = Table(title=f"queues at {time.strftime('%H:%M:%S')}")
-    for column in (
-        "queue",
-        "active",
-        "locked",
-        "dead-lettered",
-        "scheduled",
-        "total",
-        "Δ total/s",
-        "Δ DLQ/s",
-    ):
+    for column in COLUMNS:
         table.add_column(column, justify="left" if column == "queue" else "right")
     for name, row in sorted(counts.items()):
         total_rate, dead_rate = rates.get(name, (0.0, 0.0))
         table.add_row(
             name,
             str(row.active),
-            str(row.locked),
             str(row.dead_letter),
             str(row.scheduled),
             str(row.total),

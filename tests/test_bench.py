@@ -203,7 +203,8 @@ def test_cli_rejects_an_unknown_model_in_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown model(s) nope; triton_repo/ has bench_mlp, digits"
+        "error: unknown model(s) nope; triton_repo/ has bench_mlp, digit_images, "
+        "digit_images_classifier, digit_images_preprocess, digits"
     ]
 
 

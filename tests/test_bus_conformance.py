@@ -12,7 +12,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceiveMode, ServiceBu
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import (
     MessageLockLostError,
-    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
     SessionCannotBeLockedError,
 )
 
@@ -235,12 +235,13 @@ async def test_sessions_named_next_available_and_exclusive(bus: BusEndpoint) -> 
             await anyone.complete_message(message)
 
 
-async def test_unknown_queue_raises_entity_not_found(bus: BusEndpoint) -> None:
+async def test_unknown_queue_is_refused_at_authorization(bus: BusEndpoint) -> None:
+    # As on Service Bus, `$cbs` refuses a token for an entity that does not exist (issue 12).
     async with client_for(bus) as client:
-        with pytest.raises(MessagingEntityNotFoundError):
+        with pytest.raises(ServiceBusAuthenticationError):
             async with client.get_queue_sender("no-such-queue") as sender:
                 await sender.send_messages(ServiceBusMessage("x"))
-        with pytest.raises(MessagingEntityNotFoundError):
+        with pytest.raises(ServiceBusAuthenticationError):
             async with client.get_queue_receiver("no-such-queue") as receiver:
                 await receiver.receive_messages(max_wait_time=0.2)
     assert "scoring-requests" in await queue_counts(bus.connection_string)  # still serving

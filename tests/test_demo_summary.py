@@ -69,7 +69,7 @@ def test_batch_size_buckets_group_many_sizes_by_powers_of_two() -> None:
 
 def test_summary_counts_accuracy_latency_and_errors(tmp_path: Path) -> None:
     labels = {f"r{i}": np.array([i % 10]) for i in range(5)}
-    builder = SummaryBuilder(dict(labels))
+    builder = SummaryBuilder(dict(labels), class_output="label")  # the config names it
     builder.add(_ok("r0", 0, 10))
     builder.add(_ok("r1", 1, 20))
     builder.add(_ok("r2", 9, 30))  # wrong label

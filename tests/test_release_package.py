@@ -86,10 +86,12 @@ def test_nothing_promoted_is_one_line(digits_catalog: ModelCatalog, tmp_path: Pa
 def test_model_image_and_release_workflow_use_the_package() -> None:
     root = CHECKOUT_REPO.parent
     dockerfile = (root / "deploy" / "docker" / "triton-models.Dockerfile").read_text()
-    assert "COPY --chown=65532:65532 build/release/triton_repo/ /models/" in dockerfile
+    assert "COPY --chown=65532:65532 ${MODELS_DIR}/ /models/" in dockerfile
     ignore = (root / "deploy" / "docker" / "triton-models.Dockerfile.dockerignore").read_text().splitlines()
     assert "!build/release/triton_repo/" in ignore
     workflow = (root / ".github" / "workflows" / "release.yml").read_text()
-    assert workflow.index("qscore release package --output build/release") < workflow.index("docker buildx")
+    package = workflow.index("qscore release package --output build/release")
+    assert package < workflow.index("qscore release images --registry")
+    assert "--package build/release" in workflow
     deploy = (root / ".github" / "workflows" / "deploy.yml").read_text()
     assert "cp build/release/registry.json deploy/base/worker/registry.json" in deploy

@@ -23,11 +23,12 @@ from qscore_local.triton.repository import (
     read_config,
 )
 
-MODELS = list_models(DEFAULT_REPO)
+# The ONNX models; digit_images is an ensemble of a Python-backend step and one of them.
+MODELS = ["bench_mlp", "digit_images_classifier", "digits"]
 
 
 def test_repository_holds_the_expected_models() -> None:
-    assert MODELS == ["bench_mlp", "digits"]
+    assert list_models(DEFAULT_REPO) == sorted([*MODELS, "digit_images", "digit_images_preprocess"])
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -38,7 +39,8 @@ def test_production_config_is_gpu_onnxruntime(model: str) -> None:
     assert config["max_batch_size"] > 0
     assert int(config["dynamic_batching"]["max_queue_delay_microseconds"]) > 0
     assert {group["kind"] for group in config["instance_group"]} == {"KIND_GPU"}
-    assert config["input"] == [{"name": "pixels", "data_type": "TYPE_FP32", "dims": ["64"]}]
+    dims = ["1", "32", "32"] if model == "digit_images_classifier" else ["64"]
+    assert config["input"] == [{"name": "pixels", "data_type": "TYPE_FP32", "dims": dims}]
     assert [(o["name"], o["data_type"], o["dims"]) for o in config["output"]] == [
         ("probabilities", "TYPE_FP32", ["10"]),
         ("label", "TYPE_INT64", ["1"]),
@@ -52,6 +54,20 @@ def test_digits_serves_both_versions_and_bench_model_is_labelled() -> None:
     bench = config_to_dict(read_config(DEFAULT_REPO / "bench_mlp" / "config.pbtxt"))
     assert bench["parameters"]["qscore.benchmark_only"]["string_value"] == "true"
     assert "BENCHMARK MODEL" in (DEFAULT_REPO / "bench_mlp" / "config.pbtxt").read_text()
+
+
+def test_image_ensemble_takes_bytes_and_names_its_class_output(tmp_path: Path) -> None:
+    """digit_images: BYTES in, the classifier's outputs out; serving it derives both steps."""
+    ensemble = config_to_dict(read_config(DEFAULT_REPO / "digit_images" / "config.pbtxt"))
+    assert ensemble["platform"] == "ensemble"
+    assert ensemble["input"] == [{"name": "image", "data_type": "TYPE_STRING", "dims": ["1"]}]
+    assert ensemble["parameters"]["qscore.predicted_class_output"]["string_value"] == "label"
+    steps = [step["model_name"] for step in ensemble["ensemble_scheduling"]["step"]]
+    assert steps == ["digit_images_preprocess", "digit_images_classifier"]
+    served = derive_cpu_repository(DEFAULT_REPO, tmp_path / "models", models=["digit_images"])
+    assert served == ["digit_images", *steps]
+    assert (tmp_path / "models" / "digit_images_preprocess" / "1" / "model.py").is_file()
+    assert read_config(tmp_path / "models" / "digit_images_classifier" / "config.pbtxt").backend == "python"
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -115,7 +131,8 @@ async def test_served_config_matches_production_contract(triton_client: TritonCl
         spec = await triton_client.model_spec(model)
         assert spec.max_batch_size == production["max_batch_size"]
         assert spec.max_queue_delay_us == int(production["dynamic_batching"]["max_queue_delay_microseconds"])
-        assert [(t.name, t.datatype, t.dims) for t in spec.inputs] == [("pixels", "FP32", [64])]
+        dims = [1, 32, 32] if model == "digit_images_classifier" else [64]
+        assert [(t.name, t.datatype, t.dims) for t in spec.inputs] == [("pixels", "FP32", dims)]
         assert [(t.name, t.datatype, t.dims) for t in spec.outputs] == [
             ("probabilities", "FP32", [10]),
             ("label", "INT64", [1]),

@@ -11,10 +11,13 @@ import contextlib
 import logging
 from typing import Any
 
+from qscore.claimcheck import ClaimCheckSettings
+from qscore.claimcheck.replies import ReplyClaims
 from qscore.inference.errors import ModelNotFound
 from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore.transport import ReplySender, sdk_hooks, servicebus_client
+from workers.claims import WorkerClaims
 from workers.health import HealthServer, WorkerState
 from workers.hooks import WorkerHooks
 from workers.loop import ReceiveLoop
@@ -27,10 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def _interaction_sink(settings: WorkerSettings) -> Any:
-    if settings.interaction_log is None:
-        return None
     from qscore.monitoring.interaction_log import InteractionLog
 
+    if settings.interaction_log is None:  # QSCORE_INTERACTION_LOG_URL: the Blob log, if set
+        return InteractionLog.from_env()
     return InteractionLog(settings.interaction_log)
 
 
@@ -110,12 +113,15 @@ async def run_worker(
                 connection=settings.servicebus_connection, namespace=settings.servicebus_namespace
             )
             stack.push_async_callback(client.close)
-        replies = ReplySender(client)
+        claim_settings = ClaimCheckSettings.from_env()
+        replies = ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None)
         stack.push_async_callback(replies.close)
         registry = ModelRegistry(settings.registry_path)
         preparer = _preparer(settings, backend, registry, stack)
         warming = asyncio.create_task(warm_up(settings, backend, registry, replies))
         stack.callback(warming.cancel)
+        claims = WorkerClaims(claim_settings, backend)
+        stack.push_async_callback(claims.close)
         loop = ReceiveLoop(
             settings=settings,
             client=client,
@@ -126,6 +132,7 @@ async def run_worker(
             hooks=hooks,
             state=state,
             stop=stop,
+            claims=claims,
         )
         log.info("worker %s consuming %s", settings.worker_id, ", ".join(settings.lanes()))
         await loop.run()

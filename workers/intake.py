@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qscore.batching import MicroBatcher
+from qscore.claimcheck import ClaimStoreUnavailable
 from qscore.contracts import ContractViolation, ErrorCode, decode_batch, decode_request, is_batch_content_type
 from qscore.inference.errors import InferenceError
 from qscore.scoring import (
@@ -32,6 +33,7 @@ from qscore.scoring import (
 )
 from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
+from workers.claims import WorkerClaims
 from workers.held import HeldRequest
 from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
@@ -45,6 +47,8 @@ class IntakeOptions:
     reply_policy: ReplyPolicy
     worker_id: str
     max_message_bytes: int
+    # Claim-check: resolves references to bodies kept in Blob Storage (a pass-through when off).
+    claims: WorkerClaims = dataclasses.field(default_factory=lambda: WorkerClaims(None, None))
 
 
 def request_envelope(message: Any) -> RequestEnvelope:
@@ -65,6 +69,7 @@ class _Expired:
     address: ReplyAddress
     violation: ContractViolation
     body: bytes
+    max_bytes: int | None
 
 
 class Intake:
@@ -99,20 +104,27 @@ class Intake:
                 await self._accept_batch(message, received_at)
                 continue
             address: ReplyAddress | None = None
-            body = message_body(message)
+            resolved = None
             try:
-                address = check_envelope(request_envelope(message), self._options.reply_policy)
+                resolved = await self._options.claims.resolve(message, message_body(message))
+                envelope = dataclasses.replace(request_envelope(message), content_type=resolved.content_type)
+                address = check_envelope(envelope, self._options.reply_policy)
                 prepared = await self._preparer.prepare(
                     request_id=str(message.message_id),
-                    body=body,
+                    body=resolved.body,
                     received_at=received_at,
                     enqueued_at=enqueued_at(message),
+                    max_message_bytes=resolved.max_bytes,
                 )
             except ContractViolation as violation:
-                if violation.code == ErrorCode.EXPIRED and address is not None:
-                    expired.append(_Expired(message, address, violation, body))
+                if violation.code == ErrorCode.EXPIRED and address is not None and resolved is not None:
+                    expired.append(_Expired(message, address, violation, resolved.body, resolved.max_bytes))
                 else:
                     await self._settler.dead_letter(message, violation)
+                continue
+            except ClaimStoreUnavailable as exc:  # transient, like Triton down: retry later
+                retry.append(message)
+                self._on_unavailable(f"claim-check storage: {exc}")
                 continue
             except InferenceError as exc:  # the model spec lookup could not reach Triton
                 retry.append(message)
@@ -174,7 +186,8 @@ class Intake:
     async def _reply_expired(self, expired: list[_Expired], received_at: float) -> None:
         outgoing = []
         for each in expired:
-            model = decode_request(each.body, max_message_bytes=self._options.max_message_bytes).model
+            limit = each.max_bytes or self._options.max_message_bytes
+            model = decode_request(each.body, max_message_bytes=limit).model
             reply = error_reply(
                 str(each.message.message_id),
                 model,

@@ -23,6 +23,7 @@ from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
 from workers.batch_items import ItemSettler
+from workers.claims import WorkerClaims
 from workers.health import WorkerState
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
@@ -96,8 +97,10 @@ class ReceiveLoop:
         hooks: WorkerHooks,
         state: WorkerState,
         stop: StopRequest,
+        claims: WorkerClaims | None = None,
     ) -> None:
         self.settings = settings
+        self.claims = claims or WorkerClaims(None, None)
         self._client = client
         self._backend = backend
         self._preparer = preparer
@@ -196,6 +199,7 @@ class ReceiveLoop:
                     held,
                     self._telemetry,
                     on_settled=self._on_settled,
+                    after_settled=self.claims.after_settled,
                 ),
                 replies=self._replies,
                 telemetry=self._telemetry,
@@ -216,6 +220,7 @@ class ReceiveLoop:
                     ),
                     worker_id=settings.worker_id,
                     max_message_bytes=settings.max_message_bytes,
+                    claims=self.claims,
                 ),
                 on_unavailable=self._triton_unavailable,
             )

@@ -8,7 +8,7 @@ duplicate reply.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from qscore.contracts import ContractViolation
@@ -29,17 +29,25 @@ class Settler:
         telemetry: WorkerTelemetry,
         *,
         on_settled: Callable[[str, int], None] | None = None,
+        after_settled: Callable[[Sequence[Any], str], Awaitable[None]] | None = None,
     ) -> None:
         self.messages = settler
         self._held = held
         self._telemetry = telemetry
         # Told (outcome, count) after each settlement: throughput metering and job mode.
         self._on_settled = on_settled
+        # Awaited with (messages, outcome) after a settlement: claim-check blobs are deleted
+        # once a request is completed (workers/claims.py).
+        self._after_settled = after_settled
         self.failures = 0
 
     def _settled(self, outcome: str, count: int) -> None:
         if self._on_settled is not None and count:
             self._on_settled(outcome, count)
+
+    async def _after(self, messages: Sequence[Any], outcome: str) -> None:
+        if self._after_settled is not None and messages:
+            await self._after_settled(messages, outcome)
 
     async def complete(self, messages: Sequence[Any]) -> None:
         try:
@@ -47,6 +55,7 @@ class Settler:
         finally:
             self._held.release(messages)
             self._settled(COMPLETED, len(messages))
+        await self._after(messages, COMPLETED)
 
     async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
         """Put messages back on the queue now (their delivery count goes up)."""
@@ -57,6 +66,7 @@ class Settler:
         finally:
             self._held.release(messages)
             self._settled(ABANDONED, len(messages))
+        await self._after(messages, ABANDONED)
 
     async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
         try:
@@ -67,6 +77,7 @@ class Settler:
         finally:
             self._held.release([message])
             self._settled(DEAD_LETTERED, 1)
+        await self._after([message], DEAD_LETTERED)
 
     async def abandon_all_held(self, *, reason: str) -> int:
         """Abandon whatever is still held (drain ran out of time); returns how many."""

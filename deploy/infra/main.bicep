@@ -40,6 +40,7 @@ var roles = {
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
@@ -136,6 +137,64 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowSharedKeyAccess: false
     allowBlobPublicAccess: false
     minimumTlsVersion: 'TLS1_2'
+  }
+}
+
+// Claim-check (request/reply bodies too large for the queue) and the interaction log live in
+// Blob containers of the same account. Claim blobs are deleted once answered or read; the
+// lifecycle rule deletes any left behind (a dead-lettered request's, a crashed producer's).
+@description('Days before a claim-check blob left behind is deleted.')
+param claimCheckRetentionDays int = 1
+
+@description('Days the interaction log is kept (drift and flight reports read it).')
+param interactionLogRetentionDays int = 90
+
+var claimCheckContainer = 'qscore-claims'
+var interactionLogContainer = 'qscore-interactions'
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: claimCheckContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource interactionsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: interactionLogContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource blobLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'claim-check-safety-net'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: [ 'blockBlob' ], prefixMatch: [ '${claimCheckContainer}/' ] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: claimCheckRetentionDays } } }
+          }
+        }
+        {
+          name: 'interaction-log-retention'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: [ 'blockBlob' ], prefixMatch: [ '${interactionLogContainer}/' ] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: interactionLogRetentionDays } } }
+          }
+        }
+      ]
+    }
   }
 }
 
@@ -239,6 +298,29 @@ module scalerReadsQueueLengths 'queue-role.bicep' = {
   }
 }
 
+// Worker: read and delete claim-check blobs, write the interaction log (each container only).
+module workerClaims 'blob-container-role.bicep' = {
+  name: 'worker-claims'
+  dependsOn: [ claimsContainer ]
+  params: {
+    storageAccountName: storage.name
+    containerName: claimCheckContainer
+    principalId: workerIdentity.properties.principalId
+    roleDefinitionId: roles.storageBlobDataContributor
+  }
+}
+
+module workerInteractions 'blob-container-role.bicep' = {
+  name: 'worker-interactions'
+  dependsOn: [ interactionsContainer ]
+  params: {
+    storageAccountName: storage.name
+    containerName: interactionLogContainer
+    principalId: workerIdentity.properties.principalId
+    roleDefinitionId: roles.storageBlobDataContributor
+  }
+}
+
 var functionsStorageRoles = [
   roles.storageBlobDataOwner
   roles.storageQueueDataContributor
@@ -275,6 +357,8 @@ output LONG_REQUEST_QUEUE string = longRequestQueue.name
 output FUNCTIONS_REQUEST_QUEUE string = functionsRequestQueue.name
 output FAILURES_QUEUE string = failuresQueue.name
 output STORAGE_ACCOUNT_NAME string = storage.name
+output CLAIM_CHECK_CONTAINER string = claimsContainer.name
+output INTERACTION_LOG_CONTAINER string = interactionsContainer.name
 output WORKER_CLIENT_ID string = workerIdentity.properties.clientId
 output FUNCTIONS_CLIENT_ID string = functionsIdentity.properties.clientId
 output SCALER_CLIENT_ID string = scalerIdentity.properties.clientId

@@ -33,6 +33,12 @@ class ErrorCode(StrEnum):
     NON_FINITE = "non_finite"
     TOO_LARGE = "too_large"
     EXPIRED = "expired"
+    # A claim-check reference (the body kept in Blob Storage, docs/contract.md).
+    CLAIM_CHECK_INVALID = "claim_check_invalid"
+    CLAIM_CHECK_WRONG_CONTAINER = "claim_check_wrong_container"
+    CLAIM_CHECK_TOO_LARGE = "claim_check_too_large"
+    CLAIM_CHECK_MISSING = "claim_check_missing"
+    CLAIM_CHECK_MISMATCH = "claim_check_mismatch"
     # What went wrong on the way, for this request alone.
     INFERENCE_FAILED = "inference_failed"
     REPLY_UNDELIVERABLE = "reply_undeliverable"
@@ -109,6 +115,26 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
         "received after its `deadline`, or the deadline passed before its Triton call",
         "send it again with a later deadline if the answer is still wanted",
         outcome=ERROR_REPLY,
+    ),
+    ErrorCode.CLAIM_CHECK_INVALID: BadInput(
+        "a claim-check message's body is not a valid reference (container, blob, size, sha256, content_type)",
+        "send the reference the producer library builds (`qscore.claimcheck.ClaimReference`)",
+    ),
+    ErrorCode.CLAIM_CHECK_WRONG_CONTAINER: BadInput(
+        "the reference names a container other than the service's claim-check container",
+        "upload to the configured container (`QSCORE_CLAIM_CHECK_CONTAINER`, default `qscore-claims`)",
+    ),
+    ErrorCode.CLAIM_CHECK_TOO_LARGE: BadInput(
+        "the referenced body is over the model's limit (`qscore.max_request_bytes`, else the service's)",
+        "send smaller inputs (fewer rows or smaller images) per request",
+    ),
+    ErrorCode.CLAIM_CHECK_MISSING: BadInput(
+        "the referenced blob does not exist (never uploaded, already answered, or expired)",
+        "upload the body and send the request again",
+    ),
+    ErrorCode.CLAIM_CHECK_MISMATCH: BadInput(
+        "the blob's size or SHA-256 is not the reference's (changed or truncated after sending)",
+        "do not change a blob once its reference is sent; upload again under a new name",
     ),
     ErrorCode.INFERENCE_FAILED: BadInput(
         "Triton refused this request alone (retried by itself first, so it does not fail its batch)",

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from qscore.contracts.errors import ErrorCode
-from qscore.contracts.model_spec import NUMPY_TO_TRITON, TRITON_TO_NUMPY
+from qscore.contracts.model_spec import BYTES, NUMPY_TO_TRITON, TRITON_TO_NUMPY
 
 __all__ = ["ErrorCode", "ReplyError", "ReplyStatus", "ScoreReply", "ScoreRequest", "Tensor", "Timings"]
 
@@ -37,13 +37,14 @@ class Tensor(BaseModel):
     """A named tensor: nested-free `data` list (row-major) or `b64`, its little-endian raw bytes.
 
     `b64` is the compact encoding for large tensors (about 4x smaller than a JSON number list).
+    A `BYTES` tensor (encoded images, documents) carries `data`: one base64 string per element.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     datatype: str = Field(description="Triton datatype, e.g. FP32, INT64")
     shape: list[int] = Field(description="Full shape including the leading batch dimension")
-    data: list[float | int | bool] | None = None
+    data: list[float | int | bool | str] | None = None
     b64: str | None = None
 
     @model_validator(mode="after")
@@ -61,6 +62,9 @@ class Tensor(BaseModel):
     def from_numpy(cls, array: np.ndarray, *, binary: bool = False) -> Tensor:
         """Encode an array; `binary=True` uses the compact base64 form."""
         datatype = NUMPY_TO_TRITON[array.dtype]
+        if datatype == BYTES:
+            elements = [base64.b64encode(bytes(item)).decode() for item in array.ravel()]
+            return cls.model_construct(datatype=datatype, shape=list(array.shape), data=elements)
         # model_construct: an array's dtype and shape are valid by construction, and skipping
         # per-element validation matters on the worker's reply path.
         if binary:
@@ -75,12 +79,39 @@ class Tensor(BaseModel):
         dtype = TRITON_TO_NUMPY.get(self.datatype)
         if dtype is None:
             raise ValueError(f"unsupported datatype {self.datatype!r}")
-        flat = _decode_b64(self.b64, dtype) if self.b64 is not None else np.asarray(self.data, dtype=dtype)
+        if self.datatype == BYTES:
+            flat = _decode_bytes_elements(self)
+        elif self.b64 is not None:
+            flat = _decode_b64(self.b64, dtype)
+        else:
+            try:
+                flat = np.asarray(self.data, dtype=dtype)
+            except ValueError as exc:  # a string among the numbers
+                raise TensorEncodingError(
+                    f"data holds a value that is not a {self.datatype}: {exc}"
+                ) from None
         if flat.size != self.element_count():
             raise ValueError(
                 f"tensor holds {flat.size} elements but shape {self.shape} needs {self.element_count()}"
             )
         return flat.reshape(self.shape)
+
+
+def _decode_bytes_elements(tensor: Tensor) -> np.ndarray:
+    """A BYTES tensor's elements (each a base64 string in `data`) as an object array of bytes."""
+    if tensor.data is None:
+        raise TensorEncodingError("a BYTES tensor carries `data`: one base64 string per element")
+    flat = np.empty(len(tensor.data), dtype=object)
+    for index, element in enumerate(tensor.data):
+        if not isinstance(element, str):
+            raise TensorEncodingError(
+                f"BYTES element {index} is {type(element).__name__}, not a base64 string"
+            )
+        try:
+            flat[index] = base64.b64decode(element, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise TensorEncodingError(f"BYTES element {index} is not valid base64: {exc}") from None
+    return flat
 
 
 def _decode_b64(text: str, dtype: np.dtype[Any]) -> np.ndarray:

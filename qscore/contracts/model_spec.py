@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-# Triton datatype names <-> numpy dtypes (BYTES/strings are not scored by qscore models).
+# Triton datatype names <-> numpy dtypes. BYTES (config TYPE_STRING) elements are Python `bytes`
+# in an object array, as tritonclient takes them: encoded images, documents.
+BYTES = "BYTES"
 TRITON_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype(np.uint8),
@@ -25,11 +27,22 @@ TRITON_TO_NUMPY: dict[str, np.dtype[Any]] = {
     "FP16": np.dtype(np.float16),
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
+    BYTES: np.dtype(object),
 }
 NUMPY_TO_TRITON: dict[np.dtype[Any], str] = {v: k for k, v in TRITON_TO_NUMPY.items()}
 
 # A model may allow NaN/inf inputs by setting this parameter to "true" in config.pbtxt.
 ALLOW_NON_FINITE_PARAMETER = "qscore.allow_non_finite"
+# A model may take request bodies larger than the queue carries (by claim-check) up to this size.
+MAX_REQUEST_BYTES_PARAMETER = "qscore.max_request_bytes"
+# Which output holds the predicted class (monitoring, the demo's accuracy): the model says.
+CLASS_OUTPUT_PARAMETER = "qscore.predicted_class_output"
+
+
+def config_datatype(data_type: str) -> str:
+    """The protocol's datatype name for a config's `data_type` (TYPE_STRING travels as BYTES)."""
+    name = data_type.removeprefix("TYPE_")
+    return BYTES if name == "STRING" else name
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
@@ -68,6 +81,8 @@ class ModelSpec(BaseModel):
     outputs: list[TensorSpec]
     max_queue_delay_us: int = 0
     allow_non_finite: bool = False
+    max_request_bytes: int | None = None  # the config's qscore.max_request_bytes, if set
+    class_output: str | None = None  # the config's qscore.predicted_class_output, if set
 
     def input(self, name: str) -> TensorSpec | None:
         """The input spec called `name`, if the model has one."""
@@ -81,7 +96,7 @@ class ModelSpec(BaseModel):
             return [
                 TensorSpec(
                     name=t["name"],
-                    datatype=str(t.get("data_type", "TYPE_FP32")).removeprefix("TYPE_"),
+                    datatype=config_datatype(str(t.get("data_type", "TYPE_FP32"))),
                     dims=[int(d) for d in t.get("dims", [])],
                 )
                 for t in config.get(key, [])
@@ -90,6 +105,8 @@ class ModelSpec(BaseModel):
         batching = config.get("dynamic_batching") or {}
         parameters = config.get("parameters") or {}
         non_finite = parameters.get(ALLOW_NON_FINITE_PARAMETER, {}).get("string_value", "false")
+        max_request = parameters.get(MAX_REQUEST_BYTES_PARAMETER, {}).get("string_value")
+        class_output = parameters.get(CLASS_OUTPUT_PARAMETER, {}).get("string_value")
         return cls(
             name=config["name"],
             versions=versions,
@@ -98,4 +115,6 @@ class ModelSpec(BaseModel):
             outputs=tensors("output"),
             max_queue_delay_us=int(batching.get("max_queue_delay_microseconds", 0)),
             allow_non_finite=str(non_finite).lower() == "true",
+            max_request_bytes=int(max_request) if max_request else None,
+            class_output=class_output or None,
         )

@@ -93,7 +93,13 @@ class InteractionLog:
 
     @classmethod
     def from_env(cls) -> InteractionLog | None:
-        """The log named by QSCORE_INTERACTION_LOG, or None when logging is off."""
+        """The Blob log at QSCORE_INTERACTION_LOG_URL, else the file at QSCORE_INTERACTION_LOG,
+        else None (logging off)."""
+        url = os.environ.get("QSCORE_INTERACTION_LOG_URL")
+        if url:
+            from qscore.monitoring.blob_log import BlobInteractionLog
+
+            return BlobInteractionLog(url)
         path = os.environ.get(INTERACTION_LOG_ENV)
         return cls(Path(path)) if path else None
 

@@ -57,6 +57,8 @@ class InteractionRecord(BaseModel):
 
 
 def _stats(array: np.ndarray) -> InputStats:
+    if array.dtype.kind == "O":  # BYTES (encoded images, documents): statistics of their lengths
+        array = np.array([len(element) for element in array.ravel()], dtype=np.float64)
     values = np.asarray(array, dtype=np.float64)
     if values.size == 0:
         return InputStats(count=0, mean=0.0, std=0.0, min=0.0, max=0.0)

@@ -88,6 +88,9 @@ class Coalescer:
         """Queue one call; the future resolves to its outcome (or raises what its send raised)."""
         loop = asyncio.get_running_loop()
         call = PendingCall(request, timeout_s, loop.create_future(), batch_item(request))
+        if len(call.item) > self._max_bytes // 4:  # large: alone (it may be claim-checked)
+            self._start(lane, [call])
+            return call.outcome
         key: GroupKey = (request.request.model, request.request.version, lane)
         group = self._groups.get(key)
         if group is not None and (
@@ -112,7 +115,10 @@ class Coalescer:
             return
         if group.timer is not None:
             group.timer.cancel()
-        task = asyncio.create_task(self._flush_group(key[2], group.calls))
+        self._start(key[2], group.calls)
+
+    def _start(self, lane: str, calls: list[PendingCall]) -> None:
+        task = asyncio.create_task(self._flush_group(lane, calls))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 

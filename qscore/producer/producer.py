@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
@@ -24,12 +24,13 @@ from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusRe
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 from pydantic import ValidationError
 
-from qscore.contracts import REQUEST_BATCH_CONTENT_TYPE
-from qscore.producer.coalesce import Coalescer, PendingCall, batch_body
+from qscore.claimcheck import ClaimCheckSettings
+from qscore.producer.claims import ProducerClaims
+from qscore.producer.coalesce import Coalescer, PendingCall
 from qscore.producer.collector import ReplyCollector
 from qscore.producer.lanes import LaneSenders
 from qscore.producer.outcomes import ProducerStats, ReplyOutcome, body_bytes, parse_reply
-from qscore.producer.requests import OutgoingRequest, request_message
+from qscore.producer.requests import OutgoingRequest, batch_message, request_message
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import reply_received, request_traceparent
 from qscore.transport.receiving import receive_ready, set_further_pull
@@ -49,8 +50,18 @@ class ProducerClosed(RuntimeError):
 class ScoringProducer:
     """Async producer of scoring requests; use as `async with ScoringProducer(settings=...) as p:`."""
 
-    def __init__(self, *, settings: ProducerSettings, client: ServiceBusClient | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: ProducerSettings,
+        client: ServiceBusClient | None = None,
+        claim_check: ClaimCheckSettings | Literal["env"] | None = "env",
+    ) -> None:
+        """`claim_check`: where bodies over its threshold go by reference; "env" reads
+        QSCORE_BLOB_CONNECTION / QSCORE_BLOB_ACCOUNT_URL (none set: off)."""
         self.settings = settings
+        self.claims = ProducerClaims(ClaimCheckSettings.from_env() if claim_check == "env" else claim_check)
+        self._references: dict[str, bytes] = {}
         self._client = client
         self._owns_client = client is None
         self._collector = ReplyCollector()
@@ -124,6 +135,8 @@ class ScoringProducer:
             with contextlib.suppress(Exception):
                 await self._client.close()
             self._client = None
+        with contextlib.suppress(Exception):
+            await self.claims.close()
 
     async def __aenter__(self) -> ScoringProducer:
         await self.start()
@@ -220,10 +233,13 @@ class ScoringProducer:
         if not self._running or self._senders is None:
             raise ProducerClosed("the producer is not started (use `async with ScoringProducer(...)`)")
         timeout = timeout_s if timeout_s is not None else self.settings.reply_timeout_s
+        # Bodies over the claim-check threshold go to Blob first; their messages carry a reference.
+        self._references.update(await self.claims.check_in(requests))
         lanes: dict[str, list[OutgoingRequest]] = {}
         for request in requests:
             lanes.setdefault(self.settings.lane(request.request.priority), []).append(request)
         for lane, lane_requests in lanes.items():
+            # One sender link per lane: its batches go out one at a time, in order.
             async with self._senders.use(lane) as sender:
                 start = 0
                 while start < len(lane_requests):
@@ -234,7 +250,8 @@ class ScoringProducer:
         """Send coalesced calls: one plain request alone, else one request-batch message."""
         if self._senders is None:
             raise ProducerClosed("the producer is closed")
-        if len(calls) == 1:
+        if len(calls) == 1:  # alone (or too large to share a message): claim-checked as usual
+            self._references.update(await self.claims.check_in([calls[0].request]))
             message = self._message(calls[0].request)
         else:
             message = self._batch_message([call.item for call in calls])
@@ -293,17 +310,16 @@ class ScoringProducer:
             reply_to=self.settings.reply_queue,
             reply_to_session_id=self.settings.session_id,
             traceparent=traceparent,
+            reference=self._references.pop(request.request_id, None),
         )
 
     def _batch_message(self, items: list[bytes]) -> ServiceBusMessage:
         traceparent = request_traceparent(queue=self.settings.request_queue, request_id=uuid.uuid4().hex)
-        return ServiceBusMessage(
-            batch_body(items),
-            message_id=f"batch-{uuid.uuid4().hex}",
+        return batch_message(
+            items,
             reply_to=self.settings.reply_queue,
             reply_to_session_id=self.settings.session_id,
-            content_type=REQUEST_BATCH_CONTENT_TYPE,
-            application_properties={"traceparent": traceparent} if traceparent else None,
+            traceparent=traceparent,
         )
 
     async def _open_receiver(self) -> ServiceBusReceiver:
@@ -361,7 +377,7 @@ class ScoringProducer:
         )
         received_at = time.time()
         for message in messages:
-            self._accept(message, received_at)
+            self._accept(message, received_at, await self._reply_body(message))
         if self.settings.reply_receive_mode == "peek_lock":
             for message in messages:
                 await receiver.complete_message(message)
@@ -370,9 +386,19 @@ class ScoringProducer:
         # 10,000 of them (the same limit the worker's settlement hit).
         await top_up_management_credit(receiver)
 
-    def _accept(self, message: ServiceBusReceivedMessage, received_at: float) -> None:
+    async def _reply_body(self, message: ServiceBusReceivedMessage) -> bytes | None:
+        """The reply's body, fetched from Blob when it came by reference (None if that fails)."""
         try:
-            reply = parse_reply(body_bytes(message))
+            return await self.claims.check_out_reply(message.content_type, body_bytes(message))
+        except Exception as exc:  # a reply we cannot read is malformed to us; its request times out
+            log.warning("reply %s by reference could not be read: %s", message.correlation_id, exc)
+            return None
+
+    def _accept(self, message: ServiceBusReceivedMessage, received_at: float, body: bytes | None) -> None:
+        try:
+            if body is None:
+                raise ValueError("no body")
+            reply = parse_reply(body)
         except (ValidationError, ValueError):
             log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
             self._collector.on_malformed()

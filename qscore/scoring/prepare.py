@@ -71,10 +71,18 @@ class RequestPreparer:
         self._max_message_bytes = max_message_bytes
 
     async def prepare(
-        self, *, request_id: str, body: bytes, received_at: float, enqueued_at: float | None = None
+        self,
+        *,
+        request_id: str,
+        body: bytes,
+        received_at: float,
+        enqueued_at: float | None = None,
+        max_message_bytes: int | None = None,
     ) -> PreparedRequest:
-        """Raises ContractViolation for a request that can never be scored as sent."""
-        request = decode_request(body, max_message_bytes=self._max_message_bytes)
+        """Raises ContractViolation for a request that can never be scored as sent.
+
+        `max_message_bytes` overrides the body limit (a claim-checked body has its own)."""
+        request = decode_request(body, max_message_bytes=max_message_bytes or self._max_message_bytes)
         return await self.prepare_request(
             request_id=request_id, request=request, received_at=received_at, enqueued_at=enqueued_at
         )

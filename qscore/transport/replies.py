@@ -19,12 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qscore.claimcheck.reference import CLAIM_CHECK_CONTENT_TYPE
+from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import REPLY_CONTENT_TYPE, ScoreReply
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
     from azure.servicebus.amqp import AmqpAnnotatedMessage
+
+    from qscore.claimcheck.replies import ReplyClaims
 
 
 @dataclass(frozen=True)
@@ -53,19 +57,22 @@ def _trace_properties(address: ReplyAddress) -> dict[str, str] | None:
     return {"traceparent": address.traceparent} if address.traceparent else None
 
 
-def reply_amqp_message(address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotatedMessage:
+def reply_amqp_message(
+    address: ReplyAddress, reply: ScoreReply, *, reference: bytes | None = None
+) -> AmqpAnnotatedMessage:
     """The same message as `reply_message`, built as the AMQP message the SDK sends: about 15 us
     cheaper per reply (ServiceBusMessage's property setters re-list its fields many times), and
-    the sender packs it into a batch just the same. A fresh message id, as the SDK would give."""
+    the sender packs it into a batch just the same. A fresh message id, as the SDK would give.
+    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies)."""
     from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 
     properties = AmqpMessageProperties(
         message_id=str(uuid.uuid4()),
         group_id=address.session_id,  # the AMQP name of a Service Bus session id
         correlation_id=reply.request_id,
-        content_type=REPLY_CONTENT_TYPE,
+        content_type=REPLY_CONTENT_TYPE if reference is None else CLAIM_CHECK_CONTENT_TYPE,
     )
-    body = reply.model_dump_json(exclude_none=True).encode()
+    body = reply.model_dump_json(exclude_none=True).encode() if reference is None else reference
     return AmqpAnnotatedMessage(
         data_body=body, properties=properties, application_properties=_trace_properties(address)
     )
@@ -139,8 +146,15 @@ class ReplySender:
     sent one by one, to find the one(s) the broker refuses, so batch-mates are still answered.
     """
 
-    def __init__(self, client: ServiceBusClient, *, send_timeout_s: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        client: ServiceBusClient,
+        *,
+        send_timeout_s: float | None = 30.0,
+        claims: ReplyClaims | None = None,
+    ) -> None:
         self._client = client
+        self._claims = claims  # replies over its threshold go by reference
         self._send_timeout_s = send_timeout_s
         self._senders: dict[str, tuple[ServiceBusSender, asyncio.Lock]] = {}
         self._opening = asyncio.Lock()
@@ -156,11 +170,24 @@ class ReplySender:
         results: list[SendFailure | None] = [None] * len(replies)
         by_queue: dict[str, Indexed] = defaultdict(list)
         for index, (address, reply) in enumerate(replies):
-            by_queue[address.queue].append((index, reply_amqp_message(address, reply)))
+            try:
+                message = await self._message(address, reply)
+            except ClaimStoreUnavailable as exc:  # may pass: the request is redelivered
+                results[index] = SendFailure(False, f"reply by reference: {exc}")
+                continue
+            by_queue[address.queue].append((index, message))
         for queue, indexed in by_queue.items():
             for index, failure in (await self._deliver_to(queue, indexed)).items():
                 results[index] = failure
         return results
+
+    async def _message(self, address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotatedMessage:
+        if self._claims is None:
+            return reply_amqp_message(address, reply)
+        body = reply.model_dump_json(exclude_none=True).encode()
+        return reply_amqp_message(
+            address, reply, reference=await self._claims.offload(reply.request_id, body)
+        )
 
     async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
         sent: set[int] = set()
@@ -257,6 +284,8 @@ class ReplySender:
                     await sender.close()
 
     async def close(self) -> None:
+        if self._claims is not None:
+            await self._claims.close()
         senders, self._senders = list(self._senders.values()), {}
         for sender, lock in senders:
             async with lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from proton import Link
 
 from qscore_local.bus.entity import Entity
+from qscore_local.bus.errors import ARGUMENT_ERROR, BrokerError
 from qscore_local.bus.management import CBS_NODE, MANAGEMENT_NODE
 
 SESSION_FILTER = "com.microsoft:session-filter"
@@ -33,7 +34,10 @@ def session_filter(link: Link) -> tuple[bool, str | None]:
         return False, None
     value = next(value for key, value in filters.items() if str(key) == SESSION_FILTER)
     value = getattr(value, "value", value)  # a described filter carries the id as its value
-    return True, None if value is None else str(value)
+    if value is not None and not isinstance(value, str):
+        # Service Bus session ids are strings; the service refuses a filter of another type.
+        raise BrokerError(ARGUMENT_ERROR, f"The session filter must be a string, not {type(value).__name__}.")
+    return True, value
 
 
 def entity_summary(entity: Entity) -> str:

@@ -4,55 +4,28 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from dataclasses import dataclass
-
-from proton import Condition, symbol
 
 from qscore_local.bus import codec
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX, QueueConfig
 from qscore_local.bus.entity import Entity, Envelope, SessionLock, dead_letter_entity
+from qscore_local.bus.errors import (  # noqa: F401 - re-exported: the server and tests import them here
+    ARGUMENT_ERROR,
+    DECODE_ERROR,
+    LOCK_LOST,
+    MAX_DELIVERY_COUNT_EXCEEDED,
+    MESSAGE_NOT_FOUND,
+    NOT_ALLOWED,
+    NOT_FOUND,
+    SESSION_CANNOT_BE_LOCKED,
+    SESSION_LOCK_LOST,
+    SIZE_EXCEEDED,
+    TIMEOUT,
+    TTL_EXPIRED,
+    BrokerError,
+    QueueCountsRow,
+    error,
+)
 from qscore_local.bus.store import MessageStore
-
-NOT_FOUND = "amqp:not-found"
-NOT_ALLOWED = "amqp:not-allowed"
-DECODE_ERROR = "amqp:decode-error"
-SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
-LOCK_LOST = "com.microsoft:message-lock-lost"
-SESSION_LOCK_LOST = "com.microsoft:session-lock-lost"
-SESSION_CANNOT_BE_LOCKED = "com.microsoft:session-cannot-be-locked"
-TIMEOUT = "com.microsoft:timeout"
-ARGUMENT_ERROR = "com.microsoft:argument-error"
-
-MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
-TTL_EXPIRED = "TTLExpiredException"
-
-
-def error(condition: str, description: str) -> Condition:
-    """An AMQP error with an (empty) info map: the SDK indexes info unconditionally."""
-    return Condition(condition, description, {symbol("reason"): description})
-
-
-class BrokerError(Exception):
-    """A request the broker refuses; `condition` is the AMQP error the client gets."""
-
-    def __init__(self, condition: str, description: str) -> None:
-        super().__init__(description)
-        self.condition = condition
-        self.description = description
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCountsRow:
-    """Per-queue counts, as the `$management` counts operation reports them."""
-
-    active: int
-    locked: int
-    dead_letter: int
-    scheduled: int
-
-    @property
-    def total(self) -> int:
-        return self.active + self.locked + self.dead_letter + self.scheduled
 
 
 class Broker:
@@ -61,18 +34,44 @@ class Broker:
     def __init__(self, queues: list[QueueConfig], store: MessageStore) -> None:
         self.store = store
         self.entities: dict[str, Entity] = {}
+        self._by_lower_name: dict[str, Entity] = {}
         for config in queues:
-            entity = Entity(name=config.name, config=config)
-            self.entities[entity.name] = entity
-            self.entities[entity.dead_letter_name] = dead_letter_entity(entity)
-        self._by_lower_name = {name.lower(): entity for name, entity in self.entities.items()}
+            self.add_queue(config)
         self.locks: dict[uuid.UUID, Envelope] = {}
+        self.by_uid: dict[int, Envelope] = {}
         self._lock_expiry: list[tuple[int, int, uuid.UUID]] = []
         self._ttl_expiry: list[tuple[int, int]] = []
         self._schedule: list[tuple[int, int]] = []
-        self._next_seq = 1
+        self._next_uid = 1
         # Entities that gained ready messages since the server last pumped its consumers.
         self.wakeups: set[str] = set()
+
+    def add_queue(self, config: QueueConfig) -> Entity:
+        """A new queue (and its dead-letter sub-queue); the administration client's create."""
+        entity = Entity(name=config.name, config=config)
+        for each in (entity, dead_letter_entity(entity)):
+            self.entities[each.name] = each
+            self._by_lower_name[each.name.lower()] = each
+        return entity
+
+    def remove_queue(self, name: str) -> None:
+        """Delete a queue with its messages (a later queue of that name starts at sequence 1)."""
+        entity = self.entities[name]
+        for each in (entity, self.entities[entity.dead_letter_name]):
+            for envelope in list(each.messages.values()):
+                self._unlock(each, envelope)
+                each.drop(envelope)
+                self.by_uid.pop(envelope.uid, None)
+                self.store.delete(envelope.uid)
+            for session_id in list(each.session_states):
+                self.store.put_session_state(each.name, session_id, None)
+            del self.entities[each.name]
+            self._by_lower_name.pop(each.name.lower(), None)
+
+    def size_in_bytes(self, name: str) -> int:
+        entity = self.entities[name]
+        dead = self.entities[entity.dead_letter_name]
+        return sum(len(envelope.payload) for each in (entity, dead) for envelope in each.messages.values())
 
     # ---- lookup and recovery -------------------------------------------------------------
     def entity(self, address: str) -> Entity:
@@ -90,21 +89,35 @@ class Broker:
             entity = self.entities.get(row.entity)
             if entity is None:  # queue removed from the config: keep the row, hold nothing
                 continue
-            envelope = Envelope(*row.as_tuple())  # type: ignore[arg-type]
+            envelope = Envelope(
+                row.uid,
+                row.entity,
+                row.payload,
+                row.enqueued_ms,
+                row.expires_ms,
+                row.visible_ms,
+                row.session_id,
+                row.delivery_count,
+                row.number,
+                row.deferred,
+            )
             self._hold(entity, envelope, now_ms)
+            owner = self.entities[entity.name.removesuffix(DEAD_LETTER_SUFFIX)]
+            owner.next_seq = max(owner.next_seq, envelope.seq + 1)
         for (entity_name, session_id), state in self.store.load_session_states().items():
             if entity_name in self.entities:
                 self.entities[entity_name].session_states[session_id] = state
-        self._next_seq = max(self.store.max_seq(), 0) + 1
+        self._next_uid = max(self.store.max_seq(), 0) + 1
         return len(rows)
 
     def _hold(self, entity: Entity, envelope: Envelope, now_ms: int) -> None:
         entity.add(envelope, now_ms)
+        self.by_uid[envelope.uid] = envelope
         if envelope.expires_ms is not None:
-            heapq.heappush(self._ttl_expiry, (envelope.expires_ms, envelope.seq))
+            heapq.heappush(self._ttl_expiry, (envelope.expires_ms, envelope.uid))
         if envelope.visible_ms is not None and envelope.visible_ms > now_ms:
-            heapq.heappush(self._schedule, (envelope.visible_ms, envelope.seq))
-        else:
+            heapq.heappush(self._schedule, (envelope.visible_ms, envelope.uid))
+        elif not envelope.deferred:
             self.wakeups.add(entity.name)
 
     # ---- send ----------------------------------------------------------------------------
@@ -119,31 +132,44 @@ class Broker:
             facts = codec.read_facts(raw)
         except codec.MessageFormatError as exc:
             raise BrokerError(DECODE_ERROR, str(exc)) from None
-        if entity.requires_session and not facts.session_id:
+        if entity.requires_session and facts.session_id is None:
             raise BrokerError(
                 NOT_ALLOWED, f"The queue '{entity.name}' requires sessions: the message has no session id."
             )
         return facts
 
     def enqueue_all(self, entity: Entity, raws: list[bytes], now_ms: int) -> list[Envelope]:
-        """Accept a transfer's messages, all or none; the caller commits before acknowledging."""
+        """Accept a transfer's messages, all or none; the caller commits before acknowledging.
+
+        On a queue with duplicate detection a message whose id was accepted within the window is
+        acknowledged and dropped, as Service Bus does (what makes a retried send idempotent)."""
         checked = [(raw, self.check(entity, raw)) for raw in raws]
-        return [self._enqueue(entity, raw, facts, now_ms) for raw, facts in checked]
+        accepted: list[Envelope] = []
+        for raw, facts in checked:
+            if entity.is_duplicate(facts.message_id, now_ms):
+                continue
+            accepted.append(self._enqueue(entity, raw, facts, now_ms))
+        return accepted
 
     def _enqueue(self, entity: Entity, raw: bytes, facts: codec.IncomingFacts, now_ms: int) -> Envelope:
         ttl_s = facts.ttl_s
         if entity.config.default_ttl_s is not None:
             ttl_s = min(ttl_s or entity.config.default_ttl_s, entity.config.default_ttl_s)
+        # A scheduled message is enqueued when its time comes: that is its enqueued time.
+        enqueued_ms = max(now_ms, facts.scheduled_ms or 0)
         envelope = Envelope(
-            seq=self._next_seq,
+            uid=self._next_uid,
             entity=entity.name,
             payload=raw,
-            enqueued_ms=now_ms,
-            expires_ms=None if ttl_s is None else now_ms + int(ttl_s * 1000),
+            enqueued_ms=enqueued_ms,
+            expires_ms=None if ttl_s is None else enqueued_ms + int(ttl_s * 1000),
             visible_ms=facts.scheduled_ms,
             session_id=facts.session_id,
+            delivery_count=0,
+            seq=entity.next_seq,
         )
-        self._next_seq += 1
+        self._next_uid += 1
+        entity.next_seq += 1
         self._hold(entity, envelope, now_ms)
         self.store.put(envelope.row())
         return envelope
@@ -161,19 +187,27 @@ class Broker:
                 self._expire(entity, envelope, now_ms)
                 continue
             if delete:
-                entity.drop(envelope)
-                self.store.delete(envelope.seq)
+                self.forget(entity, envelope)
                 return envelope
-            token = uuid.uuid4()
-            envelope.lock_token = token
-            envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
-            entity.locked[token] = envelope
-            self.locks[token] = envelope
-            heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.seq, token))
+            self._lock(entity, envelope, now_ms)
             return envelope
+
+    def forget(self, entity: Entity, envelope: Envelope) -> None:
+        entity.drop(envelope)
+        self.by_uid.pop(envelope.uid, None)
+        self.store.delete(envelope.uid)
 
     def _locked(self, token: uuid.UUID, now_ms: int) -> tuple[Entity, Envelope]:
         envelope = self.locks.get(token)
+        entity = None if envelope is None else self.entities.get(envelope.entity)
+        if envelope is not None and entity is not None and entity.requires_session:
+            # A session's messages are locked by the session lock, not one of their own.
+            held = entity.session_locks.get(envelope.session_id or "")
+            if held is None or held.locked_until_ms <= now_ms:
+                raise BrokerError(
+                    SESSION_LOCK_LOST, f"The session lock for '{envelope.session_id}' has expired."
+                )
+            return entity, envelope
         if envelope is None or envelope.locked_until_ms <= now_ms:
             raise BrokerError(
                 LOCK_LOST,
@@ -192,8 +226,7 @@ class Broker:
     def complete(self, token: uuid.UUID, now_ms: int) -> None:
         entity, envelope = self._locked(token, now_ms)
         self._unlock(entity, envelope)
-        entity.drop(envelope)
-        self.store.delete(envelope.seq)
+        self.forget(entity, envelope)
 
     def abandon(self, token: uuid.UUID, now_ms: int, *, count_delivery: bool = True) -> None:
         """Give the message back: delivery count + 1 (not for `released`), DLQ past the limit."""
@@ -210,8 +243,49 @@ class Broker:
                 self._move_to_dead_letter(entity, envelope, MAX_DELIVERY_COUNT_EXCEEDED, description, now_ms)
                 return
             self.store.put(envelope.row())
+        if envelope.deferred:  # a deferred message given back stays deferred
+            return
         entity.make_ready(envelope)
         self.wakeups.add(entity.name)
+
+    def defer(self, token: uuid.UUID, now_ms: int) -> None:
+        """Set the message aside: only `receive_deferred` (by sequence number) returns it."""
+        entity, envelope = self._locked(token, now_ms)
+        self._unlock(entity, envelope)
+        envelope.deferred = True
+        entity.deferred[envelope.seq] = envelope
+        self.store.put(envelope.row())
+
+    def receive_deferred(
+        self, entity: Entity, numbers: list[int], *, session_id: str | None, delete: bool, now_ms: int
+    ) -> list[Envelope]:
+        found = [entity.deferred.get(number) for number in numbers]
+        missing = [number for number, envelope in zip(numbers, found, strict=True) if envelope is None]
+        if missing or any(e is not None and e.lock_token is not None for e in found):
+            raise BrokerError(
+                MESSAGE_NOT_FOUND, f"Failed to retrieve deferred messages with sequence numbers {missing}."
+            )
+        chosen = [envelope for envelope in found if envelope is not None]
+        if session_id is not None and any(envelope.session_id != session_id for envelope in chosen):
+            raise BrokerError(MESSAGE_NOT_FOUND, "The deferred messages belong to another session.")
+        for envelope in chosen:
+            if delete:
+                self.forget(entity, envelope)
+            else:
+                self._lock(entity, envelope, now_ms)
+        return chosen
+
+    def _lock(self, entity: Entity, envelope: Envelope, now_ms: int) -> None:
+        token = uuid.uuid4()
+        envelope.lock_token = token
+        entity.locked[token] = envelope
+        self.locks[token] = envelope
+        held = entity.session_locks.get(envelope.session_id or "") if entity.requires_session else None
+        if held is not None:  # held until the session lock goes (release_session gives it back)
+            envelope.locked_until_ms = held.locked_until_ms
+            return
+        envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
+        heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.uid, token))
 
     def dead_letter(self, token: uuid.UUID, reason: str, description: str, now_ms: int) -> None:
         entity, envelope = self._locked(token, now_ms)
@@ -230,14 +304,18 @@ class Broker:
         envelope.entity = target.name
         envelope.expires_ms = None
         envelope.visible_ms = None
+        envelope.deferred = False
         target.add(envelope, now_ms)
         self.store.put(envelope.row())
         self.wakeups.add(target.name)
 
     def renew(self, token: uuid.UUID, now_ms: int) -> int:
         entity, envelope = self._locked(token, now_ms)
+        if entity.requires_session:  # a session's messages are held by the session lock
+            envelope.locked_until_ms = entity.session_locks[envelope.session_id or ""].locked_until_ms
+            return envelope.locked_until_ms
         envelope.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
-        heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.seq, token))
+        heapq.heappush(self._lock_expiry, (envelope.locked_until_ms, envelope.uid, token))
         return envelope.locked_until_ms
 
     # ---- time ----------------------------------------------------------------------------
@@ -246,32 +324,38 @@ class Broker:
             description = "The message expired and was dead lettered."
             self._move_to_dead_letter(entity, envelope, TTL_EXPIRED, description, now_ms)
         else:
-            entity.drop(envelope)
-            self.store.delete(envelope.seq)
+            self.forget(entity, envelope)
 
     def advance_time(self, now_ms: int) -> None:
         """Lapse locks, promote scheduled messages and expire TTLs that are due."""
         while self._lock_expiry and self._lock_expiry[0][0] <= now_ms:
             until, _, token = heapq.heappop(self._lock_expiry)
             envelope = self.locks.get(token)
-            if envelope is not None and envelope.locked_until_ms == until:
+            if (
+                envelope is not None
+                and envelope.locked_until_ms == until
+                and envelope.entity in self.entities
+            ):
                 self._give_back(self.entities[envelope.entity], envelope, now_ms, count_delivery=True)
         while self._schedule and self._schedule[0][0] <= now_ms:
-            _, seq = heapq.heappop(self._schedule)
-            for entity in self._entities_holding(seq):
-                if seq in entity.scheduled:
-                    entity.make_ready(entity.scheduled[seq])
-                    self.wakeups.add(entity.name)
+            _, uid = heapq.heappop(self._schedule)
+            envelope = self.by_uid.get(uid)
+            entity = None if envelope is None else self.entities.get(envelope.entity)
+            if envelope is not None and entity is not None and envelope.seq in entity.scheduled:
+                entity.make_ready(envelope)
+                self.wakeups.add(entity.name)
         while self._ttl_expiry and self._ttl_expiry[0][0] <= now_ms:
-            _, seq = heapq.heappop(self._ttl_expiry)
-            for entity in self._entities_holding(seq):
-                envelope = entity.messages[seq]
-                # Locked messages expire when they come back; the receiver may still complete them.
-                if envelope.lock_token is None and envelope.expires_ms is not None:
-                    self._expire(entity, envelope, now_ms)
-
-    def _entities_holding(self, seq: int) -> list[Entity]:
-        return [entity for entity in self.entities.values() if seq in entity.messages]
+            _, uid = heapq.heappop(self._ttl_expiry)
+            envelope = self.by_uid.get(uid)
+            entity = None if envelope is None else self.entities.get(envelope.entity)
+            # Locked messages expire when they come back; the receiver may still complete them.
+            if (
+                entity is not None
+                and envelope is not None
+                and envelope.lock_token is None
+                and envelope.expires_ms
+            ):
+                self._expire(entity, envelope, now_ms)
 
     # ---- sessions ------------------------------------------------------------------------
     def lock_session(self, entity: Entity, session_id: str | None, owner: object, now_ms: int) -> str | None:
@@ -301,6 +385,10 @@ class Broker:
         if held is not None and held.owner is owner:
             del entity.session_locks[session_id]
             self.wakeups.add(entity.name)
+            # Unsettled messages of the session become available again, as abandoned.
+            now_ms = codec.now_ms()
+            for envelope in [e for e in entity.locked.values() if e.session_id == session_id]:
+                self._give_back(entity, envelope, now_ms, count_delivery=True)
 
     def set_session_state(self, entity: Entity, session_id: str, state: bytes | None) -> None:
         if state is None:

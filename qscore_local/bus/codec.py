@@ -106,8 +106,9 @@ def unpack_transfer(payload: bytes) -> list[bytes]:
     is recognised by its shape: only data sections, each holding a complete AMQP message.
     """
     sections = split_sections(payload)
-    if not any(descriptor in BODY_SECTIONS for descriptor, _, _ in sections):
-        raise MessageFormatError("message has no body section")
+    if not sections:
+        raise MessageFormatError("the transfer holds no message sections")
+    # A message without a body section is valid AMQP and Service Bus accepts it.
     data = [(start, end) for descriptor, start, end in sections if descriptor == DATA]
     if not data or any(descriptor in (AMQP_VALUE, AMQP_SEQUENCE) for descriptor, _, _ in sections):
         return [payload]
@@ -157,7 +158,7 @@ def read_facts(raw: bytes) -> IncomingFacts:
     message_id = message.id
     return IncomingFacts(
         message_id=None if message_id is None else str(message_id),
-        session_id=message.group_id or None,
+        session_id=message.group_id,
         ttl_s=float(message.ttl) if message.ttl else None,
         scheduled_ms=None,
     )
@@ -173,7 +174,7 @@ def _read_facts_fully(raw: bytes) -> IncomingFacts:
     ttl = float(message.ttl) if message.ttl else None
     return IncomingFacts(
         message_id=None if message.id is None else str(message.id),
-        session_id=message.group_id or None,
+        session_id=message.group_id,
         ttl_s=ttl,
         scheduled_ms=_to_ms(annotations.get(SCHEDULED_ENQUEUE_TIME)),
     )
@@ -244,6 +245,10 @@ def _map_entries(buf: bytes, start: int) -> tuple[bytes, int]:
 _SEQUENCE_KEY = _symbol(b"x-opt-sequence-number")
 _ENQUEUED_KEY = _symbol(b"x-opt-enqueued-time")
 _LOCKED_KEY = _symbol(b"x-opt-locked-until")
+_LOCK_TOKEN_KEY = _symbol(b"x-opt-lock-token")
+_STATE_KEY = _symbol(b"x-opt-message-state")
+# x-opt-message-state values (ServiceBusMessageState).
+STATE_ACTIVE, STATE_DEFERRED, STATE_SCHEDULED = 0, 1, 2
 
 
 def encode_delivery(
@@ -253,19 +258,25 @@ def encode_delivery(
     enqueued_ms: int,
     delivery_count: int,
     locked_until_ms: int | None,
+    lock_token: uuid.UUID | None = None,
+    state: int | None = None,
 ) -> bytes:
-    """The message as a receiver gets it: the client's sections, a header with the delivery count
-    and message annotations with the broker's fields added. Pure byte splicing, no decode: this
-    runs once per delivery."""
+    """The message as a receiver gets it: the client's sections, a header with the delivery count,
+    delivery annotations with the lock token (`x-opt-lock-token`, as Service Bus sends it) and
+    message annotations with the broker's fields added (`x-opt-message-state` for peeks). Pure
+    byte splicing, no decode: this runs once per delivery."""
     header: list[object] = [None] * 5
     entries, count = b"", 0
+    delivery_entries, delivery_count_items = b"", 0
     rest: list[bytes] = []
     for descriptor, start, end in split_sections(raw):
         if descriptor == HEADER:
             header = _read_header(raw, start, end)
         elif descriptor == MESSAGE_ANNOTATIONS:
             entries, count = _map_entries(raw, start + 3)
-        elif descriptor != DELIVERY_ANNOTATIONS:  # delivery annotations are for one hop only
+        elif descriptor == DELIVERY_ANNOTATIONS:
+            delivery_entries, delivery_count_items = _map_entries(raw, start + 3)
+        else:
             rest.append(raw[start:end])
     added = _SEQUENCE_KEY + b"\x81" + sequence_number.to_bytes(8, "big", signed=True)
     added += _ENQUEUED_KEY + b"\x83" + enqueued_ms.to_bytes(8, "big", signed=True)
@@ -273,11 +284,22 @@ def encode_delivery(
     if locked_until_ms is not None:
         added += _LOCKED_KEY + b"\x83" + locked_until_ms.to_bytes(8, "big", signed=True)
         count += 2
-    content = entries + added
-    annotations = (
-        b"\x00\x53\x72\xd1" + (len(content) + 4).to_bytes(4, "big") + count.to_bytes(4, "big") + content
-    )
-    return b"".join([_encode_header(header, delivery_count), annotations, *rest])
+    if state is not None:
+        added += _STATE_KEY + b"\x81" + state.to_bytes(8, "big", signed=True)
+        count += 2
+    sections = [_encode_header(header, delivery_count)]
+    if lock_token is not None:
+        delivery_entries += _LOCK_TOKEN_KEY + b"\x98" + lock_token.bytes
+        delivery_count_items += 2
+    if delivery_count_items:
+        sections.append(_encode_map(DELIVERY_ANNOTATIONS, delivery_entries, delivery_count_items))
+    sections.append(_encode_map(MESSAGE_ANNOTATIONS, entries + added, count))
+    return b"".join([*sections, *rest])
+
+
+def _encode_map(descriptor: int, content: bytes, count: int) -> bytes:
+    size = (len(content) + 4).to_bytes(4, "big")
+    return b"\x00\x53" + bytes((descriptor,)) + b"\xd1" + size + count.to_bytes(4, "big") + content
 
 
 def mark_dead_lettered(raw: bytes, *, reason: str, description: str, source: str) -> bytes:

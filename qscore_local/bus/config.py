@@ -25,6 +25,8 @@ class QueueConfig(BaseModel):
     requires_session: bool = False
     dead_lettering_on_expiration: bool = False
     max_message_size_bytes: int = Field(default=1_048_576, ge=1024)
+    requires_duplicate_detection: bool = False
+    duplicate_detection_window_s: float = Field(default=600, gt=0)
 
     @field_validator("name")
     @classmethod

@@ -7,7 +7,7 @@ import uuid
 from proton import Condition, Delivery, Link
 
 from qscore_local.bus import codec
-from qscore_local.bus.broker import NOT_ALLOWED, Broker, BrokerError, error
+from qscore_local.bus.broker import Broker, BrokerError, error
 from qscore_local.bus.links import Consumer
 
 DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"
@@ -33,6 +33,7 @@ def send_available(broker: Broker, consumer: Consumer, now_ms: int) -> int:
             enqueued_ms=envelope.enqueued_ms,
             delivery_count=envelope.delivery_count,
             locked_until_ms=None if consumer.receive_and_delete else envelope.locked_until_ms,
+            lock_token=None if consumer.receive_and_delete else token,
         )
         delivery = link.delivery(codec.lock_token_tag(token))  # type: ignore[arg-type]
         link.stream(payload)
@@ -76,9 +77,10 @@ def apply_settlement(broker: Broker, consumer: Consumer, delivery: Delivery, now
         elif state == Delivery.RELEASED:
             broker.abandon(token, now_ms, count_delivery=False)
         elif state == Delivery.MODIFIED:
-            if delivery.remote.undeliverable:
-                raise BrokerError(NOT_ALLOWED, "Deferring messages is not supported by the local endpoint.")
-            broker.abandon(token, now_ms, count_delivery=delivery.remote.failed)
+            if delivery.remote.undeliverable:  # modified, undeliverable-here: the SDK's defer
+                broker.defer(token, now_ms)
+            else:
+                broker.abandon(token, now_ms, count_delivery=delivery.remote.failed)
         else:
             reason, description = _dead_letter_details(delivery.remote.condition)
             broker.dead_letter(token, reason, description, now_ms)

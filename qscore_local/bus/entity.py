@@ -12,22 +12,27 @@ from qscore_local.bus.store import StoredRow
 
 @dataclass(slots=True, eq=False)
 class Envelope:
-    """A message the broker holds, with its delivery bookkeeping."""
+    """A message the broker holds, with its delivery bookkeeping.
 
-    seq: int
+    `uid` keys it across the endpoint (store rows, timers); `seq` is its sequence number in its
+    queue (a dead-lettered message keeps the number it had)."""
+
+    uid: int
     entity: str
     payload: bytes
     enqueued_ms: int
     expires_ms: int | None
     visible_ms: int | None
     session_id: str | None
-    delivery_count: int = 0
+    delivery_count: int
+    seq: int
+    deferred: bool = False
     lock_token: uuid.UUID | None = None
     locked_until_ms: int = 0
 
     def row(self) -> StoredRow:
         return StoredRow(
-            self.seq,
+            self.uid,
             self.entity,
             self.payload,
             self.enqueued_ms,
@@ -35,6 +40,8 @@ class Envelope:
             self.visible_ms,
             self.session_id,
             self.delivery_count,
+            self.seq,
+            self.deferred,
         )
 
 
@@ -92,6 +99,10 @@ class Entity:
     session_states: dict[str, bytes] = field(default_factory=dict)
     scheduled: dict[int, Envelope] = field(default_factory=dict)
     locked: dict[uuid.UUID, Envelope] = field(default_factory=dict)
+    deferred: dict[int, Envelope] = field(default_factory=dict)
+    next_seq: int = 1
+    # Message ids seen within the duplicate detection window: id -> when it leaves the window.
+    recent_ids: dict[str, int] = field(default_factory=dict)
 
     @property
     def requires_session(self) -> bool:
@@ -114,7 +125,9 @@ class Entity:
     def add(self, envelope: Envelope, now_ms: int) -> None:
         """Hold a new (or moved-in) message: ready now, or scheduled for later."""
         self.messages[envelope.seq] = envelope
-        if envelope.visible_ms is not None and envelope.visible_ms > now_ms:
+        if envelope.deferred:
+            self.deferred[envelope.seq] = envelope
+        elif envelope.visible_ms is not None and envelope.visible_ms > now_ms:
             self.scheduled[envelope.seq] = envelope
         else:
             self._backlog_for(envelope).push(envelope)
@@ -135,6 +148,7 @@ class Entity:
         """Forget a message entirely (completed, expired, moved to the dead-letter queue)."""
         self.messages.pop(envelope.seq, None)
         self.scheduled.pop(envelope.seq, None)
+        self.deferred.pop(envelope.seq, None)
         if envelope.lock_token is not None:
             self.locked.pop(envelope.lock_token, None)
         self._backlog_for(envelope).remove(envelope.seq)
@@ -155,6 +169,21 @@ class Entity:
             if held is None or held.locked_until_ms <= now_ms:
                 return session_id
         return None
+
+    def is_duplicate(self, message_id: str | None, now_ms: int) -> bool:
+        """Duplicate detection: was `message_id` accepted within the window (and remember it)."""
+        if not self.config.requires_duplicate_detection or message_id is None:
+            return False
+        recent = self.recent_ids
+        while recent:  # insertion order is expiry order: drop ids that left the window
+            oldest, until = next(iter(recent.items()))
+            if until > now_ms:
+                break
+            del recent[oldest]
+        if message_id in recent:
+            return True
+        recent[message_id] = now_ms + int(self.config.duplicate_detection_window_s * 1000)
+        return False
 
     def ready_count(self) -> int:
         if not self.requires_session:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from proton import Delivery, Link, Receiver, Sender
+from proton import Delivery, Endpoint, Link, Message, Receiver, Sender
 
 from qscore_local.bus.entity import Entity
+
+log = logging.getLogger("qscore_local.bus")
 
 
 @dataclass(eq=False)
@@ -74,3 +77,25 @@ def role_of(link: Link) -> Role | None:
 
 def set_role(link: Link, role: Role | None) -> None:
     setattr(link, ROLE_ATTRIBUTE, role)
+
+
+def send_reply(request_link: Link, node: str, response: Message) -> None:
+    """Queue a response for the client's receive link on the same node and session."""
+    link = request_link.session.connection.link_head(Endpoint.LOCAL_ACTIVE)
+    while link is not None:
+        role = role_of(link)
+        if isinstance(role, ReplyLink) and role.node == node and link.session == request_link.session:
+            role.backlog.append(response.encode())
+            drain_replies(role)
+            return
+        link = link.next(Endpoint.LOCAL_ACTIVE)
+    log.info("dropping a %s response: no reply link attached", node)
+
+
+def drain_replies(reply: ReplyLink) -> None:
+    link = reply.link
+    while reply.backlog and link.credit > 0:
+        delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]
+        link.stream(reply.backlog.popleft())
+        link.advance()
+        delivery.settle()

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from cproton import PN_TRANSPORT_CLOSED, isnull, pn_collector_peek, pn_event_typ
 from proton import Collector, Connection, Event, EventType, Transport
 
 from qscore_local.bus import codec
+from qscore_local.bus.gateway import Gateway
 from qscore_local.bus.server import TICK_S, BusServer
 
 log = logging.getLogger("qscore_local.bus")
@@ -62,6 +64,14 @@ class _Client:
     closed: bool = False
 
 
+@dataclass(eq=False)
+class _Unidentified:
+    """An accepted socket whose first bytes have not said yet whether it speaks AMQP."""
+
+    sock: socket.socket
+    address: object
+
+
 class BusLoop:
     """Serve `server` on host:port until `stop()` is called (from a signal handler, say)."""
 
@@ -75,33 +85,65 @@ class BusLoop:
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self._handlers = _handlers_by_event_number(server)
+        # Sockets the gateway hands back (WebSocket bridges) and a pipe that wakes select for them.
+        self._adopted: list[socket.socket] = []
+        self._adopted_lock = threading.Lock()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self.selector.register(self._wake_reader, selectors.EVENT_READ, self._wake_reader)
+        self.gateway = Gateway(server.admin, server.lock, self.adopt)
 
     def stop(self) -> None:
         self._stopping = True
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve `sock` as an AMQP connection (called from gateway threads)."""
+        with self._adopted_lock:
+            self._adopted.append(sock)
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"x")
 
     def run(self) -> None:
         next_tick = time.monotonic() + TICK_S
         try:
             while not self._stopping:
-                self._settle_pass()
+                with self.server.lock:
+                    self._settle_pass()
                 timeout = max(0.0, next_tick - time.monotonic())
-                for key, mask in self.selector.select(timeout):
-                    if key.data is None:
-                        self._accept()
-                    else:
-                        self._service(key.data, mask)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + TICK_S
-                    self._tick()
-            self._settle_pass()
+                ready = self.selector.select(timeout)
+                with self.server.lock:  # gateway threads run administration requests under it
+                    for key, mask in ready:
+                        self._on_ready(key.data, mask)
+                    if time.monotonic() >= next_tick:
+                        next_tick = time.monotonic() + TICK_S
+                        self._tick()
+            with self.server.lock:
+                self._settle_pass()
         finally:
             self.close()
+
+    def _on_ready(self, data: object, mask: int) -> None:
+        if data is None:
+            self._accept()
+        elif data is self._wake_reader:
+            with contextlib.suppress(OSError):
+                self._wake_reader.recv(4096)
+            with self._adopted_lock:
+                adopted, self._adopted = self._adopted, []
+            for sock in adopted:
+                self._serve_amqp(sock)
+        elif isinstance(data, _Unidentified):
+            self._identify(data)
+        elif isinstance(data, _Client):
+            self._service(data, mask)
 
     def close(self) -> None:
         for client in list(self.clients.values()):
             self._drop(client)
         self.selector.close()
         self.listener.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     # ---- one pass ------------------------------------------------------------------------
     def _settle_pass(self) -> None:
@@ -151,7 +193,7 @@ class BusLoop:
     def _accept(self) -> None:
         while True:
             try:
-                sock, _ = self.listener.accept()
+                sock, address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -159,14 +201,35 @@ class BusLoop:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = Connection()
-            connection.collect(self.collector)
-            transport = Transport(Transport.SERVER)
-            transport.sasl().allowed_mechs("ANONYMOUS")
-            transport.bind(connection)
-            client = _Client(sock, transport, connection)
-            self.clients[sock.fileno()] = client
-            self.selector.register(sock, selectors.EVENT_READ, client)
+            pending = _Unidentified(sock, address)
+            self.selector.register(sock, selectors.EVENT_READ, pending)
+
+    def _identify(self, pending: _Unidentified) -> None:
+        """AMQP stays here; HTTP(S) (administration, WebSockets) goes to the gateway."""
+        try:
+            first = pending.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        self.selector.unregister(pending.sock)
+        if not first:
+            pending.sock.close()
+        elif first == b"A":  # "AMQP" protocol header (plain or SASL)
+            self._serve_amqp(pending.sock)
+        else:
+            self.gateway.hand_over(pending.sock, pending.address)
+
+    def _serve_amqp(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        connection = Connection()
+        connection.collect(self.collector)
+        transport = Transport(Transport.SERVER)
+        transport.sasl().allowed_mechs("ANONYMOUS")
+        transport.bind(connection)
+        client = _Client(sock, transport, connection)
+        self.clients[sock.fileno()] = client
+        self.selector.register(sock, selectors.EVENT_READ, client)
 
     def _service(self, client: _Client, mask: int) -> None:
         if mask & selectors.EVENT_READ:

@@ -18,6 +18,7 @@ from proton import Array, Data, Message, symbol, timestamp
 from qscore_local.bus import codec
 from qscore_local.bus.broker import ARGUMENT_ERROR, NOT_FOUND, Broker, BrokerError
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX
+from qscore_local.bus.entity import Entity, Envelope
 
 VENDOR = "com.microsoft:"
 QUEUE_COUNTS_OPERATION = "qscore:get-queue-counts"
@@ -33,11 +34,23 @@ class Outcome:
     condition: str | None = None
 
 
-def cbs_response(request: Message) -> Message:
-    """Accept any token: the local endpoint has no identities, only the handshake the SDK needs."""
+def cbs_response(request: Message, broker: Broker) -> Message:
+    """Accept any token for the namespace or an entity that exists; as on Service Bus, a token for
+    an entity that does not exist is refused at authorization (404), which the SDK raises as
+    `ServiceBusAuthenticationError` before it attaches any link."""
+    properties: dict[Any, Any] = dict(request.properties or {})
+    audience = str(properties.get("name") or "")
+    path = audience.split("://", 1)[1].partition("/")[2] if "://" in audience else audience
+    path = path.strip("/").removesuffix(MANAGEMENT_NODE).strip("/")
+    status, description = 200, "OK"
+    if path:
+        try:
+            broker.entity(path)
+        except BrokerError as exc:
+            status, description = 404, exc.description
     return Message(
         correlation_id=request.id,
-        properties={"status-code": 200, "status-description": "OK"},
+        properties={"status-code": status, "status-description": description},
         address=request.reply_to,
     )
 
@@ -79,6 +92,7 @@ class ManagementNode:
             VENDOR + "set-session-state": self._set_session_state,
             VENDOR + "schedule-message": self._schedule,
             VENDOR + "cancel-scheduled-message": self._cancel_scheduled,
+            VENDOR + "receive-by-sequence-number": self._receive_deferred,
             QUEUE_COUNTS_OPERATION: self._queue_counts,
         }
 
@@ -112,6 +126,8 @@ class ManagementNode:
                 self._broker.complete(token, now_ms)
             elif status == "abandoned":
                 self._broker.abandon(token, now_ms)
+            elif status == "defered":  # sic: the SDK's spelling of "deferred"
+                self._broker.defer(token, now_ms)
             elif status == "suspended":
                 reason = str(body.get("deadletter-reason") or "")
                 description = str(body.get("deadletter-description") or "")
@@ -133,18 +149,47 @@ class ManagementNode:
         ][:limit]
         if not chosen:
             return Outcome(204, "No Content", None)
-        messages = [
-            {
-                "message": codec.encode_delivery(
-                    envelope.payload,
-                    sequence_number=envelope.seq,
-                    enqueued_ms=envelope.enqueued_ms,
-                    delivery_count=envelope.delivery_count,
-                    locked_until_ms=None,
-                )
-            }
-            for envelope in chosen
-        ]
+        messages = [{"message": self._encoded(entity, envelope, locked=False)} for envelope in chosen]
+        return Outcome(200, "OK", {"messages": messages})
+
+    @staticmethod
+    def _encoded(entity: Entity, envelope: Envelope, *, locked: bool) -> bytes:
+        if envelope.deferred:
+            state = codec.STATE_DEFERRED
+        elif envelope.seq in entity.scheduled:
+            state = codec.STATE_SCHEDULED
+        else:
+            state = codec.STATE_ACTIVE
+        return codec.encode_delivery(
+            envelope.payload,
+            sequence_number=envelope.seq,
+            enqueued_ms=envelope.enqueued_ms,
+            delivery_count=envelope.delivery_count,
+            locked_until_ms=envelope.locked_until_ms if locked else None,
+            lock_token=envelope.lock_token if locked else None,
+            state=state,
+        )
+
+    def _receive_deferred(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
+        entity = self._broker.entity(entity_name)
+        raw = body.get("sequence-numbers")
+        numbers = [int(number) for number in (raw.elements if isinstance(raw, Array) else raw or [])]
+        # receiver-settle-mode 0 (first) is receive-and-delete, 1 (second) is peek-lock.
+        delete = int(body.get("receiver-settle-mode", 1)) == 0
+        session_id = body.get("session-id")
+        chosen = self._broker.receive_deferred(
+            entity,
+            numbers,
+            session_id=None if session_id is None else str(session_id),
+            delete=delete,
+            now_ms=now_ms,
+        )
+        messages = []
+        for envelope in chosen:
+            item: dict[str, Any] = {"message": self._encoded(entity, envelope, locked=not delete)}
+            if not delete and envelope.lock_token is not None:
+                item["lock-token"] = envelope.lock_token
+            messages.append(item)
         return Outcome(200, "OK", {"messages": messages})
 
     def _renew_session_lock(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
@@ -180,8 +225,7 @@ class ManagementNode:
             envelope = entity.scheduled.get(int(seq))
             if envelope is None:
                 raise BrokerError(VENDOR + "message-not-found", f"No scheduled message {seq}.")
-            entity.drop(envelope)
-            self._broker.store.delete(envelope.seq)
+            self._broker.forget(entity, envelope)
         return Outcome(200, "OK", {})
 
     def _queue_counts(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:

@@ -60,6 +60,8 @@ def serve(
     signal.signal(signal.SIGINT, _stop)
     print(f"qscore bus listening on amqp://{host}:{port}", flush=True)
     print(f"connection string: {connection_string(host, port)}", flush=True)
+    if not isinstance(runner, Container):
+        print("same port: AMQP over WebSockets, administration API (https, self-signed)", flush=True)
     print(f"store: {store_path or 'in memory'} ({recovered} messages recovered)", flush=True)
     for name in broker.queue_names():
         print(f"queue: {entity_summary(broker.entities[name])}", flush=True)

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from proton import Connection, Delivery, Endpoint, Link, Message, Receiver, Sender, symbol, ulong
+from proton import Connection, Delivery, Endpoint, Link, Message, Receiver, Sender, Terminus, symbol, ulong
 from proton.reactor import Container
 
 from qscore_local.bus import codec, dispatch
 from qscore_local.bus.addressing import SESSION_FILTER, is_request_node, node_path, session_filter
+from qscore_local.bus.admin import AdminNode
 from qscore_local.bus.broker import (
+    ARGUMENT_ERROR,
     NOT_ALLOWED,
     NOT_FOUND,
     SESSION_LOCK_LOST,
@@ -34,7 +37,9 @@ from qscore_local.bus.links import (
     Producer,
     ReplyLink,
     RequestLink,
+    drain_replies,
     role_of,
+    send_reply,
     set_role,
 )
 from qscore_local.bus.management import CBS_NODE, ManagementNode, cbs_response
@@ -46,7 +51,7 @@ TIMEOUT_PROPERTY = "com.microsoft:timeout"
 PRODUCER_CREDIT = 1000
 REQUEST_CREDIT = 100
 TICK_S = 0.05
-DEFAULT_SESSION_WAIT_MS = 30_000
+DEFAULT_SESSION_WAIT_MS = 65_000  # the service's default operation timeout
 
 
 def guarded(method: Callable[..., None]) -> Callable[..., None]:
@@ -70,6 +75,9 @@ class BusServer:
         self.host, self.port = host, port
         self.container: Container | None = None
         self.management = ManagementNode(broker, self._settled_out_of_band)
+        self.admin = AdminNode(broker)
+        # Held by the loop while it runs engine events; gateway threads take it for admin requests.
+        self.lock = threading.RLock()
         self.consumers: dict[str, list[Consumer]] = {}
         self.pending_sessions: list[PendingSessionAttach] = []
         self.pending_acks: list[Delivery] = []
@@ -107,7 +115,7 @@ class BusServer:
             delivery.settle()
         replies, self.pending_replies = self.pending_replies, []
         for request_link, node, response in replies:
-            self._send_reply(request_link, node, response)
+            send_reply(request_link, node, response)
         self._pump(codec.now_ms())
 
     # ---- connections and sessions --------------------------------------------------------
@@ -171,7 +179,18 @@ class BusServer:
     def _refuse(self, link: Link, condition: str, description: str) -> None:
         log.info("refusing link %s: %s", link.name, description)
         set_role(link, None)
-        self._open(link)
+        if link.is_sender and condition in (NOT_ALLOWED, TIMEOUT, ARGUMENT_ERROR):
+            # A receiver refused for the wrong kind of queue, a bad filter or no free session: Service Bus
+            # attaches with a null source and detaches with the error; an echoed source tells the
+            # SDK the link is up (it then waits forever). A session another receiver holds keeps
+            # the echoed source: the SDK then reads the detach as SessionCannotBeLockedError.
+            link.source.type = Terminus.UNSPECIFIED  # encoded as null
+            link.target.copy(link.remote_target)
+            link.snd_settle_mode = link.remote_snd_settle_mode
+            link.rcv_settle_mode = link.remote_rcv_settle_mode
+            link.open()
+        else:
+            self._open(link)
         link.condition = error(condition, description)
         link.close()
 
@@ -259,9 +278,11 @@ class BusServer:
     def on_link_flow(self, event: Any) -> None:
         role = role_of(event.link)
         if isinstance(role, Consumer):
+            if role.session_id is not None and event.link.credit > 0:
+                self._renew_session_on_receive(role)
             dispatch.send_available(self.broker, role, codec.now_ms())
         elif isinstance(role, ReplyLink):
-            self._drain_replies(role)
+            drain_replies(role)
         elif event.link.is_sender and event.link.drain_mode:
             event.link.drained()
 
@@ -272,8 +293,6 @@ class BusServer:
         role = role_of(link)
         if isinstance(role, Consumer):
             dispatch.apply_settlement(self.broker, role, delivery, codec.now_ms())
-            if role.session_id is not None:
-                self._extend_session(role)
         elif isinstance(role, Producer):
             self._on_transfer(role, delivery)
         elif isinstance(role, RequestLink):
@@ -328,30 +347,10 @@ class BusServer:
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         if request_link.node == CBS_NODE:
-            response = cbs_response(request)
+            response = cbs_response(request, self.broker)
         else:
             response = self.management.handle(request_link.node, request, codec.now_ms())
         self.pending_replies.append((request_link.link, request_link.node, response))
-
-    def _send_reply(self, request_link: Link, node: str, response: Message) -> None:
-        # The response goes to the client's receive link on the same node and session.
-        link = request_link.session.connection.link_head(Endpoint.LOCAL_ACTIVE)
-        while link is not None:
-            role = role_of(link)
-            if isinstance(role, ReplyLink) and role.node == node and link.session == request_link.session:
-                role.backlog.append(response.encode())
-                self._drain_replies(role)
-                return
-            link = link.next(Endpoint.LOCAL_ACTIVE)
-        log.info("dropping a %s response: no reply link attached", node)
-
-    def _drain_replies(self, reply: ReplyLink) -> None:
-        link = reply.link
-        while reply.backlog and link.credit > 0:
-            delivery = link.delivery(uuid.uuid4().bytes)  # type: ignore[arg-type]
-            link.stream(reply.backlog.popleft())
-            link.advance()
-            delivery.settle()
 
     def _settled_out_of_band(self, token: uuid.UUID, completed: bool) -> None:
         for consumers in self.consumers.values():
@@ -384,13 +383,13 @@ class BusServer:
             self.pending_sessions.remove(pending)
             self._refuse(pending.link, TIMEOUT, "No session is available within the requested time.")
 
-    def _extend_session(self, consumer: Consumer) -> None:
-        # Activity on a session receiver keeps its session lock (a friendlier rule than the service's).
+    def _renew_session_on_receive(self, consumer: Consumer) -> None:
+        # A receive (the client granting credit) on a session receiver renews its session lock,
+        # as the service does; settling, peeking or idling does not.
         held = consumer.entity.session_locks.get(consumer.session_id or "")
-        if held is not None and held.owner is consumer:
-            held.locked_until_ms = max(
-                held.locked_until_ms, codec.now_ms() + int(consumer.entity.config.lock_duration_s * 1000)
-            )
+        now_ms = codec.now_ms()
+        if held is not None and held.owner is consumer and held.locked_until_ms > now_ms:
+            held.locked_until_ms = now_ms + int(consumer.entity.config.lock_duration_s * 1000)
 
     def _expire_session_locks(self, now_ms: int) -> None:
         for consumers in self.consumers.values():

@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS messages (
     expires_ms INTEGER,
     visible_ms INTEGER,
     session_id TEXT,
-    delivery_count INTEGER NOT NULL DEFAULT 0
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    number INTEGER,
+    deferred INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS session_state (
     entity TEXT NOT NULL,
@@ -33,16 +35,20 @@ CREATE TABLE IF NOT EXISTS session_state (
 
 _UPSERT = (
     "INSERT OR REPLACE INTO messages "
-    "(seq, entity, payload, enqueued_ms, expires_ms, visible_ms, session_id, delivery_count) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "(seq, entity, payload, enqueued_ms, expires_ms, visible_ms, session_id, delivery_count, number, "
+    "deferred) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
 @dataclass(slots=True)
 class StoredRow:
-    """A message row as written to and read back from SQLite."""
+    """A message row as written to and read back from SQLite.
 
-    seq: int
+    `uid` (the `seq` column) is the row's key across the endpoint; `number` is the message's
+    sequence number within its queue, as clients see it."""
+
+    uid: int
     entity: str
     payload: bytes
     enqueued_ms: int
@@ -50,10 +56,12 @@ class StoredRow:
     visible_ms: int | None
     session_id: str | None
     delivery_count: int
+    number: int
+    deferred: bool = False
 
     def as_tuple(self) -> tuple[object, ...]:
         return (
-            self.seq,
+            self.uid,
             self.entity,
             self.payload,
             self.enqueued_ms,
@@ -61,6 +69,8 @@ class StoredRow:
             self.visible_ms,
             self.session_id,
             self.delivery_count,
+            self.number,
+            int(self.deferred),
         )
 
 
@@ -73,6 +83,10 @@ class MessageStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        for column, declaration in (("number", "INTEGER"), ("deferred", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in columns:  # a store written before per-queue numbers and deferral
+                self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} {declaration}")
         self._upserts: dict[int, StoredRow] = {}
         self._deletes: set[int] = set()
         self._states: dict[tuple[str, str], bytes | None] = {}
@@ -82,13 +96,13 @@ class MessageStore:
         return bool(self._upserts or self._deletes or self._states)
 
     def put(self, row: StoredRow) -> None:
-        self._deletes.discard(row.seq)
-        self._upserts[row.seq] = row
+        self._deletes.discard(row.uid)
+        self._upserts[row.uid] = row
 
-    def delete(self, seq: int) -> None:
+    def delete(self, uid: int) -> None:
         # The row may also have reached disk in an earlier tick, so always delete it there too.
-        self._upserts.pop(seq, None)
-        self._deletes.add(seq)
+        self._upserts.pop(uid, None)
+        self._deletes.add(uid)
 
     def put_session_state(self, entity: str, session_id: str, state: bytes | None) -> None:
         self._states[(entity, session_id)] = state
@@ -121,10 +135,10 @@ class MessageStore:
 
     def load_messages(self) -> list[StoredRow]:
         cursor = self._db.execute(
-            "SELECT seq, entity, payload, enqueued_ms, expires_ms, visible_ms, session_id, delivery_count "
-            "FROM messages ORDER BY seq"
+            "SELECT seq, entity, payload, enqueued_ms, expires_ms, visible_ms, session_id, delivery_count, "
+            "COALESCE(number, seq), deferred FROM messages ORDER BY seq"
         )
-        return [StoredRow(*row) for row in cursor]
+        return [StoredRow(*row[:9], deferred=bool(row[9])) for row in cursor]  # type: ignore[misc]
 
     def load_session_states(self) -> dict[tuple[str, str], bytes]:
         cursor = self._db.execute("SELECT entity, session_id, state FROM session_state")

@@ -24,6 +24,13 @@ class DemoOptions:
     json_out: Path | None = None
     plot: Path | None = None
     start_timeout_s: float = 180.0
+    # Image model (digit_images): the side in pixels of the PNGs sent (64 px ~ 4 KB, 2450 px ~ 4 MB).
+    image_side: int = 64
+    # Bodies over this many bytes go by claim-check through Azurite (started for the demo);
+    # None: 192 KiB for the image model, off otherwise.
+    claim_check_threshold: int | None = None
+    # Workers write the interaction log to Azurite (Blob, Azure ML layout) instead of nowhere.
+    blob_log: bool = False
 
     def __post_init__(self) -> None:
         if self.requests < 1:
@@ -36,3 +43,22 @@ class DemoOptions:
             raise ValueError("--max-in-flight must be at least 1")
         if self.reply_timeout_s <= 0:
             raise ValueError("--timeout must be > 0")
+        if self.image_side < 8:
+            raise ValueError("--image-side must be at least 8")
+        if self.claim_check_threshold is not None and self.claim_check_threshold < 1:
+            raise ValueError("--claim-check-threshold must be at least 1 byte")
+
+    @property
+    def image_model(self) -> bool:
+        return self.model == "digit_images"
+
+    @property
+    def threshold(self) -> int | None:
+        """The claim-check threshold in force (None: claim-check off)."""
+        if self.claim_check_threshold is not None:
+            return self.claim_check_threshold
+        return 192 * 1024 if self.image_model else None
+
+    @property
+    def uses_azurite(self) -> bool:
+        return self.threshold is not None or self.blob_log

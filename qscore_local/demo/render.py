@@ -27,6 +27,18 @@ def render_summary(summary: DemoSummary, console: Console, *, title: str = "qsco
     style = "green" if summary.all_answered else "red"
     where = f"; logs in {summary.run_dir}" if demo_run else ""
     console.print(f"[{style}]{verdict}[/{style}]{where}")
+    if summary.interaction_log_url:
+        console.print(
+            f"interaction log in Azurite: {summary.interaction_log_url} (data in {summary.run_dir}/azurite; "
+            f"read it with `qscore azurite serve --location {summary.run_dir}/azurite --port PORT` and "
+            "`qscore model drift --source <that URL>`)"
+        )
+
+
+def _by_reference(summary: DemoSummary) -> str:
+    if not summary.by_reference:
+        return "0"
+    return f"{summary.by_reference} requests, {summary.bytes_by_reference / 1e6:.1f} MB via Blob"
 
 
 def _totals_table(summary: DemoSummary, title: str) -> Table:
@@ -46,6 +58,7 @@ def _totals_table(summary: DemoSummary, title: str) -> Table:
         ("dead-lettered", dead),
         ("accuracy vs labels", accuracy),
         ("scored by", versions or "-"),
+        ("sent by reference (claim-check)", _by_reference(summary)),
         ("workers", str(summary.workers)),
         ("elapsed", f"{summary.elapsed_s:.1f} s"),
         ("throughput", f"{summary.throughput_rps:.0f} replies/s"),

@@ -13,11 +13,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from qscore.claimcheck import ClaimCheckSettings
+from qscore.inference.testset import DigitsTestSet
 from qscore.producer import OutgoingRequest, ProducerSettings, ReplyOutcome, ScoringProducer
 from qscore_local.demo.options import DemoOptions
-from qscore_local.demo.stack import DemoStack
+from qscore_local.demo.stack import CLAIMS_CONTAINER, DemoStack
 from qscore_local.demo.summary import DemoSummary, SummaryBuilder, batch_size_distribution
-from qscore_local.demo.workload import DigitsWorkload
+from qscore_local.demo.workload import DigitsWorkload, ImageWorkload
 
 SEND_CHUNK = 256  # requests per send call (the producer splits further to fit a message batch)
 
@@ -40,14 +42,7 @@ async def run_demo(options: DemoOptions, *, console: Console) -> DemoResult:
 
     test_set = await asyncio.to_thread(load_digits_test_set)
     run_dir = options.run_dir or default_run_dir()
-    workload = DigitsWorkload(
-        test_set=test_set,
-        requests=options.requests,
-        model=options.model,
-        version=options.version,
-        rows_per_request=options.rows_per_request,
-        binary=options.binary_tensors,
-    )
+    workload = _workload(options, test_set)
     builder = SummaryBuilder(workload.labels_by_request)
     with console.status(f"starting the local bus, Triton and {options.workers} worker(s)..."):
         stack = DemoStack(
@@ -56,6 +51,8 @@ async def run_demo(options: DemoOptions, *, console: Console) -> DemoResult:
             models=[options.model],
             worker_env=_worker_env(options),
             start_timeout_s=options.start_timeout_s,
+            azurite=options.uses_azurite,
+            blob_log=options.blob_log,
         )
         await stack.__aenter__()
     try:
@@ -64,11 +61,14 @@ async def run_demo(options: DemoOptions, *, console: Console) -> DemoResult:
             reply_timeout_s=options.reply_timeout_s,
             binary_tensors=options.binary_tensors,
         )
-        async with ScoringProducer(settings=settings) as producer:
+        builder.class_output = await class_output(stack.triton_grpc_url, options.model)
+        producer = ScoringProducer(settings=settings, claim_check=_claim_check(options, stack))
+        async with producer:
             started = time.time()
             await _pump_with_progress(producer, workload, builder, options, console)
             elapsed = time.time() - started
             stats = producer.stats
+            builder.by_reference = (producer.claims.sent_by_reference, producer.claims.bytes_by_reference)
         dead_lettered = await dead_letter_count(stack.connection_string, settings.request_queue)
         batch_sizes = await triton_batch_sizes(stack.triton_grpc_url, options.model)
     finally:
@@ -83,7 +83,45 @@ async def run_demo(options: DemoOptions, *, console: Console) -> DemoResult:
         workers=options.workers,
         run_dir=run_dir,
     )
+    if stack.blob_log:
+        summary.interaction_log_url = stack.interaction_log_url
     return DemoResult(summary, builder.latencies)
+
+
+def _workload(options: DemoOptions, test_set: DigitsTestSet) -> DigitsWorkload:
+    common = {
+        "test_set": test_set,
+        "requests": options.requests,
+        "model": options.model,
+        "version": options.version,
+        "rows_per_request": options.rows_per_request,
+        "binary": options.binary_tensors,
+    }
+    if options.image_model:
+        return ImageWorkload(**common, side=options.image_side)  # type: ignore[arg-type]
+    return DigitsWorkload(**common)  # type: ignore[arg-type]
+
+
+def _claim_check(options: DemoOptions, stack: DemoStack) -> ClaimCheckSettings | None:
+    if options.threshold is None:
+        return None
+    return ClaimCheckSettings(
+        connection=stack.blob_connection, container=CLAIMS_CONTAINER, threshold_bytes=options.threshold
+    )
+
+
+async def class_output(grpc_url: str, model: str) -> str | None:
+    """The output the model's config names as its predicted class (None if it names none)."""
+    from qscore.inference.client import TritonClient
+
+    client = TritonClient(grpc_url)
+    try:
+        return (await client.model_spec(model)).class_output
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
 
 
 async def _pump_with_progress(

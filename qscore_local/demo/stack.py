@@ -15,6 +15,9 @@ from typing import Any
 
 from qscore_local.workers import WorkerPool
 
+CLAIMS_CONTAINER = "qscore-claims"
+INTERACTIONS_CONTAINER = "qscore-interactions"
+
 
 class StackStartError(RuntimeError):
     """The bus, Triton or a worker did not start; the first line says which and why."""
@@ -34,6 +37,11 @@ class DemoStack:
     connection_string: str = ""
     triton_grpc_url: str = ""
     pool: WorkerPool | None = None
+    # Azurite (claim-check bodies, the Blob interaction log); its data stays in run_dir/azurite.
+    azurite: bool = False
+    blob_log: bool = False
+    blob_connection: str = ""
+    blob_url: str = ""
     _exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def __aenter__(self) -> DemoStack:
@@ -79,9 +87,30 @@ class DemoStack:
             "QSCORE_REGISTRY_PATH": str(self.run_dir / "registry.json"),
             **self.worker_env,
         }
+        if self.azurite:
+            env.update(await self._start_azurite())
         self.pool = WorkerPool(count=self.workers, env=env, log_dir=self.run_dir)
         self._exit_stack.push_async_callback(self.pool.stop)
         await self.pool.start(timeout_s=self.start_timeout_s)
+
+    async def _start_azurite(self) -> dict[str, str]:
+        """Azurite on loopback, and the workers' variables for it."""
+        from qscore_local.azurite import LocalAzurite
+
+        azurite = LocalAzurite(location=self.run_dir / "azurite")
+        endpoint = await self._exit_stack.enter_async_context(_started(azurite, 30.0))
+        self.blob_connection, self.blob_url = endpoint.connection_string, endpoint.blob_url
+        env = {
+            "QSCORE_BLOB_CONNECTION": self.blob_connection,
+            "QSCORE_CLAIM_CHECK_CONTAINER": CLAIMS_CONTAINER,
+        }
+        if self.blob_log:
+            env["QSCORE_INTERACTION_LOG_URL"] = self.interaction_log_url
+        return env
+
+    @property
+    def interaction_log_url(self) -> str:
+        return f"{self.blob_url}/{INTERACTIONS_CONTAINER}"
 
     async def _stop(self) -> None:
         # Shielded: a second Ctrl-C must not leave Triton or the bus running.

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from qscore.producer import OutcomeKind, ProducerStats, ReplyOutcome
-from qscore_local.demo.workload import LABEL_NAME
 
 STAGES = ("end_to_end", "queue_wait", "batch_wait", "inference", "total")
 
@@ -50,6 +49,10 @@ class DemoSummary:
     model_versions: dict[str, int]
     workers: int
     run_dir: str
+    # Claim-check: requests whose body went through Blob Storage instead of the queue, and bytes.
+    by_reference: int = 0
+    bytes_by_reference: int = 0
+    interaction_log_url: str | None = None  # where the workers' Blob interaction log is
 
     @property
     def all_answered(self) -> bool:
@@ -78,6 +81,10 @@ class SummaryBuilder:
     timed_out: int = 0
     correct_rows: int = 0
     scored_rows: int = 0
+    # The model's predicted-class output (its config's qscore.predicted_class_output); no
+    # accuracy without one.
+    class_output: str | None = None
+    by_reference: tuple[int, int] = (0, 0)
 
     def add(self, outcome: ReplyOutcome) -> None:
         labels = self.labels_by_request.pop(outcome.request_id, None)
@@ -98,8 +105,9 @@ class SummaryBuilder:
         self.latencies["inference"].append(timings.inference_ms)
         self.latencies["total"].append(timings.total_ms)
         outputs = reply.outputs or {}
-        if labels is not None and LABEL_NAME in outputs:
-            predicted = outputs[LABEL_NAME].to_numpy().reshape(-1)
+        class_output = self.class_output or _class_output_by_shape(outputs)
+        if labels is not None and class_output in outputs:
+            predicted = outputs[class_output].to_numpy().reshape(-1)
             self.scored_rows += len(labels)
             if predicted.shape == labels.shape:
                 self.correct_rows += int(np.sum(predicted == labels))
@@ -132,7 +140,19 @@ class SummaryBuilder:
             model_versions=dict(self.versions),
             workers=workers,
             run_dir=str(run_dir),
+            by_reference=self.by_reference[0],
+            bytes_by_reference=self.by_reference[1],
         )
+
+
+def _class_output_by_shape(outputs: dict[str, Any]) -> str | None:
+    """Without the config's word: the one integer output with one value per row, if exactly one."""
+    candidates = [
+        name
+        for name, tensor in outputs.items()
+        if tensor.datatype.startswith(("INT", "UINT")) and len(tensor.shape) == 2 and tensor.shape[1] == 1
+    ]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def batch_size_distribution(statistics: dict[str, Any], model: str) -> dict[int, int]:

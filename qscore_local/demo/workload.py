@@ -1,4 +1,4 @@
-"""The demo's requests: the held-out digits set, repeated to the requested count."""
+"""The demo's requests: the held-out digits set (as rows, or drawn as PNGs), repeated to the count."""
 
 from __future__ import annotations
 
@@ -34,10 +34,26 @@ class DigitsWorkload:
             start = (index * self.rows_per_request) % size
             rows = np.arange(start, start + self.rows_per_request) % size
             outgoing = OutgoingRequest.build(
-                self.model,
-                {INPUT_NAME: self.test_set.pixels[rows]},
-                version=self.version,
-                binary=self.binary,
+                self.model, self._inputs(rows, index), version=self.version, binary=self.binary
             )
             self.labels_by_request[outgoing.request_id] = self.test_set.labels[rows]
             yield outgoing
+
+    def _inputs(self, rows: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        return {INPUT_NAME: self.test_set.pixels[rows]}
+
+
+@dataclass
+class ImageWorkload(DigitsWorkload):
+    """The same digits drawn as noisy PNGs of `side` pixels, for the image model (BYTES input)."""
+
+    side: int = 64
+    _pngs: dict[int, bytes] = field(default_factory=dict)  # one drawing per test-set row
+
+    def _inputs(self, rows: np.ndarray, index: int) -> dict[str, np.ndarray]:
+        from qscore.inference.images import IMAGE_INPUT, digit_png, image_batch
+
+        for row in rows:
+            if int(row) not in self._pngs:
+                self._pngs[int(row)] = digit_png(self.test_set.pixels[row], side=self.side, seed=int(row))
+        return {IMAGE_INPUT: image_batch([self._pngs[int(row)] for row in rows])}

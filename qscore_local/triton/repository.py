@@ -111,7 +111,9 @@ def derive_model(source: Path, target: Path, settings: CpuSettings) -> None:
 
     production = read_config(source / "config.pbtxt")
     if not is_onnx_model(production):
-        shutil.copytree(source, target, symlinks=True)  # already servable as is (e.g. Python backend)
+        # Already servable on CPU as is: Python-backend steps (their code is in the model folder)
+        # and ensembles, which only schedule other models.
+        shutil.copytree(source, target, symlinks=True)
         return
     versions = version_dirs(source)
     if not versions:
@@ -128,12 +130,28 @@ def derive_model(source: Path, target: Path, settings: CpuSettings) -> None:
         os.symlink(onnx_file.resolve(), target / version.name / ONNX_FILENAME)
 
 
+def with_ensemble_steps(source: Path, names: list[str]) -> list[str]:
+    """`names` plus every model an ensemble among them schedules (transitively), in a stable order."""
+    wanted: list[str] = []
+    pending = list(names)
+    while pending:
+        name = pending.pop(0)
+        if name in wanted:
+            continue
+        wanted.append(name)
+        config_path = source / name / "config.pbtxt"
+        if config_path.is_file():
+            config = read_config(config_path)
+            pending.extend(step.model_name for step in config.ensemble_scheduling.step)
+    return wanted
+
+
 def derive_cpu_repository(
     source: Path, target: Path, *, models: list[str] | None = None, settings: CpuSettings | None = None
 ) -> list[str]:
     """Derive every (or each named) model of `source` into the empty directory `target`."""
     available = list_models(source)
-    wanted = available if models is None else list(models)
+    wanted = available if models is None else with_ensemble_steps(source, list(models))
     missing = sorted(set(wanted) - set(available))
     if missing:
         raise RepositoryError(f"model(s) {', '.join(missing)} not in {source} (have: {', '.join(available)})")

@@ -1,0 +1,5 @@
+import sys
+
+from qscore_local.bus.conformance.runner import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Claim-check through the Functions app (in-process host): real Triton, the local bus, Azurite.
+
+A 4 MB image by reference is fetched in the trigger, scored by the activities and replied; its
+blob is gone afterwards. A reference to a missing blob gets the worker's reason
+(`claim_check_missing`, on the Functions failures queue as the worker dead-letters it). The
+payload store in Blob keeps a batch too large for the Durable history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from functions.payload_store import BlobPayloadStore, payload_store_for
+from functions.runtime import ScoringRuntime
+from functions.settings import FunctionsSettings
+from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE, ClaimCheckSettings, ClaimReference, ClaimStore
+from qscore.contracts import ReplyStatus
+from qscore.inference.images import IMAGE_INPUT, IMAGE_MODEL, digit_png, image_batch
+from qscore.inference.testset import DigitsTestSet
+from qscore.producer import OutgoingRequest, ProducerSettings, ScoringProducer
+from qscore.registry import ModelRegistry
+from qscore.scoring import RequestPreparer
+from qscore_local.azurite import AzuriteEndpoint
+from qscore_local.functions_host.driver import InProcessDriver
+from tests.fixtures.durable import failure_records
+
+FOUR_MB_SIDE = 2450
+
+
+@pytest.fixture
+async def blob_runtime(
+    triton: Any,
+    bus: Any,
+    functions_settings: FunctionsSettings,
+    azurite: AzuriteEndpoint,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[ScoringRuntime, ClaimCheckSettings]]:
+    from azure.servicebus.aio import ServiceBusClient
+
+    from qscore.inference import ModelNotFound, TritonClient
+    from qscore.transport import ReplySender
+    from qscore.transport.failures import FailureQueue
+
+    claims = ClaimCheckSettings(
+        connection=azurite.connection_string, container=f"claims-{uuid.uuid4().hex[:8]}"
+    )
+    monkeypatch.setenv("QSCORE_BLOB_CONNECTION", azurite.connection_string)
+    monkeypatch.setenv("QSCORE_CLAIM_CHECK_CONTAINER", claims.container)
+    monkeypatch.setenv("QSCORE_FUNCTIONS_PAYLOAD_CONTAINER", f"payloads-{uuid.uuid4().hex[:8]}")
+    settings = replace(functions_settings, triton_url=triton.grpc_url, connection=bus.connection_string)
+    triton_client = TritonClient(triton.grpc_url)
+    client = ServiceBusClient.from_connection_string(bus.connection_string)
+    registry = ModelRegistry(tmp_path / "registry.json")
+    payloads = payload_store_for(settings.payload_dir)
+    assert isinstance(payloads, BlobPayloadStore)
+    built = ScoringRuntime(
+        settings=settings,
+        triton=triton_client,
+        preparer=RequestPreparer(
+            specs=triton_client, registry=registry, unknown_model_errors=(ModelNotFound,)
+        ),
+        replies=ReplySender(client),
+        payloads=payloads,
+        failures=FailureQueue(client, settings.failures_queue),
+        servicebus=client,
+        registry=registry,
+    )
+    yield built, claims
+    await built.close()
+    await payloads.close()
+
+
+async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
+    functions_app: Any,
+    bus: Any,
+    blob_runtime: tuple[ScoringRuntime, ClaimCheckSettings],
+    digits_test_set: DigitsTestSet,
+) -> None:
+    runtime, claims = blob_runtime
+    index = 5
+    png = digit_png(digits_test_set.pixels[index], side=FOUR_MB_SIDE, seed=index)
+    assert len(png) > 4_000_000
+    image = OutgoingRequest.build(IMAGE_MODEL, {IMAGE_INPUT: image_batch([png])})
+    store = ClaimStore(claims)
+    try:
+        missing = await store.put("requests/gone", b"{}", "application/vnd.qscore.request.v1+json")
+        await store.delete("requests/gone")
+        producer = ScoringProducer(
+            settings=ProducerSettings(connection=bus.connection_string, reply_timeout_s=60),
+            claim_check=claims,
+        )
+        async with producer:
+            await producer.send([image])
+            other_session = f"fn-missing-{uuid.uuid4().hex[:8]}"
+            missing_id = f"missing-blob-{uuid.uuid4().hex[:8]}"
+            reference = ClaimReference(claim_check=missing)
+            await _send_reference(bus.connection_string, other_session, reference, missing_id)
+            async with (
+                InProcessDriver(functions_app, runtime, max_batch=16, max_wait_s=2) as driver,
+                runtime.servicebus.get_queue_receiver("scoring-requests") as receiver,
+            ):
+                stats = await driver.run_until_idle(connection_receiver=receiver)
+            assert all(r.status == "Completed" for r in stats.instances), [r.error for r in stats.instances]
+            outcome = await anext(producer.replies())
+        assert outcome.reply is not None and outcome.reply.status == ReplyStatus.OK, outcome
+        assert int(outcome.reply.output_arrays()["label"].ravel()[0]) == int(digits_test_set.labels[index])
+        assert await store.names() == []  # the trigger deleted the claim once the batch was stored
+        failed = await failure_records(runtime.servicebus, {missing_id})
+        assert failed[missing_id].reason == "claim_check_missing"
+    finally:
+        await store.close()
+
+
+async def _send_reference(connection: str, session: str, reference: ClaimReference, message_id: str) -> None:
+    from azure.servicebus import ServiceBusMessage
+    from azure.servicebus.aio import ServiceBusClient
+
+    async with (
+        ServiceBusClient.from_connection_string(connection) as client,
+        client.get_queue_sender("scoring-requests") as sender,
+    ):
+        await sender.send_messages(
+            ServiceBusMessage(
+                reference.body(),
+                message_id=message_id,
+                reply_to="scoring-replies",
+                reply_to_session_id=session,
+                content_type=CLAIM_CHECK_CONTENT_TYPE,
+            )
+        )
