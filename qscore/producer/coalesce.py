@@ -88,7 +88,7 @@ class Coalescer:
         """Queue one call; the future resolves to its outcome (or raises what its send raised)."""
         loop = asyncio.get_running_loop()
         call = PendingCall(request, timeout_s, loop.create_future(), batch_item(request))
-        if len(call.item) > self._max_bytes // 4:  # large: alone (it may be claim-checked)
+        if len(call.item) > self._max_bytes // 2:  # large: alone (it may be claim-checked)
             self._start(lane, [call])
             return call.outcome
         key: GroupKey = (request.request.model, request.request.version, lane)
