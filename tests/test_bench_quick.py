@@ -46,6 +46,7 @@ def _check_results(output: Path) -> dict:
     document = json.loads(json_path.read_text())
     assert json_path.with_suffix(".md").is_file()
     assert sorted(p.name.split("-", 1)[1] for p in output.glob("*.png")) == [
+        "items-per-message.png",
         "latency-cdf.png",
         "throughput.png",
     ]
@@ -64,6 +65,10 @@ def _check_results(output: Path) -> dict:
         cold = document["cold_start"]
         assert 0 < cold["ready_median_s"] <= cold["first_reply_median_s"]
     assert document["goals"] and all(goal["measured"] is not None for goal in document["goals"])
+    if "digits" in document["models"]:  # issue 16's phases
+        throughput = document["throughput"]
+        assert all(point["samples_per_s"] > 0 for point in throughput["sweep"].values())
+        assert throughput["coalesce_gain"] and throughput["lanes"]["high_mixed"]["samples_per_s"] > 0
     return document
 
 

@@ -37,9 +37,10 @@ def _interaction_sink(settings: WorkerSettings) -> Any:
     return InteractionLog(settings.interaction_log)
 
 
-def _preparer(settings: WorkerSettings, backend: Any, stack: contextlib.AsyncExitStack) -> RequestPreparer:
+def _preparer(
+    settings: WorkerSettings, backend: Any, registry: ModelRegistry, stack: contextlib.AsyncExitStack
+) -> RequestPreparer:
     """The shared request preparer, with a registry that follows changes to its file."""
-    registry = ModelRegistry(settings.registry_path)
     watcher = asyncio.create_task(watch_registry(registry))
     stack.callback(watcher.cancel)
     return RequestPreparer(
@@ -48,6 +49,27 @@ def _preparer(settings: WorkerSettings, backend: Any, stack: contextlib.AsyncExi
         unknown_model_errors=(ModelNotFound,),
         max_message_bytes=settings.max_message_bytes,
     )
+
+
+async def warm_up(
+    settings: WorkerSettings, backend: Any, registry: ModelRegistry, replies: ReplySender
+) -> None:
+    """At start, beside the first receive: connect the Triton channel and look up the model
+    specs, and attach the default reply queue's sender link. Cold, these cost a new worker
+    ~1.1 s and ~0.6 s on its first request (measured on a loaded 2-core machine); in the
+    background they overlap the receive link's attach and the first message's wait."""
+
+    async def specs() -> None:
+        models = list(registry.document.models)
+        served = getattr(backend, "served_models", None)
+        if not models and served is not None:
+            models = await served()
+        await asyncio.gather(*(backend.model_spec(model) for model in models), return_exceptions=True)
+
+    results = await asyncio.gather(specs(), replies.open_link(settings.reply_queue), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):  # the first real use reports (and handles) it
+            log.info("warm-up step failed (first use will retry): %r", result)
 
 
 async def run_worker(
@@ -94,7 +116,10 @@ async def run_worker(
         claim_settings = ClaimCheckSettings.from_env()
         replies = ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None)
         stack.push_async_callback(replies.close)
-        preparer = _preparer(settings, backend, stack)
+        registry = ModelRegistry(settings.registry_path)
+        preparer = _preparer(settings, backend, registry, stack)
+        warming = asyncio.create_task(warm_up(settings, backend, registry, replies))
+        stack.callback(warming.cancel)
         claims = WorkerClaims(claim_settings, backend)
         stack.push_async_callback(claims.close)
         loop = ReceiveLoop(
@@ -109,6 +134,6 @@ async def run_worker(
             stop=stop,
             claims=claims,
         )
-        log.info("worker %s consuming %s", settings.worker_id, settings.request_queue)
+        log.info("worker %s consuming %s", settings.worker_id, ", ".join(settings.lanes()))
         await loop.run()
     log.info("worker %s stopped", settings.worker_id)

@@ -21,7 +21,7 @@ from typing import Any
 
 from qscore.batching import MicroBatcher
 from qscore.claimcheck import ClaimStoreUnavailable
-from qscore.contracts import ContractViolation, ErrorCode, decode_request
+from qscore.contracts import ContractViolation, ErrorCode, decode_batch, decode_request, is_batch_content_type
 from qscore.inference.errors import InferenceError
 from qscore.scoring import (
     ReplyPolicy,
@@ -32,6 +32,7 @@ from qscore.scoring import (
     group_key,
 )
 from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
+from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
 from workers.replying import OutgoingReply, reply_and_settle
@@ -79,7 +80,7 @@ class Intake:
         *,
         preparer: RequestPreparer,
         batcher: MicroBatcher[tuple[str, str], HeldRequest],
-        settler: Settler,
+        settler: Settler | ItemSettler,
         replies: ReplySender,
         telemetry: WorkerTelemetry,
         options: IntakeOptions,
@@ -99,6 +100,9 @@ class Intake:
         expired: list[_Expired] = []
         retry: list[Any] = []
         for message in messages:
+            if is_batch_content_type(getattr(message, "content_type", None)):
+                await self._accept_batch(message, received_at)
+                continue
             address: ReplyAddress | None = None
             resolved = None
             try:
@@ -134,6 +138,50 @@ class Intake:
             await self._settler.abandon(retry, reason="inference_unavailable")
         if expired:
             await self._reply_expired(expired, received_at)
+
+    async def _accept_batch(self, message: Any, received_at: float) -> None:
+        """A request-batch message: the envelope judged once, then each item on its own."""
+        try:
+            # The content type said "batch"; the rest of the envelope is judged as for one request.
+            envelope = dataclasses.replace(request_envelope(message), content_type=None)
+            address = check_envelope(envelope, self._options.reply_policy)
+            decoded = decode_batch(message_body(message), max_message_bytes=self._options.max_message_bytes)
+        except ContractViolation as violation:
+            await self._settler.dead_letter(message, violation)
+            return
+        if not isinstance(self._settler, ItemSettler):
+            raise TypeError("request-batch messages need an ItemSettler")
+        parent = BatchedMessage(message, pending=len(decoded))
+        failed: list[tuple[MessageItem, ContractViolation]] = []
+        unavailable: list[MessageItem] = []
+        for each in decoded:
+            item_address = ReplyAddress(address.queue, each.reply_to_session_id or address.session_id)
+            item = MessageItem(parent, each.request_id, item_address, each.model)
+            if each.request is None:
+                assert each.violation is not None
+                failed.append((item, each.violation))
+                continue
+            try:
+                prepared = await self._preparer.prepare_request(
+                    request_id=each.request_id,
+                    request=each.request,
+                    received_at=received_at,
+                    enqueued_at=enqueued_at(message),
+                )
+            except ContractViolation as violation:
+                failed.append((item, violation))
+                continue
+            except InferenceError as exc:
+                unavailable.append(item)
+                self._on_unavailable(f"model lookup: {exc}")
+                continue
+            held = HeldRequest(message=item, prepared=prepared, address=item_address)
+            key = group_key(prepared.spec.name, prepared.version)
+            self._batcher.add(key, held, model_max_batch_size=prepared.spec.max_batch_size)
+        if unavailable:
+            await self._settler.abandon(unavailable, reason="inference_unavailable")
+        if failed:
+            await self._settler.reply_errors(failed)
 
     async def _reply_expired(self, expired: list[_Expired], received_at: float) -> None:
         outgoing = []

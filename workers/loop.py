@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from qscore.batching import BatchPolicy, MicroBatcher
@@ -21,12 +22,14 @@ from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
+from workers.batch_items import ItemSettler
 from workers.claims import WorkerClaims
 from workers.health import WorkerState
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
 from workers.intake import Intake, IntakeOptions
 from workers.job import ABANDONED, JobLimits
+from workers.lanes import WeightedTurns
 from workers.locks import HeldMessages, renew_locks_forever
 from workers.pipeline import BatchScorer, PipelineOptions
 from workers.prefetch import PrefetchWindow, apply_link_credit
@@ -45,10 +48,38 @@ FURTHER_PULL_S = 0.0
 # The receiving link's reader blocks this long for a frame that does not come, which bounds
 # how late a further pull can end. It only writes small frames (flow, release), so short is safe.
 RECEIVE_SOCKET_TIMEOUT_S = 0.02
+# With priority lanes, received messages enter intake this many at a time (see _take_in).
+INTAKE_CHUNK = 32
 
 
 def _rows(request: HeldRequest) -> int:
     return request.rows
+
+
+@dataclass
+class _HeldByLane:
+    """The held sets of every lane together, for the in-flight gauges (workers/telemetry.py)."""
+
+    lanes: dict[str, HeldMessages] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(held.count for held in self.lanes.values())
+
+    @property
+    def limit(self) -> int:
+        return sum(held.limit for held in self.lanes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """One lane's receive session: its queue, receiver, held set and intake."""
+
+    queue: str
+    receiver: Any
+    held: HeldMessages
+    intake: Intake
+    over: asyncio.Event  # set when any lane's session ends: the others end too
 
 
 class ReceiveLoop:
@@ -84,6 +115,9 @@ class ReceiveLoop:
         # next one opens after this backoff.
         self.broker_backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
         self.window = PrefetchWindow(ceiling=settings.prefetch)
+        self.turns = WeightedTurns(settings.lanes())
+        self._waited_before = False
+        self._held_by_lane = _HeldByLane()
         self.job = JobLimits(
             exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
         )
@@ -124,8 +158,10 @@ class ReceiveLoop:
                 return
             is_ready = getattr(self._backend, "is_ready", None)
             if is_ready is None or await is_ready():
-                if hasattr(self._backend, "forget_spec"):
+                if self._waited_before and hasattr(self._backend, "forget_spec"):
                     self._backend.forget_spec()  # a restarted server may serve other versions
+                # (not the first time: the specs the start-up warm-up fetched are this server's)
+                self._waited_before = True
                 self.state.triton_ok = True
                 self.state.detail = "receiving"
                 return
@@ -137,24 +173,37 @@ class ReceiveLoop:
                 await asyncio.wait_for(self._stop.stopping.wait(), seconds)
 
     async def _session(self) -> None:
+        """One receive session per lane (workers/lanes.py); when one ends, they all end."""
+        lanes = self.settings.lanes()
+        self.turns = WeightedTurns(lanes)
+        over = asyncio.Event()
+        await asyncio.gather(*(self._lane_session(queue, over) for queue in lanes))
+
+    async def _lane_session(self, queue: str, over: asyncio.Event) -> None:
         settings = self.settings
         # The SDK's prefetch starts at the window's size; _receive re-sizes it as throughput is measured.
         receiver = self._client.get_queue_receiver(
-            settings.request_queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
+            queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
         )
         set_further_pull(receiver, FURTHER_PULL_S)
         # An idle second receiver (own connection, no prefetch) carries batch settlement and
         # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
-        control = self._client.get_queue_receiver(settings.request_queue, prefetch_count=0)
+        control = self._client.get_queue_receiver(queue, prefetch_count=0)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
-            self._telemetry.watch_held(held)
-            settler = Settler(
-                MessageSettler(receiver, control=control),
-                held,
-                self._telemetry,
-                on_settled=self._on_settled,
-                after_settled=self.claims.after_settled,
+            self._held_by_lane.lanes[queue] = held
+            self._telemetry.watch_held(self._held_by_lane)
+            settler = ItemSettler(
+                Settler(
+                    MessageSettler(receiver, control=control),
+                    held,
+                    self._telemetry,
+                    on_settled=self._on_settled,
+                    after_settled=self.claims.after_settled,
+                ),
+                replies=self._replies,
+                telemetry=self._telemetry,
+                worker_id=settings.worker_id,
             )
             batcher = self._batcher(settler)
             intake = Intake(
@@ -178,15 +227,16 @@ class ReceiveLoop:
             renewer = asyncio.create_task(renew_locks_forever(settler.messages, held))
             self.state.connected = True
             try:
-                await self._receive(receiver, held, intake)
+                await self._receive(_Lane(queue, receiver, held, intake, over))
             finally:
+                over.set()
                 self.state.connected = False
                 try:
                     await self._drain(batcher, settler)
                 finally:
                     renewer.cancel()
 
-    def _batcher(self, settler: Settler) -> MicroBatcher[tuple[str, str], HeldRequest]:
+    def _batcher(self, settler: ItemSettler) -> MicroBatcher[tuple[str, str], HeldRequest]:
         settings = self.settings
         scorer = BatchScorer(
             backend=self._backend,
@@ -220,9 +270,10 @@ class ReceiveLoop:
         job_room = self.job.room
         return size if job_room is None else min(size, job_room)
 
-    async def _receive(self, receiver: Any, held: HeldMessages, intake: Intake) -> None:
+    async def _receive(self, lane: _Lane) -> None:
+        receiver, held = lane.receiver, lane.held
         wait_s = self.settings.receive_wait_s
-        while not self._stop.is_set and not self.backoff.paused:
+        while not self._stop.is_set and not self.backoff.paused and not lane.over.is_set():
             self.state.tick()
             if held.count:
                 self.job.busy()
@@ -248,11 +299,23 @@ class ReceiveLoop:
                 self.job.took(len(messages))
                 self.window.observe_lock(messages)
                 self.state.count("received", len(messages))
-                await intake.accept(messages)
+                await self._take_in(lane, messages)
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
             await asyncio.sleep(0)
 
-    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: Settler) -> None:
+    async def _take_in(self, lane: _Lane, messages: list[Any]) -> None:
+        """Hand received messages to intake, the higher lane first (weighted turns). With several
+        lanes a large receive goes in chunks, yielding between them: intake does not wait on I/O
+        per message, so one big low-lane batch would otherwise hold the event loop, and the
+        high lane's receive with it, until all of it was judged."""
+        chunk = len(messages) if len(self.turns.lanes) == 1 else INTAKE_CHUNK
+        for start in range(0, len(messages), chunk):
+            async with self.turns.turn(lane.queue):
+                await lane.intake.accept(messages[start : start + chunk])
+            if start + chunk < len(messages):
+                await asyncio.sleep(0)
+
+    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: ItemSettler) -> None:
         if self._stop.is_set:
             self.state.draining = True
             self.state.detail = "draining"

@@ -30,8 +30,7 @@ from qscore.scoring import (
 from qscore.transport import ReplyAddress, ReplySender
 from workers.held import HeldRequest
 from workers.hooks import WorkerHooks
-from workers.replying import OutgoingReply, reply_and_settle
-from workers.settle import Settler
+from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
 from workers.shadow import ShadowScorer
 from workers.telemetry import WorkerTelemetry
 
@@ -51,7 +50,7 @@ class BatchScorer:
         self,
         *,
         backend: InferenceBackend,
-        settler: Settler,
+        settler: SettlesMessages,
         replies: ReplySender,
         telemetry: WorkerTelemetry,
         hooks: WorkerHooks,

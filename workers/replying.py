@@ -13,15 +13,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from qscore.contracts import ScoreReply
+from qscore.contracts import ContractViolation, ScoreReply
 from qscore.scoring import undeliverable
 from qscore.transport import ReplyAddress, ReplySender, SendFailure
-from workers.settle import Settler
 from workers.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
+
+
+class SettlesMessages(Protocol):
+    """`workers.settle.Settler`, or `workers.batch_items.ItemSettler` (items of batch messages)."""
+
+    async def complete(self, messages: Sequence[Any]) -> None: ...
+
+    async def abandon(self, messages: Sequence[Any], *, reason: str) -> None: ...
+
+    async def dead_letter(self, message: Any, violation: ContractViolation) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +44,10 @@ class OutgoingReply:
 
 
 async def reply_and_settle(
-    outgoing: Sequence[OutgoingReply], replies: ReplySender, settler: Settler, telemetry: WorkerTelemetry
+    outgoing: Sequence[OutgoingReply],
+    replies: ReplySender,
+    settler: SettlesMessages,
+    telemetry: WorkerTelemetry,
 ) -> list[int]:
     """Send every reply (batched), settle each message by its own outcome; returns the indexes
     of the replies that were sent."""

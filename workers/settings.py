@@ -29,6 +29,11 @@ class WorkerSettings:
     servicebus_connection: str | None = None
     servicebus_namespace: str | None = None
     request_queue: str = DEFAULT_REQUEST_QUEUE
+    # Priority lanes (workers/lanes.py): comma-separated queues above `request_queue`, highest
+    # first (e.g. scoring-requests-high). Each lane gets `lane_weight` times the receive turns
+    # of the lane below it while both are busy.
+    priority_queues: str | None = None
+    lane_weight: int = 4
     # Used when a request names a reply session but no reply queue.
     reply_queue: str = DEFAULT_REPLY_QUEUE
     # Comma-separated queues a request may name as reply_to; unset: only `reply_queue`.
@@ -68,7 +73,7 @@ class WorkerSettings:
     exit_when_idle_s: float | None = None
 
     def __post_init__(self) -> None:
-        positive = ("max_held_messages", "max_in_flight_batches", "max_message_bytes")
+        positive = ("max_held_messages", "max_in_flight_batches", "max_message_bytes", "lane_weight")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -95,6 +100,12 @@ class WorkerSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from `QSCORE_*` variables; keyword `overrides` (CLI flags) win, None = not given."""
         return settings_from_env(cls, environ, overrides=overrides)
+
+    def lanes(self) -> dict[str, int]:
+        """The request queues to receive from, highest lane first, with their turn weights."""
+        higher = [name.strip() for name in (self.priority_queues or "").split(",") if name.strip()]
+        queues = [name for name in higher if name != self.request_queue] + [self.request_queue]
+        return {queue: self.lane_weight ** (len(queues) - 1 - rank) for rank, queue in enumerate(queues)}
 
     def reply_queues_allowed(self) -> list[str]:
         """The reply allow-list: `allowed_reply_queues`, or only the configured reply queue."""

@@ -77,6 +77,13 @@ resource requestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview
   properties: requestQueueProperties
 }
 
+// The high-priority lane (issue 16): same settings; workers receive from both, high first.
+resource highRequestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: serviceBus
+  name: 'scoring-requests-high${queueSuffix}'
+  properties: requestQueueProperties
+}
+
 resource functionsRequestQueue 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
   parent: serviceBus
   name: 'scoring-requests-functions${queueSuffix}'
@@ -237,12 +244,12 @@ resource scalerFederation 'Microsoft.ManagedIdentity/userAssignedIdentities/fede
   }
 }
 
-// Workers: receive requests (both worker queues), send replies. Nothing else.
+// Workers: receive requests (the worker queues: both lanes and the long one), send replies. Nothing else.
 module workerReceivesRequests 'queue-role.bicep' = {
   name: 'worker-receive-${environment}'
   params: {
     namespaceName: serviceBus.name
-    queueNames: [requestQueue.name, longRequestQueue.name]
+    queueNames: [requestQueue.name, highRequestQueue.name, longRequestQueue.name]
     principalId: workerIdentity.properties.principalId
     roleDefinitionId: roles.serviceBusDataReceiver
   }
@@ -285,7 +292,7 @@ module scalerReadsQueueLengths 'queue-role.bicep' = {
   name: 'scaler-owner-${environment}'
   params: {
     namespaceName: serviceBus.name
-    queueNames: [requestQueue.name, functionsRequestQueue.name, longRequestQueue.name]
+    queueNames: [requestQueue.name, highRequestQueue.name, functionsRequestQueue.name, longRequestQueue.name]
     principalId: scalerIdentity.properties.principalId
     roleDefinitionId: roles.serviceBusDataOwner
   }

@@ -197,7 +197,10 @@ class ScoreReply(BaseModel):
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON Schema documents, keyed by file name."""
+    from qscore.contracts.batch import ScoreRequestBatch  # it builds on the models above
+
     return {
         "score-request.v1.json": ScoreRequest.model_json_schema(),
+        "score-request-batch.v1.json": ScoreRequestBatch.model_json_schema(),
         "score-reply.v1.json": ScoreReply.model_json_schema(),
     }

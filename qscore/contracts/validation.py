@@ -29,16 +29,20 @@ def decode_request(body: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_
         # model_validate, and this runs once per message on the worker's hot path.
         return ScoreRequest.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            raise ContractViolation(
-                ErrorCode.INVALID_ENCODING, f"body is not UTF-8 JSON: {first['msg']}"
-            ) from None
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        summary = f"{where}: {first['msg']}"
-        if exc.error_count() > 1:
-            summary += f" (and {exc.error_count() - 1} more)"
-        raise ContractViolation(ErrorCode.SCHEMA_VIOLATION, summary) from None
+        raise violation_from(exc) from None
+
+
+def violation_from(exc: ValidationError, *, what: str = "body") -> ContractViolation:
+    """The contract's code for a pydantic error: invalid_encoding for JSON that does not parse,
+    else schema_violation naming the first offending field."""
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return ContractViolation(ErrorCode.INVALID_ENCODING, f"{what} is not UTF-8 JSON: {first['msg']}")
+    where = ".".join(str(part) for part in first["loc"]) or what
+    summary = f"{where}: {first['msg']}"
+    if exc.error_count() > 1:
+        summary += f" (and {exc.error_count() - 1} more)"
+    return ContractViolation(ErrorCode.SCHEMA_VIOLATION, summary)
 
 
 def check_deadline(request: ScoreRequest, *, now: datetime | None = None) -> None:

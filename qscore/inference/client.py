@@ -119,6 +119,13 @@ class TritonClient:
         )
         return ModelSpec.from_triton_config(config["config"], versions)
 
+    async def served_models(self) -> list[str]:
+        """The names of the models the server has READY (its repository index)."""
+        index = await self._call(
+            lambda: self._client().get_model_repository_index(as_json=True, client_timeout=self.timeout_s)
+        )
+        return sorted({m["name"] for m in index.get("models", []) if m.get("state") == "READY"})
+
     def forget_spec(self, model: str | None = None) -> None:
         """Drop cached specs (all, or one model's) after the server's repository changed."""
         self._specs = {k: v for k, v in self._specs.items() if model is not None and k[0] != model}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from qscore.contracts import ReplyStatus, ScoreReply
 
@@ -46,3 +48,22 @@ class ProducerStats:
     @property
     def pending(self) -> int:
         return self.sent - self.replied - self.timed_out
+
+
+def parse_reply(body: bytes) -> ScoreReply:
+    """A reply body; top-level fields this version does not know are ignored (they may be added
+    within schema version 1, see docs/contract.md)."""
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("a reply body is a JSON object")
+    known = ScoreReply.model_fields
+    return ScoreReply.model_validate({key: value for key, value in document.items() if key in known})
+
+
+def body_bytes(message: Any) -> bytes:
+    body: Any = message.body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    return b"".join(bytes(part) for part in body)

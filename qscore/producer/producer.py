@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -20,16 +20,17 @@ from typing import Any, Literal
 
 import numpy as np
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
 from pydantic import ValidationError
 
 from qscore.claimcheck import ClaimCheckSettings
-from qscore.contracts import ScoreReply
 from qscore.producer.claims import ProducerClaims
+from qscore.producer.coalesce import Coalescer, PendingCall
 from qscore.producer.collector import ReplyCollector
-from qscore.producer.outcomes import ProducerStats, ReplyOutcome
-from qscore.producer.requests import OutgoingRequest, request_message
+from qscore.producer.lanes import LaneSenders
+from qscore.producer.outcomes import ProducerStats, ReplyOutcome, body_bytes, parse_reply
+from qscore.producer.requests import OutgoingRequest, batch_message, request_message
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import reply_received, request_traceparent
 from qscore.transport.receiving import receive_ready, set_further_pull
@@ -64,11 +65,11 @@ class ScoringProducer:
         self._client = client
         self._owns_client = client is None
         self._collector = ReplyCollector()
-        self._sender: ServiceBusSender | None = None
+        self._senders: LaneSenders | None = None
+        self._coalescer: Coalescer | None = None
         self._receiver: ServiceBusReceiver | None = None
         self._renewer: AutoLockRenewer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._send_lock = asyncio.Lock()
         self._running = False
 
     @property
@@ -93,14 +94,23 @@ class ScoringProducer:
             self._client = servicebus_client(
                 connection=self.settings.connection, namespace=self.settings.namespace
             )
-        self._sender = self._client.get_queue_sender(self.settings.request_queue)
+        self._senders = LaneSenders(self._client)
         try:
             # Each link attach is a round trip or two: open both at once.
-            _, self._receiver = await asyncio.gather(self._sender.__aenter__(), self._open_receiver())
+            _, self._receiver = await asyncio.gather(
+                self._senders.open(self.settings.request_queue), self._open_receiver()
+            )
         except BaseException:
             await self.close()
             raise
         self._running = True
+        if self.settings.coalesce:
+            self._coalescer = Coalescer(
+                flush=self._send_calls,
+                linger_s=self.settings.coalesce_linger_ms / 1000,
+                max_rows=self.settings.coalesce_max_rows,
+                max_bytes=self.settings.coalesce_max_bytes,
+            )
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name="producer-replies"),
             asyncio.create_task(self._expiry_loop(), name="producer-expiry"),
@@ -108,6 +118,9 @@ class ScoringProducer:
 
     async def close(self) -> None:
         """Stop collecting; requests still pending get no outcome. Safe to call twice."""
+        coalescer, self._coalescer = self._coalescer, None
+        if coalescer is not None:
+            await coalescer.close()
         self._running = False
         self._collector.close()
         for task in self._tasks:
@@ -169,13 +182,46 @@ class ScoringProducer:
         version: str | None = None,
         deadline: datetime | None = None,
         timeout_s: float | None = None,
+        priority: int = 0,
     ) -> ReplyOutcome:
-        """Score one request and wait for its outcome."""
+        """Score one request and wait for its outcome. With `settings.coalesce`, concurrent calls
+        for the same model, version and lane go out as one message (qscore.producer.coalesce);
+        this call still gets only its own outcome, after its own timeout."""
         outgoing = OutgoingRequest.build(
-            model, inputs, version=version, deadline=deadline, binary=self.settings.binary_tensors
+            model,
+            inputs,
+            version=version,
+            deadline=deadline,
+            priority=priority,
+            binary=self.settings.binary_tensors,
         )
-        (outcome,) = await self.score_many([outgoing], timeout_s=timeout_s)
-        return outcome
+        if self._coalescer is None:
+            (outcome,) = await self.score_many([outgoing], timeout_s=timeout_s)
+            return outcome
+        if not self._running:
+            raise ProducerClosed("the producer is not started (use `async with ScoringProducer(...)`)")
+        timeout = timeout_s if timeout_s is not None else self.settings.reply_timeout_s
+        lane = self.settings.lane(priority)
+        return await self._coalescer.submit(outgoing, lane=lane, timeout_s=timeout)
+
+    async def score_batch(
+        self, requests: Sequence[OutgoingRequest], *, timeout_s: float | None = None, priority: int = 0
+    ) -> list[ReplyOutcome]:
+        """Send `requests` as the items of request-batch messages (as many as the coalescing
+        bounds need) and wait for every outcome, in the order of `requests`."""
+        timeout = timeout_s if timeout_s is not None else self.settings.reply_timeout_s
+        coalescer = Coalescer(
+            flush=self._send_calls,
+            linger_s=60.0,
+            max_rows=self.settings.coalesce_max_rows,
+            max_bytes=self.settings.coalesce_max_bytes,
+        )
+        futures = [
+            coalescer.submit(request, lane=self.settings.lane(priority), timeout_s=timeout)
+            for request in requests
+        ]
+        await coalescer.close()
+        return list(await asyncio.gather(*futures))
 
     async def _send(
         self,
@@ -184,28 +230,54 @@ class ScoringProducer:
         timeout_s: float | None,
         waiters: dict[str, asyncio.Future[ReplyOutcome]] | None,
     ) -> list[str]:
-        if not self._running or self._sender is None:
+        if not self._running or self._senders is None:
             raise ProducerClosed("the producer is not started (use `async with ScoringProducer(...)`)")
         timeout = timeout_s if timeout_s is not None else self.settings.reply_timeout_s
         # Bodies over the claim-check threshold go to Blob first; their messages carry a reference.
         self._references.update(await self.claims.check_in(requests))
-        # One sender link: batches go out one at a time, in order.
-        async with self._send_lock:
-            start = 0
-            while start < len(requests):
-                start = await self._send_one_batch(requests, start, timeout, waiters)
+        lanes: dict[str, list[OutgoingRequest]] = {}
+        for request in requests:
+            lanes.setdefault(self.settings.lane(request.request.priority), []).append(request)
+        for lane, lane_requests in lanes.items():
+            # One sender link per lane: its batches go out one at a time, in order.
+            async with self._senders.use(lane) as sender:
+                start = 0
+                while start < len(lane_requests):
+                    start = await self._send_one_batch(sender, lane_requests, start, timeout, waiters)
         return [request.request_id for request in requests]
+
+    async def _send_calls(self, lane: str, calls: list[PendingCall]) -> None:
+        """Send coalesced calls: one plain request alone, else one request-batch message."""
+        if self._senders is None:
+            raise ProducerClosed("the producer is closed")
+        if len(calls) == 1:  # alone (or too large to share a message): claim-checked as usual
+            self._references.update(await self.claims.check_in([calls[0].request]))
+            message = self._message(calls[0].request)
+        else:
+            message = self._batch_message([call.item for call in calls])
+        async with self._senders.use(lane) as sender:
+            sent_at = time.time()
+            for call in calls:
+                self._collector.track(
+                    call.request.request_id, sent_at=sent_at, timeout_s=call.timeout_s, waiter=call.outcome
+                )
+            try:
+                await sender.send_messages(message)
+            except BaseException:
+                for call in calls:
+                    self._collector.untrack(call.request.request_id)
+                raise
 
     async def _send_one_batch(
         self,
+        sender: Any,
         requests: list[OutgoingRequest],
         start: int,
         timeout_s: float,
         waiters: dict[str, asyncio.Future[ReplyOutcome]] | None,
     ) -> int:
         """Fill one ServiceBusMessageBatch from requests[start:], send it; returns the next index."""
-        assert self._sender is not None
-        batch = await self._sender.create_message_batch()
+        batch = await sender.create_message_batch()
         end = start
         while end < len(requests):
             try:
@@ -224,7 +296,7 @@ class ScoringProducer:
             waiter = waiters.get(request.request_id) if waiters is not None else None
             self._collector.track(request.request_id, sent_at=sent_at, timeout_s=timeout_s, waiter=waiter)
         try:
-            await self._sender.send_messages(batch)
+            await sender.send_messages(batch)
         except BaseException:
             for request in chunk:
                 self._collector.untrack(request.request_id)
@@ -239,6 +311,15 @@ class ScoringProducer:
             reply_to_session_id=self.settings.session_id,
             traceparent=traceparent,
             reference=self._references.pop(request.request_id, None),
+        )
+
+    def _batch_message(self, items: list[bytes]) -> ServiceBusMessage:
+        traceparent = request_traceparent(queue=self.settings.request_queue, request_id=uuid.uuid4().hex)
+        return batch_message(
+            items,
+            reply_to=self.settings.reply_queue,
+            reply_to_session_id=self.settings.session_id,
+            traceparent=traceparent,
         )
 
     async def _open_receiver(self) -> ServiceBusReceiver:
@@ -270,10 +351,9 @@ class ScoringProducer:
         )
 
     async def _close_sender(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            with contextlib.suppress(Exception):
-                await sender.close()
+        senders, self._senders = self._senders, None
+        if senders is not None:
+            await senders.close()
 
     async def _receive_loop(self) -> None:
         failures = 0
@@ -309,7 +389,7 @@ class ScoringProducer:
     async def _reply_body(self, message: ServiceBusReceivedMessage) -> bytes | None:
         """The reply's body, fetched from Blob when it came by reference (None if that fails)."""
         try:
-            return await self.claims.check_out_reply(message.content_type, _body_bytes(message))
+            return await self.claims.check_out_reply(message.content_type, body_bytes(message))
         except Exception as exc:  # a reply we cannot read is malformed to us; its request times out
             log.warning("reply %s by reference could not be read: %s", message.correlation_id, exc)
             return None
@@ -332,22 +412,3 @@ class ScoringProducer:
         while self._running:
             self._collector.expire(time.time())
             await asyncio.sleep(EXPIRY_TICK_S)
-
-
-def parse_reply(body: bytes) -> ScoreReply:
-    """A reply body; top-level fields this version does not know are ignored (they may be added
-    within schema version 1, see docs/contract.md)."""
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise ValueError("a reply body is a JSON object")
-    known = ScoreReply.model_fields
-    return ScoreReply.model_validate({key: value for key, value in document.items() if key in known})
-
-
-def _body_bytes(message: ServiceBusReceivedMessage) -> bytes:
-    body: Any = message.body
-    if isinstance(body, bytes | bytearray):
-        return bytes(body)
-    if isinstance(body, str):
-        return body.encode()
-    return b"".join(bytes(part) for part in body)

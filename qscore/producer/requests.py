@@ -12,7 +12,7 @@ import numpy as np
 from azure.servicebus import ServiceBusMessage
 
 from qscore.claimcheck.reference import CLAIM_CHECK_CONTENT_TYPE
-from qscore.contracts import REQUEST_CONTENT_TYPE, ScoreRequest, Tensor
+from qscore.contracts import REQUEST_BATCH_CONTENT_TYPE, REQUEST_CONTENT_TYPE, ScoreRequest, Tensor
 
 
 def new_request_id() -> str:
@@ -92,4 +92,20 @@ def request_message(
         reply_to_session_id=reply_to_session_id,
         content_type=REQUEST_CONTENT_TYPE if reference is None else CLAIM_CHECK_CONTENT_TYPE,
         application_properties=properties or None,
+    )
+
+
+def batch_message(
+    items: list[bytes], *, reply_to: str, reply_to_session_id: str, traceparent: str | None = None
+) -> ServiceBusMessage:
+    """A request-batch message of items already encoded (qscore.producer.coalesce.batch_item)."""
+    from qscore.producer.coalesce import batch_body
+
+    return ServiceBusMessage(
+        batch_body(items),
+        message_id=f"batch-{uuid.uuid4().hex}",
+        reply_to=reply_to,
+        reply_to_session_id=reply_to_session_id,
+        content_type=REQUEST_BATCH_CONTENT_TYPE,
+        application_properties={"traceparent": traceparent} if traceparent else None,
     )

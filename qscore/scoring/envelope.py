@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from qscore.contracts import REQUEST_CONTENT_TYPE, ContractViolation, ErrorCode
+from qscore.contracts import (
+    REQUEST_BATCH_CONTENT_TYPE,
+    REQUEST_CONTENT_TYPE,
+    ContractViolation,
+    ErrorCode,
+    is_batch_content_type,
+)
 from qscore.transport.replies import ReplyAddress
 
 
@@ -59,6 +65,13 @@ def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddre
             ErrorCode.NO_MESSAGE_ID,
             "the message has no message_id: set it to a unique id per request; replies carry it back "
             "as correlation_id",
+        )
+    if is_batch_content_type(envelope.content_type):  # the worker takes it apart before this check
+        raise ContractViolation(
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+            f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is served by the queue "
+            f"worker only, not the Functions app: send each item as its own {REQUEST_CONTENT_TYPE!r} "
+            "message to this queue",
         )
     if envelope.content_type and _media_type(envelope.content_type) != REQUEST_CONTENT_TYPE:
         raise ContractViolation(

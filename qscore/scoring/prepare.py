@@ -83,6 +83,14 @@ class RequestPreparer:
 
         `max_message_bytes` overrides the body limit (a claim-checked body has its own)."""
         request = decode_request(body, max_message_bytes=max_message_bytes or self._max_message_bytes)
+        return await self.prepare_request(
+            request_id=request_id, request=request, received_at=received_at, enqueued_at=enqueued_at
+        )
+
+    async def prepare_request(
+        self, *, request_id: str, request: ScoreRequest, received_at: float, enqueued_at: float | None = None
+    ) -> PreparedRequest:
+        """The same for a decoded request (an item of a request batch)."""
         check_deadline(request)
         try:
             spec = await self._specs.model_spec(request.model)

@@ -269,6 +269,12 @@ class ReplySender:
                     self._senders[queue] = entry
         return entry
 
+    async def open_link(self, queue: str) -> None:
+        """Attach the sender link to `queue` now, so the first reply does not wait for it."""
+        sender, lock = await self._sender(queue)
+        async with lock:
+            await sender.__aenter__()
+
     async def _forget(self, queue: str) -> None:
         entry = self._senders.pop(queue, None)
         if entry is not None:

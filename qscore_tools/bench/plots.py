@@ -79,9 +79,46 @@ def latency_cdf_plot(document: dict[str, Any], path: Path) -> Path:
     return _save(figure, path)
 
 
+def items_per_message_plot(document: dict[str, Any], path: Path) -> Path:
+    """Samples/s and p99 against rows per message (one request each), with the direct ceiling
+    and the 128-items-per-message point."""
+    throughput = document["throughput"]
+    sweep = sorted((int(items), point) for items, point in throughput["sweep"].items())
+    figure, (rate_axis, latency_axis) = _figure(2)
+    items = [count for count, _ in sweep]
+    rate_axis.plot(items, [point["samples_per_s"] for _, point in sweep], "o-", label="N-row requests")
+    if throughput.get("items"):
+        count = document["settings"].get("items_per_message", 128)
+        rate_axis.plot(
+            [count], [throughput["items"]["samples_per_s"]], "s", label=f"{count} one-row requests (items)"
+        )
+    ceiling = (document["models"].get(throughput["model"]) or {}).get("ceiling")
+    if ceiling:
+        rate_axis.axhline(
+            ceiling["samples_per_s"], linestyle="--", color="grey", label="direct-Triton ceiling"
+        )
+        rate_axis.axhline(
+            ceiling["samples_per_s"] / 4, linestyle=":", color="tab:red", label="goal: 0.25 x ceiling"
+        )
+    latency_axis.plot(items, [point["latency"]["p99_ms"] for _, point in sweep], "o-", color="tab:orange")
+    for axis in (rate_axis, latency_axis):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("rows per message")
+        axis.grid(alpha=0.3, which="both")
+    rate_axis.set_ylabel("samples/s")
+    rate_axis.set_title(f"{throughput['model']}: samples/s by rows per message, 1 worker")
+    rate_axis.legend(fontsize="small")
+    latency_axis.set_ylabel("p99 per message (ms)")
+    latency_axis.set_title("p99 of a whole message's replies")
+    return _save(figure, path)
+
+
 def write_plots(document: dict[str, Any], stem: Path) -> list[Path]:
-    """`<stem>-throughput.png` and `<stem>-latency-cdf.png`."""
-    return [
+    """`<stem>-throughput.png`, `<stem>-latency-cdf.png` and (issue 16) `<stem>-items-per-message.png`."""
+    paths = [
         throughput_plot(document, stem.with_name(f"{stem.name}-throughput.png")),
         latency_cdf_plot(document, stem.with_name(f"{stem.name}-latency-cdf.png")),
     ]
+    if document.get("throughput") and document["throughput"]["sweep"]:
+        paths.append(items_per_message_plot(document, stem.with_name(f"{stem.name}-items-per-message.png")))
+    return paths

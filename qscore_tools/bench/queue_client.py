@@ -3,6 +3,10 @@ timing each until its reply comes back (producer -> bus -> worker -> Triton -> r
 
 Concurrent requests are coalesced into one send while the previous send is in flight (what
 a busy real producer does), so the producer's own send round trip is not the limit.
+`--client` picks how requests travel: `transfer` (above: one message per request, many per
+send), `coalesce` / `single` (the library's own `score()` with producer-side coalescing on /
+off: issue 16's comparison), `batch` (`--items N` single-row requests per request-batch
+message, one `score_batch()` per operation). `--priority 9` sends to the high lane.
 Run by qscore_tools.bench.queue_path: `python -m qscore_tools.bench.queue_client --connection CS --model
 digits --concurrency 32 --start-at EPOCH --duration-s 5 --out result.json` (`--rate R` for open loop).
 """
@@ -44,7 +48,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--reply-timeout-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--client", choices=CLIENTS, default="transfer")
+    parser.add_argument("--items", type=int, default=1, help="items per message (--client batch)")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--priority", type=int, default=0)
+    parser.add_argument("--high-queue", default="scoring-requests-high")
     return parser.parse_args(argv)
+
+
+CLIENTS = ("transfer", "coalesce", "single", "batch")
+
+
+def stage_details(outcome: ReplyOutcome) -> dict[str, float]:
+    """The reply's stage timings, or RequestFailed for a timeout or an error reply."""
+    if not outcome.ok or outcome.reply is None:
+        error = outcome.reply.error if outcome.reply is not None else None
+        raise RequestFailed(f"{outcome.kind}: {error.code if error else 'no reply'}")
+    timings = outcome.reply.timings
+    stages = timings.queue_wait_ms + timings.batch_wait_ms + timings.inference_ms
+    return {
+        "queue_wait_ms": timings.queue_wait_ms,
+        "batch_wait_ms": timings.batch_wait_ms,
+        "inference_ms": timings.inference_ms,
+        "reply_ms": max(0.0, outcome.latency_ms - stages),
+    }
+
+
+class LibraryScorer:
+    """The library's own calls: `score()` one row (coalesced or not, by the producer's
+    settings), or `score_batch()` of `items` single-row requests in one message."""
+
+    def __init__(self, producer: ScoringProducer, args: argparse.Namespace) -> None:
+        self.producer = producer
+        self.model = args.model
+        self.timeout_s = args.reply_timeout_s
+        self.items = args.items if args.client == "batch" else 1
+        self.priority = args.priority
+
+    async def score(self, rows: np.ndarray) -> dict[str, float]:
+        if self.items == 1:
+            outcome = await self.producer.score(
+                self.model, {INPUT_NAME: rows}, timeout_s=self.timeout_s, priority=self.priority
+            )
+            return stage_details(outcome)
+        requests = [OutgoingRequest.build(self.model, {INPUT_NAME: rows}) for _ in range(self.items)]
+        outcomes = await self.producer.score_batch(requests, timeout_s=self.timeout_s, priority=self.priority)
+        details = [stage_details(outcome) for outcome in outcomes]  # every item must be ok
+        return details[0]
+
+    async def close(self) -> None:
+        return None
 
 
 class CoalescingScorer:
@@ -65,18 +118,7 @@ class CoalescingScorer:
         future: asyncio.Future[ReplyOutcome] = asyncio.get_running_loop().create_future()
         self._queued.append((outgoing, future))
         self._has_work.set()
-        outcome = await future
-        if not outcome.ok or outcome.reply is None:
-            error = outcome.reply.error if outcome.reply is not None else None
-            raise RequestFailed(f"{outcome.kind}: {error.code if error else 'no reply'}")
-        timings = outcome.reply.timings
-        stages = timings.queue_wait_ms + timings.batch_wait_ms + timings.inference_ms
-        return {
-            "queue_wait_ms": timings.queue_wait_ms,
-            "batch_wait_ms": timings.batch_wait_ms,
-            "inference_ms": timings.inference_ms,
-            "reply_ms": max(0.0, outcome.latency_ms - stages),
-        }
+        return stage_details(await future)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -112,9 +154,11 @@ class CoalescingScorer:
                 await task
 
 
-async def measure(scorer: CoalescingScorer, args: argparse.Namespace) -> LoadSample:
+async def measure(scorer: CoalescingScorer | LibraryScorer, args: argparse.Namespace) -> LoadSample:
     pixels = load_pixels()
-    rows = itertools.cycle([pixels[index : index + 1] for index in range(pixels.shape[0])])
+    size = args.rows
+    starts = range(0, pixels.shape[0] - size + 1, size) if size <= pixels.shape[0] else [0]
+    rows = itertools.cycle([np.resize(pixels[start:], (size, pixels.shape[1])) for start in starts])
 
     async def one_request() -> dict[str, float]:
         return await scorer.score(next(rows))
@@ -128,11 +172,11 @@ async def measure(scorer: CoalescingScorer, args: argparse.Namespace) -> LoadSam
     )
 
 
-def write_sample(sample: LoadSample, out: Path) -> None:
+def write_sample(sample: LoadSample, out: Path, *, batch_size: int = 1) -> None:
     sample.latencies_ms = subsample(sample.latencies_ms, MAX_LATENCIES)
     step = max(1, len(sample.details) // MAX_DETAILS)
     sample.details = sample.details[::step]
-    ChildResult(out).write(sample.as_dict() | {"batch_size": 1})
+    ChildResult(out).write(sample.as_dict() | {"batch_size": batch_size})
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -140,19 +184,31 @@ async def run(args: argparse.Namespace) -> None:
     settings = ProducerSettings(
         connection=args.connection,
         request_queue=args.request_queue,
+        high_priority_queue=args.high_queue,
         reply_queue=args.reply_queue,
         reply_timeout_s=args.reply_timeout_s,
+        coalesce=args.client == "coalesce",
     )
     producer = ScoringProducer(settings=settings)
     await producer.start()
-    scorer = CoalescingScorer(producer, args.model, args.reply_timeout_s)
+    scorer: CoalescingScorer | LibraryScorer
+    if args.client == "transfer" and args.priority == 0:
+        scorer = CoalescingScorer(producer, args.model, args.reply_timeout_s)
+    else:
+        scorer = LibraryScorer(producer, args)
     try:
         sample = await measure(scorer, args)
-        await asyncio.to_thread(write_sample, sample, args.out)
+        await asyncio.to_thread(
+            write_sample, sample, args.out, batch_size=samples_per_operation(scorer, args)
+        )
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(scorer.close(), TEARDOWN_TIMEOUT_S)
             await asyncio.wait_for(producer.close(), TEARDOWN_TIMEOUT_S)
+
+
+def samples_per_operation(scorer: CoalescingScorer | LibraryScorer, args: argparse.Namespace) -> int:
+    return args.rows * (scorer.items if isinstance(scorer, LibraryScorer) else 1)
 
 
 def main(argv: list[str] | None = None) -> None:

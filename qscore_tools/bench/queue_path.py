@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +81,21 @@ async def measure_queue(
     label: str = "",
     request_queue: str = "scoring-requests",
     profiler: Profiler | None = None,
+    client_args: Sequence[str] = (),
+    samples_per_request: int = 1,
 ) -> QueueMeasurement:
-    """One queue-path point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s."""
+    """One queue-path point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s.
+    `client_args` go to every load generator (queue_client: --client, --items, --priority)."""
     backlog = await wait_for_empty_queue(stack.bus_connection, request_queue)
-    common = ["--connection", stack.bus_connection, "--model", model, "--request-queue", request_queue]
+    common = [
+        "--connection",
+        stack.bus_connection,
+        "--model",
+        model,
+        "--request-queue",
+        request_queue,
+        *client_args,
+    ]
     if rate_per_s > 0:
         per_child = [[*common, "--rate", f"{rate_per_s / processes:.3f}"] for _ in range(processes)]
     else:
@@ -102,7 +114,7 @@ async def measure_queue(
         model=model,
         mode="open" if rate_per_s > 0 else "closed",
         concurrency=concurrency,
-        batch_size=1,
+        batch_size=samples_per_request,
         offered_per_s=rate_per_s,
     )
     costs = {

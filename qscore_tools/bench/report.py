@@ -85,6 +85,7 @@ def results_document(run: BenchRun, goals: list[Goal]) -> dict[str, Any]:
         },
         "worker": worker_figures(run),
         "cold_start": None if run.cold_start is None else run.cold_start.as_dict(),
+        "throughput": None if run.throughput is None else run.throughput.as_dict(),
         "profiles": [summary.as_dict() for summary in run.profiles],
         "goals": [goal.as_dict() for goal in goals],
     }
@@ -194,9 +195,35 @@ def markdown_summary(document: dict[str, Any]) -> str:
         "",
         *_stage_rows(document),
         "",
+        *_throughput_lines(document),
         *_profile_lines(document),
     ]
     return "\n".join(lines)
+
+
+def _throughput_lines(document: dict[str, Any]) -> list[str]:
+    """Issue 16's points: items per message, coalescing on/off, lanes."""
+    throughput = document.get("throughput")
+    if not throughput:
+        return []
+    rows = [
+        f"## Requests per message, coalescing, lanes ({throughput['model']})",
+        "",
+        "| point | samples/s | messages/s | p50 (ms) | p99 (ms) | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    lanes = throughput.get("lanes") or {}
+    points = [*throughput["sweep"].values(), throughput.get("items")]
+    points += [throughput.get("coalesce_on"), throughput.get("coalesce_off")]
+    points += [lanes.get(key) for key in ("low_alone", "high_alone", "low_mixed", "high_mixed")]
+    for point in points:
+        if point is None:
+            continue
+        rows.append(
+            f"| {point['label']} | {_fmt(point['samples_per_s'], 0)} | {_fmt(point['requests_per_s'], 0)} "
+            f"| {_fmt(point['latency']['p50_ms'])} | {_fmt(point['latency']['p99_ms'])} | {point['errors']} |"
+        )
+    return [*rows, ""]
 
 
 def _profile_lines(document: dict[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ from qscore_tools.bench.profiling import Profiler, ProfileSummary
 from qscore_tools.bench.queue_path import QueueMeasurement, measure_queue, wait_for_empty_queue
 from qscore_tools.bench.settings import BenchSettings, results_stamp
 from qscore_tools.bench.stack import BenchStack, StackConfig
+from qscore_tools.bench.throughput import ThroughputResults, measure_throughput
 
 
 class ProgressSink(Protocol):
@@ -77,6 +78,7 @@ class BenchRun:
     models: dict[str, ModelResults] = field(default_factory=dict)
     batching: BatchingComparison | None = None
     cold_start: ColdStart | None = None
+    throughput: ThroughputResults | None = None
     profiler: Profiler | None = None
 
     @property
@@ -85,9 +87,11 @@ class BenchRun:
 
 
 def total_phases(settings: BenchSettings) -> int:
-    """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, batching off."""
+    """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, batching off,
+    and issue 16's three (items per message, coalescing, lanes)."""
     cold_start = 1 if "digits" in settings.models else 0
-    return 4 * len(settings.models) + 2 + cold_start + (1 if settings.batching_involved() else 0)
+    throughput = 3 if settings.throughput_involved() else 0
+    return 4 * len(settings.models) + 2 + cold_start + throughput + (1 if settings.batching_involved() else 0)
 
 
 def describe(point: LoadPoint, *, backlog_at_start: int | None = 0) -> str:
@@ -268,6 +272,8 @@ async def run_bench(settings: BenchSettings, progress: ProgressSink | None = Non
                 await measure_queue_closed(stack, results, run, progress)
                 await measure_queue_open(stack, results, settings, progress)
                 await measure_direct_at_half_peak(stack, results, settings, progress)
+            if settings.throughput_involved():
+                run.throughput = await measure_throughput(stack, settings, progress, run.profiler)
             run.cold_start = await measure_worker_cold_start(stack, connection, settings, progress)
         if settings.batching_involved():
             await compare_batching(run, connection, bus_pid, progress)

@@ -33,6 +33,14 @@ class BenchSettings:
     quick: bool = False
     keep_logs: bool = False
     profile: bool = False  # py-spy the worker and bus at every closed-loop level
+    # Issue 16 (qscore_tools.bench.throughput), on this model:
+    throughput_model: str = "digits"
+    sweep_rows: tuple[int, ...] = (1, 8, 32, 128)  # rows per message (one request each)
+    items_per_message: int = 128  # and one point of this many single-row requests per message
+    sweep_rows_in_flight: int = 1024  # closed loop: concurrency = this / rows (or items)
+    coalesce_concurrency: int = 512  # concurrent single-row score() calls
+    lane_low_concurrency: int = 512  # the saturated low lane's closed loop
+    high_lane_share: float = 0.1  # the high lane's rate, of the low lane's throughput alone
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -54,7 +62,11 @@ class BenchSettings:
             duration_s=2.0,
             direct_levels=(1, 4, 16),
             queue_levels=(16, 64),
-            offered_fractions=(0.5, 1.0),
+            offered_fractions=(0.25, 0.5, 1.0),
+            sweep_rows=(1, 128),
+            sweep_rows_in_flight=256,
+            coalesce_concurrency=128,
+            lane_low_concurrency=128,
             quick=True,
         )
         return replace(quick, **overrides)
@@ -67,6 +79,9 @@ class BenchSettings:
         data = asdict(self)
         data["output_dir"] = str(self.output_dir)
         return data
+
+    def throughput_involved(self) -> bool:
+        return self.throughput_model in self.models
 
     def batching_involved(self) -> bool:
         return self.batching_model in self.models

@@ -23,6 +23,9 @@ WORKER_READY_TIMEOUT_S = 90.0
 WORKER_DRAIN_GRACE_S = 5.0
 
 
+HIGH_LANE_QUEUE = "scoring-requests-high"
+
+
 class StackStartError(Exception):
     """A part of the benchmark stack did not start; the message says which and why."""
 
@@ -98,6 +101,8 @@ class BenchStack:
             "QSCORE_MAX_BATCH_SIZE": str(self.config.max_batch_size),
             "QSCORE_MAX_BATCH_DELAY_MS": str(self.config.max_batch_delay_ms),
             "QSCORE_REGISTRY_PATH": str(self._tmp / "registry.json"),
+            # Both lanes, as deployed (issue 16): the lanes phase loads the high one.
+            "QSCORE_PRIORITY_QUEUES": HIGH_LANE_QUEUE,
         }
 
     async def _start_workers(self) -> None:

@@ -1,0 +1,73 @@
+"""ItemSettler (unit, fakes): a request-batch message is settled once, when its last item is,
+by what became of all its items. The real-bus test is tests/test_worker_request_batch.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from qscore.contracts import ContractViolation, ErrorCode
+from qscore.transport import ReplyAddress
+from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
+from workers.settle import Settler
+from workers.telemetry import WorkerTelemetry
+
+
+class _Settled:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any, str]] = []
+
+    async def complete(self, messages: Sequence[Any]) -> None:
+        self.log += [("complete", message, "") for message in messages]
+
+    async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
+        self.log += [("abandon", message, reason) for message in messages]
+
+    async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
+        self.log.append(("dead_letter", message, f"{violation.code}: {violation.description}"))
+
+
+def _items(count: int) -> tuple[BatchedMessage, list[MessageItem]]:
+    parent = BatchedMessage("the-message", pending=count)
+    address = ReplyAddress("scoring-replies", "s")
+    return parent, [MessageItem(parent, f"r{index}", address, "digits") for index in range(count)]
+
+
+def _settler(settled: _Settled) -> ItemSettler:
+    return ItemSettler(
+        cast(Settler, settled),
+        replies=cast(Any, None),
+        telemetry=WorkerTelemetry(enabled=False),
+        worker_id="w",
+    )
+
+
+async def test_the_message_is_completed_once_when_its_last_item_is() -> None:
+    settled = _Settled()
+    settler = _settler(settled)
+    _, items = _items(3)
+    await settler.complete(items[:2])
+    assert settled.log == []
+    await settler.complete([items[2], "plain"])
+    assert settled.log == [("complete", "plain", ""), ("complete", "the-message", "")]
+
+
+async def test_an_item_to_retry_abandons_the_message_after_the_others() -> None:
+    settled = _Settled()
+    settler = _settler(settled)
+    _, items = _items(3)
+    await settler.abandon([items[0]], reason="inference_unavailable")
+    await settler.complete(items[1:])
+    assert settled.log == [("abandon", "the-message", "inference_unavailable")]
+
+
+async def test_refused_replies_dead_letter_the_message_naming_the_items() -> None:
+    settled = _Settled()
+    settler = _settler(settled)
+    _, items = _items(3)
+    refused = ContractViolation(ErrorCode.REPLY_UNDELIVERABLE, "queue not found")
+    await settler.dead_letter(items[1], refused)
+    await settler.complete([items[0], items[2]])
+    ((kind, message, words),) = settled.log
+    assert (kind, message) == ("dead_letter", "the-message")
+    assert words.startswith("reply_undeliverable") and "r1" in words and "queue not found" in words
