@@ -153,3 +153,21 @@ async def test_a_reply_too_large_for_its_queue_is_refused_alone(bus: Any) -> Non
     assert [failure is None for failure in failures] == [True, False, True, True]
     assert failures[1] is not None and failures[1].permanent
     assert sorted(received) == ["s0", "s1", "s2"]
+
+
+def test_an_authorization_refusal_of_the_entity_is_permanent_for_the_queue() -> None:
+    from azure.servicebus.exceptions import ServiceBusAuthenticationError
+
+    from qscore.transport.replies import classify_send_error
+
+    error = ServiceBusAuthenticationError(
+        "Service Bus has encountered an error. Error condition: amqp:client-error."
+    )
+    error.__cause__ = Exception(
+        "CBS Token authentication failed.\nStatus code: 404\nDescription: The messaging entity 'q' could not be found."
+    )
+    failure = classify_send_error(error)
+    assert failure.permanent and failure.queue_wide
+    assert failure.detail == "The messaging entity 'q' could not be found."
+    error.__cause__ = Exception("CBS Token authentication failed.\nStatus code: 503\nDescription: busy")
+    assert not classify_send_error(error).permanent  # the service was busy: try again

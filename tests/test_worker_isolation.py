@@ -111,7 +111,7 @@ async def test_mixed_batches_answer_every_valid_request_once(
         assert await worker.mixed_batch(replies, missing, "m") == 1  # the bad one shared the Triton call
         await worker.mixed_batch(replies, no_session, "s")
         await worker.mixed_batch(replies, unlisted, "u")
-        dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
+        dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5, expect=3)
     assert set(replies.replies) == _valid_names("m") | _valid_names("s") | _valid_names("u")
     assert _replied_once(replies, set(replies.replies))
     assert {name: letter.reason for name, letter in dead.items()} == {

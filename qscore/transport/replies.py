@@ -104,6 +104,21 @@ class ReplySendError(Exception):
 QUEUE_REFUSALS = frozenset({"amqp:not-found", "amqp:unauthorized-access", "com.microsoft:entity-disabled"})
 MESSAGE_REFUSALS = frozenset({"amqp:link:message-size-exceeded", "amqp:not-allowed", "amqp:decode-error"})
 _CONDITION_IN_TEXT = re.compile(r"Error condition: ([\w:.-]+)\.")
+# Azure refuses a token for a missing entity (404) or one the identity may not send to (401/403)
+# at authorization ($cbs): the SDK raises ServiceBusAuthenticationError, whose cause's text
+# carries the status and the broker's words.
+_TOKEN_REFUSAL = re.compile(r"Status code: (401|403|404)\s+Description: (.+)", re.S)
+
+
+def _token_refusal(error: BaseException) -> str | None:
+    """The broker's words when `error` is an authorization refusal of the entity, else None."""
+    from azure.servicebus.exceptions import ServiceBusAuthenticationError
+
+    if not isinstance(error, ServiceBusAuthenticationError):
+        return None
+    cause = error.__cause__ or error.__context__
+    found = _TOKEN_REFUSAL.search(str(cause)) if cause is not None else None
+    return found.group(2).strip().splitlines()[0] if found else None
 
 
 def classify_send_error(error: BaseException) -> SendFailure:
@@ -124,6 +139,9 @@ def classify_send_error(error: BaseException) -> SendFailure:
     queue_errors = (MessagingEntityNotFoundError, MessagingEntityDisabledError, ServiceBusAuthorizationError)
     if isinstance(error, queue_errors) or condition in QUEUE_REFUSALS:
         return SendFailure(permanent=True, detail=words, queue_wide=True)
+    refused = _token_refusal(error)
+    if refused is not None:
+        return SendFailure(permanent=True, detail=refused, queue_wide=True)
     if isinstance(error, MessageSizeExceededError) or condition in MESSAGE_REFUSALS:
         return SendFailure(permanent=True, detail=words)
     return SendFailure(permanent=False, detail=words)
