@@ -164,7 +164,8 @@ def test_an_authorization_refusal_of_the_entity_is_permanent_for_the_queue() -> 
         "Service Bus has encountered an error. Error condition: amqp:client-error."
     )
     error.__cause__ = Exception(
-        "CBS Token authentication failed.\nStatus code: 404\nDescription: The messaging entity 'q' could not be found."
+        "CBS Token authentication failed.\nStatus code: 404\n"
+        "Description: The messaging entity 'q' could not be found."
     )
     failure = classify_send_error(error)
     assert failure.permanent and failure.queue_wide
