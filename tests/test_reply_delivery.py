@@ -160,9 +160,7 @@ def test_an_authorization_refusal_of_the_entity_is_permanent_for_the_queue() -> 
 
     from qscore.transport.replies import classify_send_error
 
-    error = ServiceBusAuthenticationError(
-        "Service Bus has encountered an error. Error condition: amqp:client-error."
-    )
+    error = ServiceBusAuthenticationError(message="Service Bus has encountered an error.")
     error.__cause__ = Exception(
         "CBS Token authentication failed.\nStatus code: 404\n"
         "Description: The messaging entity 'q' could not be found."
