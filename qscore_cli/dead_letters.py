@@ -66,7 +66,9 @@ def _run(
     from azure.servicebus.exceptions import ServiceBusError
 
     from qscore.operations import DeadLetterQueues
+    from qscore.settings import DEFAULT_REQUEST_QUEUE
     from qscore.transport import TransportConfigError, check_connection_string, servicebus_client
+    from qscore.transport.failures import DEFAULT_FAILURES_QUEUE
 
     connection = connection or os.environ.get("QSCORE_SERVICEBUS_CONNECTION") or None
     namespace = namespace or os.environ.get("QSCORE_SERVICEBUS_NAMESPACE") or None
@@ -78,8 +80,8 @@ def _run(
         raise UserError(str(exc)) from None
     queues = DeadLetterQueues(
         client,
-        request_queue=queue or os.environ.get("QSCORE_REQUEST_QUEUE") or "scoring-requests",
-        failures_queue=failures_queue or os.environ.get("QSCORE_FAILURES_QUEUE") or "scoring-failures",
+        request_queue=queue or os.environ.get("QSCORE_REQUEST_QUEUE") or DEFAULT_REQUEST_QUEUE,
+        failures_queue=failures_queue or os.environ.get("QSCORE_FAILURES_QUEUE") or DEFAULT_FAILURES_QUEUE,
     )
 
     async def main() -> T:

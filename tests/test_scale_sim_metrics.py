@@ -112,8 +112,11 @@ def test_keda_prometheus_component_renders_validates_and_reads() -> None:
     docs = render_with_components("prod", ["keda-prometheus"])
     assert validate_keda(docs) == []
     (scaled,) = find(docs, "ScaledObject", "qscore-worker")
-    assert [t["type"] for t in scaled["spec"]["triggers"]] == ["prometheus", "azure-servicebus"]
-    assert scaled["spec"]["triggers"][1]["metadata"]["namespace"] == "sb-qscore-prod"  # still replaced
+    # The metric trigger beside one count trigger per priority lane (the HPA takes the largest).
+    triggers = scaled["spec"]["triggers"]
+    assert [t["type"] for t in triggers] == ["prometheus", "azure-servicebus", "azure-servicebus"]
+    assert {t["metadata"]["queueName"] for t in triggers[1:]} == {"scoring-requests", "scoring-requests-high"}
+    assert all(t["metadata"]["namespace"] == "sb-qscore-prod" for t in triggers[1:])  # still replaced
     spec = scaler_spec_from_manifest(scaled)
     assert spec.prometheus == PrometheusTrigger(threshold=2100, activation_threshold=0, drain_target_s=30)
     query = scaled["spec"]["triggers"][0]["metadata"]["query"]
