@@ -42,7 +42,16 @@ async def score_version(
             return int(result.outputs["label"].reshape(-1)[0])
 
     labels = await asyncio.gather(*(score_one(i) for i in range(len(test_set))))
-    after = batching_counters(await scrape_metrics(metrics_url), MODEL, version)
+    # Triton counts a request once its response has gone out, which can be just after the client
+    # has it: read the counters until they show every request (or three seconds have passed).
+    loop = asyncio.get_running_loop()
+    settle_until = loop.time() + 3.0
+    while True:
+        after = batching_counters(await scrape_metrics(metrics_url), MODEL, version)
+        counted = after.request_success - before.request_success
+        if counted >= len(test_set) or loop.time() > settle_until:
+            break
+        await asyncio.sleep(0.05)
     delta = BatchingCounters(
         request_success=after.request_success - before.request_success,
         inference_count=after.inference_count - before.inference_count,
