@@ -128,11 +128,16 @@ def classify_send_error(error: BaseException) -> SendFailure:
         MessagingEntityDisabledError,
         MessagingEntityNotFoundError,
         ServiceBusAuthorizationError,
+        ServiceBusError,
     )
+
+    from qscore.transport import sdk_hooks
 
     text = str(error).strip()
     words = text.splitlines()[0] if text else repr(error)
     condition = getattr(error, "_condition", None)  # the SDK keeps the AMQP condition privately
+    if isinstance(error, ServiceBusError) and not hasattr(error, "_condition"):
+        sdk_hooks.fallback("error.condition")  # declared there; the text below is the slow path
     if not isinstance(condition, str):
         found = _CONDITION_IN_TEXT.search(text)
         condition = found.group(1) if found else None
