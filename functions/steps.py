@@ -121,12 +121,44 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
         members[group_key(prepared.spec.name, prepared.version)].append(
             PreparedMember(envelope=message.envelope(), request=prepared)
         )
-    await _store_groups(result, members, runtime.payloads)
+    await asyncio.gather(
+        _store_documents(result, members, rejected, runtime.payloads),
+        _keep_originals(carried, batch, result, runtime.payloads),
+    )
+    result.shadow_groups = _shadow_groups(result.groups, accepted)
+    return result
+
+
+async def _store_documents(
+    result: ValidationResult,
+    members: dict[tuple[str, str], list[PreparedMember]],
+    rejected: list[Addressed],
+    store: PayloadStore,
+) -> None:
+    """One prepared-group document per group, and one replies document for the rejected."""
+    keys = sorted(members)
+    documents = [encode_prepared(members[key]) for key in keys]
     if rejected:
-        result.rejected_replies = await runtime.payloads.put(encode_replies(rejected))
-        result.stored.append(result.rejected_replies)
-    document_of = {i: group.documents[0] for group in result.groups for i in group.request_ids}
-    result.shadow_groups = [
+        documents.append(encode_replies(rejected))
+    refs = list(await asyncio.gather(*(store.put(document) for document in documents)))
+    result.stored.extend(refs)
+    result.groups = [
+        Group(
+            model=model,
+            version=version,
+            request_ids=[member.envelope.message_id for member in members[(model, version)]],
+            documents=[ref],
+        )
+        for (model, version), ref in zip(keys, refs, strict=False)
+    ]
+    if rejected:
+        result.rejected_replies = refs[-1]
+
+
+def _shadow_groups(groups: list[Group], accepted: list[PreparedRequest]) -> list[Group]:
+    """The shadow groups, reading their requests from the production groups' documents."""
+    document_of = {i: group.documents[0] for group in groups for i in group.request_ids}
+    return [
         Group(
             model=shadow.spec.name,
             version=shadow.version,
@@ -135,36 +167,22 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
         )
         for shadow in shadow_groups(accepted)
     ]
-    if any(message.origin == "queue" for message in batch):
-        result.originals = await _by_reference(carried, runtime.payloads, result.stored)
-    return result
 
 
-async def _store_groups(
-    result: ValidationResult, members: dict[tuple[str, str], list[PreparedMember]], store: PayloadStore
+async def _keep_originals(
+    carried: Carried, batch: list[InboundMessage], result: ValidationResult, store: PayloadStore
 ) -> None:
-    keys = sorted(members)
-    refs = await asyncio.gather(*(store.put(encode_prepared(members[key])) for key in keys))
-    result.groups = [
-        Group(
-            model=model,
-            version=version,
-            request_ids=[member.envelope.message_id for member in members[(model, version)]],
-            documents=[ref],
-        )
-        for (model, version), ref in zip(keys, refs, strict=True)
-    ]
-    result.stored.extend(refs)
-
-
-async def _by_reference(carried: Carried, store: PayloadStore, stored: list[str]) -> Carried:
-    """The batch as a reference (the failure records need its bodies; the history should not
-    carry them again): the trigger's reference, or the inline batch stored here."""
+    """The batch as a reference for the failure records, which read the queue requests' bodies
+    from it (the history should not carry them again): the trigger's, or the inline batch
+    stored here. HTTP requests have no failure record."""
+    if not any(message.origin == "queue" for message in batch):
+        return
     if carried.ref is not None or carried.inline is None:
-        return carried
+        result.originals = carried
+        return
     ref = await store.put(carried.inline.encode("utf-8"))
-    stored.append(ref)
-    return Carried(ref=ref, size_bytes=carried.size_bytes)
+    result.stored.append(ref)
+    result.originals = Carried(ref=ref, size_bytes=carried.size_bytes)
 
 
 async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> PreparedRequest:
