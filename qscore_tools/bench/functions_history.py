@@ -38,6 +38,7 @@ class HistorySize:
     activity_inputs: dict[str, int] = field(default_factory=dict)
     activity_results: dict[str, int] = field(default_factory=dict)
     store_bytes: int = 0
+    store_bytes_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def history_size(history: Sequence[dict[str, Any]]) -> HistorySize:
@@ -62,10 +63,11 @@ class _CountingStore:
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.written = 0
+        self.written: dict[str, int] = {}
 
     async def put(self, data: bytes) -> str:
-        self.written += len(data)
+        kind = _kind(data)
+        self.written[kind] = self.written.get(kind, 0) + len(data)
         return str(await self.inner.put(data))
 
     async def get(self, ref: str) -> bytes:
@@ -74,6 +76,16 @@ class _CountingStore:
     async def delete(self, ref: str) -> None:  # absent before the store could delete
         if hasattr(self.inner, "delete"):
             await self.inner.delete(ref)
+
+
+def _kind(data: bytes) -> str:
+    if data.startswith(b'{"messages"'):
+        return "batch"
+    if data.startswith(b'{"replies"'):
+        return "replies"
+    if b"qscore.prepared-group" in data[:64]:
+        return "prepared_group"
+    return "other"
 
 
 async def measure(requests: int, triton_url: str, connection: str, work_dir: Path) -> HistorySize:
@@ -121,7 +133,8 @@ async def measure(requests: int, triton_url: str, connection: str, work_dir: Pat
         if record is None or record.status != "Completed":
             raise RuntimeError(f"the batch did not complete: {record and record.error}")
         size = history_size(record.history)
-        size.store_bytes = store.written
+        size.store_bytes = sum(store.written.values())
+        size.store_bytes_by_kind = store.written
         return size
     finally:
         await runtime.close()
