@@ -247,3 +247,35 @@ async def test_interaction_log_records_each_requests_route(
     assert await runtime.interactions.flush()
     routes = {r.request_id: (r.route, r.version) for r in iter_records(log_path)}
     assert routes == {f"canary-{tag}": ("canary", "1"), f"pinned-{tag}": ("pinned", "2")}
+
+
+async def test_http_requests_are_answered_in_the_output(functions_app: Any, runtime: ScoringRuntime) -> None:
+    """HTTP requests (one scored, one rejected) get their replies in the orchestration output,
+    read from the stored replies documents; nothing is left in the payload store."""
+    import time
+
+    from functions.payloads import InboundMessage
+    from functions.trigger import orchestration_input
+
+    tag = uuid.uuid4().hex[:8]
+    bodies = {
+        f"http-ok-{tag}": digits_request(2),
+        f"http-bad-{tag}": digits_request(1, model="no-such-model"),
+    }
+    messages = [
+        InboundMessage.from_body(body.encode(), message_id=mid, received_at=time.time(), origin="http")
+        for mid, body in bodies.items()
+    ]
+    started = await orchestration_input(messages, runtime.payloads, runtime.settings)
+    async with InProcessDriver(functions_app, runtime) as driver:
+        engine = driver.api.engine
+        assert engine is not None
+        instance = names.batch_instance_id(bodies)
+        engine.start(names.ORCHESTRATOR, instance, json.dumps(started.model_dump(mode="json")))
+        record = await engine.wait(instance, 60)
+    assert record.status == "Completed", record.error
+    replies = record.output["http_replies"]
+    assert replies[f"http-ok-{tag}"]["status"] == "ok"
+    assert len(replies[f"http-ok-{tag}"]["outputs"]["probabilities"]["data"]) == 20
+    assert replies[f"http-bad-{tag}"]["error"]["code"] == "unknown_model"
+    assert not list(runtime.settings.payload_dir.glob("sha256-*"))

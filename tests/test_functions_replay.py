@@ -88,6 +88,9 @@ def test_after_validation_one_inference_per_group_with_retry(orchestrator: Any) 
         "maxRetryIntervalInMilliseconds": 8000,
     }
     assert [json.loads(a["input"])["group"]["version"] for a in inference] == ["1", "2"]
+    # Each inference activity gets its group (ids, document reference), not the batch.
+    expected = [{"group": group.model_dump(mode="json")} for group in GROUPS]
+    assert [json.loads(a["input"]) for a in inference] == expected
     assert episode.custom_status == {"stage": "inference", "groups": 2}
 
 
