@@ -149,7 +149,7 @@ async def _store_documents(
             request_ids=[member.envelope.message_id for member in members[(model, version)]],
             documents=[ref],
         )
-        for (model, version), ref in zip(keys, refs, strict=False)
+        for (model, version), ref in zip(keys, refs[: len(keys)], strict=True)
     ]
     if rejected:
         result.rejected_replies = refs[-1]
