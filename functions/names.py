@@ -16,6 +16,7 @@ INFER = "infer_group"
 SHADOW_INFER = "shadow_infer_group"
 SEND_REPLIES = "send_replies"
 DEAD_LETTER = "store_dead_letters"
+RELEASE = "release_documents"
 HTTP_SUBMIT = "http_submit_score"
 HTTP_STATUS = "http_score_status"
 

@@ -7,6 +7,10 @@ no I/O, no clocks, no randomness, no settings read here. Everything it needs is 
     validate -> one inference activity per (model, version) group
              -> send replies (ok and error) -> record what cannot be answered on the failures queue
              -> one shadow inference activity per (model, shadow version) group
+             -> release the payload-store documents the activities stored
+
+The activities pass each other references into the payload store (prepared groups, replies),
+never request tensors or reply bodies, so the history stays small (docs/functions.md).
 
 Every activity that does I/O runs with the retry policy (exponential backoff). A request ends as
 one reply or one failure record: bad input and undeliverable replies are recorded on the
@@ -20,6 +24,7 @@ a shadow result goes to the interaction log, never into a reply, as in the worke
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 from typing import Any
 
@@ -28,12 +33,12 @@ import azure.durable_functions as df
 from functions import names
 from functions.payloads import (
     BatchOutcome,
-    Carried,
     DeadLetterInput,
     Group,
     GroupOutcome,
     InferInput,
     OrchestrationInput,
+    ReleaseInput,
     SendInput,
     SendSummary,
     ShadowOutcome,
@@ -82,13 +87,11 @@ def collect_outcomes(
 
 
 def run_shadows(
-    context: df.DurableOrchestrationContext, batch: Carried, groups: list[Group]
+    context: df.DurableOrchestrationContext, groups: list[Group]
 ) -> Generator[Any, Any, tuple[int, int]]:
     """Score each shadow group once (best effort, no retry); (requests scored, groups failed)."""
     tasks = [
-        context.call_activity(
-            names.SHADOW_INFER, InferInput(batch=batch, group=group).model_dump(mode="json")
-        )
+        context.call_activity(names.SHADOW_INFER, InferInput(group=group).model_dump(mode="json"))
         for group in groups
     ]
     settled = yield from settle_all(context, tasks)
@@ -106,7 +109,7 @@ def send_and_record(
 ) -> Generator[Any, Any, tuple[SendSummary, int]]:
     """Send the replies, then record everything that ends without one; (summary, recorded)."""
     retry = BackoffRetryOptions(started.retry)
-    send = SendInput(batch=started.batch, outcomes=outcomes, rejected=validation.rejected_with_reply)
+    send = SendInput(outcomes=outcomes, rejected_replies=validation.rejected_replies)
     replies_failed: str | None = None
     try:
         sent = yield context.call_activity_with_retry(names.SEND_REPLIES, retry, send.model_dump(mode="json"))
@@ -119,11 +122,24 @@ def send_and_record(
     store = DeadLetterInput(
         instance_id=context.instance_id,
         rejected=unanswered,
-        batch=started.batch,
+        batch=validation.originals or started.batch,
         replies_failed=replies_failed,
     )
     recorded = yield context.call_activity_with_retry(names.DEAD_LETTER, retry, store.model_dump(mode="json"))
     return summary, int(recorded)
+
+
+def release(
+    context: df.DurableOrchestrationContext, validation: ValidationResult, outcomes: list[GroupOutcome]
+) -> Generator[Any, Any, None]:
+    """Delete the stored documents (best effort: what is left expires with the store's lifecycle)."""
+    documents = [*validation.stored, *(outcome.replies for outcome in outcomes if outcome.replies)]
+    if not documents:
+        return
+    # A leftover document costs storage only (the store's lifecycle removes it); the outcome is
+    # settled by now, so a failed release changes nothing.
+    with contextlib.suppress(Exception):
+        yield context.call_activity(names.RELEASE, ReleaseInput(documents=documents).model_dump(mode="json"))
 
 
 def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
@@ -135,9 +151,7 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     validation = ValidationResult.model_validate(checked)
     context.set_custom_status({"stage": "inference", "groups": len(validation.groups)})
     tasks = [
-        context.call_activity_with_retry(
-            names.INFER, retry, InferInput(batch=started.batch, group=group).model_dump(mode="json")
-        )
+        context.call_activity_with_retry(names.INFER, retry, InferInput(group=group).model_dump(mode="json"))
         for group in validation.groups
     ]
     outcomes = yield from collect_outcomes(context, tasks, validation.groups)
@@ -146,9 +160,8 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
     shadow_scored, shadow_failed = 0, 0
     if validation.shadow_groups:
         context.set_custom_status({"stage": "shadow", "groups": len(validation.shadow_groups)})
-        shadow_scored, shadow_failed = yield from run_shadows(
-            context, started.batch, validation.shadow_groups
-        )
+        shadow_scored, shadow_failed = yield from run_shadows(context, validation.shadow_groups)
+    yield from release(context, validation, outcomes)
     context.set_custom_status({"stage": "done"})
     return BatchOutcome(
         instance_id=context.instance_id,

@@ -27,6 +27,10 @@ class PayloadStore(Protocol):
 
     async def get(self, ref: str) -> bytes: ...
 
+    async def delete(self, ref: str) -> None:
+        """Drop a document; one that is not there (already released) is no error."""
+        ...
+
 
 class PayloadMissing(Exception):
     """A reference that the store does not hold (expired, or another store)."""
@@ -43,6 +47,9 @@ class FilePayloadStore:
 
     async def get(self, ref: str) -> bytes:
         return await asyncio.to_thread(self._get_sync, ref)
+
+    async def delete(self, ref: str) -> None:
+        await asyncio.to_thread(self._path(ref).unlink, missing_ok=True)
 
     def _path(self, ref: str) -> Path:
         if not ref.startswith("sha256-") or not ref[7:].isalnum():
@@ -106,6 +113,10 @@ class BlobPayloadStore:
             return bytes(await (await blob.download_blob()).readall())
         except ResourceNotFoundError:
             raise PayloadMissing(f"payload {ref} is not in container {self.container}") from None
+
+    async def delete(self, ref: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._container.get_blob_client(f"payloads/{_checked_ref(ref)}").delete_blob()
 
     async def close(self) -> None:
         await self._service.close()

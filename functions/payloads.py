@@ -1,8 +1,10 @@
 """What flows between the trigger, the orchestrator and the activities (all JSON-serialisable).
 
 Durable Functions records every orchestration input and activity input/output in its history and
-replays them, so these documents stay small: request bodies travel once, inline when the batch
-is small, otherwise as a reference into the payload store (see functions/payload_store.py).
+replays them, so these documents stay small: the batch travels once (inline when small, else as a
+reference into the payload store, functions/payload_store.py); everything derived from it, the
+prepared requests of each group and the built replies, lives in the payload store
+(functions/documents.py) and the history holds only references, request ids, reasons and counts.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from pydantic import BaseModel, Field
 from functions.settings import RetryPolicy
 
 
-class InboundMessage(BaseModel):
-    """One request as it arrived, with what the reply needs."""
+class Envelope(BaseModel):
+    """What the reply (and its spans) needs of a request: everything but its body."""
 
     message_id: str = Field(description="the request id; a stand-in when the message had none")
     has_message_id: bool = True
-    body: str = Field(description="UTF-8 text, or base64 when `encoding` is base64")
-    encoding: Literal["utf-8", "base64"] = "utf-8"
     reply_to: str | None = None
     reply_to_session_id: str | None = None
     enqueued_at: float | None = None
@@ -30,6 +30,16 @@ class InboundMessage(BaseModel):
     tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
     content_type: str | None = None
+
+
+class InboundMessage(Envelope):
+    """One request as it arrived: its envelope and its body."""
+
+    body: str = Field(description="UTF-8 text, or base64 when `encoding` is base64")
+    encoding: Literal["utf-8", "base64"] = "utf-8"
+
+    def envelope(self) -> Envelope:
+        return Envelope.model_validate(self.model_dump(exclude={"body", "encoding"}))
 
     @classmethod
     def from_body(cls, body: bytes, **fields: object) -> InboundMessage:
@@ -61,11 +71,14 @@ class OrchestrationInput(BaseModel):
 
 
 class Group(BaseModel):
-    """Requests of one model and resolved version: one inference activity, one Triton call."""
+    """Requests of one model and resolved version: one inference activity, one Triton call.
+    `documents`: the payload-store references of the prepared-group documents holding its
+    requests (one for a production group; a shadow group reuses its production groups')."""
 
     model: str
     version: str
     request_ids: list[str]
+    documents: list[str] = Field(default_factory=list)
 
 
 class Rejection(BaseModel):
@@ -83,19 +96,31 @@ class ValidationResult(BaseModel):
         default_factory=list, description="requests to score again by a shadow version (never replied)"
     )
     rejected_with_reply: list[Rejection] = Field(default_factory=list)
+    rejected_replies: str | None = Field(
+        default=None, description="stored replies document of `rejected_with_reply`"
+    )
     dead_letters: list[Rejection] = Field(default_factory=list)
+    originals: Carried | None = Field(
+        default=None, description="the batch by reference, for failure records (bodies)"
+    )
+    stored: list[str] = Field(
+        default_factory=list, description="documents validation stored, released when the run ends"
+    )
 
 
 class InferInput(BaseModel):
-    batch: Carried
     group: Group
 
 
 class GroupOutcome(BaseModel):
-    """Replies for one group (`replies` carries a JSON list of ScoreReply), or why it failed."""
+    """What became of one group: `replies` references its stored replies document; `errors`
+    names the requests answered with an error reply (request id -> code); `failure` says why
+    the group's inference failed after its retries (then there are no replies)."""
 
     group: Group
-    replies: Carried | None = None
+    replies: str | None = None
+    ok: int = 0
+    errors: dict[str, str] = Field(default_factory=dict)
     failure: str | None = None
     dead_letters: list[Rejection] = Field(
         default_factory=list, description="queue requests to record on the failures queue"
@@ -111,9 +136,8 @@ class ShadowOutcome(BaseModel):
 
 
 class SendInput(BaseModel):
-    batch: Carried
     outcomes: list[GroupOutcome]
-    rejected: list[Rejection]
+    rejected_replies: str | None = None
 
 
 class SendSummary(BaseModel):
@@ -134,8 +158,14 @@ class DeadLetterInput(BaseModel):
 
     instance_id: str
     rejected: list[Rejection]
-    batch: Carried | None = None
+    batch: Carried | None = Field(default=None, description="the batch by reference (bodies)")
     replies_failed: str | None = None
+
+
+class ReleaseInput(BaseModel):
+    """Payload-store documents this orchestration stored and no longer needs."""
+
+    documents: list[str]
 
 
 class BatchOutcome(BaseModel):

@@ -8,30 +8,29 @@ logging are the shared core's (`qscore.scoring.score_shadow`), as in the worker.
 
 from __future__ import annotations
 
-from functions.payloads import Carried, Group, ShadowOutcome
+from functions.payloads import Group, ShadowOutcome
 from functions.runtime import ScoringRuntime
-from functions.steps import prepare_group
+from functions.steps import load_members
 from functions.telemetry import scoring_span
-from qscore.scoring import ShadowGroup, score_shadow
+from qscore.scoring import ShadowGroup, score_shadow, split_expired
 
 
-async def shadow_infer(carried: Carried, group: Group, runtime: ScoringRuntime) -> ShadowOutcome:
+async def shadow_infer(group: Group, runtime: ScoringRuntime) -> ShadowOutcome:
     """Score the group with its shadow version; errors raise (the orchestrator records them).
 
-    Requests that stopped being valid since validation (a passed deadline) are left out: they
-    got an error reply, so there is nothing to compare.
+    The requests come from the production groups' prepared documents (nothing is decoded
+    again). Those whose deadline has passed are left out: they got an error reply, so there is
+    nothing to compare.
     """
-    members = await prepare_group(carried, group, runtime)
-    if not members.prepared:
+    members = await load_members(group, runtime.payloads)
+    live, _ = split_expired([member.request.item for member in members])
+    if not live:
         return ShadowOutcome(group=group)
-    shadow = ShadowGroup(
-        spec=members.prepared[0].spec,
-        version=group.version,
-        items=[request.item for request in members.prepared],
-    )
+    shadow = ShadowGroup(spec=members[0].request.spec, version=group.version, items=live)
+    in_time = {item.request_id for item in live}
     with scoring_span(
         "qscore.functions.shadow_infer",
-        members.scored_messages,
+        [member.envelope for member in members if member.envelope.message_id in in_time],
         model=group.model,
         version=group.version,
         route="shadow",

@@ -1,47 +1,44 @@
-"""What each activity does, as plain async functions over a ScoringRuntime.
+"""What the validation activity does, and the helpers the other activities share.
 
 Validation and scoring are the shared core's (`qscore.scoring`); replies go through the shared
-`qscore.transport.ReplySender`. This module only adapts them to the orchestration's documents.
+`qscore.transport.ReplySender`. This module only adapts them to the orchestration's documents:
+validation decodes and checks each request once and stores each group's prepared requests as
+one document (functions/documents.py); the later activities load only the documents they need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from functions.claims import claim_body_limit, raise_if_rejected
-from functions.payload_store import PayloadStore, carry, unpack
+from functions.documents import PreparedMember, decode_prepared, encode_prepared, encode_replies
+from functions.payload_store import PayloadMissing, PayloadStore, unpack
 from functions.payloads import (
     Carried,
+    Envelope,
     Group,
-    GroupOutcome,
     InboundMessage,
     MessageBatch,
     Rejection,
     ValidationResult,
 )
 from functions.runtime import ScoringRuntime
-from functions.telemetry import record_batch, scoring_span
 from qscore.contracts import ContractViolation, ScoreReply
 from qscore.contracts.errors import DEAD_LETTERED
 from qscore.scoring import (
-    InteractionRoute,
     PreparedRequest,
     ReplyPolicy,
     RequestEnvelope,
-    ScoredItem,
     check_envelope,
     error_reply,
     group_key,
-    inference_violation,
-    log_interactions,
-    ok_reply,
-    score_group,
     shadow_groups,
-    time_left_s,
 )
+
+Addressed = tuple[Envelope, ScoreReply]
 
 
 async def load_batch(carried: Carried, store: PayloadStore) -> list[InboundMessage]:
@@ -67,7 +64,7 @@ def _rejection(message: InboundMessage, violation: ContractViolation) -> Rejecti
     )
 
 
-def reply_queue_of(message: InboundMessage, default_reply_queue: str) -> str | None:
+def reply_queue_of(message: Envelope, default_reply_queue: str) -> str | None:
     """Where a queue request's reply goes, as the worker reads it: a reply session with no
     reply queue means the configured one. None for HTTP requests (answered in the response)."""
     if message.origin != "queue":
@@ -93,14 +90,17 @@ def check_queue_request(message: InboundMessage, policy: ReplyPolicy) -> Inbound
 async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResult:
     """Judge each request once, as the worker does: the bad-input table (`BAD_INPUT`) decides
     error reply or dead-letter (here: the failures queue). Group the valid ones by (model,
-    resolved version), and the ones in a shadow flight again by (model, shadow version)."""
-    members: dict[tuple[str, str], list[str]] = defaultdict(list)
+    resolved version), and the ones in a shadow flight again by (model, shadow version); store
+    each group's prepared requests and the rejected requests' error replies."""
+    members: dict[tuple[str, str], list[PreparedMember]] = defaultdict(list)
     accepted: list[PreparedRequest] = []
+    rejected: list[Addressed] = []
     result = ValidationResult(groups=[])
     await runtime.follow_registry()  # routing (version, shadow version) is decided here only
     seen: set[str] = set()
     policy = runtime.settings.reply_policy()
-    for message in await load_batch(carried, runtime.payloads):
+    batch = await load_batch(carried, runtime.payloads)
+    for message in batch:
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
         seen.add(message.message_id)
@@ -115,18 +115,74 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 result.dead_letters.append(rejection)
             else:
                 result.rejected_with_reply.append(rejection)
+                rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue
         accepted.append(prepared)
-        members[group_key(prepared.spec.name, prepared.version)].append(message.message_id)
+        members[group_key(prepared.spec.name, prepared.version)].append(
+            PreparedMember(envelope=message.envelope(), request=prepared)
+        )
+    await asyncio.gather(
+        _store_documents(result, members, rejected, runtime.payloads),
+        _keep_originals(carried, batch, result, runtime.payloads),
+    )
+    result.shadow_groups = _shadow_groups(result.groups, accepted)
+    return result
+
+
+async def _store_documents(
+    result: ValidationResult,
+    members: dict[tuple[str, str], list[PreparedMember]],
+    rejected: list[Addressed],
+    store: PayloadStore,
+) -> None:
+    """One prepared-group document per group, and one replies document for the rejected."""
+    keys = sorted(members)
+    documents = [encode_prepared(members[key]) for key in keys]
+    if rejected:
+        documents.append(encode_replies(rejected))
+    refs = list(await asyncio.gather(*(store.put(document) for document in documents)))
+    result.stored.extend(refs)
     result.groups = [
-        Group(model=model, version=version, request_ids=ids)
-        for (model, version), ids in sorted(members.items())
+        Group(
+            model=model,
+            version=version,
+            request_ids=[member.envelope.message_id for member in members[(model, version)]],
+            documents=[ref],
+        )
+        for (model, version), ref in zip(keys, refs[: len(keys)], strict=True)
     ]
-    result.shadow_groups = [
-        Group(model=shadow.spec.name, version=shadow.version, request_ids=shadow.request_ids)
+    if rejected:
+        result.rejected_replies = refs[-1]
+
+
+def _shadow_groups(groups: list[Group], accepted: list[PreparedRequest]) -> list[Group]:
+    """The shadow groups, reading their requests from the production groups' documents."""
+    document_of = {i: group.documents[0] for group in groups for i in group.request_ids}
+    return [
+        Group(
+            model=shadow.spec.name,
+            version=shadow.version,
+            request_ids=shadow.request_ids,
+            documents=list(dict.fromkeys(document_of[i] for i in shadow.request_ids)),
+        )
         for shadow in shadow_groups(accepted)
     ]
-    return result
+
+
+async def _keep_originals(
+    carried: Carried, batch: list[InboundMessage], result: ValidationResult, store: PayloadStore
+) -> None:
+    """The batch as a reference for the failure records, which read the queue requests' bodies
+    from it (the history should not carry them again): the trigger's, or the inline batch
+    stored here. HTTP requests have no failure record."""
+    if not any(message.origin == "queue" for message in batch):
+        return
+    if carried.ref is not None or carried.inline is None:
+        result.originals = carried
+        return
+    ref = await store.put(carried.inline.encode("utf-8"))
+    result.stored.append(ref)
+    result.originals = Carried(ref=ref, size_bytes=carried.size_bytes)
 
 
 async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> PreparedRequest:
@@ -141,111 +197,22 @@ async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> Prepared
     )
 
 
-@dataclass
-class PreparedGroup:
-    """A group's requests prepared again inside an activity (activities share no memory), and
-    what became of those that stopped being valid since validation (a passed deadline)."""
+async def load_members(group: Group, store: PayloadStore) -> list[PreparedMember]:
+    """The group's prepared requests, from the documents validation stored (nothing decoded).
 
-    messages: list[InboundMessage]
-    prepared: list[PreparedRequest] = field(default_factory=list)
-    rejected: list[ScoreReply] = field(default_factory=list)
-    dead_letters: list[Rejection] = field(default_factory=list)
-
-    @property
-    def scored_messages(self) -> list[InboundMessage]:
-        wanted = {request.item.request_id for request in self.prepared}
-        return [message for message in self.messages if message.message_id in wanted]
-
-    def refuse(
-        self, message: InboundMessage, model: str, violation: ContractViolation, runtime: ScoringRuntime
-    ) -> list[ScoreReply]:
-        """As the bad-input table says: a failure record (queue requests), else an error reply."""
-        if message.origin == "queue" and violation.outcome == DEAD_LETTERED:
-            self.dead_letters.append(_rejection(message, violation))
-            return []
-        return [_error(message, model, violation, runtime)]
-
-
-async def prepare_group(carried: Carried, group: Group, runtime: ScoringRuntime) -> PreparedGroup:
+    Raises PayloadMissing when a request is in none of them: the activity then fails, and the
+    orchestrator records the requests instead of answering none of them in silence."""
     wanted = set(group.request_ids)
-    messages = [m for m in await load_batch(carried, runtime.payloads) if m.message_id in wanted]
-    result = PreparedGroup(messages=messages)
-    for message in messages:
-        try:
-            result.prepared.append(await _prepare(message, runtime))
-        except ContractViolation as violation:  # e.g. its deadline passed while it waited
-            result.rejected.extend(result.refuse(message, group.model, violation, runtime))
-    return result
+    documents = await asyncio.gather(*(store.get(ref) for ref in group.documents))
+    found = [m for data in documents for m in decode_prepared(data) if m.envelope.message_id in wanted]
+    missing = wanted - {member.envelope.message_id for member in found}
+    if missing:
+        raise PayloadMissing(f"{len(missing)} requests of the group are in none of its documents")
+    return found
 
 
-async def infer(carried: Carried, group: Group, runtime: ScoringRuntime) -> GroupOutcome:
-    """One Triton call for the group. Transient Triton failures raise (the orchestrator retries);
-    a refusal is retried request by request, so only the refused request fails (as in the worker)."""
-    members = await prepare_group(carried, group, runtime)
-    replies = members.rejected + await _score_members(members, members.prepared, group, runtime)
-    document = json.dumps([reply.model_dump(mode="json", exclude_none=True) for reply in replies])
-    carried_replies = await carry(
-        document, runtime.payloads, inline_limit_bytes=runtime.settings.inline_limit_bytes
-    )
-    return GroupOutcome(group=group, replies=carried_replies, dead_letters=members.dead_letters)
-
-
-async def _score_members(
-    members: PreparedGroup, prepared: list[PreparedRequest], group: Group, runtime: ScoringRuntime
-) -> list[ScoreReply]:
-    from qscore.inference import InferenceRejected, ModelNotFound
-
-    if not prepared:
-        return []
-    items = [request.item for request in prepared]
-    wanted = {item.request_id for item in items}
-    messages = [message for message in members.messages if message.message_id in wanted]
-    routes = [request.route for request in prepared]
-    try:
-        with scoring_span(
-            "qscore.functions.infer",
-            messages,
-            model=group.model,
-            version=group.version,
-            route=routes[0] if len(set(routes)) == 1 else "mixed",
-        ):
-            timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
-            scored = await score_group(
-                runtime.triton, prepared[0].spec, group.version, items, timeout_s=timeout_s
-            )
-    except (ModelNotFound, InferenceRejected) as exc:
-        replies: list[ScoreReply] = []
-        if len(prepared) > 1 and isinstance(exc, InferenceRejected):
-            for request in prepared:  # find the one Triton refuses; the others are scored
-                replies.extend(await _score_members(members, [request], group, runtime))
-            return replies
-        not_served = isinstance(exc, ModelNotFound)
-        violation = inference_violation(group.model, group.version, exc, not_served=not_served)
-        for message in messages:
-            replies.extend(members.refuse(message, group.model, violation, runtime))
-        return replies
-    record_batch(group.model, group.version, len(items))
-    ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
-    await _log_by_route(runtime, scored, ok, routes)
-    return ok
-
-
-async def _log_by_route(
-    runtime: ScoringRuntime, scored: list[ScoredItem], ok: list[ScoreReply], routes: list[InteractionRoute]
-) -> None:
-    for route in dict.fromkeys(routes):
-        picked = [index for index, each in enumerate(routes) if each == route]
-        await log_interactions(
-            runtime.interactions,
-            [scored[index] for index in picked],
-            [ok[index] for index in picked],
-            route=route,
-            scored_by=runtime.settings.scored_by,
-        )
-
-
-def _error(
-    message: InboundMessage, model: str, violation: ContractViolation, runtime: ScoringRuntime
+def error_for(
+    message: Envelope, model: str, violation: ContractViolation, runtime: ScoringRuntime
 ) -> ScoreReply:
     return error_reply(
         message.message_id,
@@ -257,7 +224,7 @@ def _error(
     )
 
 
-def finish_timings(reply: ScoreReply, message: InboundMessage) -> ScoreReply:
+def finish_timings(reply: ScoreReply, message: Envelope) -> ScoreReply:
     """total_ms runs to the send, which happens one activity after the reply was built."""
     origin = message.enqueued_at if message.enqueued_at is not None else message.received_at
     timings = reply.timings.model_copy(update={"total_ms": max(0.0, (time.time() - origin) * 1000)})

@@ -3,7 +3,8 @@ request's producer trace (the orchestrator records none: it replays, and a repla
 orchestrator would count and trace everything again).
 
 The producer's `traceparent` travels from the trigger (the message's application properties)
-through the orchestration input (`InboundMessage.traceparent`) to the activities, which:
+through the orchestration input and each request's envelope in the stored documents
+(`Envelope.traceparent`) to the activities, which:
 - score: one span per Triton call (`batch_span`), linked to every request's producer span;
 - reply: one CONSUMER span per request, child of its producer span (and linked to it), so the
   producer's trace shows its request answered; the send itself is a batch span linked to those.
@@ -25,7 +26,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from functions.payloads import InboundMessage
+from functions.payloads import Envelope
 from qscore.contracts import ScoreReply
 from qscore.telemetry import (
     batch_span,
@@ -48,7 +49,7 @@ def configure_from_environment(service_name: str = "qscore-functions") -> bool:
     return True
 
 
-def reply_traceparent(spans: dict[str, Span], message: InboundMessage) -> str | None:
+def reply_traceparent(spans: dict[str, Span], message: Envelope) -> str | None:
     """The traceparent a reply carries: its reply span's, else the request's own."""
     span = spans.get(message.message_id)
     own = span_traceparent(span) if span is not None else None
@@ -75,7 +76,7 @@ def record_dead_letters(reasons: list[str]) -> None:
         metrics.record_dead_letter(reason)
 
 
-def trace_properties(message: InboundMessage) -> dict[str, str]:
+def trace_properties(message: Envelope) -> dict[str, str]:
     """The request's trace context as message properties (empty when its producer sent none)."""
     properties: dict[str, str] = {}
     if message.traceparent:
@@ -87,7 +88,7 @@ def trace_properties(message: InboundMessage) -> dict[str, str]:
 
 @contextmanager
 def scoring_span(
-    name: str, messages: Sequence[InboundMessage], *, model: str, version: str, route: str
+    name: str, messages: Sequence[Envelope], *, model: str, version: str, route: str
 ) -> Iterator[Span]:
     """One Triton call for many requests, linked to each request's producer span."""
     parents = [extract_trace_context(trace_properties(message)) for message in messages]
@@ -100,7 +101,7 @@ def scoring_span(
         yield span
 
 
-def start_reply_spans(messages: Sequence[InboundMessage], *, queue_of: dict[str, str]) -> dict[str, Span]:
+def start_reply_spans(messages: Sequence[Envelope], *, queue_of: dict[str, str]) -> dict[str, Span]:
     """A CONSUMER span per request being replied to, child of its producer span; end them with
     `finish_reply_spans` once the send is done."""
     return {

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from functions.payload_store import BlobPayloadStore, payload_store_for
+from functions.payloads import OrchestrationInput
 from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE, ClaimCheckSettings, ClaimReference, ClaimStore
@@ -113,6 +114,16 @@ async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
         assert await store.names() == []  # the trigger deleted the claim once the batch was stored
         failed = await failure_records(runtime.servicebus, {missing_id})
         assert failed[missing_id].reason == "claim_check_missing"
+        # What the orchestrations derived (prepared groups, replies) was released from Blob;
+        # only the trigger's batches stay (they are the input of a Failed instance's restart).
+        batches = {
+            OrchestrationInput.model_validate_json(r.input_json or "").batch.ref for r in stats.instances
+        }
+        assert isinstance(runtime.payloads, BlobPayloadStore)
+        left = [
+            blob.name async for blob in runtime.payloads._container.list_blobs(name_starts_with="payloads/")
+        ]
+        assert {name.removeprefix("payloads/") for name in left} <= batches - {None}
     finally:
         await store.close()
 

@@ -48,6 +48,7 @@ EXPECTED = {
             names.SHADOW_INFER,
             names.SEND_REPLIES,
             names.DEAD_LETTER,
+            names.RELEASE,
         )
     },
 }

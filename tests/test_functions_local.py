@@ -32,7 +32,34 @@ def runtime(functions_runtime: ScoringRuntime) -> ScoringRuntime:
     return functions_runtime
 
 
-async def test_batch_end_to_end_through_the_driver(functions_app: Any, runtime: ScoringRuntime) -> None:
+def assert_history_carries_no_payloads(history: list[dict[str, Any]]) -> None:
+    """After validation, the history holds references, ids, reasons and counts: no request
+    tensor and no reply body in any activity input (but validation's, the batch) or result."""
+    carried = [
+        (event["Name"], event.get("Input") or "")
+        for event in history
+        if event["EventType"] == 4 and event["Name"] != names.VALIDATE
+    ]
+    carried += [("result", event.get("Result") or "") for event in history if event["EventType"] == 5]
+    for name, text in carried:
+        for payload in ('"pixels"', '"probabilities"', '"outputs"', '"body"', '"inline": "'):
+            assert payload not in text, f"{name} carries {payload}: {text[:200]}"
+        assert len(text) < 4096, f"{name} carries {len(text)} bytes"
+
+
+async def test_batch_end_to_end_through_the_driver(
+    functions_app: Any, runtime: ScoringRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qscore.scoring.prepare
+
+    decoded: list[int] = []
+    decode = qscore.scoring.prepare.decode_request
+
+    def counting_decode(body: bytes, **kwargs: Any) -> Any:
+        decoded.append(len(body))
+        return decode(body, **kwargs)
+
+    monkeypatch.setattr(qscore.scoring.prepare, "decode_request", counting_decode)
     session = f"producer-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
     bodies = {f"ok-{i}": digits_request(i + 1, version=str(1 + i % 2)) for i in range(4)}
@@ -62,6 +89,12 @@ async def test_batch_end_to_end_through_the_driver(functions_app: Any, runtime: 
     }
     assert failed[f"bad-json-{tag}"].body == b"{not json"  # the request itself, for resubmission
     assert failed[f"bad-model-{tag}"].reply_to == "scoring-replies"
+    # Each request that passed the envelope check was decoded once, by validation only.
+    assert len(decoded) == len(bodies) + len(bad)
+    for record in stats.instances:
+        assert_history_carries_no_payloads(record.history)
+    # The stored documents (prepared groups, replies, the batch's copy) were released.
+    assert not list(runtime.settings.payload_dir.glob("sha256-*"))
 
 
 async def test_transient_triton_failure_is_retried_then_recorded_as_failure(
@@ -214,3 +247,35 @@ async def test_interaction_log_records_each_requests_route(
     assert await runtime.interactions.flush()
     routes = {r.request_id: (r.route, r.version) for r in iter_records(log_path)}
     assert routes == {f"canary-{tag}": ("canary", "1"), f"pinned-{tag}": ("pinned", "2")}
+
+
+async def test_http_requests_are_answered_in_the_output(functions_app: Any, runtime: ScoringRuntime) -> None:
+    """HTTP requests (one scored, one rejected) get their replies in the orchestration output,
+    read from the stored replies documents; nothing is left in the payload store."""
+    import time
+
+    from functions.payloads import InboundMessage
+    from functions.trigger import orchestration_input
+
+    tag = uuid.uuid4().hex[:8]
+    bodies = {
+        f"http-ok-{tag}": digits_request(2),
+        f"http-bad-{tag}": digits_request(1, model="no-such-model"),
+    }
+    messages = [
+        InboundMessage.from_body(body.encode(), message_id=mid, received_at=time.time(), origin="http")
+        for mid, body in bodies.items()
+    ]
+    started = await orchestration_input(messages, runtime.payloads, runtime.settings)
+    async with InProcessDriver(functions_app, runtime) as driver:
+        engine = driver.api.engine
+        assert engine is not None
+        instance = names.batch_instance_id(bodies)
+        engine.start(names.ORCHESTRATOR, instance, json.dumps(started.model_dump(mode="json")))
+        record = await engine.wait(instance, 60)
+    assert record.status == "Completed", record.error
+    replies = record.output["http_replies"]
+    assert replies[f"http-ok-{tag}"]["status"] == "ok"
+    assert len(replies[f"http-ok-{tag}"]["outputs"]["probabilities"]["data"]) == 20
+    assert replies[f"http-bad-{tag}"]["error"]["code"] == "unknown_model"
+    assert not list(runtime.settings.payload_dir.glob("sha256-*"))

@@ -14,6 +14,7 @@ from functions.payloads import (
     Group,
     GroupOutcome,
     OrchestrationInput,
+    ReleaseInput,
     SendSummary,
     ShadowOutcome,
     ValidationResult,
@@ -26,10 +27,13 @@ RETRY = RetryPolicy(first_retry_ms=1000, backoff_coefficient=2.0, max_retry_ms=8
 BATCH = Carried(inline='{"messages": []}', size_bytes=16)
 INPUT = OrchestrationInput(batch=BATCH, message_count=3, retry=RETRY).model_dump(mode="json")
 GROUPS = [
-    Group(model="digits", version="1", request_ids=["a", "b"]),
-    Group(model="digits", version="2", request_ids=["c"]),
+    Group(model="digits", version="1", request_ids=["a", "b"], documents=["sha256-group1"]),
+    Group(model="digits", version="2", request_ids=["c"], documents=["sha256-group2"]),
 ]
-VALIDATED = ValidationResult(groups=GROUPS).model_dump(mode="json")
+ORIGINALS = Carried(ref="sha256-batch", size_bytes=16)
+VALIDATED = ValidationResult(
+    groups=GROUPS, originals=ORIGINALS, stored=["sha256-group1", "sha256-group2", "sha256-batch"]
+).model_dump(mode="json")
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
@@ -43,8 +47,15 @@ def replay(orchestrator: Any, events: list[dict[str, Any]]) -> h.Episode:
     return h.run_episode(orchestrator, "qscore-test", start + events, json.dumps(INPUT))
 
 
+def replies_of(group: Group) -> str:
+    return f"sha256-replies-{group.version}"
+
+
 def outcome(group: Group) -> dict[str, Any]:
-    return GroupOutcome(group=group, replies=Carried(inline="[]")).model_dump(mode="json")
+    """What an inference activity returns: a reference to its stored replies and a summary."""
+    return GroupOutcome(group=group, replies=replies_of(group), ok=len(group.request_ids)).model_dump(
+        mode="json"
+    )
 
 
 def after_validation() -> list[dict[str, Any]]:
@@ -77,6 +88,9 @@ def test_after_validation_one_inference_per_group_with_retry(orchestrator: Any) 
         "maxRetryIntervalInMilliseconds": 8000,
     }
     assert [json.loads(a["input"])["group"]["version"] for a in inference] == ["1", "2"]
+    # Each inference activity gets its group (ids, document reference), not the batch.
+    expected = [{"group": group.model_dump(mode="json")} for group in GROUPS]
+    assert [json.loads(a["input"]) for a in inference] == expected
     assert episode.custom_status == {"stage": "inference", "groups": 2}
 
 
@@ -107,9 +121,23 @@ def test_after_inference_sends_replies_then_completes(orchestrator: Any) -> None
             h.task_completed(3, sent),
         ],
     )
-    assert finished.done
-    assert finished.output["replied"] == 3 and finished.output["failed_groups"] == 0
-    assert len(finished.actions) == 4  # nothing new: no dead letters in this batch
+    assert not finished.done  # no dead letters in this batch; the stored documents go
+    released = finished.actions[-1]
+    assert len(finished.actions) == 5 and released["functionName"] == names.RELEASE
+    assert "retryOptions" not in released  # best effort: what is left expires with the store
+    assert ReleaseInput.model_validate_json(released["input"]).documents == [
+        "sha256-group1",
+        "sha256-group2",
+        "sha256-batch",
+        replies_of(GROUPS[0]),
+        replies_of(GROUPS[1]),
+    ]
+    events = [*inference_done(), h.task_scheduled(3, names.SEND_REPLIES), h.orchestrator_started(T0)]
+    events += [h.task_completed(3, sent), h.task_scheduled(4, names.RELEASE), h.orchestrator_started(T0)]
+    done = replay(orchestrator, [*events, h.task_completed(4, 5)])
+    assert done.done and done.output["replied"] == 3 and done.output["failed_groups"] == 0
+    failed_release = replay(orchestrator, [*events, h.task_failed(4, "ResourceNotFoundError")])
+    assert failed_release.done and failed_release.error is None  # a leftover changes no outcome
 
 
 def test_replaying_twice_gives_the_same_actions(orchestrator: Any) -> None:
@@ -191,8 +219,17 @@ def test_invalid_requests_are_dead_lettered(orchestrator: Any) -> None:
     assert json.loads(episode.actions[-1]["input"])["rejected"][0]["code"] == "no_reply_address"
 
 
-SHADOW_GROUP = Group(model="digits", version="1", request_ids=["a", "b", "c"])
-PRODUCTION_GROUP = Group(model="digits", version="2", request_ids=["a", "b", "c"])
+SHADOW_GROUP = Group(model="digits", version="1", request_ids=["a", "b", "c"], documents=["sha256-g"])
+PRODUCTION_GROUP = Group(model="digits", version="2", request_ids=["a", "b", "c"], documents=["sha256-g"])
+
+
+def released(event_id: int) -> list[dict[str, Any]]:
+    """The release activity scheduled and done."""
+    return [
+        h.task_scheduled(event_id, names.RELEASE),
+        h.orchestrator_started(T0),
+        h.task_completed(event_id, 1),
+    ]
 
 
 def replies_sent_with_shadow() -> list[dict[str, Any]]:
@@ -223,10 +260,8 @@ def test_shadow_group_is_scored_after_the_replies_without_retry(orchestrator: An
     shadow = episode.actions[-1]
     assert shadow["functionName"] == names.SHADOW_INFER
     assert shadow["actionType"] == 0 and "retryOptions" not in shadow  # best effort, as in the worker
-    sent = json.loads(shadow["input"])
-    assert sent["group"] == SHADOW_GROUP.model_dump(mode="json") and sent["batch"] == BATCH.model_dump(
-        mode="json"
-    )
+    # The group and the references of its prepared documents: no batch, no tensors.
+    assert json.loads(shadow["input"]) == {"group": SHADOW_GROUP.model_dump(mode="json")}
     assert episode.custom_status == {"stage": "shadow", "groups": 1}
     scored = ShadowOutcome(group=SHADOW_GROUP, scored=3, logged=True).model_dump(mode="json")
     events = [
@@ -234,7 +269,8 @@ def test_shadow_group_is_scored_after_the_replies_without_retry(orchestrator: An
         h.task_scheduled(3, names.SHADOW_INFER),
         h.orchestrator_started(T0),
     ]
-    done = replay(orchestrator, [*events, h.task_completed(3, scored)])
+    events += [h.task_completed(3, scored), *released(4)]
+    done = replay(orchestrator, events)
     assert done.done and done.output["shadow_scored"] == 3 and done.output["shadow_failed_groups"] == 0
     assert done.output["replied"] == 3
 
@@ -245,12 +281,13 @@ def test_shadow_failure_changes_no_reply(orchestrator: Any) -> None:
         h.task_scheduled(3, names.SHADOW_INFER),
         h.orchestrator_started(T0),
     ]
-    failed = replay(orchestrator, [*events, h.task_failed(3, "InferenceUnavailable: triton is down")])
+    events += [h.task_failed(3, "InferenceUnavailable: triton is down"), *released(4)]
+    failed = replay(orchestrator, events)
     assert failed.done and failed.error is None  # the orchestration completes
     assert failed.output["replied"] == 3 and failed.output["ok"] == 3 and failed.output["failed_groups"] == 0
     assert failed.output["shadow_failed_groups"] == 1 and failed.output["shadow_scored"] == 0
     # The reply went out before the shadow was even scheduled.
-    assert [a["functionName"] for a in failed.actions][-2:] == [names.SEND_REPLIES, names.SHADOW_INFER]
+    assert [a["functionName"] for a in failed.actions][-3:-1] == [names.SEND_REPLIES, names.SHADOW_INFER]
 
 
 def test_history_without_shadow_groups_replays_as_before(orchestrator: Any) -> None:
@@ -260,7 +297,7 @@ def test_history_without_shadow_groups_replays_as_before(orchestrator: Any) -> N
         "rejected_with_reply": [],
         "dead_letters": [],
     }
-    events = replies_sent_with_shadow()
+    events = [*replies_sent_with_shadow(), *released(3)]
     events[2] = h.task_completed(0, legacy)
     episode = replay(orchestrator, events)
     assert episode.done and episode.output["shadow_scored"] == 0
@@ -290,5 +327,6 @@ def test_reply_activity_failing_for_good_records_every_request(orchestrator: Any
     assert record["functionName"] == names.DEAD_LETTER and record["actionType"] == 1  # with retry
     sent = json.loads(record["input"])
     assert sent["replies_failed"].startswith("ServiceBusConnectionError: still down")
-    assert sent["batch"] == BATCH.model_dump(mode="json") and sent["rejected"] == []
+    # The failure records read the bodies from the batch by reference, not from the history.
+    assert sent["batch"] == ORIGINALS.model_dump(mode="json") and sent["rejected"] == []
     assert h.scheduled_in_history(events) == [names.VALIDATE, names.INFER, names.INFER, names.SEND_REPLIES]

@@ -19,28 +19,24 @@ from types import TracebackType
 from typing import Any, Literal
 
 import numpy as np
-from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
-from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusError
-from pydantic import ValidationError
+from azure.servicebus import ServiceBusMessage
+from azure.servicebus.aio import ServiceBusClient
+from azure.servicebus.exceptions import MessageSizeExceededError
 
 from qscore.claimcheck import ClaimCheckSettings
 from qscore.producer.claims import ProducerClaims
 from qscore.producer.coalesce import Coalescer, PendingCall
 from qscore.producer.collector import ReplyCollector
 from qscore.producer.lanes import LaneSenders
-from qscore.producer.outcomes import ProducerStats, ReplyOutcome, body_bytes, parse_reply
+from qscore.producer.outcomes import ProducerStats, ReplyOutcome
+from qscore.producer.reply_session import ReplySession
 from qscore.producer.requests import OutgoingRequest, batch_message, request_message
 from qscore.producer.settings import ProducerSettings
-from qscore.producer.tracing import reply_received, request_traceparent
-from qscore.transport.receiving import receive_ready, set_further_pull
-from qscore.transport.settlement import top_up_management_credit
+from qscore.producer.tracing import request_traceparent
 
 log = logging.getLogger(__name__)
 
 EXPIRY_TICK_S = 0.1
-RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
-SESSION_LOCK_RENEWAL_S = 7 * 24 * 3600.0  # renew our session's lock for as long as we run
 
 
 class ProducerClosed(RuntimeError):
@@ -67,8 +63,7 @@ class ScoringProducer:
         self._collector = ReplyCollector()
         self._senders: LaneSenders | None = None
         self._coalescer: Coalescer | None = None
-        self._receiver: ServiceBusReceiver | None = None
-        self._renewer: AutoLockRenewer | None = None
+        self._reply_session: ReplySession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
 
@@ -97,9 +92,10 @@ class ScoringProducer:
         self._senders = LaneSenders(self._client)
         try:
             # Each link attach is a round trip or two: open both at once.
-            _, self._receiver = await asyncio.gather(
-                self._senders.open(self.settings.request_queue), self._open_receiver()
+            self._reply_session = ReplySession(
+                client=self._client, settings=self.settings, collector=self._collector, claims=self.claims
             )
+            await asyncio.gather(self._senders.open(self.settings.request_queue), self._reply_session.open())
         except BaseException:
             await self.close()
             raise
@@ -112,7 +108,7 @@ class ScoringProducer:
                 max_bytes=self.settings.coalesce_max_bytes,
             )
         self._tasks = [
-            asyncio.create_task(self._receive_loop(), name="producer-replies"),
+            asyncio.create_task(self._reply_session.run(lambda: self._running), name="producer-replies"),
             asyncio.create_task(self._expiry_loop(), name="producer-expiry"),
         ]
 
@@ -130,7 +126,7 @@ class ScoringProducer:
                 await task
         self._tasks = []
         # Closing a link waits for the broker's detach: close them side by side.
-        await asyncio.gather(self._close_receiver(), self._close_sender())
+        await asyncio.gather(self._close_reply_session(), self._close_sender())
         if self._owns_client and self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.close()
@@ -322,91 +318,15 @@ class ScoringProducer:
             traceparent=traceparent,
         )
 
-    async def _open_receiver(self) -> ServiceBusReceiver:
-        assert self._client is not None
-        mode = (
-            ServiceBusReceiveMode.RECEIVE_AND_DELETE
-            if self.settings.reply_receive_mode == "receive_and_delete"
-            else ServiceBusReceiveMode.PEEK_LOCK
-        )
-        self._renewer = AutoLockRenewer(max_lock_renewal_duration=SESSION_LOCK_RENEWAL_S)
-        receiver = self._client.get_queue_receiver(
-            self.settings.reply_queue,
-            session_id=self.settings.session_id,
-            receive_mode=mode,
-            prefetch_count=self.settings.prefetch,
-            auto_lock_renewer=self._renewer,
-            socket_timeout=self.settings.reply_socket_timeout_s,
-        )
-        set_further_pull(receiver, self.settings.reply_further_pull_s)
-        await receiver.__aenter__()
-        return receiver
-
-    async def _close_receiver(self) -> None:
-        receiver, renewer = self._receiver, self._renewer
-        self._receiver = self._renewer = None
-        await asyncio.gather(
-            *(closable.close() for closable in (receiver, renewer) if closable is not None),
-            return_exceptions=True,
-        )
+    async def _close_reply_session(self) -> None:
+        session, self._reply_session = self._reply_session, None
+        if session is not None:
+            await session.close()
 
     async def _close_sender(self) -> None:
         senders, self._senders = self._senders, None
         if senders is not None:
             await senders.close()
-
-    async def _receive_loop(self) -> None:
-        failures = 0
-        while self._running:
-            try:
-                if self._receiver is None:
-                    self._receiver = await self._open_receiver()
-                await self._receive_some(self._receiver)
-                failures = 0
-            except ServiceBusError as exc:
-                # Session lock lost or connection dropped: reopen our session and carry on.
-                delay = RECONNECT_BACKOFF_S[min(failures, len(RECONNECT_BACKOFF_S) - 1)]
-                failures += 1
-                log.warning("reply receiver failed (%s); reopening in %.1f s", exc, delay)
-                await self._close_receiver()
-                await asyncio.sleep(delay)
-
-    async def _receive_some(self, receiver: ServiceBusReceiver) -> None:
-        messages = await receive_ready(
-            receiver, max_count=self.settings.receive_batch_size, wait_s=self.settings.receive_wait_s
-        )
-        received_at = time.time()
-        for message in messages:
-            self._accept(message, received_at, await self._reply_body(message))
-        if self.settings.reply_receive_mode == "peek_lock":
-            for message in messages:
-                await receiver.complete_message(message)
-        # Session-lock renewals (and peek-lock completes) answer on a management link whose
-        # credit the SDK grants once; without a top-up a long-lived producer stalls after
-        # 10,000 of them (the same limit the worker's settlement hit).
-        await top_up_management_credit(receiver)
-
-    async def _reply_body(self, message: ServiceBusReceivedMessage) -> bytes | None:
-        """The reply's body, fetched from Blob when it came by reference (None if that fails)."""
-        try:
-            return await self.claims.check_out_reply(message.content_type, body_bytes(message))
-        except Exception as exc:  # a reply we cannot read is malformed to us; its request times out
-            log.warning("reply %s by reference could not be read: %s", message.correlation_id, exc)
-            return None
-
-    def _accept(self, message: ServiceBusReceivedMessage, received_at: float, body: bytes | None) -> None:
-        try:
-            if body is None:
-                raise ValueError("no body")
-            reply = parse_reply(body)
-        except (ValidationError, ValueError):
-            log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
-            self._collector.on_malformed()
-            return
-        reply_received(
-            message.application_properties, queue=self.settings.reply_queue, request_id=reply.request_id
-        )
-        self._collector.on_reply(message.correlation_id, reply, received_at=received_at)
 
     async def _expiry_loop(self) -> None:
         while self._running:

@@ -1,0 +1,123 @@
+"""What the inference activity does: score one group's prepared requests in one Triton call and
+store the replies (functions/documents.py), so the history holds only a summary of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from functions.documents import PreparedMember, encode_replies
+from functions.payloads import Group, GroupOutcome, Rejection
+from functions.runtime import ScoringRuntime
+from functions.steps import Addressed, error_for, load_members
+from functions.telemetry import record_batch, scoring_span
+from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply
+from qscore.contracts.errors import DEAD_LETTERED
+from qscore.scoring import (
+    InteractionRoute,
+    ScoredItem,
+    inference_violation,
+    log_interactions,
+    ok_reply,
+    score_group,
+    split_expired,
+    time_left_s,
+)
+
+
+@dataclass
+class GroupReplies:
+    """What became of a group's requests so far: replies, and failure records (queue requests)."""
+
+    group: Group
+    replies: list[Addressed] = field(default_factory=list)
+    dead_letters: list[Rejection] = field(default_factory=list)
+
+    def refuse(self, member: PreparedMember, violation: ContractViolation, runtime: ScoringRuntime) -> None:
+        """As the bad-input table says: a failure record (queue requests), else an error reply."""
+        envelope = member.envelope
+        if envelope.origin == "queue" and violation.outcome == DEAD_LETTERED:
+            self.dead_letters.append(
+                Rejection(
+                    request_id=envelope.message_id,
+                    model=self.group.model,
+                    code=violation.code.value,
+                    description=violation.description,
+                )
+            )
+            return
+        self.replies.append((envelope, error_for(envelope, self.group.model, violation, runtime)))
+
+
+async def infer(group: Group, runtime: ScoringRuntime) -> GroupOutcome:
+    """One Triton call for the group. Transient Triton failures raise (the orchestrator retries);
+    a refusal is retried request by request, so only the refused request fails (as in the worker).
+    A request whose deadline passed while it waited gets its `expired` error reply."""
+    members = await load_members(group, runtime.payloads)
+    live_items, late = split_expired([member.request.item for member in members])
+    by_id = {member.envelope.message_id: member for member in members}
+    result = GroupReplies(group=group)
+    for item, violation in late:
+        result.refuse(by_id[item.request_id], violation, runtime)
+    await _score(result, [by_id[item.request_id] for item in live_items], runtime)
+    ref = await runtime.payloads.put(encode_replies(result.replies))
+    errors = {
+        reply.request_id: reply.error.code.value
+        for _, reply in result.replies
+        if reply.status == ReplyStatus.ERROR and reply.error is not None
+    }
+    return GroupOutcome(
+        group=group,
+        replies=ref,
+        ok=len(result.replies) - len(errors),
+        errors=errors,
+        dead_letters=result.dead_letters,
+    )
+
+
+async def _score(result: GroupReplies, members: list[PreparedMember], runtime: ScoringRuntime) -> None:
+    from qscore.inference import InferenceRejected, ModelNotFound
+
+    if not members:
+        return
+    group = result.group
+    items = [member.request.item for member in members]
+    routes = [member.request.route for member in members]
+    try:
+        with scoring_span(
+            "qscore.functions.infer",
+            [member.envelope for member in members],
+            model=group.model,
+            version=group.version,
+            route=routes[0] if len(set(routes)) == 1 else "mixed",
+        ):
+            timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
+            spec = members[0].request.spec
+            scored = await score_group(runtime.triton, spec, group.version, items, timeout_s=timeout_s)
+    except (ModelNotFound, InferenceRejected) as exc:
+        if len(members) > 1 and isinstance(exc, InferenceRejected):
+            for member in members:  # find the one Triton refuses; the others are scored
+                await _score(result, [member], runtime)
+            return
+        not_served = isinstance(exc, ModelNotFound)
+        violation = inference_violation(group.model, group.version, exc, not_served=not_served)
+        for member in members:
+            result.refuse(member, violation, runtime)
+        return
+    record_batch(group.model, group.version, len(items))
+    ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
+    await _log_by_route(runtime, scored, ok, routes)
+    result.replies.extend((member.envelope, reply) for member, reply in zip(members, ok, strict=True))
+
+
+async def _log_by_route(
+    runtime: ScoringRuntime, scored: list[ScoredItem], ok: list[ScoreReply], routes: list[InteractionRoute]
+) -> None:
+    for route in dict.fromkeys(routes):
+        picked = [index for index, each in enumerate(routes) if each == route]
+        await log_interactions(
+            runtime.interactions,
+            [scored[index] for index in picked],
+            [ok[index] for index in picked],
+            route=route,
+            scored_by=runtime.settings.scored_by,
+        )
