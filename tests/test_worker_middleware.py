@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -201,6 +204,24 @@ def test_the_setting_takes_references_and_refuses_a_malformed_one() -> None:
     assert WorkerSettings.from_env(env).worker_middleware == (audit, "a.b:c")
     with pytest.raises(SettingsError, match=re.escape("QSCORE_WORKER_MIDDLEWARE='a.b'")):
         WorkerSettings.from_env({"QSCORE_WORKER_MIDDLEWARE": "a.b"})
+
+
+def test_qscore_worker_with_a_bad_middleware_variable_says_so_in_one_line() -> None:
+    env = {
+        **os.environ,
+        "QSCORE_SERVICEBUS_CONNECTION": "Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=a;SharedAccessKey=b",
+        "QSCORE_WORKER_MIDDLEWARE": "no_such_module_here:Audit",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from qscore_cli import main; main()", "worker", "--no-health"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode == 2 and "Traceback" not in output and len(output.splitlines()) == 1, output
+    assert output.startswith("error: QSCORE_WORKER_MIDDLEWARE='no_such_module_here:Audit': cannot import")
 
 
 def test_the_documented_example_is_the_shipped_audit_middleware() -> None:
