@@ -9,8 +9,8 @@ from typing import Any, cast
 from qscore.contracts import ContractViolation, ErrorCode
 from qscore.transport import ReplyAddress
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
+from workers.middleware import MiddlewareStack
 from workers.settle import Settler
-from workers.telemetry import WorkerTelemetry
 
 
 class _Settled:
@@ -37,7 +37,7 @@ def _settler(settled: _Settled) -> ItemSettler:
     return ItemSettler(
         cast(Settler, settled),
         replies=cast(Any, None),
-        telemetry=WorkerTelemetry(enabled=False),
+        middleware=MiddlewareStack(),
         worker_id="w",
     )
 

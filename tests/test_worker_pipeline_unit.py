@@ -17,12 +17,10 @@ from qscore.inference.errors import InferenceUnavailable
 from qscore.scoring import PreparedRequest, ScoringItem
 from qscore.transport import ReplyAddress, SendFailure
 from workers.held import HeldRequest
-from workers.hooks import WorkerHooks
 from workers.locks import HeldMessages
+from workers.middleware import MiddlewareStack
 from workers.pipeline import BatchScorer, PipelineOptions
 from workers.settle import Settler
-from workers.shadow import ShadowScorer
-from workers.telemetry import WorkerTelemetry
 
 SPEC = ModelSpec(
     name="digits",
@@ -93,14 +91,12 @@ def _held(name: str, deadline: datetime) -> HeldRequest:
 async def test_a_call_cut_short_by_a_deadline_expires_that_request_and_scores_the_rest() -> None:
     messages, replies, outages = FakeMessages(), FakeReplies(), []
     backend = DeadlineBackend(takes_s=0.5)
-    hooks = WorkerHooks()
+    middleware = MiddlewareStack()
     scorer = BatchScorer(
         backend=backend,
-        settler=Settler(messages, HeldMessages(limit=10), WorkerTelemetry(enabled=False)),  # type: ignore[arg-type]
+        settler=Settler(messages, HeldMessages(limit=10), middleware),  # type: ignore[arg-type]
         replies=replies,  # type: ignore[arg-type]
-        telemetry=WorkerTelemetry(enabled=False),
-        hooks=hooks,
-        shadow=ShadowScorer(backend, hooks),
+        middleware=middleware,
         options=PipelineOptions(worker_id="w"),
         on_unavailable=outages.append,
         on_success=lambda: None,

@@ -1,7 +1,8 @@
 """Assemble a worker from its settings and run it: `await run_worker(settings)`.
 
-Startup: telemetry, interaction log, health server, Triton client, Service Bus client.
-Shutdown (after the receive loop has drained): the same in reverse.
+Startup: the middleware's `startup` (workers/middleware/), health server, Triton client, Service
+Bus client. Shutdown (after the receive loop has drained and the middleware's `after_drain`):
+the same in reverse, the middleware's `shutdown` last.
 """
 
 from __future__ import annotations
@@ -9,22 +10,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from azure.servicebus.aio import ServiceBusClient
 
 from qscore.claimcheck import ClaimCheckSettings
 from qscore.claimcheck.replies import ReplyClaims
 from qscore.inference.errors import ModelNotFound
 from qscore.registry import ModelRegistry
-from qscore.scoring import RequestPreparer
+from qscore.scoring import InferenceBackend, RequestPreparer, SpecSource
 from qscore.transport import ReplySender, sdk_hooks, servicebus_client
 from workers.claims import WorkerClaims
 from workers.health import HealthServer, WorkerState
 from workers.hooks import WorkerHooks
+from workers.job import JobLimits
 from workers.loop import ReceiveLoop
+from workers.middleware import Middleware, MiddlewareStack
+from workers.middleware.assembly import worker_middleware
+from workers.middleware.loading import load_middleware
 from workers.registry_watch import watch_registry
 from workers.settings import WorkerSettings
 from workers.signals import StopRequest, install_signal_handlers
 from workers.telemetry import WorkerTelemetry
+
+if TYPE_CHECKING:
+    from qscore.inference import TritonClient
 
 log = logging.getLogger(__name__)
 
@@ -72,68 +83,104 @@ async def warm_up(
             log.info("warm-up step failed (first use will retry): %r", result)
 
 
+class WorkerBackend(InferenceBackend, SpecSource, Protocol):
+    """What the worker needs from its Triton client: inference and model specs (TritonClient)."""
+
+
 async def run_worker(
     settings: WorkerSettings,
     *,
     stop: StopRequest | None = None,
     hooks: WorkerHooks | None = None,
     telemetry: WorkerTelemetry | None = None,
-    backend: Any = None,
-    client: Any = None,
+    backend: WorkerBackend | None = None,
+    client: ServiceBusClient | None = None,
     state: WorkerState | None = None,
     handle_signals: bool = True,
+    middleware: Sequence[Middleware] = (),
 ) -> None:
-    """Run until SIGTERM/SIGINT (or `stop.request()`); injected parts are not closed here."""
+    """Run until SIGTERM/SIGINT (or `stop.request()`); injected parts are not closed here.
+
+    `middleware` runs after the built-in middleware, before QSCORE_WORKER_MIDDLEWARE's
+    (`settings.worker_middleware`; a bad reference raises SettingsError before anything starts)."""
+    extra = [*middleware, *load_middleware(settings.worker_middleware)]
     stop = stop or StopRequest()
     hooks = hooks or WorkerHooks(interactions=_interaction_sink(settings))
     telemetry = telemetry or WorkerTelemetry(queue=settings.request_queue)
     state = state or WorkerState()
     restore_signals = install_signal_handlers(stop) if handle_signals else (lambda: None)
-    health = None
-    if settings.health_port is not None:
-        health = HealthServer(state, host=settings.health_host, port=settings.health_port)
-    own_backend = backend is None
-    own_client = client is None
+    triton: TritonClient | None = None
+    if backend is None:  # made here (it connects on first use), closed with the other clients
+        from qscore.inference import TritonClient
+
+        backend = triton = TritonClient(settings.triton_url, timeout_s=settings.triton_timeout_s)
+    job = JobLimits(
+        exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
+    )
+    steps = worker_middleware(
+        hooks=hooks, telemetry=telemetry, backend=backend, job=job, stop=stop, extra=extra
+    )
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(restore_signals)
-        stack.push_async_callback(hooks.shutdown)
-        await hooks.startup()
+        stack.push_async_callback(steps.shutdown)
+        await steps.startup()
         sdk_hooks.log_hooks()  # the SDK internals the fast paths use, checked once and listed
-        if health is not None:
-            await health.start()
-            stack.push_async_callback(health.stop)
-            log.info("health server on %s:%d", settings.health_host, health.port)
-        if own_backend:
-            from qscore.inference import TritonClient
-
-            backend = TritonClient(settings.triton_url, timeout_s=settings.triton_timeout_s)
-            stack.push_async_callback(backend.close)
-        if own_client:
+        await _start_health(settings, state, stack)
+        if triton is not None:
+            stack.push_async_callback(triton.close)
+        if client is None:
             client = servicebus_client(
                 connection=settings.servicebus_connection, namespace=settings.servicebus_namespace
             )
             stack.push_async_callback(client.close)
-        claim_settings = ClaimCheckSettings.from_env()
-        replies = ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None)
-        stack.push_async_callback(replies.close)
-        registry = ModelRegistry(settings.registry_path)
-        preparer = _preparer(settings, backend, registry, stack)
-        warming = asyncio.create_task(warm_up(settings, backend, registry, replies))
-        stack.callback(warming.cancel)
-        claims = WorkerClaims(claim_settings, backend)
-        stack.push_async_callback(claims.close)
-        loop = ReceiveLoop(
-            settings=settings,
-            client=client,
-            backend=backend,
-            preparer=preparer,
-            replies=replies,
-            telemetry=telemetry,
-            hooks=hooks,
-            state=state,
-            stop=stop,
-            claims=claims,
-        )
+        loop = await _receive_loop(settings, client, backend, stack, telemetry, steps, job, state, stop)
         log.info("worker %s consuming %s", settings.worker_id, ", ".join(settings.lanes()))
         await loop.run()
     log.info("worker %s stopped", settings.worker_id)
+
+
+async def _start_health(
+    settings: WorkerSettings, state: WorkerState, stack: contextlib.AsyncExitStack
+) -> None:
+    if settings.health_port is None:
+        return
+    health = HealthServer(state, host=settings.health_host, port=settings.health_port)
+    await health.start()
+    stack.push_async_callback(health.stop)
+    log.info("health server on %s:%d", settings.health_host, health.port)
+
+
+async def _receive_loop(
+    settings: WorkerSettings,
+    client: ServiceBusClient,
+    backend: WorkerBackend,
+    stack: contextlib.AsyncExitStack,
+    telemetry: WorkerTelemetry,
+    steps: MiddlewareStack,
+    job: JobLimits,
+    state: WorkerState,
+    stop: StopRequest,
+) -> ReceiveLoop:
+    """The reply sender, registry, preparer, warm-up and claim-check step, and the loop on them."""
+    claim_settings = ClaimCheckSettings.from_env()
+    replies = ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None)
+    stack.push_async_callback(replies.close)
+    registry = ModelRegistry(settings.registry_path)
+    preparer = _preparer(settings, backend, registry, stack)
+    warming = asyncio.create_task(warm_up(settings, backend, registry, replies))
+    stack.callback(warming.cancel)
+    claims = WorkerClaims(claim_settings, backend)
+    stack.push_async_callback(claims.close)
+    return ReceiveLoop(
+        settings=settings,
+        client=client,
+        backend=backend,
+        preparer=preparer,
+        replies=replies,
+        telemetry=telemetry,
+        middleware=steps,
+        job=job,
+        state=state,
+        stop=stop,
+        claims=claims,
+    )

@@ -24,9 +24,9 @@ from typing import Any
 from qscore.contracts import ContractViolation, ErrorCode
 from qscore.scoring import error_reply
 from qscore.transport import ReplyAddress, ReplySender, enqueued_at
+from workers.middleware import MiddlewareStack
 from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
-from workers.telemetry import WorkerTelemetry
 
 
 @dataclass(eq=False, slots=True)
@@ -63,11 +63,11 @@ class ItemSettler:
     """A `Settler` that also settles items of request-batch messages (the same methods)."""
 
     def __init__(
-        self, settler: Settler, *, replies: ReplySender, telemetry: WorkerTelemetry, worker_id: str
+        self, settler: Settler, *, replies: ReplySender, middleware: MiddlewareStack, worker_id: str
     ) -> None:
         self._settler = settler
         self._replies = replies
-        self._telemetry = telemetry
+        self._middleware = middleware
         self._worker_id = worker_id
 
     @property
@@ -116,7 +116,7 @@ class ItemSettler:
             )
             for item, violation in failed
         ]
-        await reply_and_settle(outgoing, self._replies, self, self._telemetry)
+        await reply_and_settle(outgoing, self._replies, self, self._middleware)
 
     async def abandon_all_held(self, *, reason: str) -> int:
         return await self._settler.abandon_all_held(reason=reason)

@@ -1,16 +1,18 @@
-"""Optional hooks: startup/shutdown callbacks and where scored interactions go (incl. shadow).
+"""Start-up/shut-down callbacks and where scored interactions go: the simple way to hook in.
 
-A hook that fails is logged and never stops scoring; shadow results are never replied.
+`WorkerHooks` is a middleware (workers/middleware/base.py) that runs plain callbacks; for hooks
+around the steps themselves (receive, validate, score, reply, settle), write a `Middleware`.
+Its `interactions` sink is where the interaction log middleware and shadow scoring write.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from qscore.contracts import ScoreReply
-from qscore.scoring import InteractionRoute, InteractionSink, ScoredItem, log_interactions
+from qscore.scoring import InteractionRoute, InteractionSink
+from workers.middleware import Middleware
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +21,10 @@ Hook = Callable[[], Awaitable[None]]
 __all__ = ["Hook", "InteractionRoute", "InteractionSink", "WorkerHooks"]
 
 
-@dataclass
-class WorkerHooks:
-    """`on_startup` runs before the first receive, `on_shutdown` after the last settlement."""
+@dataclass(eq=False)
+class WorkerHooks(Middleware):
+    """`on_startup` runs before the first receive (a failure stops the start), `on_shutdown`
+    after the last settlement, once the clients are closed (a failure is logged)."""
 
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
@@ -37,14 +40,3 @@ class WorkerHooks:
                 await hook()
             except Exception:
                 log.exception("shutdown hook failed")
-        if self.interactions is not None:
-            await self.interactions.close()
-
-    async def log_interactions(
-        self,
-        scored: list[ScoredItem],
-        replies: list[ScoreReply] | None,
-        *,
-        route: InteractionRoute | Sequence[InteractionRoute],
-    ) -> None:
-        await log_interactions(self.interactions, scored, replies, route=route)

@@ -35,9 +35,9 @@ from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_bod
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
+from workers.middleware import MiddlewareStack
 from workers.replying import OutgoingReply, reply_and_settle
 from workers.settle import Settler
-from workers.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Intake:
         batcher: MicroBatcher[tuple[str, str], HeldRequest],
         settler: Settler | ItemSettler,
         replies: ReplySender,
-        telemetry: WorkerTelemetry,
+        middleware: MiddlewareStack,
         options: IntakeOptions,
         on_unavailable: Callable[[str], None],
     ) -> None:
@@ -90,7 +90,7 @@ class Intake:
         self._batcher = batcher
         self._settler = settler
         self._replies = replies
-        self._telemetry = telemetry
+        self._middleware = middleware
         self._options = options
         self._on_unavailable = on_unavailable
 
@@ -130,8 +130,8 @@ class Intake:
                 retry.append(message)
                 self._on_unavailable(f"model lookup: {exc}")
                 continue
-            span = self._telemetry.start_message(message)
-            held = HeldRequest(message=message, prepared=prepared, address=address, span=span)
+            held = HeldRequest(message=message, prepared=prepared, address=address)
+            await self._middleware.after_validate(held)
             key = group_key(prepared.spec.name, prepared.version)
             self._batcher.add(key, held, model_max_batch_size=prepared.spec.max_batch_size)
         if retry:
@@ -176,6 +176,7 @@ class Intake:
                 self._on_unavailable(f"model lookup: {exc}")
                 continue
             held = HeldRequest(message=item, prepared=prepared, address=item_address)
+            await self._middleware.after_validate(held)
             key = group_key(prepared.spec.name, prepared.version)
             self._batcher.add(key, held, model_max_batch_size=prepared.spec.max_batch_size)
         if unavailable:
@@ -197,4 +198,4 @@ class Intake:
                 scored_by=self._options.worker_id,
             )
             outgoing.append(OutgoingReply(each.message, each.address, reply))
-        await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)
+        await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)

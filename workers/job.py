@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
-COMPLETED = "completed"
-DEAD_LETTERED = "dead_lettered"
-ABANDONED = "abandoned"
+COMPLETED: Final = "completed"
+DEAD_LETTERED: Final = "dead_lettered"
+ABANDONED: Final = "abandoned"
 
 
 @dataclass

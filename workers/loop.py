@@ -14,10 +14,12 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+
+from azure.servicebus import ServiceBusReceivedMessage
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 from qscore.batching import BatchPolicy, MicroBatcher
-from qscore.scoring import ReplyPolicy, RequestPreparer
+from qscore.scoring import InferenceBackend, ReadinessProbe, ReplyPolicy, RequestPreparer, SpecCache
 from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
@@ -26,16 +28,15 @@ from workers.batch_items import ItemSettler
 from workers.claims import WorkerClaims
 from workers.health import WorkerState
 from workers.held import HeldRequest
-from workers.hooks import WorkerHooks
 from workers.intake import Intake, IntakeOptions
 from workers.job import ABANDONED, JobLimits
 from workers.lanes import WeightedTurns
 from workers.locks import HeldMessages, renew_locks_forever
+from workers.middleware import MiddlewareStack
 from workers.pipeline import BatchScorer, PipelineOptions
 from workers.prefetch import PrefetchWindow, apply_link_credit
 from workers.settings import WorkerSettings
 from workers.settle import Settler
-from workers.shadow import ShadowScorer
 from workers.signals import StopRequest
 from workers.telemetry import WorkerTelemetry
 
@@ -76,25 +77,29 @@ class _Lane:
     """One lane's receive session: its queue, receiver, held set and intake."""
 
     queue: str
-    receiver: Any
+    receiver: ServiceBusReceiver
     held: HeldMessages
     intake: Intake
     over: asyncio.Event  # set when any lane's session ends: the others end too
 
 
 class ReceiveLoop:
-    """Runs receiver sessions on `client` until `stop`; the backend is the Triton client."""
+    """Runs receiver sessions on `client` until `stop`; the backend is the Triton client.
+
+    The steps call `middleware` (workers/middleware/); `job` is the job mode's account, which
+    the job middleware keeps and the loop reads to size receives and to know when to stop."""
 
     def __init__(
         self,
         *,
         settings: WorkerSettings,
-        client: Any,
-        backend: Any,
+        client: ServiceBusClient,
+        backend: InferenceBackend,
         preparer: RequestPreparer,
         replies: ReplySender,
         telemetry: WorkerTelemetry,
-        hooks: WorkerHooks,
+        middleware: MiddlewareStack,
+        job: JobLimits,
         state: WorkerState,
         stop: StopRequest,
         claims: WorkerClaims | None = None,
@@ -106,11 +111,10 @@ class ReceiveLoop:
         self._preparer = preparer
         self._replies = replies
         self._telemetry = telemetry
-        self._hooks = hooks
+        self._middleware = middleware
         self.state = state
         self._stop = stop
         self.backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
-        self.shadow = ShadowScorer(backend, hooks)
         # Broker faults (connection lost, receiver shut down by the SDK) end the session; the
         # next one opens after this backoff.
         self.broker_backoff = Backoff(initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s)
@@ -118,16 +122,11 @@ class ReceiveLoop:
         self.turns = WeightedTurns(settings.lanes())
         self._waited_before = False
         self._held_by_lane = _HeldByLane()
-        self.job = JobLimits(
-            exit_after_messages=settings.exit_after_messages, exit_when_idle_s=settings.exit_when_idle_s
-        )
+        self.job = job
 
     def _on_settled(self, outcome: str, count: int) -> None:
         if outcome != ABANDONED:
             self.window.finished(count)
-        self.job.settled(outcome, count)
-        if self.job.done and not self._stop.is_set:
-            self._stop.request(self.job.exit_reason() or "job done")
 
     async def run(self) -> None:
         await self._wait_for_triton()
@@ -136,7 +135,7 @@ class ReceiveLoop:
             if not self._stop.is_set:
                 await self._sleep_unless_stopped(self.broker_backoff.remaining_s())
                 await self._wait_for_triton()
-        await self.shadow.wait(1.0)
+        await self._middleware.after_drain()
 
     def _triton_unavailable(self, reason: str) -> None:
         pause = self.backoff.failure(reason)
@@ -156,10 +155,10 @@ class ReceiveLoop:
             await self._sleep_unless_stopped(self.backoff.remaining_s())
             if self._stop.is_set:
                 return
-            is_ready = getattr(self._backend, "is_ready", None)
-            if is_ready is None or await is_ready():
-                if self._waited_before and hasattr(self._backend, "forget_spec"):
-                    self._backend.forget_spec()  # a restarted server may serve other versions
+            backend = self._backend
+            if not isinstance(backend, ReadinessProbe) or await backend.is_ready():
+                if self._waited_before and isinstance(backend, SpecCache):
+                    backend.forget_spec()  # a restarted server may serve other versions
                 # (not the first time: the specs the start-up warm-up fetched are this server's)
                 self._waited_before = True
                 self.state.triton_ok = True
@@ -197,12 +196,12 @@ class ReceiveLoop:
                 Settler(
                     MessageSettler(receiver, control=control),
                     held,
-                    self._telemetry,
+                    self._middleware,
                     on_settled=self._on_settled,
                     after_settled=self.claims.after_settled,
                 ),
                 replies=self._replies,
-                telemetry=self._telemetry,
+                middleware=self._middleware,
                 worker_id=settings.worker_id,
             )
             batcher = self._batcher(settler)
@@ -211,7 +210,7 @@ class ReceiveLoop:
                 batcher=batcher,
                 settler=settler,
                 replies=self._replies,
-                telemetry=self._telemetry,
+                middleware=self._middleware,
                 options=IntakeOptions(
                     reply_policy=ReplyPolicy.create(
                         settings.reply_queue,
@@ -242,9 +241,7 @@ class ReceiveLoop:
             backend=self._backend,
             settler=settler,
             replies=self._replies,
-            telemetry=self._telemetry,
-            hooks=self._hooks,
-            shadow=self.shadow,
+            middleware=self._middleware,
             options=PipelineOptions(worker_id=settings.worker_id, binary_replies=settings.binary_replies),
             on_unavailable=self._triton_unavailable,
             on_success=self._triton_ok,
@@ -257,7 +254,7 @@ class ReceiveLoop:
         )
         return MicroBatcher(handler=scorer.handle, policy=policy, rows_of=_rows)
 
-    def _receive_size(self, held: HeldMessages, receiver: Any) -> int:
+    def _receive_size(self, held: HeldMessages, receiver: ServiceBusReceiver) -> int:
         """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
         size = held.room
         if self.settings.prefetch > 0:
@@ -296,14 +293,14 @@ class ReceiveLoop:
             self.broker_backoff.success()
             if messages:
                 held.add(messages)
-                self.job.took(len(messages))
+                await self._middleware.after_receive(lane.queue, messages)
                 self.window.observe_lock(messages)
                 self.state.count("received", len(messages))
                 await self._take_in(lane, messages)
             # Yield every turn so lock renewal and batch tasks run even under a full queue (#31427).
             await asyncio.sleep(0)
 
-    async def _take_in(self, lane: _Lane, messages: list[Any]) -> None:
+    async def _take_in(self, lane: _Lane, messages: list[ServiceBusReceivedMessage]) -> None:
         """Hand received messages to intake, the higher lane first (weighted turns). With several
         lanes a large receive goes in chunks, yielding between them: intake does not wait on I/O
         per message, so one big low-lane batch would otherwise hold the event loop, and the

@@ -5,13 +5,16 @@ makes the broker redeliver the request, and it is scored and replied again. Repl
 the request id as correlation id, so a producer drops the duplicate.
 
 Each request is settled by what became of its own reply (workers/replying.py), and the deadline
-is checked again right before the Triton call, whose timeout is the tightest time left.
+is checked again right before the Triton call, whose timeout is the tightest time left. Spans,
+metrics, the interaction log and shadow scoring are middleware around these steps
+(workers/middleware/): `before_score`/`after_score` around each Triton call, `after_reply` and
+`after_settle` from the reply and settle steps.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
+import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,14 +30,12 @@ from qscore.scoring import (
     split_expired,
     time_left_s,
 )
-from qscore.transport import ReplyAddress, ReplySender
+from qscore.transport import ReplySender
 from workers.held import HeldRequest
-from workers.hooks import WorkerHooks
+from workers.middleware import MiddlewareStack, ScoreBatch, ScoreResult
 from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
-from workers.shadow import ShadowScorer
-from workers.telemetry import WorkerTelemetry
 
-log = logging.getLogger(__name__)
+_calls = itertools.count(1)  # ScoreBatch.call: tells one worker's Triton calls apart
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,9 +53,7 @@ class BatchScorer:
         backend: InferenceBackend,
         settler: SettlesMessages,
         replies: ReplySender,
-        telemetry: WorkerTelemetry,
-        hooks: WorkerHooks,
-        shadow: ShadowScorer,
+        middleware: MiddlewareStack,
         options: PipelineOptions,
         on_unavailable: Callable[[str], None],
         on_success: Callable[[], None],
@@ -62,39 +61,37 @@ class BatchScorer:
         self._backend = backend
         self._settler = settler
         self._replies = replies
-        self._telemetry = telemetry
-        self._hooks = hooks
-        self._shadow = shadow
+        self._middleware = middleware
         self._options = options
         self._on_unavailable = on_unavailable
         self._on_success = on_success
 
     async def handle(self, key: tuple[str, str], held: list[HeldRequest]) -> None:
+        await self._handle(key, held, retry=False)
+
+    async def _handle(self, key: tuple[str, str], held: list[HeldRequest], *, retry: bool) -> None:
         model, version = key
         held = await self._reply_expired(held)
         if not held:
             return
-        scored = await self._score(model, version, held)
+        batch = ScoreBatch(model, version, tuple(held), call=next(_calls), retry=retry)
+        batch = await self._middleware.before_score(batch)
+        held = list(batch.requests)
+        scored = await self._score(batch)
         if scored is None:
             return
         self._on_success()
-        self._telemetry.batch(model, version, len(held))
         outgoing = [
             OutgoingReply(
                 request.message,
-                self._traced(request),
+                request.address,
                 ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
-                request.span,
+                request=request,
+                scored=item,
             )
             for request, item in zip(held, scored, strict=True)
         ]
-        sent = await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)
-        await self._hooks.log_interactions(
-            [scored[index] for index in sent],
-            [outgoing[index].reply for index in sent],
-            route=[held[index].prepared.route for index in sent],
-        )
-        self._shadow.submit([held[index] for index in sent])
+        await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
 
     async def _reply_expired(self, held: list[HeldRequest]) -> list[HeldRequest]:
         """Answer `expired` to the requests whose deadline passed while they waited; the rest."""
@@ -105,7 +102,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 by_item[id(item)].message,
-                self._traced(by_item[id(item)]),
+                by_item[id(item)].address,
                 error_reply(
                     item.request_id,
                     item.request.model,
@@ -114,34 +111,46 @@ class BatchScorer:
                     enqueued_at=item.enqueued_at,
                     scored_by=self._options.worker_id,
                 ),
-                by_item[id(item)].span,
             )
             for item, violation in late
         ]
-        await reply_and_settle(outgoing, self._replies, self._settler, self._telemetry)
+        await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
         return [by_item[id(item)] for item in live]
 
-    async def _score(self, model: str, version: str, held: list[HeldRequest]) -> list[ScoredItem] | None:
+    async def _score(self, batch: ScoreBatch) -> list[ScoredItem] | None:
         """Scored items, or None when the batch was settled another way (abandoned/dead-lettered)."""
-        spec = held[0].prepared.spec
+        held = list(batch.requests)
         items = [request.prepared.item for request in held]
         timeout_s = time_left_s(items)
+        started = time.perf_counter()
         try:
-            with self._telemetry.batch_span(model, version, [r.span for r in held]):
-                return await score_group(self._backend, spec, version, items, timeout_s=timeout_s)
-        except InferenceUnavailable as exc:
-            if timeout_s is not None and split_expired(items)[1]:
+            spec = held[0].prepared.spec
+            scored = await score_group(self._backend, spec, batch.version, items, timeout_s=timeout_s)
+        except BaseException as exc:
+            await self._middleware.after_score(ScoreResult(batch, None, exc, time.perf_counter() - started))
+            if not isinstance(exc, InferenceError):
+                raise
+            await self._failed(batch, exc, timed_out=timeout_s is not None and bool(split_expired(items)[1]))
+            return None
+        await self._middleware.after_score(
+            ScoreResult(batch, tuple(scored), None, time.perf_counter() - started)
+        )
+        return scored
+
+    async def _failed(self, batch: ScoreBatch, error: InferenceError, *, timed_out: bool) -> None:
+        """Triton did not score the batch: retry, abandon, dead-letter or isolate, by the error."""
+        key, held = (batch.model, batch.version), list(batch.requests)
+        if isinstance(error, InferenceUnavailable):
+            if timed_out:
                 # The deadline ran out during the call: `expired` for those, the rest again.
-                await self.handle((model, version), held)
-                return None
-            self._on_unavailable(f"inference: {exc}")
+                await self._handle(key, held, retry=True)
+                return
+            self._on_unavailable(f"inference: {error}")
             await self._settler.abandon([r.message for r in held], reason="inference_unavailable")
-            self._finish_spans(held, "abandoned")
-        except ModelNotFound as exc:
-            await self._dead_letter_all(held, inference_violation(model, version, exc, not_served=True))
-        except InferenceError as exc:
-            await self._isolate(key=(model, version), held=held, error=exc)
-        return None
+        elif isinstance(error, ModelNotFound):
+            await self._dead_letter_all(held, inference_violation(*key, error, not_served=True))
+        else:
+            await self._isolate(key=key, held=held, error=error)
 
     async def _isolate(self, *, key: tuple[str, str], held: list[HeldRequest], error: InferenceError) -> None:
         """Triton refused the batch: score each request alone so one bad request fails alone."""
@@ -149,20 +158,8 @@ class BatchScorer:
             await self._dead_letter_all(held, inference_violation(*key, error, not_served=False))
             return
         for request in held:
-            await self.handle(key, [request])
+            await self._handle(key, [request], retry=True)
 
     async def _dead_letter_all(self, held: list[HeldRequest], violation: ContractViolation) -> None:
         for request in held:
             await self._settler.dead_letter(request.message, violation)
-        self._finish_spans(held, f"dead_lettered:{violation.code}")
-
-    def _traced(self, request: HeldRequest) -> ReplyAddress:
-        """The reply's address, carrying the worker span's traceparent when there is a span."""
-        if request.span is None:
-            return request.address  # already carries the request's own traceparent
-        parent = self._telemetry.reply_traceparent(request.message, request.span)
-        return dataclasses.replace(request.address, traceparent=parent)
-
-    def _finish_spans(self, held: list[HeldRequest], outcome: str) -> None:
-        for request in held:
-            self._telemetry.finish_message(request.span, outcome=outcome)

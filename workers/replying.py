@@ -13,12 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qscore.contracts import ContractViolation, ScoreReply
-from qscore.scoring import undeliverable
+from qscore.scoring import ScoredItem, undeliverable
 from qscore.transport import ReplyAddress, ReplySender, SendFailure
-from workers.telemetry import WorkerTelemetry
+from workers.middleware.base import Replied
+
+if TYPE_CHECKING:
+    from workers.held import HeldRequest
+    from workers.middleware.stack import MiddlewareStack
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +39,24 @@ class SettlesMessages(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class OutgoingReply:
-    """One request's reply, with the message to settle and the span to end."""
+    """One request's reply, with the message to settle; for a scored request also the request
+    and its scored item (the interaction log and shadow scoring read them, after the reply)."""
 
     message: Any
     address: ReplyAddress
     reply: ScoreReply
-    span: Any = None
+    request: HeldRequest | None = None
+    scored: ScoredItem | None = None
 
 
 async def reply_and_settle(
     outgoing: Sequence[OutgoingReply],
     replies: ReplySender,
     settler: SettlesMessages,
-    telemetry: WorkerTelemetry,
+    middleware: MiddlewareStack,
 ) -> list[int]:
-    """Send every reply (batched), settle each message by its own outcome; returns the indexes
-    of the replies that were sent."""
+    """Send every reply (batched), settle each message by its own outcome, then tell the
+    middleware (`after_reply`); returns the indexes of the replies that were sent."""
     try:
         failures = await replies.deliver([(each.address, each.reply) for each in outgoing])
     except Exception as exc:  # deliver reports per reply; anything else may pass: send them again later
@@ -59,18 +65,14 @@ async def reply_and_settle(
     retry = [outgoing[index] for index, failure in enumerate(failures) if failure and not failure.permanent]
     if sent:
         await settler.complete([outgoing[index].message for index in sent])
-        telemetry.replied([outgoing[index].reply for index in sent])
     for index, failure in enumerate(failures):
         if failure is not None and failure.permanent:
             each = outgoing[index]
             await settler.dead_letter(each.message, undeliverable(each.address, failure.detail))
-            telemetry.finish_message(each.span, outcome="dead_lettered:reply_undeliverable")
     if retry:
         reason = next(failure.detail for failure in failures if failure and not failure.permanent)
         log.warning("could not send %d replies, abandoning them for redelivery: %s", len(retry), reason)
         await settler.abandon([each.message for each in retry], reason="reply_send_failed")
-        for each in retry:
-            telemetry.finish_message(each.span, outcome="reply_send_failed")
-    for index in sent:
-        telemetry.finish_message(outgoing[index].span, outcome="replied")
+    unsent = tuple(outgoing[index] for index, failure in enumerate(failures) if failure is not None)
+    await middleware.after_reply(Replied(tuple(outgoing[index] for index in sent), unsent))
     return sent

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, DEFAULT_TRITON_URL, settings_from_env
+from workers.middleware.loading import check_reference
 
 
 def default_worker_id() -> str:
@@ -71,6 +72,9 @@ class WorkerSettings:
     exit_after_messages: int | None = None
     # ... or once nothing was received (and nothing held) for this long.
     exit_when_idle_s: float | None = None
+    # Middleware of the deployment's own, loaded by name (workers/middleware/loading.py):
+    # QSCORE_WORKER_MIDDLEWARE=package.module:factory[,another.module:factory]
+    worker_middleware: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         positive = ("max_held_messages", "max_in_flight_batches", "max_message_bytes", "lane_weight")
@@ -95,6 +99,8 @@ class WorkerSettings:
             raise ValueError("receive_wait_s and triton_timeout_s must be > 0")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError("backoff_max_s must be >= backoff_initial_s")
+        for reference in self.worker_middleware:
+            check_reference(reference)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:

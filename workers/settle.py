@@ -16,25 +16,26 @@ from qscore.transport.settlement import MessageSettler
 from workers.dead_letter import dead_letter
 from workers.job import ABANDONED, COMPLETED, DEAD_LETTERED
 from workers.locks import HeldMessages
-from workers.telemetry import WorkerTelemetry
+from workers.middleware import MiddlewareStack, Settled
 
 
 class Settler:
-    """Settles messages of one receiver and keeps the held-messages set in step."""
+    """Settles messages of one receiver, keeps the held-messages set in step, and tells the
+    middleware (`after_settle`) what became of each message, even when the broker call failed."""
 
     def __init__(
         self,
         settler: MessageSettler,
         held: HeldMessages,
-        telemetry: WorkerTelemetry,
+        middleware: MiddlewareStack,
         *,
         on_settled: Callable[[str, int], None] | None = None,
         after_settled: Callable[[Sequence[Any], str], Awaitable[None]] | None = None,
     ) -> None:
         self.messages = settler
         self._held = held
-        self._telemetry = telemetry
-        # Told (outcome, count) after each settlement: throughput metering and job mode.
+        self._middleware = middleware
+        # Told (outcome, count) after each settlement: throughput metering (workers/prefetch.py).
         self._on_settled = on_settled
         # Awaited with (messages, outcome) after a settlement: claim-check blobs are deleted
         # once a request is completed (workers/claims.py).
@@ -50,33 +51,44 @@ class Settler:
             await self._after_settled(messages, outcome)
 
     async def complete(self, messages: Sequence[Any]) -> None:
+        refused = len(messages)
         try:
-            self.failures += len(await self.messages.complete(messages))
+            refused = len(await self.messages.complete(messages))
+            self.failures += refused
         finally:
             self._held.release(messages)
             self._settled(COMPLETED, len(messages))
+            await self._middleware.after_settle(Settled(tuple(messages), COMPLETED, refused=refused))
         await self._after(messages, COMPLETED)
 
     async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
         """Put messages back on the queue now (their delivery count goes up)."""
-        for _ in messages:
-            self._telemetry.abandoned(reason)
+        refused = len(messages)
         try:
-            self.failures += len(await self.messages.abandon(messages))
+            refused = len(await self.messages.abandon(messages))
+            self.failures += refused
         finally:
             self._held.release(messages)
             self._settled(ABANDONED, len(messages))
+            settled = Settled(tuple(messages), ABANDONED, reason=reason, refused=refused)
+            await self._middleware.after_settle(settled)
         await self._after(messages, ABANDONED)
 
     async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
+        refused = 1
         try:
             if await dead_letter(self.messages.receiver, message, violation):
-                self._telemetry.dead_lettered(str(violation.code))
+                refused = 0
             else:
                 self.failures += 1
         finally:
             self._held.release([message])
             self._settled(DEAD_LETTERED, 1)
+            code, description = str(violation.code), violation.description
+            settled = Settled(
+                (message,), DEAD_LETTERED, reason=code, description=description, refused=refused
+            )
+            await self._middleware.after_settle(settled)
         await self._after([message], DEAD_LETTERED)
 
     async def abandon_all_held(self, *, reason: str) -> int:

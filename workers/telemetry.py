@@ -1,6 +1,7 @@
 """The worker's telemetry calls in one place: a span per message (child of the producer's
 traceparent), a batch span per Triton call (linked to every request span in it), the
-traceparent its reply carries, and the scoring metrics from `qscore.telemetry`.
+traceparent its reply carries, and the scoring metrics from `qscore.telemetry`. The tracing
+and metrics middleware (workers/middleware/tracing.py, metrics.py) make these calls.
 
 Everything goes through `WorkerTelemetry` so tests (or a deployment without OpenTelemetry)
 can pass `WorkerTelemetry(enabled=False)` and pay nothing per message. Spans cost about

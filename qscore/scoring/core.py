@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +43,22 @@ class InferenceBackend(Protocol):
         outputs: Sequence[str] | None = None,
         timeout_s: float | None = None,
     ) -> InferResultLike: ...
+
+
+@runtime_checkable
+class ReadinessProbe(Protocol):
+    """A backend that can say whether its server is ready (TritonClient can); the worker waits
+    for it before receiving. Checked with isinstance: a backend without it counts as ready."""
+
+    async def is_ready(self) -> bool: ...
+
+
+@runtime_checkable
+class SpecCache(Protocol):
+    """A backend that caches model specs and can drop them (TritonClient does); the worker
+    drops them when the server comes back, which may then serve other versions."""
+
+    def forget_spec(self, model: str | None = None) -> None: ...
 
 
 class InferResultLike(Protocol):

@@ -1,10 +1,11 @@
-"""Shadow flights: a share of requests is also scored by the flighted version.
+"""Shadow flights: a share of requests is also scored by the flighted version, after the reply.
 
 Shadow results are never replied; they go to the interaction log (route "shadow") so the
 monitoring reports can compare versions. What shadow scoring does is the shared core's
-(`qscore.scoring.shadow`, also used by the Functions app); this module only schedules it.
-Shadow work is best effort: when too many shadow batches are already running, new ones are
-skipped rather than slowing replies down.
+(`qscore.scoring.shadow`, also used by the Functions app); this middleware only schedules it,
+for the requests whose replies were sent. Shadow work is best effort: when too many shadow
+batches are already running, new ones are skipped rather than slowing replies down. Once the
+receive loop has drained, running shadow calls get a second to finish.
 """
 
 from __future__ import annotations
@@ -13,21 +14,31 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from qscore.scoring import InferenceBackend, ShadowGroup, score_shadow, shadow_groups
+from qscore.scoring import InferenceBackend, InteractionSink, ShadowGroup, score_shadow, shadow_groups
 from workers.held import HeldRequest
-from workers.hooks import WorkerHooks
+from workers.middleware.base import Middleware, Replied
 
 log = logging.getLogger(__name__)
 
+DRAIN_WAIT_S = 1.0
 
-class ShadowScorer:
-    def __init__(self, backend: InferenceBackend, hooks: WorkerHooks, *, max_in_flight: int = 2) -> None:
+
+class ShadowScorer(Middleware):
+    def __init__(
+        self, backend: InferenceBackend, sink: InteractionSink | None, *, max_in_flight: int = 2
+    ) -> None:
         self._backend = backend
-        self._hooks = hooks
+        self._sink = sink
         self._max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
         self.skipped = 0
         self.scored = 0
+
+    async def after_reply(self, replied: Replied) -> None:
+        self.submit([each.request for each in replied.sent if each.scored is not None and each.request])
+
+    async def after_drain(self) -> None:
+        await self.wait(DRAIN_WAIT_S)
 
     def submit(self, held: Sequence[HeldRequest]) -> None:
         """Start shadow scoring for the requests routed to a shadow version (others are ignored)."""
@@ -41,7 +52,7 @@ class ShadowScorer:
 
     async def _score(self, group: ShadowGroup) -> None:
         try:
-            scored = await score_shadow(self._backend, group, self._hooks.interactions)
+            scored = await score_shadow(self._backend, group, self._sink)
         except Exception as exc:
             log.info("shadow scoring of %s v%s failed: %r", group.spec.name, group.version, exc)
             return

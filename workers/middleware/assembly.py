@@ -1,0 +1,42 @@
+"""The worker's middleware stack: the start-up/shut-down hooks, the built-in concerns, then the
+deployment's own (keyword `middleware=` of run_worker, then QSCORE_WORKER_MIDDLEWARE)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qscore.scoring import InferenceBackend
+from workers.hooks import WorkerHooks
+from workers.job import JobLimits
+from workers.middleware.base import Middleware
+from workers.middleware.interactions import InteractionsMiddleware
+from workers.middleware.jobs import JobsMiddleware
+from workers.middleware.metrics import MetricsMiddleware
+from workers.middleware.shadow import ShadowScorer
+from workers.middleware.stack import MiddlewareStack
+from workers.middleware.tracing import TracingMiddleware
+from workers.signals import StopRequest
+from workers.telemetry import WorkerTelemetry
+
+
+def worker_middleware(
+    *,
+    hooks: WorkerHooks,
+    telemetry: WorkerTelemetry,
+    backend: InferenceBackend,
+    job: JobLimits,
+    stop: StopRequest,
+    extra: Sequence[Middleware] = (),
+) -> MiddlewareStack:
+    """In this order: hooks, tracing (when spans are on), metrics, jobs, interaction log (when
+    there is one), shadow scoring, then `extra`. Tracing comes first so the request span exists
+    for every later `after_validate`, and the batch span covers the others' score hooks."""
+    stack: list[Middleware] = [hooks]
+    if telemetry.spans:
+        stack.append(TracingMiddleware(telemetry))
+    stack += [MetricsMiddleware(telemetry), JobsMiddleware(job, stop)]
+    if hooks.interactions is not None:
+        stack.append(InteractionsMiddleware(hooks.interactions))
+    stack.append(ShadowScorer(backend, hooks.interactions))
+    stack += extra
+    return MiddlewareStack(stack)

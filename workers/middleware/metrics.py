@@ -1,0 +1,31 @@
+"""The scoring metrics (`qscore.telemetry.ScoringMetrics`, through WorkerTelemetry): replies by
+model/version/status with their timings, batch sizes, dead-letters and abandons by reason.
+
+Always in the stack; with `WorkerTelemetry(enabled=False)` every call returns at once.
+"""
+
+from __future__ import annotations
+
+from workers.middleware.base import Middleware, Replied, ScoreResult, Settled
+from workers.telemetry import WorkerTelemetry
+
+
+class MetricsMiddleware(Middleware):
+    def __init__(self, telemetry: WorkerTelemetry) -> None:
+        self._telemetry = telemetry
+
+    async def after_score(self, result: ScoreResult) -> None:
+        if result.scored is not None:
+            batch = result.batch
+            self._telemetry.batch(batch.model, batch.version, len(batch.requests))
+
+    async def after_reply(self, replied: Replied) -> None:
+        if replied.sent:
+            self._telemetry.replied([each.reply for each in replied.sent])
+
+    async def after_settle(self, settled: Settled) -> None:
+        if settled.outcome == "abandoned":
+            for _ in settled.messages:
+                self._telemetry.abandoned(settled.reason or "unknown")
+        elif settled.outcome == "dead_lettered" and not settled.refused:
+            self._telemetry.dead_lettered(settled.reason or "unknown")
