@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qscore_local.bus.conformance")
     parser.add_argument("--short", action="store_true", help="the quick subset only")
     parser.add_argument(
-        "--timeout", type=int, default=120, help="per-test timeout in seconds (long_tests.txt may raise it)"
+        "--timeout", type=int, default=240, help="per-test timeout in seconds (long_tests.txt may raise it)"
     )
     parser.add_argument(
         "--workers", type=int, default=6, help="pytest-xdist processes (the tests mostly wait on timers)"
