@@ -67,6 +67,13 @@ def test_frames_split_across_reads_and_multi_frame_deliveries_keep_their_id() ->
     assert _delivery_ids(out) == [0, 1, 1, 2]  # the continuation frame follows its first frame's id
 
 
+def test_a_frame_size_proton_would_refuse_is_not_held_back() -> None:
+    renumberer = DeliveryIdRenumberer()
+    oversized = HEADER + struct.pack(">IBBH", 1 << 30, 2, 0, 0) + b"partial"
+    assert renumberer.feed(oversized) == oversized
+    assert renumberer.feed(_transfer(7)) == _transfer(7)  # from then on the stream passes as is
+
+
 def test_proton_accepts_the_renumbered_stream() -> None:
     # proton's engine as the endpoint runs it, fed a client's frames: a duplicate delivery-id as
     # sent is the "sequencing error" that closes the connection; renumbered, it is a delivery.

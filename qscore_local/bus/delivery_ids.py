@@ -25,6 +25,9 @@ import struct
 log = logging.getLogger("qscore_local.bus")
 
 PROTOCOL_HEADER_PREFIX = b"AMQP"  # a frame's 4-byte size can never spell this (> any max frame)
+# proton refuses frames over its max frame size (32 KiB here); a larger announced size is not
+# held back waiting for bytes that may never come: the stream goes to proton as is from there on.
+MAX_HELD_FRAME = 1 << 20
 AMQP_FRAME = 0x00
 BEGIN, TRANSFER, END = 0x11, 0x14, 0x17
 _NULL, _TRUE, _FALSE, _UINT0, _ULONG0 = 0x40, 0x41, 0x42, 0x43, 0x44
@@ -116,10 +119,13 @@ class DeliveryIdRenumberer:
     def __init__(self) -> None:
         self._pending = bytearray()
         self._sessions: dict[int, _SessionIds] = {}
+        self._passthrough = False
         self.renumbered = 0
 
     def feed(self, data: bytes) -> bytes:
         """Whole frames (and protocol headers) from what has arrived; a partial frame waits."""
+        if self._passthrough:
+            return data
         pending = self._pending
         pending += data
         out = bytearray()
@@ -130,10 +136,12 @@ class DeliveryIdRenumberer:
                 at += 8
                 continue
             size = struct.unpack_from(">I", pending, at)[0]
-            if size < 8 or len(pending) - at < size:
-                if size < 8:  # not AMQP framing: let proton see it and refuse it
-                    out += pending[at:]
-                    at = len(pending)
+            if size < 8 or size > MAX_HELD_FRAME:  # not framing proton accepts: let it refuse it
+                self._passthrough = True
+                out += pending[at:]
+                at = len(pending)
+                break
+            if len(pending) - at < size:
                 break
             out += self._frame(bytes(pending[at : at + size]))
             at += size
