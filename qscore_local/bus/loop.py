@@ -26,12 +26,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cproton import PN_TRANSPORT_CLOSED, isnull, pn_collector_peek, pn_event_type
 from proton import Collector, Connection, Event, EventType, Transport
 
 from qscore_local.bus import codec
+from qscore_local.bus.delivery_ids import DeliveryIdRenumberer
 from qscore_local.bus.gateway import Gateway
 from qscore_local.bus.server import TICK_S, BusServer
 
@@ -62,6 +63,7 @@ class _Client:
     connection: Connection
     registered_mask: int = selectors.EVENT_READ
     closed: bool = False
+    inbound: DeliveryIdRenumberer = field(default_factory=DeliveryIdRenumberer)
 
 
 @dataclass(eq=False)
@@ -251,10 +253,21 @@ class BusLoop:
             log.info("connection read failed: %s", exc)
             data = b""
         if data and capacity > 0:
-            transport.push(data)
+            self._push(client, client.inbound.feed(data))
         elif not data:  # the peer went away: close both directions, the engine reports it
             transport.close_tail()
             transport.close_head()
+
+    @staticmethod
+    def _push(client: _Client, data: bytes) -> None:
+        """Into the engine, in pieces if a renumbered frame grew past what it takes at once."""
+        transport = client.transport
+        while data:
+            room = transport.capacity()
+            if room <= 0:  # closing: it reads no more
+                return
+            transport.push(data[:room])
+            data = data[room:]
 
     def _write(self, client: _Client) -> None:
         transport = client.transport

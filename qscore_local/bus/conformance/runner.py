@@ -7,7 +7,8 @@
 The SDK's source distribution (`pip download azure-servicebus==<installed> --no-binary :all:`)
 is unpacked under `.qscore/conformance/` (ignored by git; never committed). Its ARM/recording
 preparers are replaced by the shim in `shim/` (queues are created through the administration
-client on the endpoint); `exclusions.txt` lists the tests not run, each with its reason.
+client on the endpoint); `exclusions.txt` lists the tests not run, each with its reason, and
+`long_tests.txt` the tests that sleep for minutes by design, with the per-test timeout they get.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from qscore_local.bus.launcher import LocalBus
 HERE = Path(__file__).parent
 SHIM = HERE / "shim"
 EXCLUSIONS = HERE / "exclusions.txt"
+LONG_TESTS = HERE / "long_tests.txt"
+TIMEOUTS_ENV = "QSCORE_CONFORMANCE_TIMEOUTS"  # {node id prefix: seconds}, read by shim/conftest.py
 DEFAULT_CACHE = Path(".qscore") / "conformance"
 FILES = (
     "tests/test_queues.py",
@@ -80,6 +83,20 @@ def read_exclusions(path: Path = EXCLUSIONS) -> dict[str, str]:
         if not reason.strip():
             raise ValueError(f"{path}: exclusion without a reason: {line!r}")
         entries[node.strip()] = reason.strip()
+    return entries
+
+
+def read_long_tests(path: Path = LONG_TESTS) -> dict[str, int]:
+    """`node id  seconds  # reason` lines -> {node id prefix: seconds}; every entry must give a reason."""
+    entries: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        spec, _, reason = line.partition("#")
+        node, _, seconds = spec.strip().rpartition(" ")
+        if not reason.strip() or not node.strip() or not seconds.isdigit():
+            raise ValueError(f"{path}: expected `node id  seconds  # reason`: {line!r}")
+        entries[node.strip()] = int(seconds)
     return entries
 
 
@@ -151,6 +168,7 @@ def run(selection: list[str], extra: list[str], *, cache: Path, timeout_s: int) 
             "QSCORE_CONFORMANCE_HOST": endpoint.host,
             "QSCORE_CONFORMANCE_PORT": str(endpoint.port),
             "TEST_PYAMQP": "true",
+            TIMEOUTS_ENV: json.dumps(read_long_tests()),
         }
         subprocess.run(command, cwd=root, env=env, check=False)
     return summarise(junit)
@@ -172,7 +190,9 @@ def report(results: dict[str, FileResult], exclusions: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qscore_local.bus.conformance")
     parser.add_argument("--short", action="store_true", help="the quick subset only")
-    parser.add_argument("--timeout", type=int, default=120, help="per-test timeout in seconds")
+    parser.add_argument(
+        "--timeout", type=int, default=240, help="per-test timeout in seconds (long_tests.txt may raise it)"
+    )
     parser.add_argument(
         "--workers", type=int, default=6, help="pytest-xdist processes (the tests mostly wait on timers)"
     )
