@@ -26,6 +26,7 @@ import pytest
 
 from qscore.contracts import ReplyStatus
 from qscore.settings import SettingsError
+from qscore.telemetry import InMemoryTelemetry
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
@@ -40,6 +41,7 @@ from workers.held import HeldRequest
 from workers.locks import HeldMessages
 from workers.middleware import Middleware, MiddlewareStack, Replied, ScoreBatch, ScoreResult, Settled
 from workers.middleware.loading import load_middleware
+from workers.middleware.stack import FAILURES_METRIC
 from workers.pipeline import BatchScorer, PipelineOptions
 from workers.settings import WorkerSettings
 from workers.settle import Settler
@@ -150,7 +152,9 @@ async def test_the_hooks_run_around_score_reply_and_settle() -> None:
     assert sorted(messages.completed) == ["a", "b"]
 
 
-async def test_a_raising_middleware_changes_no_outcome(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_raising_middleware_changes_no_outcome(
+    caplog: pytest.LogCaptureFixture, telemetry_capture: InMemoryTelemetry
+) -> None:
     exploding, recorder = Exploding(), Recorder()
     stack = MiddlewareStack([exploding, recorder])
     scorer, messages, replies = _scorer(DeadlineBackend(takes_s=0), stack)
@@ -163,6 +167,12 @@ async def test_a_raising_middleware_changes_no_outcome(caplog: pytest.LogCapture
     # The first failure of each hook is logged with its traceback, the repeats are not.
     logged = [r for r in caplog.records if "middleware Exploding failed in" in r.getMessage()]
     assert len(logged) == len({"before_score", "after_score", "after_reply", "after_settle"})
+    counted = {
+        point.attributes["hook"]: point.value  # type: ignore[attr-defined]
+        for point in telemetry_capture.metric_points(FAILURES_METRIC)
+        if point.attributes["middleware"] == "Exploding"  # type: ignore[attr-defined]
+    }
+    assert counted == {"before_score": 3, "after_score": 3, "after_reply": 3, "after_settle": 3}
 
 
 async def test_before_score_may_enrich_the_requests_and_nothing_else() -> None:

@@ -32,6 +32,22 @@ HOOKS = (
 )
 # After the first failure of a (middleware, hook) with its traceback, one line per this many.
 LOG_EVERY = 1000
+# Counted for operators too (docs/operations.md): a failing hook changes no outcome, so nothing
+# else would show that an audit trail or an enrichment has stopped working.
+FAILURES_METRIC = "qscore.worker.middleware_failures"
+_counter_cache: tuple[int, Any] | None = None
+
+
+def _count_failure(middleware: str, hook: str) -> None:
+    global _counter_cache
+    from qscore.telemetry.setup import generation, meter
+
+    if _counter_cache is None or _counter_cache[0] != generation():
+        instrument = meter().create_counter(
+            FAILURES_METRIC, unit="{failure}", description="Worker middleware hooks that raised"
+        )
+        _counter_cache = (generation(), instrument)
+    _counter_cache[1].add(1, {"middleware": middleware, "hook": hook})
 
 
 def _overrides(middleware: Middleware, hook: str) -> bool:
@@ -49,6 +65,7 @@ class MiddlewareStack:
     def _failed(self, middleware: Middleware, hook: str) -> None:
         key = (type(middleware).__name__, hook)
         self.failures[key] += 1
+        _count_failure(*key)
         count = self.failures[key]
         if count == 1:
             log.exception("middleware %s failed in %s (scoring goes on)", *key)
