@@ -270,3 +270,39 @@ def test_monitoring_shape_checks_catch_a_misspelt_field(rendered: dict[str, Docs
     rule["spec"]["groups"][1]["rules"][0]["for"] = "ten minutes"
     problems = validate_monitoring([monitor, rule])
     assert len(problems) == 2 and "intervall" in problems[0] and "ten minutes" in problems[1]
+
+
+def _env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def _environment_value(docs: Docs, key: str) -> str:
+    (config,) = [
+        d for d in find(docs, "ConfigMap", None) if d["metadata"]["name"].startswith("qscore-environment")
+    ]
+    return str(config["data"][key])
+
+
+@pytest.mark.parametrize("env", OVERLAYS)
+def test_blob_state_lives_in_the_storage_account_not_on_a_pods_disk(
+    rendered: dict[str, Docs], env: str
+) -> None:
+    """The Functions payload store is read by whichever replica runs the next activity, so it
+    must be Blob; the worker's claim checks and interaction log go to the same account."""
+    docs = rendered[env]
+    bicep = (repo_root() / "deploy" / "infra" / "main.bicep").read_text()
+    for name, needs in (
+        ("qscore-functions", {"QSCORE_FUNCTIONS_PAYLOAD_CONTAINER": "PAYLOAD_CONTAINER"}),
+        ("qscore-worker", {}),
+    ):
+        env_vars = _env_of(_one(docs, "Deployment", name))
+        assert (
+            env_vars["QSCORE_BLOB_ACCOUNT_URL"]["value"]
+            == "https://$(STORAGE_ACCOUNT_NAME).blob.core.windows.net"
+        )
+        assert "STORAGE_ACCOUNT_NAME" in env_vars and "QSCORE_INTERACTION_LOG_URL" in env_vars
+        wanted = {"QSCORE_CLAIM_CHECK_CONTAINER": "CLAIM_CHECK_CONTAINER", **needs}
+        for variable, key in wanted.items():
+            assert env_vars[variable]["valueFrom"]["configMapKeyRef"]["key"] == key
+            assert f"'{_environment_value(docs, key)}'" in bicep  # a container main.bicep declares

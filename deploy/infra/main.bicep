@@ -149,8 +149,15 @@ param claimCheckRetentionDays int = 1
 @description('Days the interaction log is kept (drift and flight reports read it).')
 param interactionLogRetentionDays int = 90
 
+@description('Days before a Functions payload document left behind (a crashed attempt, a Failed orchestration) is deleted.')
+param payloadRetentionDays int = 7
+
 var claimCheckContainer = 'qscore-claims'
 var interactionLogContainer = 'qscore-interactions'
+// The Functions app's payload store (functions/payload_store.py): batches, prepared groups and
+// replies by reference, read by whichever replica runs the next activity. Each run deletes its
+// own documents; the lifecycle rule deletes what a crashed or Failed run left.
+var payloadContainer = 'qscore-payloads'
 
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
@@ -169,6 +176,12 @@ resource interactionsContainer 'Microsoft.Storage/storageAccounts/blobServices/c
   properties: { publicAccess: 'None' }
 }
 
+resource payloadsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: payloadContainer
+  properties: { publicAccess: 'None' }
+}
+
 resource blobLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -182,6 +195,15 @@ resource blobLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@202
           definition: {
             filters: { blobTypes: [ 'blockBlob' ], prefixMatch: [ '${claimCheckContainer}/' ] }
             actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: claimCheckRetentionDays } } }
+          }
+        }
+        {
+          name: 'functions-payload-safety-net'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: [ 'blockBlob' ], prefixMatch: [ '${payloadContainer}/payloads/' ] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: payloadRetentionDays } } }
           }
         }
         {
@@ -359,6 +381,7 @@ output FAILURES_QUEUE string = failuresQueue.name
 output STORAGE_ACCOUNT_NAME string = storage.name
 output CLAIM_CHECK_CONTAINER string = claimsContainer.name
 output INTERACTION_LOG_CONTAINER string = interactionsContainer.name
+output PAYLOAD_CONTAINER string = payloadsContainer.name
 output WORKER_CLIENT_ID string = workerIdentity.properties.clientId
 output FUNCTIONS_CLIENT_ID string = functionsIdentity.properties.clientId
 output SCALER_CLIENT_ID string = scalerIdentity.properties.clientId
