@@ -76,6 +76,8 @@ _current: ScoringRuntime | None = None
 
 def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
     """Everything from settings; no connection is opened until first use."""
+    from qscore.claimcheck import ClaimCheckSettings
+    from qscore.claimcheck.replies import ReplyClaims
     from qscore.inference import ModelNotFound, TritonClient
     from qscore.monitoring import InteractionLog
     from qscore.transport import ReplySender, servicebus_client
@@ -92,7 +94,10 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         settings=settings,
         triton=triton,
         preparer=preparer,
-        replies=ReplySender(client),
+        # Replies over the claim-check threshold go by reference, as the worker sends them.
+        replies=ReplySender(
+            client, claims=ReplyClaims(claims) if (claims := ClaimCheckSettings.from_env()) else None
+        ),
         payloads=payload_store_for(settings.payload_dir),
         failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,

@@ -1,7 +1,8 @@
 """Claim-check through the Functions app (in-process host): real Triton, the local bus, Azurite.
 
-A 4 MB image by reference is fetched in the trigger, scored by the activities and replied; its
-blob is gone afterwards. A reference to a missing blob gets the worker's reason
+A 4 MB image by reference is fetched in the trigger, scored by the activities and replied (the
+reply by reference too, as the worker sends a reply over the threshold); both blobs are gone
+afterwards. A reference to a missing blob gets the worker's reason
 (`claim_check_missing`, on the Functions failures queue as the worker dead-letters it). The
 payload store in Blob keeps a batch too large for the Durable history.
 """
@@ -20,6 +21,7 @@ from functions.payloads import OrchestrationInput
 from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE, ClaimCheckSettings, ClaimReference, ClaimStore
+from qscore.claimcheck.replies import ReplyClaims
 from qscore.contracts import ReplyStatus
 from qscore.inference.images import IMAGE_INPUT, IMAGE_MODEL, digit_png, image_batch
 from qscore.inference.testset import DigitsTestSet
@@ -31,6 +33,7 @@ from qscore_local.functions_host.driver import InProcessDriver
 from tests.fixtures.durable import failure_records
 
 FOUR_MB_SIDE = 2450
+REPLY_THRESHOLD_BYTES = 64
 
 
 @pytest.fixture
@@ -66,7 +69,10 @@ async def blob_runtime(
         preparer=RequestPreparer(
             specs=triton_client, registry=registry, unknown_model_errors=(ModelNotFound,)
         ),
-        replies=ReplySender(client),
+        # A threshold every reply passes: the test's replies go by reference too.
+        replies=ReplySender(
+            client, claims=ReplyClaims(replace(claims, threshold_bytes=REPLY_THRESHOLD_BYTES))
+        ),
         payloads=payloads,
         failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,
@@ -111,7 +117,10 @@ async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
             outcome = await anext(producer.replies())
         assert outcome.reply is not None and outcome.reply.status == ReplyStatus.OK, outcome
         assert int(outcome.reply.output_arrays()["label"].ravel()[0]) == int(digits_test_set.labels[index])
-        assert await store.names() == []  # the trigger deleted the claim once the batch was stored
+        # The reply came by reference (the producer fetched it, then deleted its blob); the
+        # trigger deleted the request's claim once the batch was stored.
+        assert runtime.replies._claims is not None and runtime.replies._claims.offloaded >= 1
+        assert await store.names() == []
         failed = await failure_records(runtime.servicebus, {missing_id})
         assert failed[missing_id].reason == "claim_check_missing"
         # What the orchestrations derived (prepared groups, replies) was released from Blob;
@@ -145,3 +154,25 @@ async def _send_reference(connection: str, session: str, reference: ClaimReferen
                 content_type=CLAIM_CHECK_CONTENT_TYPE,
             )
         )
+
+
+@pytest.mark.parametrize("configured", [True, False])
+async def test_the_functions_runtime_offloads_replies_when_claim_check_is_configured(
+    functions_settings: FunctionsSettings, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    from functions.runtime import build_runtime
+
+    for name in ("QSCORE_BLOB_CONNECTION", "QSCORE_BLOB_ACCOUNT_URL", "QSCORE_FUNCTIONS_PAYLOAD_CONTAINER"):
+        monkeypatch.delenv(name, raising=False)
+    if configured:
+        monkeypatch.setenv("QSCORE_BLOB_ACCOUNT_URL", "https://account.blob.core.windows.net")
+    runtime = build_runtime(
+        replace(
+            functions_settings,
+            connection="Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=v",
+        )
+    )
+    try:
+        assert (runtime.replies._claims is not None) is configured
+    finally:
+        await runtime.close()
