@@ -279,3 +279,14 @@ async def test_http_requests_are_answered_in_the_output(functions_app: Any, runt
     assert len(replies[f"http-ok-{tag}"]["outputs"]["probabilities"]["data"]) == 20
     assert replies[f"http-bad-{tag}"]["error"]["code"] == "unknown_model"
     assert not list(runtime.settings.payload_dir.glob("sha256-*"))
+
+
+async def test_the_history_bench_measures_one_real_batch(triton: Any, bus: Any, tmp_path: Path) -> None:
+    """`python -m qscore_tools.bench.functions_history` on the same stack, in its short form."""
+    from qscore_tools.bench.functions_history import measure
+
+    size = await measure(8, triton.grpc_url, bus.connection_string, tmp_path)
+    assert size.messages == 8 and size.total > size.orchestration_input > 0
+    assert {names.VALIDATE, names.INFER, names.SEND_REPLIES} <= set(size.activity_inputs)
+    assert size.activity_inputs[names.INFER] < 4096  # the group by reference, not the batch
+    assert size.store_bytes_by_kind.get("prepared_group", 0) > 0 and size.store_bytes > 0

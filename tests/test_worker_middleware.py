@@ -36,15 +36,12 @@ from tests.fixtures.worker import (
     running_worker,
     send_requests,
 )
-from tests.test_worker_pipeline_unit import DeadlineBackend, FakeMessages, FakeReplies, _held
+from tests.test_worker_pipeline_unit import DeadlineBackend, _held, scorer_on_fakes
 from workers.held import HeldRequest
-from workers.locks import HeldMessages
 from workers.middleware import Middleware, MiddlewareStack, Replied, ScoreBatch, ScoreResult, Settled
 from workers.middleware.loading import load_middleware
 from workers.middleware.stack import FAILURES_METRIC
-from workers.pipeline import BatchScorer, PipelineOptions
 from workers.settings import WorkerSettings
-from workers.settle import Settler
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "worker.md"
 AUDIT_MODULE = Path(__file__).resolve().parent.parent / "workers" / "middleware" / "audit.py"
@@ -126,27 +123,13 @@ class SeenInputs(DeadlineBackend):
         return await super().infer(model, inputs, **options)
 
 
-def _scorer(backend: Any, middleware: MiddlewareStack) -> tuple[BatchScorer, FakeMessages, FakeReplies]:
-    messages, replies = FakeMessages(), FakeReplies()
-    scorer = BatchScorer(
-        backend=backend,
-        settler=Settler(messages, HeldMessages(limit=10), middleware),  # type: ignore[arg-type]
-        replies=replies,  # type: ignore[arg-type]
-        middleware=middleware,
-        options=PipelineOptions(worker_id="w"),
-        on_unavailable=lambda reason: None,
-        on_success=lambda: None,
-    )
-    return scorer, messages, replies
-
-
 def _later() -> datetime:
     return datetime.now(UTC) + timedelta(seconds=30)
 
 
 async def test_the_hooks_run_around_score_reply_and_settle() -> None:
     recorder = Recorder()
-    scorer, messages, _ = _scorer(DeadlineBackend(takes_s=0), MiddlewareStack([recorder]))
+    scorer, messages, _ = scorer_on_fakes(DeadlineBackend(takes_s=0), MiddlewareStack([recorder]))
     await scorer.handle(("digits", "2"), [_held("a", _later()), _held("b", _later())])
     assert recorder.calls == ["before_score", "after_score", "after_settle:completed:2", "after_reply:2"]
     assert sorted(messages.completed) == ["a", "b"]
@@ -157,7 +140,7 @@ async def test_a_raising_middleware_changes_no_outcome(
 ) -> None:
     exploding, recorder = Exploding(), Recorder()
     stack = MiddlewareStack([exploding, recorder])
-    scorer, messages, replies = _scorer(DeadlineBackend(takes_s=0), stack)
+    scorer, messages, replies = scorer_on_fakes(DeadlineBackend(takes_s=0), stack)
     for round_ in range(3):
         await scorer.handle(("digits", "2"), [_held(f"{round_}-a", _later()), _held(f"{round_}-b", _later())])
     assert [reply.status for reply in replies.sent] == [ReplyStatus.OK] * 6
@@ -178,7 +161,7 @@ async def test_a_raising_middleware_changes_no_outcome(
 async def test_before_score_may_enrich_the_requests_and_nothing_else() -> None:
     backend = SeenInputs(takes_s=0)
     stack = MiddlewareStack([Shrinking(), Ones()])
-    scorer, messages, replies = _scorer(backend, stack)
+    scorer, messages, replies = scorer_on_fakes(backend, stack)
     await scorer.handle(("digits", "2"), [_held("a", _later()), _held("b", _later())])
     assert backend.seen.shape == (2, 64) and bool((backend.seen == 1).all())
     assert len(replies.sent) == 2 and sorted(messages.completed) == ["a", "b"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,19 +89,27 @@ def _held(name: str, deadline: datetime) -> HeldRequest:
     )
 
 
-async def test_a_call_cut_short_by_a_deadline_expires_that_request_and_scores_the_rest() -> None:
-    messages, replies, outages = FakeMessages(), FakeReplies(), []
-    backend = DeadlineBackend(takes_s=0.5)
-    middleware = MiddlewareStack()
+def scorer_on_fakes(
+    backend: Any, middleware: MiddlewareStack, on_unavailable: Callable[[str], None] = lambda reason: None
+) -> tuple[BatchScorer, FakeMessages, FakeReplies]:
+    """A BatchScorer whose broker and reply sender are the fakes above (the unit tests' pipeline)."""
+    messages, replies = FakeMessages(), FakeReplies()
     scorer = BatchScorer(
         backend=backend,
         settler=Settler(messages, HeldMessages(limit=10), middleware),  # type: ignore[arg-type]
         replies=replies,  # type: ignore[arg-type]
         middleware=middleware,
         options=PipelineOptions(worker_id="w"),
-        on_unavailable=outages.append,
+        on_unavailable=on_unavailable,
         on_success=lambda: None,
     )
+    return scorer, messages, replies
+
+
+async def test_a_call_cut_short_by_a_deadline_expires_that_request_and_scores_the_rest() -> None:
+    outages: list[str] = []
+    backend = DeadlineBackend(takes_s=0.5)
+    scorer, messages, replies = scorer_on_fakes(backend, MiddlewareStack(), outages.append)
     now = datetime.now(UTC)
     held = [_held("tight", now + timedelta(seconds=0.2)), _held("loose", now + timedelta(seconds=30))]
     await scorer.handle(("digits", "2"), held)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class RunLocalResult:
 
 
 @contextlib.contextmanager
-def _triton_url(url: str | None) -> Iterator[str]:
+def triton_url_or_local(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
@@ -44,7 +45,7 @@ def _triton_url(url: str | None) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def _bus_connection(connection: str | None) -> AsyncIterator[str]:
+async def bus_connection_or_local(connection: str | None) -> AsyncIterator[str]:
     if connection:
         yield connection
         return
@@ -58,7 +59,7 @@ async def _bus_connection(connection: str | None) -> AsyncIterator[str]:
         await asyncio.to_thread(bus.stop)
 
 
-def _requests(count: int) -> tuple[dict[str, str], dict[str, int]]:
+def digits_requests(count: int) -> tuple[dict[str, str], dict[str, int]]:
     from qscore.inference.testset import load_digits_test_set
 
     test_set = load_digits_test_set()
@@ -75,8 +76,8 @@ def _requests(count: int) -> tuple[dict[str, str], dict[str, int]]:
 async def run_local(
     *, requests: int, triton_url: str | None, connection: str | None, work_dir: Path, max_batch: int
 ) -> RunLocalResult:
-    with _triton_url(triton_url) as url:
-        async with _bus_connection(connection) as bus:
+    with triton_url_or_local(triton_url) as url:
+        async with bus_connection_or_local(connection) as bus:
             settings = replace(
                 FunctionsSettings.from_env(),
                 triton_url=url,
@@ -87,9 +88,26 @@ async def run_local(
             return await _run(settings, requests, max_batch)
 
 
-async def _run(settings: FunctionsSettings, count: int, max_batch: int) -> RunLocalResult:
+async def enqueue(client: Any, settings: FunctionsSettings, bodies: dict[str, str], *, session: str) -> None:
+    """Send request bodies (by message id) to the request queue, replies to our `session`."""
     from azure.servicebus import ServiceBusMessage
 
+    async with client.get_queue_sender(settings.request_queue) as sender:
+        await sender.send_messages(
+            [
+                ServiceBusMessage(
+                    body,
+                    message_id=mid,
+                    reply_to=settings.reply_queue,
+                    reply_to_session_id=session,
+                    content_type=REQUEST_CONTENT_TYPE,
+                )
+                for mid, body in bodies.items()
+            ]
+        )
+
+
+async def _run(settings: FunctionsSettings, count: int, max_batch: int) -> RunLocalResult:
     import function_app
     from functions.runtime import build_runtime
     from qscore_local.functions_host.driver import InProcessDriver
@@ -97,21 +115,9 @@ async def _run(settings: FunctionsSettings, count: int, max_batch: int) -> RunLo
     runtime = build_runtime(settings)
     await runtime.triton.wait_ready(60)
     session = f"run-local-{uuid.uuid4().hex[:8]}"
-    bodies, labels = _requests(count)
+    bodies, labels = digits_requests(count)
     try:
-        async with runtime.servicebus.get_queue_sender(settings.request_queue) as sender:
-            await sender.send_messages(
-                [
-                    ServiceBusMessage(
-                        body,
-                        message_id=mid,
-                        reply_to=settings.reply_queue,
-                        reply_to_session_id=session,
-                        content_type=REQUEST_CONTENT_TYPE,
-                    )
-                    for mid, body in bodies.items()
-                ]
-            )
+        await enqueue(runtime.servicebus, settings, bodies, session=session)
         async with (
             InProcessDriver(function_app.app, runtime, max_batch=max_batch) as driver,
             runtime.servicebus.get_queue_receiver(settings.request_queue) as receiver,

@@ -73,9 +73,8 @@ class _CountingStore:
     async def get(self, ref: str) -> bytes:
         return bytes(await self.inner.get(ref))
 
-    async def delete(self, ref: str) -> None:  # absent before the store could delete
-        if hasattr(self.inner, "delete"):
-            await self.inner.delete(ref)
+    async def delete(self, ref: str) -> None:
+        await self.inner.delete(ref)
 
 
 def _kind(data: bytes) -> str:
@@ -89,14 +88,11 @@ def _kind(data: bytes) -> str:
 
 
 async def measure(requests: int, triton_url: str, connection: str, work_dir: Path) -> HistorySize:
-    from azure.servicebus import ServiceBusMessage
-
     import function_app
     from functions.runtime import build_runtime
     from functions.settings import FunctionsSettings
-    from qscore.contracts import REQUEST_CONTENT_TYPE
     from qscore_local.functions_host.driver import InProcessDriver
-    from qscore_local.functions_host.run_local import _requests
+    from qscore_local.functions_host.run_local import digits_requests, enqueue
 
     settings = replace(
         FunctionsSettings.from_env(),
@@ -110,21 +106,10 @@ async def measure(requests: int, triton_url: str, connection: str, work_dir: Pat
     runtime.payloads = store
     await runtime.triton.wait_ready(60)
     session = f"bench-history-{uuid.uuid4().hex[:8]}"
-    bodies, _ = _requests(requests)
+    bodies, _ = digits_requests(requests)
     try:
-        async with runtime.servicebus.get_queue_sender(settings.request_queue) as sender:
-            await sender.send_messages(
-                [
-                    ServiceBusMessage(
-                        body,
-                        message_id=f"{session}-{mid}",
-                        reply_to=settings.reply_queue,
-                        reply_to_session_id=session,
-                        content_type=REQUEST_CONTENT_TYPE,
-                    )
-                    for mid, body in bodies.items()
-                ]
-            )
+        ids = {f"{session}-{mid}": body for mid, body in bodies.items()}
+        await enqueue(runtime.servicebus, settings, ids, session=session)
         async with (
             InProcessDriver(function_app.app, runtime, max_batch=requests, max_wait_s=5) as driver,
             runtime.servicebus.get_queue_receiver(settings.request_queue) as receiver,
@@ -141,10 +126,10 @@ async def measure(requests: int, triton_url: str, connection: str, work_dir: Pat
 
 
 async def _run(args: argparse.Namespace) -> HistorySize:
-    from qscore_local.functions_host.run_local import _bus_connection, _triton_url
+    from qscore_local.functions_host.run_local import bus_connection_or_local, triton_url_or_local
 
-    with _triton_url(args.triton_url) as url, tempfile.TemporaryDirectory() as work:
-        async with _bus_connection(args.connection) as bus:
+    with triton_url_or_local(args.triton_url) as url, tempfile.TemporaryDirectory() as work:
+        async with bus_connection_or_local(args.connection) as bus:
             return await measure(args.requests, url, bus, Path(work))
 
 
