@@ -18,8 +18,9 @@ from xml.sax.saxutils import escape
 
 from pydantic import ValidationError
 
-from qscore_local.bus.broker import Broker, BrokerError
+from qscore_local.bus.broker import Broker
 from qscore_local.bus.config import QueueConfig
+from qscore_local.bus.errors import BrokerError
 
 ATOM = "http://www.w3.org/2005/Atom"
 SB = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"

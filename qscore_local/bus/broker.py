@@ -7,23 +7,19 @@ import uuid
 
 from qscore_local.bus import codec
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX, QueueConfig
-from qscore_local.bus.entity import Entity, Envelope, SessionLock, dead_letter_entity
-from qscore_local.bus.errors import (  # noqa: F401 - re-exported: the server and tests import them here
-    ARGUMENT_ERROR,
+from qscore_local.bus.entity import Entity, Envelope, dead_letter_entity
+from qscore_local.bus.errors import (
     DECODE_ERROR,
     LOCK_LOST,
     MAX_DELIVERY_COUNT_EXCEEDED,
     MESSAGE_NOT_FOUND,
     NOT_ALLOWED,
     NOT_FOUND,
-    SESSION_CANNOT_BE_LOCKED,
     SESSION_LOCK_LOST,
     SIZE_EXCEEDED,
-    TIMEOUT,
     TTL_EXPIRED,
     BrokerError,
     QueueCountsRow,
-    error,
 )
 from qscore_local.bus.store import MessageStore
 
@@ -358,28 +354,6 @@ class Broker:
                 self._expire(entity, envelope, now_ms)
 
     # ---- sessions ------------------------------------------------------------------------
-    def lock_session(self, entity: Entity, session_id: str | None, owner: object, now_ms: int) -> str | None:
-        """Give `owner` the named session (or the next free one); None if none is free now."""
-        if session_id is None:
-            session_id = entity.free_session(now_ms)
-            if session_id is None:
-                return None
-        held = entity.session_locks.get(session_id)
-        if held is not None and held.owner is not owner and held.locked_until_ms > now_ms:
-            raise BrokerError(
-                SESSION_CANNOT_BE_LOCKED,
-                f"The requested session '{session_id}' cannot be accepted: another receiver holds it.",
-            )
-        until = now_ms + int(entity.config.lock_duration_s * 1000)
-        entity.session_locks[session_id] = SessionLock(session_id, owner, until)
-        return session_id
-
-    def session_lock(self, entity: Entity, session_id: str, owner: object | None, now_ms: int) -> SessionLock:
-        held = entity.session_locks.get(session_id)
-        if held is None or held.locked_until_ms <= now_ms or (owner is not None and held.owner is not owner):
-            raise BrokerError(SESSION_LOCK_LOST, f"The session lock for '{session_id}' has expired.")
-        return held
-
     def release_session(self, entity: Entity, session_id: str, owner: object) -> None:
         held = entity.session_locks.get(session_id)
         if held is not None and held.owner is owner:

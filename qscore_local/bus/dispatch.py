@@ -7,7 +7,8 @@ import uuid
 from proton import Condition, Delivery, Link
 
 from qscore_local.bus import codec
-from qscore_local.bus.broker import Broker, BrokerError, error
+from qscore_local.bus.broker import Broker
+from qscore_local.bus.errors import BrokerError, error
 from qscore_local.bus.links import Consumer
 
 DEAD_LETTER_CONDITION = "com.microsoft:dead-letter"

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX, QueueConfig
+from qscore_local.bus.errors import SESSION_CANNOT_BE_LOCKED, SESSION_LOCK_LOST, BrokerError
 from qscore_local.bus.store import StoredRow
 
 
@@ -169,6 +170,29 @@ class Entity:
             if held is None or held.locked_until_ms <= now_ms:
                 return session_id
         return None
+
+    def lock_session(self, session_id: str | None, owner: object, now_ms: int) -> str | None:
+        """Give `owner` the named session (or the next free one); None if none is free now."""
+        if session_id is None:
+            session_id = self.free_session(now_ms)
+            if session_id is None:
+                return None
+        held = self.session_locks.get(session_id)
+        if held is not None and held.owner is not owner and held.locked_until_ms > now_ms:
+            raise BrokerError(
+                SESSION_CANNOT_BE_LOCKED,
+                f"The requested session '{session_id}' cannot be accepted: another receiver holds it.",
+            )
+        until = now_ms + int(self.config.lock_duration_s * 1000)
+        self.session_locks[session_id] = SessionLock(session_id, owner, until)
+        return session_id
+
+    def session_lock(self, session_id: str, owner: object | None, now_ms: int) -> SessionLock:
+        """The session's live lock (held by `owner`, if given), else `session-lock-lost`."""
+        held = self.session_locks.get(session_id)
+        if held is None or held.locked_until_ms <= now_ms or (owner is not None and held.owner is not owner):
+            raise BrokerError(SESSION_LOCK_LOST, f"The session lock for '{session_id}' has expired.")
+        return held
 
     def is_duplicate(self, message_id: str | None, now_ms: int) -> bool:
         """Duplicate detection: was `message_id` accepted within the window (and remember it)."""

@@ -16,9 +16,10 @@ from typing import Any
 from proton import Array, Data, Message, symbol, timestamp
 
 from qscore_local.bus import codec
-from qscore_local.bus.broker import ARGUMENT_ERROR, NOT_FOUND, Broker, BrokerError
+from qscore_local.bus.broker import Broker
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX
 from qscore_local.bus.entity import Entity, Envelope
+from qscore_local.bus.errors import ARGUMENT_ERROR, NOT_FOUND, BrokerError
 
 VENDOR = "com.microsoft:"
 QUEUE_COUNTS_OPERATION = "qscore:get-queue-counts"
@@ -194,20 +195,20 @@ class ManagementNode:
 
     def _renew_session_lock(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
         entity = self._broker.entity(entity_name)
-        held = self._broker.session_lock(entity, str(body["session-id"]), None, now_ms)
+        held = entity.session_lock(str(body["session-id"]), None, now_ms)
         held.locked_until_ms = now_ms + int(entity.config.lock_duration_s * 1000)
         return Outcome(200, "OK", {"expiration": timestamp(held.locked_until_ms)})
 
     def _get_session_state(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
         entity = self._broker.entity(entity_name)
         session_id = str(body["session-id"])
-        self._broker.session_lock(entity, session_id, None, now_ms)
+        entity.session_lock(session_id, None, now_ms)
         return Outcome(200, "OK", {"session-state": entity.session_states.get(session_id)})
 
     def _set_session_state(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
         entity = self._broker.entity(entity_name)
         session_id = str(body["session-id"])
-        self._broker.session_lock(entity, session_id, None, now_ms)
+        entity.session_lock(session_id, None, now_ms)
         state = body.get("session-state")
         self._broker.set_session_state(entity, session_id, None if state is None else bytes(state))
         return Outcome(200, "OK", {})

@@ -21,13 +21,13 @@ from proton.reactor import Container
 from qscore_local.bus import codec, dispatch
 from qscore_local.bus.addressing import SESSION_FILTER, is_request_node, node_path, session_filter
 from qscore_local.bus.admin import AdminNode
-from qscore_local.bus.broker import (
+from qscore_local.bus.broker import Broker
+from qscore_local.bus.errors import (
     ARGUMENT_ERROR,
     NOT_ALLOWED,
     NOT_FOUND,
     SESSION_LOCK_LOST,
     TIMEOUT,
-    Broker,
     BrokerError,
     error,
 )
@@ -232,7 +232,7 @@ class BusServer:
             return
         now_ms = codec.now_ms()
         consumer = Consumer(link, entity, receive_and_delete, wants_session=True)
-        chosen = self.broker.lock_session(entity, session_id, consumer, now_ms)
+        chosen = entity.lock_session(session_id, consumer, now_ms)
         if chosen is None:
             wait_ms = int(
                 (link.remote_properties or {}).get(symbol(TIMEOUT_PROPERTY), DEFAULT_SESSION_WAIT_MS)
@@ -371,7 +371,7 @@ class BusServer:
     def _grant_pending_sessions(self, entity_name: str, now_ms: int) -> None:
         for pending in [p for p in self.pending_sessions if p.entity.name == entity_name]:
             consumer = Consumer(pending.link, pending.entity, pending.receive_and_delete, wants_session=True)
-            chosen = self.broker.lock_session(pending.entity, None, consumer, now_ms)
+            chosen = pending.entity.lock_session(None, consumer, now_ms)
             if chosen is None:
                 return
             self.pending_sessions.remove(pending)
