@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -17,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from qscore_local.processes import stop_process
 
 HOST = "127.0.0.1"
 ACCOUNT = "devstoreaccount1"
@@ -133,13 +134,8 @@ class LocalAzurite:
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM to the group (node and its children), SIGKILL if it lingers; removes temp data."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        if process is not None:
+            stop_process(process, grace_s=timeout, group=True)
         if self._own_location:
             shutil.rmtree(self.location, ignore_errors=True)
 

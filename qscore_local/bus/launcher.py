@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import IO
 
 from qscore_local.bus.config import QueueConfig, dump_queue_config, load_queue_config
 from qscore_local.bus.serve import connection_string
+from qscore_local.processes import stop_process
 
 HOST = "127.0.0.1"
 
@@ -107,14 +107,8 @@ class LocalBus:
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM (the endpoint commits and exits), then SIGKILL if it lingers."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if self._process is not None:
+            stop_process(self._process, grace_s=timeout)
         self._close_log()
 
     def kill(self) -> None:

@@ -78,14 +78,18 @@ async def run_local(
 ) -> RunLocalResult:
     with triton_url_or_local(triton_url) as url:
         async with bus_connection_or_local(connection) as bus:
-            settings = replace(
-                FunctionsSettings.from_env(),
-                triton_url=url,
-                connection=bus,
-                namespace=None,
-                payload_dir=work_dir / "payloads",
-            )
-            return await _run(settings, requests, max_batch)
+            return await _run(local_settings(url, bus, work_dir), requests, max_batch)
+
+
+def local_settings(triton_url: str, connection: str, work_dir: Path) -> FunctionsSettings:
+    """The environment's Functions settings, pointed at a local Triton, bus and payload folder."""
+    return replace(
+        FunctionsSettings.from_env(),
+        triton_url=triton_url,
+        connection=connection,
+        namespace=None,
+        payload_dir=work_dir / "payloads",
+    )
 
 
 async def enqueue(client: Any, settings: FunctionsSettings, bodies: dict[str, str], *, session: str) -> None:

@@ -21,7 +21,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +90,10 @@ def _kind(data: bytes) -> str:
 async def measure(requests: int, triton_url: str, connection: str, work_dir: Path) -> HistorySize:
     import function_app
     from functions.runtime import build_runtime
-    from functions.settings import FunctionsSettings
     from qscore_local.functions_host.driver import InProcessDriver
-    from qscore_local.functions_host.run_local import digits_requests, enqueue
+    from qscore_local.functions_host.run_local import digits_requests, enqueue, local_settings
 
-    settings = replace(
-        FunctionsSettings.from_env(),
-        triton_url=triton_url,
-        connection=connection,
-        namespace=None,
-        payload_dir=work_dir / "payloads",
-    )
+    settings = local_settings(triton_url, connection, work_dir)
     runtime = build_runtime(settings)
     store = _CountingStore(runtime.payloads)
     runtime.payloads = store

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import yaml
 
+from qscore_local.processes import stop_process
 from qscore_tools.release.buildah import Buildah, ReleaseError
 
 MANIFEST_TYPES = ", ".join(
@@ -65,12 +66,7 @@ def local_registry(log: Path, timeout: float = 20) -> Iterator[str]:
             _wait_ready(address, process, timeout)
             yield address
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _wait_ready(address: str, process: subprocess.Popen[bytes], timeout: float) -> None:

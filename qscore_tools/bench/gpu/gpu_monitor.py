@@ -8,7 +8,6 @@ and every summary is None: the report says so instead of inventing a figure.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import IO
+
+from qscore_local.processes import stop_process
 
 QUERY = "utilization.gpu,utilization.memory,memory.used,power.draw,clocks.sm"
 FIELDS = ("gpu_util_pct", "mem_util_pct", "memory_used_mib", "power_w", "sm_clock_mhz")
@@ -127,12 +128,7 @@ class GpuMonitor:
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=5)
-            if self._process.poll() is None:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, grace_s=5)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
