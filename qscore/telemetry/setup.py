@@ -185,6 +185,19 @@ def generation() -> int:
     return _providers.generation
 
 
+_counters: dict[str, tuple[int, metrics.Counter]] = {}
+
+
+def counter(name: str, *, unit: str, description: str) -> metrics.Counter:
+    """The qscore meter's counter `name`, created once per provider generation (so a counter
+    made before `configure` or `reset` is not kept recording into the old provider)."""
+    cached = _counters.get(name)
+    if cached is None or cached[0] != _providers.generation:
+        cached = (_providers.generation, meter().create_counter(name, unit=unit, description=description))
+        _counters[name] = cached
+    return cached[1]
+
+
 def force_flush(timeout_millis: int = 5000) -> None:
     """Push out pending spans, metrics and log records (call before a process exits)."""
     for provider in (_providers.tracer_provider, _providers.meter_provider, _providers.logger_provider):

@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 
-from qscore.telemetry.setup import generation, meter
+from qscore.telemetry.setup import counter
 
 log = logging.getLogger(__name__)
 
@@ -260,23 +260,17 @@ def log_hooks() -> tuple[HookStatus, ...]:
 
 
 _fallbacks: Counter[str] = Counter()
-_counter_cache: tuple[int, object] | None = None
 
 
 def fallback(name: str) -> None:
     """A guarded site took its slow path because hook `name` was not usable."""
-    global _counter_cache
     if name not in BY_NAME:
         raise KeyError(f"undeclared SDK hook {name!r}: declare it in qscore.transport.sdk_hooks.HOOKS")
     _fallbacks[name] += 1
-    if _counter_cache is None or _counter_cache[0] != generation():
-        instrument = meter().create_counter(
-            FALLBACKS_METRIC,
-            unit="{fallback}",
-            description="Slow paths taken because an SDK hook was missing",
-        )
-        _counter_cache = (generation(), instrument)
-    _counter_cache[1].add(1, {"hook": name})  # type: ignore[attr-defined]
+    instrument = counter(
+        FALLBACKS_METRIC, unit="{fallback}", description="Slow paths taken because an SDK hook was missing"
+    )
+    instrument.add(1, {"hook": name})
 
 
 def fallback_counts() -> dict[str, int]:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from qscore.telemetry.setup import counter
 from workers.middleware.base import Middleware, Replied, ScoreBatch, ScoreResult, Settled
 
 if TYPE_CHECKING:
@@ -35,19 +36,11 @@ LOG_EVERY = 1000
 # Counted for operators too (docs/operations.md): a failing hook changes no outcome, so nothing
 # else would show that an audit trail or an enrichment has stopped working.
 FAILURES_METRIC = "qscore.worker.middleware_failures"
-_counter_cache: tuple[int, Any] | None = None
 
 
 def _count_failure(middleware: str, hook: str) -> None:
-    global _counter_cache
-    from qscore.telemetry.setup import generation, meter
-
-    if _counter_cache is None or _counter_cache[0] != generation():
-        instrument = meter().create_counter(
-            FAILURES_METRIC, unit="{failure}", description="Worker middleware hooks that raised"
-        )
-        _counter_cache = (generation(), instrument)
-    _counter_cache[1].add(1, {"middleware": middleware, "hook": hook})
+    instrument = counter(FAILURES_METRIC, unit="{failure}", description="Worker middleware hooks that raised")
+    instrument.add(1, {"middleware": middleware, "hook": hook})
 
 
 def _overrides(middleware: Middleware, hook: str) -> bool:
