@@ -90,14 +90,13 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         client = servicebus_client(namespace=settings.namespace)
     registry = ModelRegistry()
     preparer = RequestPreparer(specs=triton, registry=registry, unknown_model_errors=(ModelNotFound,))
+    # Replies over the claim-check threshold go by reference, as the worker sends them.
+    claim_settings = ClaimCheckSettings.from_env()
     return ScoringRuntime(
         settings=settings,
         triton=triton,
         preparer=preparer,
-        # Replies over the claim-check threshold go by reference, as the worker sends them.
-        replies=ReplySender(
-            client, claims=ReplyClaims(claims) if (claims := ClaimCheckSettings.from_env()) else None
-        ),
+        replies=ReplySender(client, claims=ReplyClaims(claim_settings) if claim_settings else None),
         payloads=payload_store_for(settings.payload_dir),
         failures=FailureQueue(client, settings.failures_queue),
         servicebus=client,
