@@ -131,7 +131,12 @@ async def send_replies(
         [message for message, _, _ in queued], queue_of={m.message_id: q for m, q, _ in queued}
     )
     to_queue: list[ReplyAddressed] = [
-        (ReplyAddress(queue, message.reply_to_session_id, reply_traceparent(spans, message)), reply)
+        (
+            ReplyAddress(
+                queue, message.reply_to_session_id, reply_traceparent(spans, message), message.deadline
+            ),
+            reply,
+        )
         for message, queue, reply in queued
     ]
     with batch_span("qscore.functions.send_replies", list(spans.values())):

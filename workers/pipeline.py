@@ -30,7 +30,7 @@ from qscore.scoring import (
     split_expired,
     time_left_s,
 )
-from qscore.transport import ReplySender
+from qscore.transport import ReplySender, with_deadline
 from workers.held import HeldRequest
 from workers.middleware import MiddlewareStack, ScoreBatch, ScoreResult
 from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
@@ -84,7 +84,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 request.message,
-                request.address,
+                with_deadline(request.address, item.item.request.deadline),
                 ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
                 request=request,
                 scored=item,
@@ -102,7 +102,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 by_item[id(item)].message,
-                by_item[id(item)].address,
+                with_deadline(by_item[id(item)].address, item.request.deadline),
                 error_reply(
                     item.request_id,
                     item.request.model,
