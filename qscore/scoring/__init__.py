@@ -21,6 +21,7 @@ from qscore.scoring.envelope import (
     inference_violation,
     undeliverable,
 )
+from qscore.scoring.outcomes import RequestOutcome, log_outcomes, outcome_of_dead_letter, outcome_of_reply
 from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
@@ -40,6 +41,7 @@ __all__ = [
     "ReadinessProbe",
     "ReplyPolicy",
     "RequestEnvelope",
+    "RequestOutcome",
     "RequestPreparer",
     "ScoredItem",
     "ScoringItem",
@@ -52,7 +54,10 @@ __all__ = [
     "group_key",
     "inference_violation",
     "log_interactions",
+    "log_outcomes",
     "ok_reply",
+    "outcome_of_dead_letter",
+    "outcome_of_reply",
     "score_group",
     "score_shadow",
     "shadow_groups",
