@@ -39,12 +39,13 @@ logger = logging.getLogger(__name__)
 
 RecordSource = InteractionRecord | Callable[[], InteractionRecord]
 DROPPED_METRIC = "qscore.interaction_log.dropped"
+DROPPED_DESCRIPTION = "Interaction records the log could not keep"
 
 
 def count_dropped(count: int, reason: str) -> None:
     """Records the log could not keep (`queue_full`, `spill_full`, `spill_failed`)."""
     if count > 0:
-        instrument = counter(DROPPED_METRIC, unit="{record}", description="Interaction records dropped")
+        instrument = counter(DROPPED_METRIC, unit="{record}", description=DROPPED_DESCRIPTION)
         instrument.add(count, {"reason": reason})
 
 
@@ -105,6 +106,10 @@ class InteractionLog:
         self._write_batch = write_batch
         self._queue: queue.Queue[RecordSource | threading.Event | _Stop] = queue.Queue(maxsize=max_pending)
         self._closed = False
+        # The counter exists (at 0) from the start, so its alert's recorded series has data.
+        counter(DROPPED_METRIC, unit="{record}", description=DROPPED_DESCRIPTION).add(
+            0, {"reason": "queue_full"}
+        )
         self._thread = threading.Thread(target=self._run, name="interaction-log", daemon=True)
         self._thread.start()
 
