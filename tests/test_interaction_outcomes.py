@@ -150,3 +150,23 @@ async def test_the_functions_app_logs_every_outcome(
     await replies.close()
     _assert_every_outcome_logged_once(path, expected)
     _assert_compare_shows_errors(path)
+
+
+def test_compare_counts_each_request_once_and_unresolved_rejections_against_production() -> None:
+    def record(request_id: str, version: str, status: str = "ok", at: float = 0.0) -> InteractionRecord:
+        outcome = "ok" if status == "ok" else "dead_lettered"
+        return InteractionRecord(
+            at=at, request_id=request_id, model="m", version=version, status=status, outcome=outcome
+        )
+
+    records = [
+        *(record(f"r{index}", "2") for index in range(8)),
+        record("r0", "2", "reply_undeliverable", at=1.0),  # scored, then its reply was refused
+        record("bad", "", "bad_shape"),  # named no version: headed for production
+        record("v1", "1"),
+    ]
+    comparison = compare_versions(records, model="m", production="2")
+    production = comparison.summary("2")
+    assert production is not None and production.requests == 9
+    assert production.errors == {"bad_shape": 1, "reply_undeliverable": 1}
+    assert [summary.version for summary in comparison.versions] == ["1", "2"]

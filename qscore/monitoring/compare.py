@@ -160,7 +160,7 @@ def compare_versions(
 ) -> Comparison:
     """Every version of `model` in `records`; production defaults to the most-served version."""
     limits = thresholds or CompareThresholds()
-    mine = [record for record in records if record.model == model]
+    mine = _last_per_request([record for record in records if record.model == model])
     by_version: dict[str, list[InteractionRecord]] = {}
     for record in mine:
         by_version.setdefault(record.version, []).append(record)
@@ -175,6 +175,21 @@ def compare_versions(
     baseline = next((s for s in summaries if s.version == production), None)
     assessments = [assess(s, baseline, mine, limits) for s in summaries if s.version != production]
     return Comparison(model, production or "-", limits, summaries, assessments)
+
+
+def _last_per_request(records: Sequence[InteractionRecord]) -> list[InteractionRecord]:
+    """One served record per request, its last: a request is logged again when it was delivered
+    again (at-least-once), or when the Functions app logged its scores and then could not
+    deliver the reply (`reply_undeliverable`). Shadow scores and requests without an id stay."""
+    last: dict[str, int] = {}
+    for index, record in enumerate(records):
+        if record.route != "shadow" and record.request_id:
+            last[record.request_id] = index
+    return [
+        record
+        for index, record in enumerate(records)
+        if record.route == "shadow" or not record.request_id or last[record.request_id] == index
+    ]
 
 
 def _version_order(version: str) -> tuple[int, str]:
