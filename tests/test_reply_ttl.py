@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from qscore.contracts import ReplyStatus, ScoreReply
+from qscore.settings import SettingsError
 from qscore.transport import ReplyAddress, ReplyLifetime, ReplySender, with_deadline
 from qscore.transport.reply_ttl import REPLY_TTL_ENV
 
@@ -27,9 +28,10 @@ def test_lifetime_follows_the_deadline_within_bounds(monkeypatch: pytest.MonkeyP
     assert lifetime.seconds(1000.0 + 10**7, now=1000.0) == 86_400  # far away: the ceiling
     monkeypatch.setenv(REPLY_TTL_ENV, "90")
     assert ReplyLifetime.from_env().seconds(1000.0 + 120, now=1000.0) == 90  # one TTL for all
-    monkeypatch.setenv(REPLY_TTL_ENV, "-1")
-    with pytest.raises(ValueError, match="positive"):
-        ReplyLifetime.from_env()
+    for bad in ("-1", "soon", "nan"):
+        monkeypatch.setenv(REPLY_TTL_ENV, bad)
+        with pytest.raises(SettingsError, match="QSCORE_REPLY_TTL_S must be a positive number"):
+            ReplyLifetime.from_env()
 
 
 def test_with_deadline_reads_naive_times_as_utc() -> None:

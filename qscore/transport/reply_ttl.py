@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from qscore.settings import SettingsError
+
 if TYPE_CHECKING:
     from qscore.transport.replies import ReplyAddress
 
@@ -48,9 +50,12 @@ class ReplyLifetime:
             raw = os.environ.get(name, "").strip()
             if not raw:
                 return None
-            value = float(raw)
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {raw!r}")
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not value > 0:  # NaN too
+                raise SettingsError(f"{name} must be a positive number of seconds, not {raw!r}")
             return value
 
         base = cls()
