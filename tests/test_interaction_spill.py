@@ -7,6 +7,7 @@ an Azurite is started on that very port (Blob back)."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from qscore.monitoring.blob_log import BlobInteractionLog, read_blob_records
 from qscore.monitoring.interaction_log import DROPPED_METRIC
 from qscore.monitoring.records import InteractionRecord
 from qscore.telemetry import InMemoryTelemetry
-from qscore_local.azurite import LocalAzurite, find_azurite_blob
+from qscore_local.azurite import AzuriteEndpoint, LocalAzurite, find_azurite_blob
 from qscore_local.azurite.launcher import connection_string
 from tests.fixtures.ports import free_port
 
@@ -88,3 +89,30 @@ async def test_what_the_spill_cannot_hold_is_dropped_and_counted(
     assert sum(point.value for point in dropped) == 10
     by_reason = {point.attributes["reason"]: point.value for point in dropped}
     assert by_reason == {"spill_full": 10, "queue_full": 0}  # exported at 0 from the start
+
+
+async def test_a_backed_up_buffer_spills_to_disk_then_uploads_in_order(
+    azurite: AzuriteEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blob is up but the queue is over half full: batches go to disk (fast) instead of waiting
+    on uploads, and are uploaded once the queue has drained."""
+    monkeypatch.setenv("QSCORE_BLOB_CONNECTION", azurite.connection_string)
+    url = f"{azurite.blob_url}/interactions-{uuid.uuid4().hex[:8]}/log"
+    release = threading.Event()
+    first = _record(0)
+
+    def held_first() -> InteractionRecord:  # the writer thread is busy with it while the queue fills
+        release.wait(10)
+        return first
+
+    log = BlobInteractionLog(
+        url, flush_interval_s=0.05, write_batch=1, max_pending=4, spill_dir=tmp_path / "s"
+    )
+    assert await log.log(held_first)
+    for index in range(1, 4):
+        assert await log.log(_record(index))  # 3 queued >= half of 4: backing up
+    release.set()
+    assert await log.flush()
+    await log.close()
+    assert log.spilled >= 1 and log.spill_pending == 0 and log.dropped == 0
+    assert [record.request_id for record in read_blob_records(url)] == [f"r{i:03d}" for i in range(4)]
