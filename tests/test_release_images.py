@@ -20,6 +20,7 @@ from qscore_tools.release.images import model_versions
 from qscore_tools.release.pipconf import CA_IN_BUILD, build_pip_conf
 from qscore_tools.release.sbom import cyclonedx
 from qscore_tools.scaling.validate import keda_schema_dir
+from tests.fixtures.parts import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deploy" / "docker"
@@ -133,8 +134,7 @@ def test_secret_scan_finds_baked_credentials_and_ignores_code_that_parses_them()
 
 def test_pinned_overlay_references_the_digests_and_validates(tmp_path: Path) -> None:
     schemas = keda_schema_dir(ROOT)
-    if shutil.which("kubectl") is None:
-        pytest.skip("needs kubectl (see tests/test_deploy_manifests.py)")
+    require_tool("kubectl", "kubectl with kustomize v5 renders the overlays (see docs/deploying.md)")
     digest = "sha256:" + "ab" * 32
     pinned = {
         f"qscore-{name}": f"127.0.0.1:5000/qscore-{name}@{digest}"
@@ -153,8 +153,8 @@ def test_worker_image_builds_and_scores_from_inside_the_image(tmp_path: Path) ->
     """The short form of `qscore release images`: worker + model images, smoke, push, pin."""
     from qscore_tools.release.images import ReleaseOptions, release_images
 
-    if not all(shutil.which(tool) for tool in ("buildah", "mmdebstrap", "docker-registry")):
-        pytest.skip("bash scripts/release-deps.sh installs buildah, mmdebstrap, docker-registry")
+    for tool in ("buildah", "mmdebstrap", "docker-registry"):
+        require_tool(tool, "bash scripts/release-deps.sh installs buildah, mmdebstrap, docker-registry")
     state = ROOT / ".qscore" / "release-test"  # this test's own: base and layers cached between runs
     for tarball in (ROOT / ".qscore" / "images" / "base").glob("debian12-*.tar"):
         seeded = state / "base" / tarball.name  # the command's base, when it has made one
