@@ -41,9 +41,40 @@ async def test_direct_open_loop_against_real_triton(triton: TritonEndpoints) -> 
     assert point.offered_per_s == pytest.approx(50)
 
 
+def _load_points(node: object, where: str = "") -> list[tuple[str, dict]]:
+    """Every load point in a bench document (a dict with completed/errors/first_error), by path."""
+    if isinstance(node, dict):
+        if {"completed", "errors", "first_error"} <= node.keys():
+            return [(where, node)]
+        return [point for key, value in node.items() for point in _load_points(value, f"{where}.{key}")]
+    if isinstance(node, list):
+        return [
+            point for index, value in enumerate(node) for point in _load_points(value, f"{where}[{index}]")
+        ]
+    return []
+
+
+def _check_correctness(document: dict) -> None:
+    """The bench's correctness figures: every request of every point got its reply (a lost or
+    unanswered request is an error: each caller awaits its reply), none failed, and the closed
+    loops sent everything they meant to (`dropped` counts sends an open loop skipped)."""
+    points = _load_points(document)
+    assert len(points) >= 4 * len(document["models"]), [where for where, _ in points]
+    for where, point in points:
+        assert point["errors"] == 0 and point["first_error"] == "", (where, point["first_error"])
+        assert point["latency"]["count"] == point["completed"], where
+        if point.get("mode") == "closed":
+            assert point["dropped"] == 0, where
+    for name, model in document["models"].items():
+        # (An open-loop point of the quick form may complete nothing in its short window on a
+        # loaded machine; the peak, a closed loop, always completes some.)
+        assert model["queue_peak"]["completed"] > 0, name
+
+
 def _check_results(output: Path) -> dict:
     (json_path,) = output.glob("*.json")
     document = json.loads(json_path.read_text())
+    _check_correctness(document)
     assert json_path.with_suffix(".md").is_file()
     assert sorted(p.name.split("-", 1)[1] for p in output.glob("*.png")) == [
         "items-per-message.png",
