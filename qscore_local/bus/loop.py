@@ -327,7 +327,10 @@ class BusLoop:
     def _transport_closed(self, transport: Transport) -> None:
         for client in list(self.clients.values()):
             if client.transport is transport:
-                self._finish_if_done(client)
+                if client.delay is None:
+                    self._drop(client)
+                else:
+                    self._finish_if_done(client)
 
     # ---- emulated network latency (only with --latency-ms) -------------------------------
     def _next_due(self, next_tick: float) -> float:
