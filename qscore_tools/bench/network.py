@@ -277,7 +277,8 @@ async def repeat_points(
     from qscore_tools.bench.runner import describe_queue
 
     settings = run.settings
-    await stack.restart_workers()
+    if stack.pool is None or stack.pool.alive() != settings.workers:  # the drains' one may do
+        await stack.restart_workers()
     for model, at_zero in points_to_repeat(run):
         point = at_zero.point
         at_delay = await measure_queue(

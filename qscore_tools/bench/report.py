@@ -256,7 +256,8 @@ def _network_lines(document: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Drains (request queue filled first, then one worker; rate from first to last reply):",
+        "Drains (request queue filled while the one worker is stopped, then let go; rate from the first"
+        " reply to the last):",
         "",
         "| rows per request | bus one way (ms) | messages | msg/s | samples/s | vs at 0 | worker cores "
         "| bus cores | body | errors |",
