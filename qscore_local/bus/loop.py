@@ -363,6 +363,8 @@ class BusLoop:
 
     def _read_delayed(self, client: _Client, delay: DelayedConnection) -> None:
         if client.transport.capacity() < 0:  # the engine will read no more (closing)
+            delay.read_ended = True  # and the socket is not watched for reads while owed frames go out
+            self._want(client, client.registered_mask & ~selectors.EVENT_READ)
             self._finish_if_done(client)
             return
         try:
