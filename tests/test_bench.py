@@ -209,6 +209,17 @@ def test_cli_rejects_an_unknown_model_in_one_line() -> None:
     ]
 
 
+def test_cli_rejects_a_negative_bus_latency_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from qscore_cli import main; main()", "bench", "--bus-latency-ms", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: bus latency must be >= 0 ms"]
+
+
 def test_py_spy_raw_output_summary(tmp_path: Path) -> None:
     from qscore_tools.bench.profiling import summarize_collapsed
 
