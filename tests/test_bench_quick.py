@@ -116,6 +116,16 @@ def test_bench_quick_end_to_end(tmp_path: Path) -> None:
     # Batch-of-one may complete nothing inside a short window when the queue path is slow.
     assert document["batching"]["off"]["errors"] == 0 and document["batching"]["on"]["samples_per_s"] > 0
     assert "goals" in result.stdout
+    # Issue 23: one queue-path point again with the bus 5 ms away, and the drains at 0, 5 and 25 ms.
+    network = document["network"]
+    assert network["bus_latency_ms"] == 5
+    (point,) = network["points"]
+    assert point["at_delay"]["samples_per_s"] > 0 and point["at_delay"]["errors"] == 0
+    assert point["at_delay"]["costs"]["bus"]["cpu_s"] > 0
+    drains = {(drain["rows"], drain["latency_ms"]): drain for drain in network["drains"]}
+    assert set(drains) == {(1, 0), (1, 5), (1, 25), (128, 0), (128, 5)}
+    assert all(d["completed"] == d["messages"] and d["messages_per_s"] > 0 for d in drains.values())
+    assert "## The queue path with the bus 5 ms away" in next(tmp_path.glob("*.md")).read_text()
 
 
 @pytest.mark.slow
