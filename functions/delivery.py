@@ -26,7 +26,7 @@ from functions.telemetry import (
     reply_traceparent,
     start_reply_spans,
 )
-from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
+from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
@@ -131,7 +131,15 @@ async def send_replies(
         [message for message, _, _ in queued], queue_of={m.message_id: q for m, q, _ in queued}
     )
     to_queue: list[ReplyAddressed] = [
-        (ReplyAddress(queue, message.reply_to_session_id, reply_traceparent(spans, message)), reply)
+        (
+            ReplyAddress(
+                queue,
+                message.reply_to_session_id,
+                reply_traceparent(spans, message),
+                binary_reply=accepts_binary_reply(message.accept),
+            ),
+            reply,
+        )
         for message, queue, reply in queued
     ]
     with batch_span("qscore.functions.send_replies", list(spans.values())):

@@ -30,6 +30,9 @@ class Envelope(BaseModel):
     tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
     content_type: str | None = None
+    # The binary form's header length and the reply form asked for (docs/contract.md).
+    header_length: int | str | None = None
+    accept: str | None = None
 
 
 class InboundMessage(Envelope):

@@ -21,7 +21,13 @@ from qscore.scoring.envelope import (
     inference_violation,
     undeliverable,
 )
-from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
+from qscore.scoring.prepare import (
+    PreparedRequest,
+    RequestPreparer,
+    SpecSource,
+    UnknownModel,
+    model_named_in,
+)
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
     InteractionSink,
@@ -52,6 +58,7 @@ __all__ = [
     "group_key",
     "inference_violation",
     "log_interactions",
+    "model_named_in",
     "ok_reply",
     "score_group",
     "score_shadow",
