@@ -294,7 +294,9 @@ def _bytes_elements(name: str, raw: memoryview, count: int) -> np.ndarray:
 
 def tensor_bytes(array: np.ndarray) -> tuple[str, bytes]:
     """An array's Triton datatype and its bytes in the binary form."""
-    datatype = NUMPY_TO_TRITON[array.dtype]
+    datatype = NUMPY_TO_TRITON.get(array.dtype.newbyteorder("="))
+    if datatype is None:
+        raise ValueError(f"dtype {array.dtype} has no Triton datatype")
     if datatype == BYTES:
         parts = [bytes(element) for element in array.ravel()]
         return datatype, b"".join(_ELEMENT_LENGTH.pack(len(part)) + part for part in parts)
