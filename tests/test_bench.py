@@ -216,3 +216,14 @@ def test_py_spy_raw_output_summary(tmp_path: Path) -> None:
     assert summary.samples == 40
     assert summary.top_self[0] == ("send (b.py)", 0.75)
     assert dict(summary.top_inclusive)["loop (a.py)"] == 1.0
+
+
+def test_wire_bytes_of_a_128_row_binary_request_are_near_its_raw_bytes() -> None:
+    from qscore_tools.bench.goals import WIRE_BYTES_TARGET
+    from qscore_tools.bench.wire_bytes import wire_bytes
+
+    figures = wire_bytes()
+    assert figures.raw_bytes == 128 * 64 * 4
+    assert figures.ratio("binary") <= WIRE_BYTES_TARGET
+    assert figures.body_bytes["binary"] < figures.body_bytes["json_b64"]
+    assert figures.message_bytes["binary"] > figures.body_bytes["binary"]  # its properties count too
