@@ -100,11 +100,7 @@ def reply_amqp_message(
         correlation_id=reply.request_id,
         content_type=content_type,
     )
-    return AmqpAnnotatedMessage(
-        data_body=body,
-        properties=properties,
-        application_properties=application,  # type: ignore[arg-type]
-    )
+    return AmqpAnnotatedMessage(data_body=body, properties=properties, application_properties=application)
 
 
 @dataclass(frozen=True)
