@@ -281,6 +281,14 @@ def test_reply_round_trip_ok_and_error() -> None:
         parse_reply(encoded.body, content_type=BINARY_REPLY_CONTENT_TYPE, header_length=None)
     with pytest.raises(ValueError):
         decode_binary_reply(encoded.body + b"x", encoded.header_length)
+    short = encode_binary_reply(
+        ok.model_copy(update={"outputs": {"label": Tensor.from_numpy(np.zeros((2, 1), np.int32))}})
+    )
+    header = json.loads(short.body[: short.header_length])
+    header["outputs"][0]["datatype"] = "INT64"  # 8 bytes of INT32 where two INT64 need 16
+    text = json.dumps(header).encode()
+    with pytest.raises(ValueError, match="bytes are not"):
+        decode_binary_reply(text + short.body[short.header_length :], len(text))
 
 
 def test_binary_requests_pass_the_envelope_and_accept_asks_for_binary_replies() -> None:

@@ -368,4 +368,7 @@ def _reply_tensor(name: str, tensor: BinaryTensor, raw: memoryview) -> Tensor:
             raise ValueError(exc.description) from None
         data: list[float | int | bool | str] = [base64.b64encode(each).decode() for each in elements]
         return Tensor(datatype=tensor.datatype, shape=tensor.shape, data=data)
+    dtype = TRITON_TO_NUMPY.get(tensor.datatype)
+    if dtype is None or len(raw) != _element_count(tensor.shape) * dtype.itemsize:
+        raise ValueError(f"output {name!r}: {len(raw)} bytes are not a {tensor.datatype} {tensor.shape}")
     return Tensor(datatype=tensor.datatype, shape=tensor.shape, b64=base64.b64encode(raw).decode())
