@@ -33,6 +33,9 @@ class Envelope(BaseModel):
     deadline: float | None = Field(
         default=None, description="the request's deadline (epoch s), for its reply's TTL"
     )
+    # The binary form's header length and the reply form asked for (docs/contract.md).
+    header_length: int | str | None = None
+    accept: str | None = None
 
 
 class InboundMessage(Envelope):

@@ -9,7 +9,6 @@ one document (functions/documents.py); the later activities load only the docume
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
 
@@ -35,6 +34,7 @@ from qscore.scoring import (
     check_envelope,
     error_reply,
     group_key,
+    model_named_in,
     shadow_groups,
 )
 
@@ -47,12 +47,9 @@ async def load_batch(carried: Carried, store: PayloadStore) -> list[InboundMessa
 
 def _model_named_in(message: InboundMessage) -> str:
     """The model a request names, best effort (for the error reply of a request that failed to parse)."""
-    try:
-        document = json.loads(message.body_bytes())
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    model = document.get("model") if isinstance(document, dict) else None
-    return model if isinstance(model, str) else ""
+    return model_named_in(
+        message.body_bytes(), content_type=message.content_type, header_length=message.header_length
+    )
 
 
 def _rejection(message: InboundMessage, violation: ContractViolation) -> Rejection:
@@ -82,6 +79,7 @@ def check_queue_request(message: InboundMessage, policy: ReplyPolicy) -> Inbound
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,
         content_type=message.content_type,
+        accept=message.accept,
     )
     address = check_envelope(envelope, policy)
     return message.model_copy(update={"reply_to": address.queue})
@@ -194,6 +192,8 @@ async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> Prepared
         received_at=message.received_at,
         enqueued_at=message.enqueued_at,
         max_message_bytes=claim_body_limit(),
+        content_type=message.content_type,
+        header_length=message.header_length,
     )
 
 

@@ -22,6 +22,7 @@ from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
 from functions.runtime import current_settings, payload_store
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import ClaimCheckSettings
+from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY
 from qscore.telemetry import trace_carrier
 
 log = logging.getLogger("qscore.functions")
@@ -47,6 +48,8 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
     # The producer's trace context rides along in the orchestration input, so the activities'
     # spans join the producer's trace (Diagnostic-Id from older SDKs counts as a traceparent).
     carrier = trace_carrier(message.application_properties)
+    properties = message.application_properties or {}
+    accept = properties.get(ACCEPT_PROPERTY)
     enqueued = message.enqueued_time_utc
     return InboundMessage.from_body(
         message.get_body(),
@@ -59,6 +62,8 @@ def inbound_message(message: func.ServiceBusMessage, received_at: float) -> Inbo
         traceparent=carrier.get("traceparent"),
         tracestate=carrier.get("tracestate"),
         content_type=message.content_type,
+        header_length=properties.get(HEADER_LENGTH_PROPERTY),
+        accept=None if accept is None else str(accept),
     )
 
 

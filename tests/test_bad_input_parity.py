@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,13 @@ from qscore.contracts import BAD_INPUT, ErrorCode, ScoreReply
 from qscore.operations import DeadLetter, DeadLetterQueues, Source
 from qscore.scoring import RequestPreparer
 from qscore_local.functions_host.driver import InProcessDriver
-from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, NO_MESSAGE_ID, bad_requests, case_key
+from tests.fixtures.bad_requests import (
+    MAX_MESSAGE_BYTES,
+    NO_MESSAGE_ID,
+    bad_requests,
+    binary_request,
+    case_key,
+)
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
@@ -42,6 +49,15 @@ def cases(session_id: str) -> list[tuple[OutgoingRequest, ErrorCode]]:
     return [
         *bad_requests(session_id),
         (OutgoingRequest("expired", expired, session_id=session_id), ErrorCode.EXPIRED),
+        (
+            binary_request(
+                np.zeros((1, 64), np.float32),
+                "binary-expired",
+                session_id,
+                deadline=datetime(2020, 1, 1, tzinfo=UTC),
+            ),
+            ErrorCode.EXPIRED,
+        ),
     ]
 
 
@@ -84,8 +100,8 @@ async def through_worker(bus: Any, worker_settings: WorkerSettingsFactory, queue
         running_worker(settings),
     ):
         dlq = DeadLetterQueues(client, request_queue=queue, failures_queue=None)
-        records = await wait_for(len(sent) - 1, lambda: dlq.entries(source=Source.DEAD_LETTER))
-        await replies.collect(1, timeout_s=10)
+        records = await wait_for(len(sent) - 2, lambda: dlq.entries(source=Source.DEAD_LETTER))
+        await replies.collect(2, timeout_s=10)
     await replies.close()
     return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
 
@@ -113,7 +129,7 @@ async def through_functions(
     assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
     failures = DeadLetterQueues(runtime.servicebus, request_queue=queue, failures_queue="scoring-failures")
     records = await failures.entries(source=Source.FAILURES)
-    await replies.collect(1, timeout_s=10)
+    await replies.collect(2, timeout_s=10)
     await replies.close()
     return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
 

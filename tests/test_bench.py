@@ -271,3 +271,14 @@ def test_network_latency_goals_and_report(tmp_path: Path) -> None:
     assert "| 1 | 25 | 300 | 500 | 500 | 0.50 |" in summary
     with pytest.raises(ValueError, match="latency"):
         BenchSettings(bus_latency_ms=-1)
+
+
+def test_wire_bytes_of_a_128_row_binary_request_are_near_its_raw_bytes() -> None:
+    from qscore_tools.bench.goals import WIRE_BYTES_TARGET
+    from qscore_tools.bench.wire_bytes import wire_bytes
+
+    figures = wire_bytes()
+    assert figures.raw_bytes == 128 * 64 * 4
+    assert figures.ratio("binary") <= WIRE_BYTES_TARGET
+    assert figures.body_bytes["binary"] < figures.body_bytes["json_b64"]
+    assert figures.message_bytes["binary"] > figures.body_bytes["binary"]  # its properties count too

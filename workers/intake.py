@@ -21,7 +21,7 @@ from typing import Any
 
 from qscore.batching import MicroBatcher
 from qscore.claimcheck import ClaimStoreUnavailable
-from qscore.contracts import ContractViolation, ErrorCode, decode_batch, decode_request, is_batch_content_type
+from qscore.contracts import ContractViolation, ErrorCode, decode_batch, is_batch_content_type
 from qscore.inference.errors import InferenceError
 from qscore.scoring import (
     ReplyPolicy,
@@ -30,8 +30,17 @@ from qscore.scoring import (
     check_envelope,
     error_reply,
     group_key,
+    model_named_in,
 )
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
+from qscore.transport import (
+    ReplyAddress,
+    ReplySender,
+    accept,
+    enqueued_at,
+    header_length,
+    message_body,
+    traceparent,
+)
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
@@ -60,6 +69,7 @@ def request_envelope(message: Any) -> RequestEnvelope:
         reply_to_session_id=getattr(message, "reply_to_session_id", None),
         content_type=getattr(message, "content_type", None),
         traceparent=traceparent(message),
+        accept=accept(message),
     )
 
 
@@ -69,7 +79,7 @@ class _Expired:
     address: ReplyAddress
     violation: ContractViolation
     body: bytes
-    max_bytes: int | None
+    content_type: str | None
 
 
 class Intake:
@@ -115,10 +125,14 @@ class Intake:
                     received_at=received_at,
                     enqueued_at=enqueued_at(message),
                     max_message_bytes=resolved.max_bytes,
+                    content_type=resolved.content_type,
+                    header_length=header_length(message),
                 )
             except ContractViolation as violation:
                 if violation.code == ErrorCode.EXPIRED and address is not None and resolved is not None:
-                    expired.append(_Expired(message, address, violation, resolved.body, resolved.max_bytes))
+                    expired.append(
+                        _Expired(message, address, violation, resolved.body, resolved.content_type)
+                    )
                 else:
                     await self._settler.dead_letter(message, violation)
                 continue
@@ -155,7 +169,11 @@ class Intake:
         failed: list[tuple[MessageItem, ContractViolation]] = []
         unavailable: list[MessageItem] = []
         for each in decoded:
-            item_address = ReplyAddress(address.queue, each.reply_to_session_id or address.session_id)
+            item_address = ReplyAddress(
+                address.queue,
+                each.reply_to_session_id or address.session_id,
+                binary_reply=address.binary_reply,
+            )
             item = MessageItem(parent, each.request_id, item_address, each.model)
             if each.request is None:
                 assert each.violation is not None
@@ -187,8 +205,9 @@ class Intake:
     async def _reply_expired(self, expired: list[_Expired], received_at: float) -> None:
         outgoing = []
         for each in expired:
-            limit = each.max_bytes or self._options.max_message_bytes
-            model = decode_request(each.body, max_message_bytes=limit).model
+            model = model_named_in(
+                each.body, content_type=each.content_type, header_length=header_length(each.message)
+            )
             reply = error_reply(
                 str(each.message.message_id),
                 model,

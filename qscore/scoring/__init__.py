@@ -22,7 +22,13 @@ from qscore.scoring.envelope import (
     undeliverable,
 )
 from qscore.scoring.outcomes import RequestOutcome, log_outcomes, outcome_of_dead_letter, outcome_of_reply
-from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
+from qscore.scoring.prepare import (
+    PreparedRequest,
+    RequestPreparer,
+    SpecSource,
+    UnknownModel,
+    model_named_in,
+)
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
     InteractionSink,
@@ -55,6 +61,7 @@ __all__ = [
     "inference_violation",
     "log_interactions",
     "log_outcomes",
+    "model_named_in",
     "ok_reply",
     "outcome_of_dead_letter",
     "outcome_of_reply",

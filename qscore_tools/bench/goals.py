@@ -209,6 +209,22 @@ def _network_goals(run: BenchRun) -> list[Goal]:
     return goals
 
 
+WIRE_BYTES_TARGET = 1.1
+
+
+def _wire_bytes_goal() -> Goal:
+    """Bytes on the wire per sample: a 128-row digits request's binary body over its tensors' raw
+    bytes (qscore_tools/bench/wire_bytes.py builds it as the producer library sends it)."""
+    from qscore_tools.bench.wire_bytes import WIRE_ROWS, wire_bytes
+
+    figures = wire_bytes()
+    ratio = figures.ratio("binary")
+    met = ratio <= WIRE_BYTES_TARGET
+    detail = "" if met else f"body {figures.body_bytes['binary']} bytes for {figures.raw_bytes} raw"
+    name = f"bytes on the wire per sample, {WIRE_ROWS}-row binary body / raw tensor bytes"
+    return Goal(name, f"<= {WIRE_BYTES_TARGET:g}", ratio, met, detail)
+
+
 def evaluate(run: BenchRun) -> list[Goal]:
     cores = int(run.machine.get("usable_cores") or 1)
     goals = [_ratio_goal(run, cores), _batching_goal(run, cores)]
@@ -216,4 +232,5 @@ def evaluate(run: BenchRun) -> list[Goal]:
         goals += [_latency_goal(run, results, cores, fraction) for fraction in (0.25, 0.5)]
     goals += throughput_goals(run, cores)
     goals += _network_goals(run)
+    goals.append(_wire_bytes_goal())
     return [*goals, *_worker_goals(run, cores), _cold_start_goal(run)]
