@@ -91,6 +91,46 @@ def read_batches(path: Path, fmt: Format) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: not readable as {fmt.value}: {_first_line(exc)}") from None
 
 
+def read_rows(path: Path, fmt: Format, start: int, stop: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of input rows [start, stop) (a shard's part). Parquet reads only the row
+    groups that hold them; the other formats are read from the top and stop at `stop`."""
+    if start >= stop:
+        return
+    if fmt is Format.PARQUET and path.is_file():
+        batches, offset = _parquet_row_groups(path, start, stop)
+    else:
+        batches, offset = read_batches(path, fmt), 0
+    for batch in batches:
+        end = offset + batch.num_rows
+        if end > start:
+            yield batch.slice(max(start - offset, 0), min(end, stop) - max(start, offset))
+        offset = end
+        if offset >= stop:
+            return
+
+
+def _parquet_row_groups(path: Path, start: int, stop: int) -> tuple[Iterator[pa.RecordBatch], int]:
+    """Batches of the row groups that overlap [start, stop), and the row number of the first."""
+    parquet = pq.ParquetFile(path)
+    groups: list[int] = []
+    first_row = offset = 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset + rows > start and offset < stop:
+            if not groups:
+                first_row = offset
+            groups.append(group)
+        offset += rows
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=groups)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise InputError(f"{path}: not readable as parquet: {_first_line(exc)}") from None
+
+    return batches(), first_row
+
+
 def _open_batches(path: Path, fmt: Format) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")

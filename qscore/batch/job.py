@@ -22,7 +22,15 @@ import pyarrow as pa
 
 from qscore.batch.chunks import Chunk, rechunk
 from qscore.batch.engines import ChunkRejected, Engine, Scored
-from qscore.batch.formats import PART_SUFFIX, Format, assemble, numpy_column, read_batches, write_part
+from qscore.batch.formats import (
+    PART_SUFFIX,
+    Format,
+    assemble,
+    numpy_column,
+    read_batches,
+    read_rows,
+    write_part,
+)
 from qscore.batch.manifest import Manifest
 from qscore.batch.mapping import ColumnMapping
 from qscore.batch.plan import JobPlan
@@ -77,7 +85,7 @@ class BatchRun:
         self.allow_non_finite = allow_non_finite
         self.observer = observer or BatchObserver()
         self.manifest = Manifest(store)
-        self.summary = BatchSummary(output=plan.job.output)
+        self.summary = BatchSummary(output=plan.output)
         self._scratch = Path(tempfile.mkdtemp(prefix="qscore-batch-"))
 
     async def run(self) -> BatchSummary:
@@ -94,17 +102,18 @@ class BatchRun:
         for record in done.values():
             self.summary.add_chunk(record, resumed=True)
         self.observer.started(self.plan, self.summary.rows_resumed)
-        chunk_count = await self._score_all(set(done))
-        await self._assemble(chunk_count)
+        chunk_indices = await self._score_all(set(done))
+        await self._assemble(chunk_indices)
         self.summary.elapsed_s = time.perf_counter() - self.summary.started
         await self.manifest.finish(self.summary.as_dict())
         return self.summary
 
-    async def _score_all(self, done: set[int]) -> int:
-        """Score every chunk not in `done`, `in_flight` at a time; returns how many chunks there are."""
+    async def _score_all(self, done: set[int]) -> range:
+        """Score every chunk not in `done`, `in_flight` at a time; returns this run's chunk indices."""
         slots = asyncio.Semaphore(max(1, self.plan.job.in_flight))
         chunks = self._chunks()
-        count = 0
+        span = self.plan.chunk_range
+        first = count = 0 if span is None else span.start
         async with asyncio.TaskGroup() as group:
             while True:
                 started = time.perf_counter()
@@ -118,10 +127,14 @@ class BatchRun:
                 await slots.acquire()
                 task = group.create_task(self._process(chunk))
                 task.add_done_callback(lambda _: slots.release())
-        return count
+        return range(first, count)
 
     def _chunks(self) -> Iterator[Chunk]:
-        return rechunk(read_batches(self.local_input, self.plan.input_format), self.plan.chunk_rows)
+        span, rows = self.plan.chunk_range, self.plan.chunk_rows
+        if span is None:
+            return rechunk(read_batches(self.local_input, self.plan.input_format), rows)
+        batches = read_rows(self.local_input, self.plan.input_format, span.start * rows, span.stop * rows)
+        return rechunk(batches, rows, first_index=span.start)
 
     async def _process(self, chunk: Chunk) -> None:
         mapping = self.plan.mapping
@@ -174,20 +187,20 @@ class BatchRun:
         await asyncio.to_thread(write_part, table, local)
         await self.store.put(name, local)
 
-    async def _assemble(self, chunk_count: int) -> None:
+    async def _assemble(self, chunk_indices: range) -> None:
         self.observer.assembling()
         started = time.perf_counter()
         records = self.manifest.state.chunks
-        missing = [i for i in range(chunk_count) if i not in records]
+        missing = [i for i in chunk_indices if i not in records]
         if missing:
             raise RuntimeError(f"chunks {missing[:5]} are not recorded as done; rerun the command")
         fmt = self.plan.output_format
-        ordered = [records[i] for i in range(chunk_count)]
+        ordered = [records[i] for i in chunk_indices]
         parts = [part_name(r["index"]) for r in ordered if r.get("scored", True)]
         rejects = [rejected_name(r["index"]) for r in ordered if r["rejected"]]
-        await self._assemble_one(parts, self.plan.job.output)
+        await self._assemble_one(parts, self.plan.output)
         if rejects:
-            self.summary.rejected_output = rejected_output(self.plan.job.output, fmt)
+            self.summary.rejected_output = rejected_output(self.plan.output, fmt)
             await self._assemble_one(rejects, self.summary.rejected_output)
         await self.store.remove(parts + rejects)
         self.summary.add_stage("assemble", time.perf_counter() - started)
@@ -200,7 +213,7 @@ class BatchRun:
         await self.store.publish(target, final)
 
     def _completed_summary(self, record: dict[str, Any]) -> BatchSummary:
-        summary = BatchSummary(output=self.plan.job.output, already_complete=True)
+        summary = BatchSummary(output=self.plan.output, already_complete=True)
         for chunk in self.manifest.state.chunks.values():
             summary.add_chunk(chunk, resumed=True)
         summary.rejected_output = record.get("rejected_output")

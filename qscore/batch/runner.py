@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qscore.batch.blob import BlobStore, download_input, is_blob_url
+from qscore.batch.blob import download_input, is_blob_url
 from qscore.batch.engines import DirectEngine, Engine
 from qscore.batch.formats import Format, format_of
 from qscore.batch.job import BatchObserver, BatchRun
 from qscore.batch.model_config import spec_from_repository
 from qscore.batch.plan import BatchJob, JobPlan, file_fingerprint, plan_job
 from qscore.batch.queue_engine import QueueEngine
-from qscore.batch.store import LocalStore, Store
+from qscore.batch.status import output_store
 from qscore.batch.summary import BatchSummary
 from qscore.contracts.model_spec import ModelSpec
 from qscore.inference.client import TritonClient
@@ -76,14 +76,10 @@ async def model_spec(job: BatchJob, backends: Backends) -> ModelSpec:
     return spec_from_repository(backends.repository, job.model)
 
 
-def output_store(output: str) -> Store:
-    return BlobStore(output) if is_blob_url(output) else LocalStore(Path(output))
-
-
 async def run_job(
     opened: OpenedJob, backends: Backends, observer: BatchObserver | None = None
 ) -> BatchSummary:
-    store = output_store(opened.plan.job.output)
+    store = output_store(opened.plan.output)
     engine = await _engine(opened, backends)
     try:
         run = BatchRun(
