@@ -98,6 +98,8 @@ def print_summary(summary: BatchSummary) -> None:
         table.add_row("throughput", f"{summary.rows_per_s:,.0f} rows/s over {summary.elapsed_s:.1f} s")
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stage_s.items())
         table.add_row("time per stage", stages + " (summed over chunks in flight)")
+    if summary.chunks_by_reference:
+        table.add_row("by reference", f"{summary.chunks_by_reference:,} chunks through the claim-check")
     versions = ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary.versions.items()))
     table.add_row("rows per version", versions or "-")
     out.print(table)

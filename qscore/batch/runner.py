@@ -60,10 +60,10 @@ async def open_job(job: BatchJob, backends: Backends) -> AsyncIterator[OpenedJob
             fingerprint = file_fingerprint(local) if local.is_file() else ""
         spec = await model_spec(job, backends)
         plan = plan_job(job, local, input_format, spec)
-        if job.engine == "direct":
-            # An unknown version or label is bad input: say so before scoring anything.
-            registry = ModelRegistry(backends.registry_path)
-            registry.resolve(job.model, job.version, available=spec.versions, routing_key="")
+        # An unknown version or label is bad input for either engine: say so before scoring
+        # anything (the queue engine's workers would refuse every chunk of it).
+        registry = ModelRegistry(backends.registry_path)
+        registry.resolve(job.model, job.version, available=spec.versions, routing_key="")
         yield OpenedJob(plan, spec, local, fingerprint)
 
 
@@ -91,7 +91,10 @@ async def run_job(
             allow_non_finite=opened.spec.allow_non_finite,
             observer=observer,
         )
-        return await run.run()
+        summary = await run.run()
+        if isinstance(engine, QueueEngine):
+            summary.chunks_by_reference = engine.producer.claims.sent_by_reference
+        return summary
     finally:
         await engine.close()
         await store.close()
