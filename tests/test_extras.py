@@ -140,6 +140,13 @@ def test_the_cli_module_level_imports_need_only_the_cli_extra() -> None:
     assert not wrong
 
 
+def test_the_worker_image_carries_no_spark_and_no_azure_ml_sdk() -> None:
+    worker = _closure(extras.requirements(PROJECT, ["worker"]))
+    assert not {"pyspark", "py4j", "azure-ai-ml", "pandas"} & worker
+    assert "pyspark" in _closure(extras.requirements(PROJECT, ["spark"]))
+    assert "azure-ai-ml" in _closure(extras.requirements(PROJECT, ["azureml"]))
+
+
 def test_dev_is_everything() -> None:
     named = set(PROJECT["optional-dependencies"]) - {"dev", "gpu", "train-images"}  # torch: GBs, on demand
     assert set(extras.expand_extras(PROJECT, ["dev"])) == named | {"dev"}
