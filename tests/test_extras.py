@@ -30,6 +30,8 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     "qscore": ([], {"matplotlib"}),
     # Core modules that need an extra of their own (they are imported only where it is installed).
     "qscore/batch": (["batch"], set()),
+    # Spark's DataFrame scoring: the spark extra (pyspark, pandas), never the worker image's.
+    "qscore/batch/spark.py": (["spark"], set()),
     "qscore/registry/catalog.py": (["registry"], set()),
     "qscore/monitoring/feedback.py": (["registry"], {"matplotlib"}),  # --plot: the plot extra
     # Renders digit images (demo, `qscore enqueue --image`, tests): Pillow comes with the local stack.
