@@ -91,7 +91,7 @@ def score_dataframe(
     triton_url: str,
     id_column: str,
     version: str | None = None,
-    registry_path: Path | None = None,
+    registry_path: str | Path | None = None,
     overrides: dict[str, str] | None = None,
     outputs: list[str] | None = None,
     timeout_s: float = 60.0,
@@ -109,7 +109,7 @@ def score_dataframe(
     mapping = map_columns(
         spec, to_arrow_schema(frame.schema), overrides=overrides, id_column=id_column, outputs=outputs
     )
-    registry = ModelRegistry(registry_path)
+    registry = ModelRegistry(Path(registry_path) if registry_path else None)
     registry.resolve(model, version, available=spec.versions, routing_key="")  # unknown: refused now
     schema = output_schema(frame.schema, mapping)
     scoring = SparkScoring(
