@@ -169,8 +169,7 @@ class BatchRun:
         table = None
         if scored is not None:
             table = await asyncio.to_thread(output_table, prepared, scored, self.plan.mapping)
-            names, counts = np.unique(scored.versions, return_counts=True)
-            versions.update({str(n): int(c) for n, c in zip(names, counts, strict=True)})
+            versions.update(version_counts(scored.versions))
             await self._put(part_name(index), table)
         if rejected.num_rows:
             await self._put(rejected_name(index), rejected)
@@ -226,8 +225,18 @@ def output_table(prepared: PreparedChunk, scored: Scored, mapping: ColumnMapping
     return pa.table(columns)
 
 
+def version_counts(versions: np.ndarray) -> dict[str, int]:
+    """Rows per version; one comparison instead of a sort when a single version scored them all."""
+    if len(versions) and (versions == versions[0]).all():
+        return {str(versions[0]): len(versions)}
+    names, counts = np.unique(versions, return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+
 def _versions_column(versions: np.ndarray) -> pa.Array:
     """One string a row, built from the few distinct versions (no per-row Python objects)."""
+    if len(versions) and (versions == versions[0]).all():
+        return pa.repeat(pa.scalar(str(versions[0]), pa.string()), len(versions))
     names, codes = np.unique(versions, return_inverse=True)
     dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names.tolist()))
     return dictionary.cast(pa.string())
