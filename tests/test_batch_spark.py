@@ -107,9 +107,10 @@ def test_spark_scores_a_dataframe_as_the_direct_engine_does(
     result.all.unpersist()
 
 
-def test_spark_mapping_and_version_errors_come_on_the_driver(
+async def test_spark_mapping_and_version_errors_come_on_the_driver(
     spark: Any, triton: TritonEndpoints, tmp_path: Path
 ) -> None:
+    # async: score_dataframe is also called where an event loop runs (a notebook cell).
     from qscore.batch.spark import score_dataframe
     from qscore.registry import RegistryError
 

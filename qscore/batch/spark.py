@@ -20,11 +20,12 @@ import asyncio
 import hashlib
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
 
+T = TypeVar("T")
 ERROR_COLUMN = "error"  # null: scored; else why the row could not be (as in the CLI's side file)
 
 # Triton datatypes -> Spark SQL type names (BYTES outputs are not supported in a DataFrame here).
@@ -105,7 +107,7 @@ def score_dataframe(
 
     if id_column not in frame.columns:
         raise MappingError(f"id column {id_column!r} is not in the DataFrame ({', '.join(frame.columns)})")
-    spec = asyncio.run(_model_spec(triton_url, model, timeout_s))
+    spec = _run_here(lambda: _model_spec(triton_url, model, timeout_s))
     mapping = map_columns(
         spec, to_arrow_schema(frame.schema), overrides=overrides, id_column=id_column, outputs=outputs
     )
@@ -130,6 +132,17 @@ def score_dataframe(
         scored=scored_all.filter(error.isNull()).drop(ERROR_COLUMN),
         rejected=scored_all.filter(error.isNotNull()).select(id_column, error.alias("reason")),
     )
+
+
+def _run_here(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, also where this thread already runs an
+    event loop (a Jupyter or Databricks notebook cell): then on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
 
 
 async def _model_spec(triton_url: str, model: str, timeout_s: float) -> ModelSpec:
