@@ -107,6 +107,24 @@ def test_two_shards_each_killed_and_resumed_equal_the_unsharded_run(
     merged = pa.concat_tables(shards)
     assert (np.asarray(merged["id"]) == np.arange(rows)).all()  # every row once, in input order
     assert merged.equals(expected)
+    # Another N cuts at other chunks, never inside one: the shards again equal the whole run.
+    for index in range(3):
+        _score_in_process([*common[len(CLI) :], "--shard", f"{index}/3"])
+    thirds = [pq.read_table(tmp_path / f"out.shard-000{i}-of-0003.parquet") for i in range(3)]
+    assert [t.num_rows for t in thirds] == [3_000, 3_000, 3_000]
+    assert pa.concat_tables(thirds).equals(expected)
+
+
+def _score_in_process(args: list[str]) -> None:
+    from qscore_cli import main
+
+    saved, sys.argv = sys.argv, ["qscore", *args]
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    finally:
+        sys.argv = saved
 
 
 def test_status_of_a_run_not_started_and_a_bad_shard_is_one_line(tmp_path: Path) -> None:
