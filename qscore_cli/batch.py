@@ -13,6 +13,7 @@ from qscore_cli.errors import UserError
 
 if TYPE_CHECKING:
     from qscore.batch import Backends, BatchJob, BatchSummary
+    from qscore.batch.shards import Shard
 
 app = typer.Typer(help="Batch scoring: a whole dataset with the runtime's models.", no_args_is_help=True)
 
@@ -36,6 +37,11 @@ def score(
         None, help="Rows per chunk (default: 4096 direct, max batch queue)."
     ),
     in_flight: int = typer.Option(4, help="Chunks scored at once (queue engine: at least 16 is sensible)."),
+    shard: str | None = typer.Option(
+        None,
+        help="Score only shard I of N (0-based; e.g. 0/4) into its own output, resumable on its own "
+        "(default: $JOB_COMPLETION_INDEX of $QSCORE_BATCH_SHARDS when both are set).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the mapping and chunking, score nothing."),
     triton_url: str | None = typer.Option(None, help="Triton gRPC address (default: $QSCORE_TRITON_URL)."),
     repo: Path | None = typer.Option(None, help="Model repository with config.pbtxt (queue engine)."),
@@ -66,6 +72,7 @@ def score(
         overrides=_mapping(map_),
         id_column=id_column,
         outputs=[name.strip() for name in outputs.split(",") if name.strip()] if outputs else None,
+        shard=_shard(shard),
     )
     backends = _backends(engine, triton_url, repo, registry, connection, namespace, timeout)
     summary = asyncio.run(_score(job, backends, dry_run=dry_run, progress=progress))
@@ -142,6 +149,16 @@ def _backends(
     )
 
 
+def _shard(text: str | None) -> Shard | None:
+    """--shard I/N, else the Indexed Job's JOB_COMPLETION_INDEX of QSCORE_BATCH_SHARDS, else None."""
+    from qscore.batch.shards import Shard, shard_from_env
+
+    try:
+        return Shard.parse(text) if text is not None else shard_from_env()
+    except ValueError as exc:
+        raise UserError(f"--shard: {exc}") from None
+
+
 def _mapping(pairs: list[str]) -> dict[str, str]:
     result: dict[str, str] = {}
     for pair in pairs:
@@ -162,6 +179,39 @@ def _positive(flag: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise UserError(f"{flag} must be at least 1")
     return value
+
+
+@app.command("status")
+def status(
+    output: str = typer.Argument(..., help="The run's --output (a path or a Blob URL)."),
+    shards: int | None = typer.Option(
+        None, help="The run's shard count N (default: $QSCORE_BATCH_SHARDS; none: an unsharded run)."
+    ),
+) -> None:
+    """Which shards of a batch run are done, started (running or to be resumed) or not started."""
+    import asyncio
+
+    from qscore.batch.shards import SHARDS_ENV
+    from qscore.batch.status import batch_status
+    from qscore_cli.batch_views import print_status, user_message
+
+    if shards is None and os.environ.get(SHARDS_ENV, "").strip():
+        shards = _positive(f"${SHARDS_ENV}", _integer(SHARDS_ENV, os.environ[SHARDS_ENV]))
+    try:
+        runs = asyncio.run(batch_status(output, _positive("--shards", shards)))
+    except Exception as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        raise UserError(message) from None
+    print_status(runs)
+
+
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{name} must be a whole number, not {text!r}") from None
 
 
 @app.command("bench")

@@ -23,6 +23,7 @@ from qscore.batch import BatchObserver
 
 if TYPE_CHECKING:
     from qscore.batch import BatchSummary, JobPlan
+    from qscore.batch.status import RunStatus
 
 console = Console(stderr=True)
 
@@ -62,7 +63,7 @@ class ProgressObserver(BatchObserver):
         self.progress.stop()
 
     def started(self, plan: JobPlan, resumed_rows: int) -> None:
-        total = None if plan.total_rows is None else plan.total_rows - resumed_rows
+        total = None if plan.rows is None else plan.rows - resumed_rows
         if resumed_rows:
             console.print(f"resuming: {resumed_rows:,} rows were finished by an earlier run")
         self.progress.update(self.task, total=total)
@@ -97,9 +98,24 @@ def print_summary(summary: BatchSummary) -> None:
         table.add_row("throughput", f"{summary.rows_per_s:,.0f} rows/s over {summary.elapsed_s:.1f} s")
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary.stage_s.items())
         table.add_row("time per stage", stages + " (summed over chunks in flight)")
+    if summary.chunks_by_reference:
+        table.add_row("by reference", f"{summary.chunks_by_reference:,} chunks through the claim-check")
     versions = ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary.versions.items()))
     table.add_row("rows per version", versions or "-")
     out.print(table)
+
+
+def print_status(runs: list[RunStatus]) -> None:
+    out = Console()
+    table = Table(title="batch status")
+    for column in ("shard", "state", "chunks done", "rows done", "output"):
+        table.add_column(column)
+    for run in runs:
+        chunks = f"{run.chunks_done:,}" + ("" if run.chunks is None else f" of {run.chunks:,}")
+        table.add_row(run.shard or "-", run.state, chunks, f"{run.rows_done:,}", run.output)
+    out.print(table)
+    done = sum(run.state == "done" for run in runs)
+    out.print(f"{done} of {len(runs)} done", highlight=False)
 
 
 def user_message(exc: BaseException) -> str | None:

@@ -50,3 +50,17 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
 fi
+# Java for Spark (pyspark, the spark extra: tests/test_batch_spark.py runs Spark local[2]).
+# pyspark 4 needs Java 17+; Debian's headless JRE, only when no java is on the PATH.
+if ! command -v java >/dev/null 2>&1; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "bootstrap: not root and no sudo: install Debian's openjdk-17-jre-headless yourself" \
+      "(the Spark tests need java)" >&2
+  else
+    echo "bootstrap: installing Debian's openjdk-17-jre-headless (Spark)" >&2
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+  fi
+fi

@@ -27,3 +27,12 @@ async def test_batch_bench_full(tmp_path: Path) -> None:
         ("queue", 1),
         ("queue", 2),
     }
+
+
+def test_the_table_says_the_direct_engine_s_ratio_to_the_ceiling_with_its_peak_memory() -> None:
+    from qscore_tools.bench.batch import markdown
+
+    run = {"engine": "direct", "rows": 10, "workers": 0, "chunk_rows": 5, "rows_per_s": 80.0}
+    run |= {"peak_rss_mb": 412.0, "accuracy": 1.0}
+    text = markdown({"runs": [run], "ceiling_rows_per_s": 100.0, "direct_over_ceiling": 0.8})
+    assert "direct engine / ceiling = 0.80 (goal 0.8), peak RSS 412 MB" in text

@@ -306,3 +306,17 @@ def test_blob_state_lives_in_the_storage_account_not_on_a_pods_disk(
         for variable, key in wanted.items():
             assert env_vars[variable]["valueFrom"]["configMapKeyRef"]["key"] == key
             assert f"'{_environment_value(docs, key)}'" in bicep  # a container main.bicep declares
+
+
+def test_sharded_batch_run_is_an_indexed_job_whose_shard_count_is_its_completions() -> None:
+    docs = _render_dir(repo_root() / "deploy" / "batch-runs" / "sharded-example")
+    assert validate_core(docs, KUBERNETES_VERSION) == []
+    assert lint_rendered(docs) == []
+    spec = _one(docs, "Job", "qscore-batch-score")["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 8
+    assert "backoffLimit" not in spec and spec["backoffLimitPerIndex"] >= 1  # retries per shard
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # `qscore batch score` takes --shard JOB_COMPLETION_INDEX/QSCORE_BATCH_SHARDS from these.
+    assert env["QSCORE_BATCH_SHARDS"] == str(spec["completions"])
+    assert "--shard" not in container["args"] and "JOB_COMPLETION_INDEX" not in env  # Kubernetes sets it

@@ -30,6 +30,8 @@ PARTS: dict[str, tuple[list[str], set[str]]] = {
     "qscore": ([], {"matplotlib"}),
     # Core modules that need an extra of their own (they are imported only where it is installed).
     "qscore/batch": (["batch"], set()),
+    # Spark's DataFrame scoring: the spark extra (pyspark, pandas), never the worker image's.
+    "qscore/batch/spark.py": (["spark"], set()),
     "qscore/registry/catalog.py": (["registry"], set()),
     "qscore/monitoring/feedback.py": (["registry"], {"matplotlib"}),  # --plot: the plot extra
     # Renders digit images (demo, `qscore enqueue --image`, tests): Pillow comes with the local stack.
@@ -138,6 +140,13 @@ def test_the_cli_module_level_imports_need_only_the_cli_extra() -> None:
                 if not {d.lower() for d in provider.get(name, [name])} & installed:
                     wrong.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not wrong
+
+
+def test_the_worker_image_carries_no_spark_and_no_azure_ml_sdk() -> None:
+    worker = _closure(extras.requirements(PROJECT, ["worker"]))
+    assert not {"pyspark", "py4j", "azure-ai-ml", "pandas"} & worker
+    assert "pyspark" in _closure(extras.requirements(PROJECT, ["spark"]))
+    assert "azure-ai-ml" in _closure(extras.requirements(PROJECT, ["azureml"]))
 
 
 def test_dev_is_everything() -> None:

@@ -23,12 +23,14 @@ class Chunk:
         return self.batch.num_rows
 
 
-def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[Chunk]:
+def rechunk(batches: Iterable[pa.RecordBatch], rows: int, *, first_index: int = 0) -> Iterator[Chunk]:
+    """`batches` start at chunk `first_index` (a shard's first chunk): its rows are numbered from
+    first_index * rows."""
     if rows < 1:
         raise ValueError("chunk rows must be >= 1")
     pending: list[pa.RecordBatch] = []
     held = 0
-    index = 0
+    index = first_index
     for batch in batches:
         pending.append(batch)
         held += batch.num_rows

@@ -91,6 +91,46 @@ def read_batches(path: Path, fmt: Format) -> Iterator[pa.RecordBatch]:
         raise InputError(f"{path}: not readable as {fmt.value}: {_first_line(exc)}") from None
 
 
+def read_rows(path: Path, fmt: Format, start: int, stop: int) -> Iterator[pa.RecordBatch]:
+    """Record batches of input rows [start, stop) (a shard's part). Parquet reads only the row
+    groups that hold them; the other formats are read from the top and stop at `stop`."""
+    if start >= stop:
+        return
+    if fmt is Format.PARQUET and path.is_file():
+        batches, offset = _parquet_row_groups(path, start, stop)
+    else:
+        batches, offset = read_batches(path, fmt), 0
+    for batch in batches:
+        end = offset + batch.num_rows
+        if end > start:
+            yield batch.slice(max(start - offset, 0), min(end, stop) - max(start, offset))
+        offset = end
+        if offset >= stop:
+            return
+
+
+def _parquet_row_groups(path: Path, start: int, stop: int) -> tuple[Iterator[pa.RecordBatch], int]:
+    """Batches of the row groups that overlap [start, stop), and the row number of the first."""
+    parquet = pq.ParquetFile(path)
+    groups: list[int] = []
+    first_row = offset = 0
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if offset + rows > start and offset < stop:
+            if not groups:
+                first_row = offset
+            groups.append(group)
+        offset += rows
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=groups)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise InputError(f"{path}: not readable as parquet: {_first_line(exc)}") from None
+
+    return batches(), first_row
+
+
 def _open_batches(path: Path, fmt: Format) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -225,23 +265,54 @@ def column_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def assemble(parts: Sequence[Path], target: Path, fmt: Format) -> None:
     """Encode the parts, in order, into one `target` file of format `fmt` (streaming: one part
     in memory at a time, except for .npz)."""
-    if fmt is Format.NPZ or fmt is Format.NPY:
-        _assemble_npz(parts, target)
-        return
-    writer: Any = None
+    writer = OutputWriter(target, fmt)
     try:
         for part in parts:
-            table = read_part(part)
-            if writer is None:
-                writer = _table_writer(target, fmt, table.schema)
-            writer.write_table(table)
-        if writer is None:
-            target.write_bytes(b"")
-            if fmt is Format.PARQUET:
-                pq.write_table(pa.table({}), target)
-    finally:
-        if writer is not None:
-            writer.close()
+            writer.write(read_part(part))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+
+class OutputWriter:
+    """Encodes tables, in the order given, into one `target` file of format `fmt`: the output
+    grows as chunks finish (an .npz cannot be appended to: its columns are joined at close)."""
+
+    def __init__(self, target: Path, fmt: Format) -> None:
+        self.target = target
+        self.fmt = fmt
+        self.rows = 0
+        self._writer: Any = None
+        self._npz: dict[str, list[np.ndarray]] = {}
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self.fmt is Format.NPZ or self.fmt is Format.NPY:
+            for name in table.column_names:
+                self._npz.setdefault(name, []).append(_plain_numpy(table.column(name)))
+            return
+        if self._writer is None:
+            self._writer = _table_writer(self.target, self.fmt, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        """Finish the file (an empty input still gets a valid, empty output)."""
+        if self.fmt is Format.NPZ or self.fmt is Format.NPY:
+            # The outputs are tens of bytes a row: held in memory until here.
+            with self.target.open("wb") as handle:
+                np.savez(handle, **{name: np.concatenate(arrays) for name, arrays in self._npz.items()})
+            return
+        if self._writer is None:
+            self.target.write_bytes(b"")
+            if self.fmt is Format.PARQUET:
+                pq.write_table(pa.table({}), self.target)
+            return
+        self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _table_writer(target: Path, fmt: Format, schema: pa.Schema) -> Any:
@@ -278,14 +349,3 @@ class _JsonLinesWriter:
 
     def close(self) -> None:
         self._handle.close()
-
-
-def _assemble_npz(parts: Sequence[Path], target: Path) -> None:
-    # An .npz cannot be appended to; its outputs (tens of bytes a row) are joined in memory.
-    pieces: dict[str, list[np.ndarray]] = {}
-    for part in parts:
-        table = read_part(part)
-        for name in table.column_names:
-            pieces.setdefault(name, []).append(_plain_numpy(table.column(name)))
-    with target.open("wb") as handle:
-        np.savez(handle, **{name: np.concatenate(arrays) for name, arrays in pieces.items()})

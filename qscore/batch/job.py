@@ -1,15 +1,17 @@
-"""Run a planned batch job: read chunks, score several at once, publish parts, then assemble.
+"""Run a planned batch job: read chunks, score several at once, publish parts, assemble as they go.
 
 Per chunk: prepare (columns -> arrays, unscoreable rows aside) -> score (the engine) ->
-write its part (fsync) -> publish it (rename/upload) -> record it in the manifest. Only a
-recorded chunk counts as done, so after a kill a rerun redoes at most the chunks in flight,
-each into the same part name: every id is in the output exactly once.
+write its part (fsync) -> publish it (rename/upload) -> record it in the manifest -> append
+its rows to the output being assembled, in chunk order (qscore.batch.assembly). Reading,
+preparing, encoding and writing run in threads (pyarrow and numpy release the GIL), so they
+overlap the scoring of other chunks. Only a recorded chunk counts as done, so after a kill a
+rerun redoes at most the chunks in flight, each into the same part name, and rebuilds the
+output from the parts: every id is in the output exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections import Counter
@@ -20,9 +22,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from qscore.batch.assembly import OrderedAssembly, part_name, rejected_name
 from qscore.batch.chunks import Chunk, rechunk
 from qscore.batch.engines import ChunkRejected, Engine, Scored
-from qscore.batch.formats import PART_SUFFIX, Format, assemble, numpy_column, read_batches, write_part
+from qscore.batch.formats import Format, numpy_column, read_batches, read_rows, write_part
 from qscore.batch.manifest import Manifest
 from qscore.batch.mapping import ColumnMapping
 from qscore.batch.plan import JobPlan
@@ -41,14 +44,6 @@ class BatchObserver:
     def chunk_finished(self, rows: int, rejected: int) -> None: ...
 
     def assembling(self) -> None: ...
-
-
-def part_name(index: int) -> str:
-    return f"part-{index:07d}{PART_SUFFIX}"
-
-
-def rejected_name(index: int) -> str:
-    return f"rejected-{index:07d}{PART_SUFFIX}"
 
 
 def rejected_output(output: str, fmt: Format) -> str:
@@ -77,12 +72,22 @@ class BatchRun:
         self.allow_non_finite = allow_non_finite
         self.observer = observer or BatchObserver()
         self.manifest = Manifest(store)
-        self.summary = BatchSummary(output=plan.job.output)
+        self.summary = BatchSummary(output=plan.output)
         self._scratch = Path(tempfile.mkdtemp(prefix="qscore-batch-"))
+        span = plan.chunk_range
+        self.assembly = OrderedAssembly(
+            first_index=0 if span is None else span.start,
+            scratch=self._scratch,
+            fmt=plan.output_format,
+            store=store,
+        )
 
     async def run(self) -> BatchSummary:
         try:
             return await self._run()
+        except BaseException:
+            self.assembly.abort()
+            raise
         finally:
             await asyncio.to_thread(_remove_tree, self._scratch)
 
@@ -94,19 +99,23 @@ class BatchRun:
         for record in done.values():
             self.summary.add_chunk(record, resumed=True)
         self.observer.started(self.plan, self.summary.rows_resumed)
-        chunk_count = await self._score_all(set(done))
-        await self._assemble(chunk_count)
+        chunk_indices = await self._score_all(set(done))
+        await self._assemble(chunk_indices)
         self.summary.elapsed_s = time.perf_counter() - self.summary.started
         await self.manifest.finish(self.summary.as_dict())
         return self.summary
 
-    async def _score_all(self, done: set[int]) -> int:
-        """Score every chunk not in `done`, `in_flight` at a time; returns how many chunks there are."""
-        slots = asyncio.Semaphore(max(1, self.plan.job.in_flight))
+    async def _score_all(self, done: set[int]) -> range:
+        """Score every chunk not in `done`, `in_flight` at a time; returns this run's chunk indices."""
+        in_flight = max(1, self.plan.job.in_flight)
+        slots = asyncio.Semaphore(in_flight)
         chunks = self._chunks()
-        count = 0
+        span = self.plan.chunk_range
+        first = count = 0 if span is None else span.start
         async with asyncio.TaskGroup() as group:
             while True:
+                # Chunks finished out of order wait for the earlier ones in memory: bounded here.
+                await self.assembly.wait_for_room(2 * in_flight)
                 started = time.perf_counter()
                 chunk = await asyncio.to_thread(next, chunks, None)
                 self.summary.add_stage("read", time.perf_counter() - started)
@@ -114,14 +123,19 @@ class BatchRun:
                     break
                 count = chunk.index + 1
                 if chunk.index in done:
+                    self.assembly.add_resumed(self.manifest.state.chunks[chunk.index])
                     continue
                 await slots.acquire()
                 task = group.create_task(self._process(chunk))
                 task.add_done_callback(lambda _: slots.release())
-        return count
+        return range(first, count)
 
     def _chunks(self) -> Iterator[Chunk]:
-        return rechunk(read_batches(self.local_input, self.plan.input_format), self.plan.chunk_rows)
+        span, rows = self.plan.chunk_range, self.plan.chunk_rows
+        if span is None:
+            return rechunk(read_batches(self.local_input, self.plan.input_format), rows)
+        batches = read_rows(self.local_input, self.plan.input_format, span.start * rows, span.stop * rows)
+        return rechunk(batches, rows, first_index=span.start)
 
     async def _process(self, chunk: Chunk) -> None:
         mapping = self.plan.mapping
@@ -152,10 +166,10 @@ class BatchRun:
     ) -> dict[str, Any]:
         index = prepared.index
         versions: Counter[str] = Counter()
+        table = None
         if scored is not None:
-            table = output_table(prepared, scored, self.plan.mapping)
-            names, counts = np.unique(scored.versions, return_counts=True)
-            versions.update({str(n): int(c) for n, c in zip(names, counts, strict=True)})
+            table = await asyncio.to_thread(output_table, prepared, scored, self.plan.mapping)
+            versions.update(version_counts(scored.versions))
             await self._put(part_name(index), table)
         if rejected.num_rows:
             await self._put(rejected_name(index), rejected)
@@ -167,6 +181,7 @@ class BatchRun:
             "versions": dict(versions),
         }
         await self.manifest.chunk_done(record)
+        self.assembly.add(index, table, rejected)
         return record
 
     async def _put(self, name: str, table: pa.Table) -> None:
@@ -174,33 +189,25 @@ class BatchRun:
         await asyncio.to_thread(write_part, table, local)
         await self.store.put(name, local)
 
-    async def _assemble(self, chunk_count: int) -> None:
+    async def _assemble(self, chunk_indices: range) -> None:
+        """The output has grown chunk by chunk: finish it, publish it, drop the parts."""
         self.observer.assembling()
         started = time.perf_counter()
+        await self.assembly.finish(chunk_indices.stop)
         records = self.manifest.state.chunks
-        missing = [i for i in range(chunk_count) if i not in records]
-        if missing:
-            raise RuntimeError(f"chunks {missing[:5]} are not recorded as done; rerun the command")
-        fmt = self.plan.output_format
-        ordered = [records[i] for i in range(chunk_count)]
+        ordered = [records[i] for i in chunk_indices]
         parts = [part_name(r["index"]) for r in ordered if r.get("scored", True)]
         rejects = [rejected_name(r["index"]) for r in ordered if r["rejected"]]
-        await self._assemble_one(parts, self.plan.job.output)
-        if rejects:
-            self.summary.rejected_output = rejected_output(self.plan.job.output, fmt)
-            await self._assemble_one(rejects, self.summary.rejected_output)
+        await self.store.publish(self.assembly.output.target, self.plan.output)
+        if self.assembly.rejected.rows:
+            self.summary.rejected_output = rejected_output(self.plan.output, self.plan.output_format)
+            await self.store.publish(self.assembly.rejected.target, self.summary.rejected_output)
         await self.store.remove(parts + rejects)
+        self.summary.add_stage("write", self.assembly.write_s)
         self.summary.add_stage("assemble", time.perf_counter() - started)
 
-    async def _assemble_one(self, names: list[str], final: str) -> None:
-        target = self._scratch / ("assembled" + self.plan.output_format.suffix)
-        async with contextlib.AsyncExitStack() as stack:
-            paths = [await stack.enter_async_context(self.store.local_copy(name)) for name in names]
-            await asyncio.to_thread(assemble, paths, target, self.plan.output_format)
-        await self.store.publish(target, final)
-
     def _completed_summary(self, record: dict[str, Any]) -> BatchSummary:
-        summary = BatchSummary(output=self.plan.job.output, already_complete=True)
+        summary = BatchSummary(output=self.plan.output, already_complete=True)
         for chunk in self.manifest.state.chunks.values():
             summary.add_chunk(chunk, resumed=True)
         summary.rejected_output = record.get("rejected_output")
@@ -218,8 +225,18 @@ def output_table(prepared: PreparedChunk, scored: Scored, mapping: ColumnMapping
     return pa.table(columns)
 
 
+def version_counts(versions: np.ndarray) -> dict[str, int]:
+    """Rows per version; one comparison instead of a sort when a single version scored them all."""
+    if len(versions) and (versions == versions[0]).all():
+        return {str(versions[0]): len(versions)}
+    names, counts = np.unique(versions, return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+
 def _versions_column(versions: np.ndarray) -> pa.Array:
     """One string a row, built from the few distinct versions (no per-row Python objects)."""
+    if len(versions) and (versions == versions[0]).all():
+        return pa.repeat(pa.scalar(str(versions[0]), pa.string()), len(versions))
     names, codes = np.unique(versions, return_inverse=True)
     dictionary = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(names.tolist()))
     return dictionary.cast(pa.string())

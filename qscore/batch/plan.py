@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from qscore.batch.formats import Format, output_format, read_schema
 from qscore.batch.mapping import ColumnMapping, map_columns
+from qscore.batch.shards import Shard
 from qscore.contracts.model_spec import ModelSpec
 
 DEFAULT_DIRECT_CHUNK_ROWS = 4096
@@ -38,6 +39,7 @@ class BatchJob:
     overrides: dict[str, str] = field(default_factory=dict)
     id_column: str | None = None
     outputs: list[str] | None = None
+    shard: Shard | None = None  # None: the whole input
 
 
 @dataclass(frozen=True)
@@ -47,14 +49,46 @@ class JobPlan:
     output_format: Format
     mapping: ColumnMapping
     chunk_rows: int
-    total_rows: int | None  # None when it cannot be known without reading everything
+    total_rows: int | None  # of the whole input; None when it cannot be known without reading everything
 
     @property
     def chunks(self) -> int | None:
+        """Chunks in the whole input."""
         return None if self.total_rows is None else -(-self.total_rows // self.chunk_rows)
 
+    @property
+    def shard(self) -> Shard | None:
+        return self.job.shard
+
+    @property
+    def output(self) -> str:
+        """Where this run writes: the job's output, or its shard's own file."""
+        return self.job.output if self.shard is None else self.shard.output(self.job.output)
+
+    @property
+    def chunk_range(self) -> range | None:
+        """The chunks this run scores; None: all of them (however many the input holds)."""
+        if self.shard is None or self.chunks is None:
+            return None
+        return self.shard.chunk_range(self.chunks)
+
+    @property
+    def rows(self) -> int | None:
+        """Rows this run scores (the shard's, when sharded)."""
+        chunks = self.chunk_range
+        if chunks is None or self.total_rows is None:
+            return self.total_rows
+        return max(0, min(chunks.stop * self.chunk_rows, self.total_rows) - chunks.start * self.chunk_rows)
+
     def header(self, fingerprint: str) -> dict[str, Any]:
+        sharded: dict[str, Any] = {}
+        if self.shard is not None and self.chunk_range is not None:
+            sharded = {
+                "shard": self.shard.label,
+                "chunk_range": [self.chunk_range.start, self.chunk_range.stop],
+            }
         return {
+            **sharded,
             "version": 1,
             "input": self.job.input,
             "input_fingerprint": fingerprint,
@@ -74,7 +108,12 @@ class JobPlan:
         lines.append(f"id      {self.mapping.id_name}" + ("" if self.mapping.id_column else " (row number)"))
         lines.append(f"outputs {', '.join(o.name for o in self.mapping.outputs)}, model_version")
         lines.append(f"chunks  {chunks} of {self.chunk_rows:,} rows, engine {self.job.engine}")
-        lines.append(f"output  {self.job.output} ({self.output_format.value})")
+        if self.shard is not None and self.chunk_range is not None:
+            span = self.chunk_range
+            lines.append(
+                f"shard   {self.shard.label}: chunks {span.start:,} to {span.stop - 1:,} ({self.rows:,} rows)"
+            )
+        lines.append(f"output  {self.output} ({self.output_format.value})")
         return lines
 
 

@@ -4,8 +4,10 @@ The KEDA-scaled workers score it (routing versions as they do for any request) a
 this job's session; the producer library matches replies and drops at-least-once duplicates.
 A chunk without a reply is sent again under a new id; replies for the old id are then late
 or stray and ignored, so every chunk is written once (the manifest makes it once per run).
-Requests are sent inline: digits chunks (256 rows, ~88 KB in base64) fit the queue; the
-claim-check through Blob for larger requests is issue 13's and not used here yet.
+A chunk whose request body is over the claim-check threshold goes by reference: the producer
+uploads it to Blob and the message carries the reference (qscore.claimcheck; configured by
+QSCORE_BLOB_CONNECTION or QSCORE_BLOB_ACCOUNT_URL). Without a Blob account such a chunk
+would be refused by the queue, so the job stops with one line before sending it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from qscore.batch.engines import ChunkRejected, Scored, ScoringFailed
 from qscore.batch.rows import PreparedChunk
+from qscore.claimcheck.settings import BLOB_ACCOUNT_URL_ENV, BLOB_CONNECTION_ENV, DEFAULT_THRESHOLD_BYTES
 from qscore.producer import OutgoingRequest, ScoringProducer
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class QueueEngine:
             request = OutgoingRequest.build(
                 self.model, chunk.inputs, version=self.requested_version, binary=True
             )
+            if attempt == 1:
+                self._check_inline_size(chunk.index, request)
             (outcome,) = await self.producer.score_many([request], timeout_s=self.timeout_s)
             reply = outcome.reply
             if reply is None:
@@ -64,6 +69,18 @@ class QueueEngine:
             f"chunk {chunk.index}: no reply after {self.attempts} tries of {self.timeout_s:.0f} s "
             "(are workers running? a dead-lettered request is in the request queue's dead-letter queue)"
         )
+
+    def _check_inline_size(self, index: int, request: OutgoingRequest) -> None:
+        """Without claim-check storage, a body over the inline limit cannot be sent at all."""
+        if self.producer.claims.store is not None:
+            return
+        size = len(request.body())
+        if size > DEFAULT_THRESHOLD_BYTES:
+            raise ScoringFailed(
+                f"chunk {index}: its request is {size:,} bytes, over the queue's inline limit "
+                f"({DEFAULT_THRESHOLD_BYTES:,}); set {BLOB_CONNECTION_ENV} or {BLOB_ACCOUNT_URL_ENV} "
+                "to send it by reference, or use a smaller --chunk-rows"
+            )
 
     async def close(self) -> None:
         await self.producer.close()

@@ -97,7 +97,13 @@ def _input_values(batch: pa.RecordBatch, binding: InputBinding) -> tuple[np.ndar
 def _numbers(array: pa.Array, dtype: np.dtype[Any]) -> np.ndarray:
     if array.null_count:
         array = pc.fill_null(pc.cast(array, pa.float64()), float("nan"))
-    return np.asarray(array.to_numpy(zero_copy_only=False)).astype(dtype, copy=False)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+        # No nulls: a view of Arrow's buffer. Also keeps pyarrow from importing pandas (when
+        # installed) on the first chunk, which stalls every thread preparing one meanwhile.
+        values = array.to_numpy(zero_copy_only=True)
+    else:
+        values = np.asarray(array.to_numpy(zero_copy_only=False))
+    return values.astype(dtype, copy=False)
 
 
 def _shaped(values: np.ndarray, binding: InputBinding) -> np.ndarray:

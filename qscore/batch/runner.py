@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qscore.batch.blob import BlobStore, download_input, is_blob_url
+from qscore.batch.blob import download_input, is_blob_url
 from qscore.batch.engines import DirectEngine, Engine
 from qscore.batch.formats import Format, InputError, format_of
 from qscore.batch.job import BatchObserver, BatchRun
 from qscore.batch.model_config import spec_from_repository
 from qscore.batch.plan import BatchJob, JobPlan, file_fingerprint, plan_job
 from qscore.batch.queue_engine import QueueEngine
-from qscore.batch.store import LocalStore, Store
+from qscore.batch.status import output_store
 from qscore.batch.summary import BatchSummary
 from qscore.contracts.model_spec import ModelSpec
 from qscore.inference.client import TritonClient
@@ -64,10 +64,10 @@ async def open_job(job: BatchJob, backends: Backends) -> AsyncIterator[OpenedJob
             fingerprint = file_fingerprint(local)
         spec = await model_spec(job, backends)
         plan = plan_job(job, local, input_format, spec)
-        if job.engine == "direct":
-            # An unknown version or label is bad input: say so before scoring anything.
-            registry = ModelRegistry(backends.registry_path)
-            registry.resolve(job.model, job.version, available=spec.versions, routing_key="")
+        # An unknown version or label is bad input for either engine: say so before scoring
+        # anything (the queue engine's workers would refuse every chunk of it).
+        registry = ModelRegistry(backends.registry_path)
+        registry.resolve(job.model, job.version, available=spec.versions, routing_key="")
         yield OpenedJob(plan, spec, local, fingerprint)
 
 
@@ -80,14 +80,10 @@ async def model_spec(job: BatchJob, backends: Backends) -> ModelSpec:
     return spec_from_repository(backends.repository, job.model)
 
 
-def output_store(output: str) -> Store:
-    return BlobStore(output) if is_blob_url(output) else LocalStore(Path(output))
-
-
 async def run_job(
     opened: OpenedJob, backends: Backends, observer: BatchObserver | None = None
 ) -> BatchSummary:
-    store = output_store(opened.plan.job.output)
+    store = output_store(opened.plan.output)
     engine = await _engine(opened, backends)
     try:
         run = BatchRun(
@@ -99,7 +95,10 @@ async def run_job(
             allow_non_finite=opened.spec.allow_non_finite,
             observer=observer,
         )
-        return await run.run()
+        summary = await run.run()
+        if isinstance(engine, QueueEngine):
+            summary.chunks_by_reference = engine.producer.claims.sent_by_reference
+        return summary
     finally:
         await engine.close()
         await store.close()

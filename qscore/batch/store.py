@@ -63,6 +63,12 @@ class LocalStore:
         self.output = output
         self.folder = output.with_name(output.name + WORK_SUFFIX)
         self.description = str(self.folder)
+        self._folder_made = False
+
+    def _make_folder(self) -> None:
+        if not self._folder_made:  # once, not per chunk
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._folder_made = True
 
     def _path(self, name: str) -> Path:
         return self.folder / name
@@ -71,7 +77,7 @@ class LocalStore:
         await asyncio.to_thread(self._append, name, line)
 
     def _append(self, name: str, line: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         fresh = not self._path(name).exists()
         with self._path(name).open("a") as handle:
             handle.write(line.rstrip("\n") + "\n")
@@ -88,7 +94,7 @@ class LocalStore:
         await asyncio.to_thread(self._put, name, local)
 
     def _put(self, name: str, local: Path) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         _move_atomically(local, self._path(name))
 
     @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ class BatchSummary:
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
     already_complete: bool = False
+    chunks_by_reference: int = 0  # queue engine: chunks sent through the claim-check (Blob)
 
     @property
     def rows_this_run(self) -> int:
@@ -62,4 +63,5 @@ class BatchSummary:
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "elapsed_s": round(self.elapsed_s, 3),
             "rows_per_s": round(self.rows_per_s, 1),
+            "chunks_by_reference": self.chunks_by_reference,
         }
