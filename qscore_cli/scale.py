@@ -114,6 +114,12 @@ def scale_sim(
         spec = scaler_spec_from_manifest(found[0])
     except (RenderError, ManifestError) as exc:
         raise UserError(str(exc)) from None
+    modelled = f"azure-servicebus (messageCount {spec.message_count})"
+    if spec.prometheus is not None:
+        modelled += f" + prometheus (threshold {spec.prometheus.threshold:g}/s, the larger wins)"
+    typer.echo(f"{overlay}/{scaled_object} triggers: {modelled}")
+    if spec.unmodelled:
+        typer.echo(f"not modelled (no simulated traffic): {', '.join(spec.unmodelled)}")
     seconds = duration or (1_800 if traffic == "burst" else period)
     settings = SimulationSettings(duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup)
     with progress_bar() as (progress, task):

@@ -70,9 +70,7 @@ def test_environments_differ_where_they_should(rendered: dict[str, Docs]) -> Non
     assert specs["prod"].min_replicas >= 1
     assert specs["prod"].max_replicas > specs["dev"].max_replicas
     queues = {
-        env: _one(rendered[env], "ScaledObject", "qscore-worker")["spec"]["triggers"][0]["metadata"][
-            "queueName"
-        ]
+        env: _count_triggers(_one(rendered[env], "ScaledObject", "qscore-worker"))[0]["metadata"]["queueName"]
         for env in OVERLAYS
     }
     assert len(set(queues.values())) == 3
@@ -84,6 +82,31 @@ def test_environments_differ_where_they_should(rendered: dict[str, Docs]) -> Non
     }
     assert len(set(client_ids.values())) == 3
     assert "00000000-0000-0000-0000-000000000000" not in client_ids.values()
+
+
+def _count_triggers(scaled: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in scaled["spec"]["triggers"] if t["type"] == "azure-servicebus"]
+
+
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_qa_and_prod_scale_on_the_metric_with_the_count_as_floor(rendered: dict[str, Docs], env: str) -> None:
+    """The policy `qscore scale-sim --compare` chose: the workers' throughput x queue wait,
+    with both lanes' count triggers beside it (the HPA takes the largest), and the simulator
+    reads exactly these triggers from the rendered overlay."""
+    scaled = _one(rendered[env], "ScaledObject", "qscore-worker")
+    kinds = [t["type"] for t in scaled["spec"]["triggers"]]
+    assert kinds == ["prometheus", "azure-servicebus", "azure-servicebus"]
+    metric = scaled["spec"]["triggers"][0]["metadata"]
+    assert "qscore_requests_total" in metric["query"] and metric["ignoreNullValues"] == "true"
+    spec = scaler_spec_from_manifest(scaled)
+    assert spec.prometheus is not None
+    assert spec.prometheus.threshold == float(metric["threshold"]) and spec.prometheus.window_s == 60
+    assert spec.message_count == int(_count_triggers(scaled)[0]["metadata"]["messageCount"])
+    assert spec.unmodelled == ()  # every rendered trigger is in the simulation
+    # dev has no Prometheus: the count triggers alone.
+    assert (
+        scaler_spec_from_manifest(_one(rendered["dev"], "ScaledObject", "qscore-worker")).prometheus is None
+    )
 
 
 def test_keda_strict_schema_rejects_unknown_fields(rendered: dict[str, Docs]) -> None:

@@ -4,15 +4,18 @@ component renders and validates; `qscore scale-sim --compare` end to end."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from qscore_cli import app
 from qscore_tools.scaling.compare import burst_times, compare, drain_after, replica_changes
 from qscore_tools.scaling.config import (
+    ManifestError,
     PrometheusTrigger,
     ScalerSpec,
     default_scale_down,
@@ -21,8 +24,8 @@ from qscore_tools.scaling.config import (
 )
 from qscore_tools.scaling.hpa import HpaController
 from qscore_tools.scaling.manifests import find, render_with_components
-from qscore_tools.scaling.simulator import SimulationSettings, Timeline, WorkerSignal, simulate
-from qscore_tools.scaling.traffic import Steady
+from qscore_tools.scaling.simulator import SimulationSettings, Timeline, WorkerSignal, drain_time, simulate
+from qscore_tools.scaling.traffic import Burst, Steady
 from qscore_tools.scaling.validate import validate_keda
 
 
@@ -147,3 +150,25 @@ def test_scale_sim_compare_prints_both_policies_and_plots(tmp_path: Path) -> Non
     for text in ("count-based", "metric-based", "steady 12000/s", "burst of 100000", "replica changes"):
         assert text in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulator_refuses_a_query_whose_drain_target_disagrees() -> None:
+    (scaled,) = find(render_with_components("prod", ["keda-prometheus"]), "ScaledObject", "qscore-worker")
+    scaled["metadata"]["annotations"]["qscore.dev/drain-target-s"] = "60"
+    with pytest.raises(ManifestError, match="drain target"):
+        scaler_spec_from_manifest(scaled)
+
+
+def test_a_prometheus_outage_leaves_the_count_floor_scaling_out() -> None:
+    """prod as rendered; Prometheus unreadable for the whole run: the burst still scales the
+    workers out on the count triggers, and the fleet never scales in while the metric is missing."""
+    (scaled,) = find(render_with_components("prod", ["keda-prometheus"]), "ScaledObject", "qscore-worker")
+    spec = scaler_spec_from_manifest(scaled)
+    settings = SimulationSettings(
+        duration_s=900, per_replica_rate=500, initial_replicas=4, metrics_outage_s=(0, 900)
+    )
+    result = simulate(spec, Burst(100_000, at_s=60, baseline_rate=1_000), settings)
+    assert result.summary.peak_replicas > 4
+    replicas = result.timeline.replicas
+    assert all(later >= earlier for earlier, later in itertools.pairwise(replicas))
+    assert drain_time(result.timeline) is not None

@@ -51,6 +51,9 @@ class SimulationSettings:
     # True: the workers' metrics already show the first second's traffic served (a fleet that was
     # running before t=0), so a metric trigger does not read an empty window at its first sync.
     warm_start: bool = False
+    # [start, end) seconds in which Prometheus cannot be read: the prometheus trigger fails, the
+    # count triggers still scale out (the HPA does not scale in while a metric is missing).
+    metrics_outage_s: tuple[int, int] | None = None
 
 
 @dataclass
@@ -177,12 +180,14 @@ class _Autoscaler:
         # KEDA sets the HPA's minReplicas to minReplicaCount, or 1 when that is 0.
         self.hpa = HpaController(max(spec.min_replicas, 1), spec.max_replicas, spec.scale_up, spec.scale_down)
 
-    def step(self, t: int, replicas: int, count: int, signal: float = 0.0) -> int:
+    def step(self, t: int, replicas: int, count: int, signal: float | None = 0.0) -> int:
+        """`signal` None: the prometheus trigger cannot be read this second."""
         spec = self.spec
         prometheus = spec.prometheus
+        failed = prometheus is not None and signal is None
         if t % spec.polling_interval_s == 0:
             active = count > spec.activation_message_count or (
-                prometheus is not None and signal > prometheus.activation_threshold
+                prometheus is not None and signal is not None and signal > prometheus.activation_threshold
             )
             if active:
                 self.last_active = t
@@ -192,9 +197,9 @@ class _Autoscaler:
                 replicas = 0
         if replicas > 0 and t % self.hpa_sync_period_s == 0:
             metrics = [(float(count), float(spec.message_count))]
-            if prometheus is not None:
+            if prometheus is not None and signal is not None:
                 metrics.append((signal, prometheus.threshold))
-            replicas = self.hpa.sync_metrics(float(t), replicas, metrics)
+            replicas = self.hpa.sync_metrics(float(t), replicas, metrics, one_failed=failed)
         return replicas
 
     def _cooled_down(self, t: int) -> bool:
@@ -234,7 +239,9 @@ def simulate(
             count = math.floor(sum(c[1] for c in queue) + 1e-9)
         else:
             count = math.floor(leftover + completed * settings.active_time_s + 1e-9)
-        replicas = autoscaler.step(t, len(pods.ready_at), count, signal.value())
+        outage = settings.metrics_outage_s
+        reading = None if outage is not None and outage[0] <= t < outage[1] else signal.value()
+        replicas = autoscaler.step(t, len(pods.ready_at), count, reading)
         pods.scale_to(replicas, t, settings.pod_startup_s)
         ready = pods.ready(t)
         completed, waited = _serve(queue, ready * settings.per_replica_rate, t, ages)
