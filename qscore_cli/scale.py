@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -81,6 +81,13 @@ def scale_sim(
     steady_rate: Annotated[
         float, typer.Option(help="--compare: steady arrival rate, messages/s.")
     ] = 12_000.0,
+    triton_start: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds a cold Triton takes to be ready (GPU node, image, models), where the"
+            " overlay's qscore-triton ScaledObject scales it to zero (dev)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate KEDA + HPA scaling of the workers from an overlay's rendered ScaledObject."""
     from qscore_cli.scale_output import print_recommendation, print_summary, progress_bar
@@ -107,13 +114,17 @@ def scale_sim(
         )
         return
     shape = _traffic(traffic, messages=messages, peak_rate=peak_rate, base_rate=base_rate, period_s=period)
+    if triton_start is not None and triton_start < 0:
+        raise UserError("--triton-start must be >= 0 seconds")
     try:
-        found = find(render_overlay(overlay), "ScaledObject", scaled_object)
+        docs = render_overlay(overlay)
+        found = find(docs, "ScaledObject", scaled_object)
         if not found:
             raise UserError(f"overlay {overlay} has no ScaledObject {scaled_object}")
         spec = scaler_spec_from_manifest(found[0])
     except (RenderError, ManifestError) as exc:
         raise UserError(str(exc)) from None
+    cold = _cold_triton(docs, triton_start) if triton_start is not None else {}
     modelled = f"azure-servicebus (messageCount {spec.message_count})"
     if spec.prometheus is not None:
         modelled += f" + prometheus (threshold {spec.prometheus.threshold:g}/s, the larger wins)"
@@ -121,7 +132,9 @@ def scale_sim(
     if spec.unmodelled:
         typer.echo(f"not modelled (no simulated traffic): {', '.join(spec.unmodelled)}")
     seconds = duration or (1_800 if traffic == "burst" else period)
-    settings = SimulationSettings(duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup)
+    settings = SimulationSettings(
+        duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup, **cold
+    )
     with progress_bar() as (progress, task):
         progress.update(task, description="simulating", total=seconds)
         result = simulate(
@@ -142,3 +155,20 @@ def scale_sim(
                 on_candidate=lambda done, total: progress.update(task, completed=done, total=total),
             )
         print_recommendation(advice, spec, target_age_s=target_age)
+
+
+def _cold_triton(docs: list[dict[str, Any]], start_s: int) -> dict[str, int]:
+    """SimulationSettings for Triton's cold start, from the overlay's qscore-triton ScaledObject."""
+    from qscore_tools.scaling.manifests import find
+
+    found = find(docs, "ScaledObject", "qscore-triton")
+    spec = found[0]["spec"] if found else {}
+    if int(spec.get("minReplicaCount", 0) if found else 1) > 0:
+        typer.echo("Triton never scales to zero in this overlay: no cold start simulated")
+        return {}
+    typer.echo(f"Triton scales to zero: cold start {start_s} s before the first message is scored")
+    return {
+        "triton_cold_start_s": start_s,
+        "triton_polling_interval_s": int(spec.get("pollingInterval", 30)),
+        "triton_cooldown_s": int(spec.get("cooldownPeriod", 300)),
+    }

@@ -109,6 +109,60 @@ def test_qa_and_prod_scale_on_the_metric_with_the_count_as_floor(rendered: dict[
     )
 
 
+def test_triton_scales_on_its_own_queue_and_dev_to_zero(rendered: dict[str, Docs]) -> None:
+    """Every request queue wakes Triton (activation at one message); qa and prod add its queue
+    time and GPU utilisation from Prometheus; dev goes to zero."""
+    for env in OVERLAYS:
+        docs = rendered[env]
+        scaled = _one(docs, "ScaledObject", "qscore-triton")
+        assert scaled["spec"]["scaleTargetRef"]["name"] == "qscore-triton"
+        counts = _count_triggers(scaled)
+        assert {t["metadata"]["activationMessageCount"] for t in counts} == {"0"}
+        config = _environment_value
+        assert {t["metadata"]["queueName"] for t in counts} == {
+            config(docs, key)
+            for key in (
+                "REQUEST_QUEUE",
+                "HIGH_REQUEST_QUEUE",
+                "LONG_REQUEST_QUEUE",
+                "FUNCTIONS_REQUEST_QUEUE",
+            )
+        }
+        metrics = {t["name"]: t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"}
+        if env == "dev":
+            assert metrics == {} and scaled["spec"]["minReplicaCount"] == 0
+            continue
+        assert "nv_inference_queue_duration_us" in metrics["triton-queue-time"]["metadata"]["query"]
+        assert metrics["triton-queue-time"]["metricType"] == "Value"
+        assert "nv_gpu_utilization" in metrics["triton-gpu-utilisation"]["metadata"]["query"]
+        assert scaled["spec"]["minReplicaCount"] >= 1
+        assert (
+            _one(docs, "PodMonitor", "qscore-triton")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+        )
+    assert _one(rendered["prod"], "ScaledObject", "qscore-triton")["spec"]["minReplicaCount"] == 2
+
+
+GPU_NODE_PROVISIONING_S = 240  # AKS adds a GPU node in a few minutes (cluster autoscaler)
+
+
+def test_dev_functions_retry_outlasts_a_cold_triton(rendered: dict[str, Docs]) -> None:
+    """dev's Triton can be at zero: the Functions app's activity retries must cover a GPU node
+    plus Triton's start-up probe budget, or requests fail while Triton starts."""
+    from functions.retry import policy_delay_s
+    from functions.settings import RetryPolicy
+
+    docs = rendered["dev"]
+    env = {k: v.get("value") for k, v in _env_of(_one(docs, "Deployment", "qscore-functions")).items()}
+    policy = RetryPolicy(
+        max_attempts=int(env["QSCORE_FUNCTIONS_RETRY_ATTEMPTS"]),
+        max_retry_ms=int(env["QSCORE_FUNCTIONS_RETRY_MAX_MS"]),
+    )
+    waited = sum(policy_delay_s(policy, failed) for failed in range(1, policy.max_attempts))
+    triton = _one(docs, "Deployment", "qscore-triton")["spec"]["template"]["spec"]["containers"][0]
+    probe = triton["startupProbe"]
+    assert waited >= GPU_NODE_PROVISIONING_S + probe["periodSeconds"] * probe["failureThreshold"]
+
+
 def test_keda_strict_schema_rejects_unknown_fields(rendered: dict[str, Docs]) -> None:
     docs = copy.deepcopy(rendered["prod"])
     _one(docs, "ScaledObject", "qscore-worker")["spec"]["pollingIntervall"] = 10

@@ -172,3 +172,43 @@ def test_a_prometheus_outage_leaves_the_count_floor_scaling_out() -> None:
     replicas = result.timeline.replicas
     assert all(later >= earlier for earlier, later in itertools.pairwise(replicas))
     assert drain_time(result.timeline) is not None
+
+
+def test_a_cold_triton_holds_the_queue_until_it_is_ready_then_drains_it() -> None:
+    """dev: Triton at zero; a burst activates it at the next Triton polling tick, nothing is
+    scored (nor lost) until it is ready, then the backlog drains."""
+    spec = ScalerSpec("w", message_count=100, polling_interval_s=10, min_replicas=0, max_replicas=3)
+    settings = SimulationSettings(
+        duration_s=900, per_replica_rate=100, triton_cold_start_s=240, triton_polling_interval_s=15
+    )
+    result = simulate(spec, Burst(3_000, at_s=5, baseline_rate=0), settings)
+    timeline = result.timeline
+    # Activated at t=15 (first Triton tick after the burst), ready at 255: untouched until then.
+    assert all(b == 3_000 for b in timeline.backlog[5:255])
+    assert timeline.backlog[255] < 3_000
+    assert result.summary.messages_unserved == 0
+    drained = drain_time(timeline)
+    assert drained is not None
+    warm = simulate(spec, Burst(3_000, at_s=5, baseline_rate=0), replace(settings, triton_cold_start_s=None))
+    assert result.summary.queue_age_p99_s >= warm.summary.queue_age_p99_s + 200
+
+
+def test_scale_sim_cli_simulates_devs_triton_cold_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            *("scale-sim", "--overlay", "dev", "--per-replica-rate", "500", "--messages", "5000"),
+            *(
+                "--duration",
+                "900",
+                "--triton-start",
+                "240",
+                "--no-recommend",
+                "--plot",
+                str(tmp_path / "p.png"),
+            ),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "cold start 240 s" in result.output

@@ -54,6 +54,13 @@ class SimulationSettings:
     # [start, end) seconds in which Prometheus cannot be read: the prometheus trigger fails, the
     # count triggers still scale out (the HPA does not scale in while a metric is missing).
     metrics_outage_s: tuple[int, int] | None = None
+    # Triton scaled to zero (dev): None, Triton is always up. A number: seconds from KEDA
+    # activating Triton (a message queued, at a Triton polling tick) until it is ready: GPU node
+    # provisioning, image pull, model load. Workers score nothing until then (they wait for its
+    # readiness); Triton goes back to zero after `triton_cooldown_s` without a queued message.
+    triton_cold_start_s: int | None = None
+    triton_polling_interval_s: int = 15
+    triton_cooldown_s: int = 1800
 
 
 @dataclass
@@ -110,6 +117,28 @@ class _Pods:
 
     def ready(self, now: int) -> int:
         return sum(1 for at in self.ready_at if at <= now)
+
+
+@dataclass
+class _ColdTriton:
+    """Triton that scales to zero: KEDA activates it on a queued message at its polling ticks;
+    it is ready `start_s` later and scales to zero after `cooldown_s` without a message."""
+
+    start_s: int
+    polling_interval_s: int
+    cooldown_s: int
+    ready_at: int | None = None
+    last_active: int | None = None
+
+    def up(self, t: int, queued: float) -> bool:
+        if t % self.polling_interval_s == 0:
+            if queued >= 1:
+                self.last_active = t
+                if self.ready_at is None:
+                    self.ready_at = t + self.start_s
+            elif self.last_active is not None and t > self.last_active + self.cooldown_s:
+                self.ready_at = self.last_active = None
+        return self.ready_at is not None and t >= self.ready_at
 
 
 def weighted_percentile(samples: list[tuple[float, float]], fraction: float) -> float:
@@ -226,6 +255,13 @@ def simulate(
         prometheus.window_s if prometheus else 60, prometheus.drain_target_s if prometheus else 30
     )
     leftover = completed = 0.0  # the previous second's, for `active_time_s`
+    triton = (
+        None
+        if settings.triton_cold_start_s is None
+        else _ColdTriton(
+            settings.triton_cold_start_s, settings.triton_polling_interval_s, settings.triton_cooldown_s
+        )
+    )
     if settings.warm_start:
         served = min(traffic.arrivals(0), initial * settings.per_replica_rate)
         for _ in range(signal.window_s):
@@ -244,7 +280,8 @@ def simulate(
         replicas = autoscaler.step(t, len(pods.ready_at), count, reading)
         pods.scale_to(replicas, t, settings.pod_startup_s)
         ready = pods.ready(t)
-        completed, waited = _serve(queue, ready * settings.per_replica_rate, t, ages)
+        serving = ready if triton is None or triton.up(t, sum(c[1] for c in queue)) else 0
+        completed, waited = _serve(queue, serving * settings.per_replica_rate, t, ages)
         signal.add(completed, waited)
         leftover = sum(c[1] for c in queue)
         timeline.record(t, sum(c[1] for c in queue), len(pods.ready_at), ready, incoming)
