@@ -5,6 +5,7 @@ environment."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,63 @@ def test_bicep_grants_only_the_needed_roles() -> None:
         "principalId: scalerIdentity.properties.principalId\n    roleDefinitionId: roles.serviceBusDataOwner"
         in text
     )
+
+
+def _bicep_blocks(text: str, header: re.Pattern[str]) -> list[str]:
+    """The bodies of the top-level declarations whose first line matches `header` (up to the
+    closing brace or bracket at column 0)."""
+    blocks = []
+    for match in header.finditer(text):
+        end = re.compile(r"^[}\]]", re.M).search(text, match.end())
+        assert end is not None
+        blocks.append(text[match.start() : end.start()])
+    return blocks
+
+
+BLOB_ROLES = ("roles.storageBlobDataOwner", "roles.storageBlobDataContributor", "roles.storageBlobDataReader")
+
+
+def test_bicep_grants_blob_data_roles_per_container_never_on_the_account() -> None:
+    text = (repo_root() / "deploy" / "infra" / "main.bicep").read_text()
+    # Account-scope role assignments (`scope: storage`) carry no Blob data role, directly or
+    # through the role list they loop over.
+    account_scoped = _bicep_blocks(
+        text, re.compile(r"^resource \w+ 'Microsoft.Authorization/roleAssignments", re.M)
+    )
+    for block in account_scoped:
+        if "scope: storage" in block:
+            loop = re.search(r"for role in (\w+)", block)
+            roles = _bicep_blocks(text, re.compile(rf"^var {loop[1]} = \[", re.M))[0] if loop else block
+            assert not any(role in roles for role in BLOB_ROLES), block
+    assert "storageBlobDataOwner" not in text  # nothing needs POSIX ACLs or to grant access
+    # Each identity's Blob roles go through the container-scoped module.
+    module = (repo_root() / "deploy" / "infra" / "blob-container-role.bicep").read_text()
+    assert "scope: container" in module and "containers@" in module
+    grants = _bicep_blocks(text, re.compile(r"^module \w+ 'blob-container-role.bicep'", re.M))
+    worker = [g for g in grants if "workerIdentity" in g]
+    assert {re.search(r"containerName: (\w+)", g)[1] for g in worker} == {  # type: ignore[index]
+        "claimCheckContainer",
+        "interactionLogContainer",
+    }
+    (functions,) = [g for g in grants if "functionsIdentity" in g]
+    assert "for name in functionsBlobContainers" in functions
+    containers = _bicep_blocks(text, re.compile(r"^var functionsBlobContainers = \[", re.M))[0]
+    for needed in (
+        "payloadContainer",
+        "claimCheckContainer",
+        "interactionLogContainer",
+        "-leases",
+        "-largemessages",
+    ):
+        assert needed in containers
+    assert "scalerIdentity" not in "".join(grants)  # KEDA reads queue lengths only
+
+
+def test_bicep_task_hub_default_is_each_overlays_task_hub(rendered: dict[str, Docs]) -> None:
+    text = (repo_root() / "deploy" / "infra" / "main.bicep").read_text()
+    assert "param taskHubName string = 'qscore${environment}'" in text
+    for env in OVERLAYS:
+        assert _environment_value(rendered[env], "TASK_HUB") == f"qscore{env}"
 
 
 def _render_dir(path: Path) -> Docs:

@@ -39,7 +39,6 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -343,8 +342,47 @@ module workerInteractions 'blob-container-role.bicep' = {
   }
 }
 
+// Functions app: each Blob container it uses, and only those (container scope): its payload
+// store, the claim checks and the interaction log (it scores like the worker), the Durable task
+// hub's lease and large-message containers, and the Functions host's own containers (host
+// locks, keys). They are created here so the app never needs the right to create containers
+// in the account. Queues and tables (the task hub's control/work-item queues, history and
+// instance tables) stay at account scope: Durable creates and names them per partition.
+@description('The Durable task hub: the overlay\'s TASK_HUB (host.json hubName).')
+param taskHubName string = 'qscore${environment}'
+
+var functionsBlobContainers = [
+  payloadContainer
+  claimCheckContainer
+  interactionLogContainer
+  '${toLower(taskHubName)}-leases'
+  '${toLower(taskHubName)}-largemessages'
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
+]
+
+resource functionsContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for name in [ '${toLower(taskHubName)}-leases', '${toLower(taskHubName)}-largemessages', 'azure-webjobs-hosts', 'azure-webjobs-secrets' ]: {
+    parent: blobService
+    name: name
+    properties: { publicAccess: 'None' }
+  }
+]
+
+module functionsBlobAccess 'blob-container-role.bicep' = [
+  for name in functionsBlobContainers: {
+    name: 'functions-blob-${name}'
+    dependsOn: [ claimsContainer, interactionsContainer, payloadsContainer, functionsContainers ]
+    params: {
+      storageAccountName: storage.name
+      containerName: name
+      principalId: functionsIdentity.properties.principalId
+      roleDefinitionId: roles.storageBlobDataContributor
+    }
+  }
+]
+
 var functionsStorageRoles = [
-  roles.storageBlobDataOwner
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
