@@ -10,6 +10,7 @@ import typer
 from qscore_cli.errors import UserError
 
 if TYPE_CHECKING:
+    from qscore_tools.scaling.simulator import SimulationSettings
     from qscore_tools.scaling.traffic import TrafficShape
 
 
@@ -124,7 +125,7 @@ def scale_sim(
         spec = scaler_spec_from_manifest(found[0])
     except (RenderError, ManifestError) as exc:
         raise UserError(str(exc)) from None
-    cold = _cold_triton(docs, triton_start) if triton_start is not None else {}
+
     modelled = f"azure-servicebus (messageCount {spec.message_count})"
     if spec.prometheus is not None:
         modelled += f" + prometheus (threshold {spec.prometheus.threshold:g}/s, the larger wins)"
@@ -132,9 +133,9 @@ def scale_sim(
     if spec.unmodelled:
         typer.echo(f"not modelled (no simulated traffic): {', '.join(spec.unmodelled)}")
     seconds = duration or (1_800 if traffic == "burst" else period)
-    settings = SimulationSettings(
-        duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup, **cold
-    )
+    settings = SimulationSettings(duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup)
+    if triton_start is not None:
+        settings = _cold_triton(docs, triton_start, settings)
     with progress_bar() as (progress, task):
         progress.update(task, description="simulating", total=seconds)
         result = simulate(
@@ -157,18 +158,23 @@ def scale_sim(
         print_recommendation(advice, spec, target_age_s=target_age)
 
 
-def _cold_triton(docs: list[dict[str, Any]], start_s: int) -> dict[str, int]:
-    """SimulationSettings for Triton's cold start, from the overlay's qscore-triton ScaledObject."""
+def _cold_triton(
+    docs: list[dict[str, Any]], start_s: int, settings: SimulationSettings
+) -> SimulationSettings:
+    """`settings` with Triton's cold start, from the overlay's qscore-triton ScaledObject."""
+    from dataclasses import replace
+
     from qscore_tools.scaling.manifests import find
 
     found = find(docs, "ScaledObject", "qscore-triton")
     spec = found[0]["spec"] if found else {}
     if int(spec.get("minReplicaCount", 0) if found else 1) > 0:
         typer.echo("Triton never scales to zero in this overlay: no cold start simulated")
-        return {}
+        return settings
     typer.echo(f"Triton scales to zero: cold start {start_s} s before the first message is scored")
-    return {
-        "triton_cold_start_s": start_s,
-        "triton_polling_interval_s": int(spec.get("pollingInterval", 30)),
-        "triton_cooldown_s": int(spec.get("cooldownPeriod", 300)),
-    }
+    return replace(
+        settings,
+        triton_cold_start_s=start_s,
+        triton_polling_interval_s=int(spec.get("pollingInterval", 30)),
+        triton_cooldown_s=int(spec.get("cooldownPeriod", 300)),
+    )
