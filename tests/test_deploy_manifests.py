@@ -164,6 +164,40 @@ def test_dev_functions_retry_outlasts_a_cold_triton(rendered: dict[str, Docs]) -
     assert waited >= GPU_NODE_PROVISIONING_S + probe["periodSeconds"] * probe["failureThreshold"]
 
 
+@pytest.mark.parametrize("env", ["qa", "prod"])
+def test_the_http_api_is_reachable_with_entra_tokens(rendered: dict[str, Docs], env: str) -> None:
+    """qa and prod: a Service in front of the Functions app, an Ingress routing only
+    /api/score to it, the app configured to validate this tenant's tokens, and at least one
+    replica (KEDA cannot wake it on HTTP). dev has no route."""
+    docs = rendered[env]
+    service = _one(docs, "Service", "qscore-functions")
+    functions = _one(docs, "Deployment", "qscore-functions")
+    pod = functions["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+    ingress = _one(docs, "Ingress", "qscore-api")
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == _environment_value(docs, "API_HOST") and rule["host"] != "set-by-overlay"
+    assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/api/score" and path["backend"]["service"]["name"] == "qscore-functions"
+    env_vars = _env_of(functions)
+    tenant = _environment_value(docs, "TENANT_ID")
+    assert (
+        tenant != "set-by-overlay"
+        and env_vars["TENANT_ID"]["valueFrom"]["configMapKeyRef"]["key"] == "TENANT_ID"
+    )
+    assert (
+        env_vars["QSCORE_FUNCTIONS_AUTH_ISSUER"]["value"]
+        == "https://login.microsoftonline.com/$(TENANT_ID)/v2.0"
+    )
+    assert env_vars["QSCORE_FUNCTIONS_AUTH_JWKS_URL"]["value"].endswith("/$(TENANT_ID)/discovery/v2.0/keys")
+    assert _environment_value(docs, "API_AUDIENCE") == f"api://qscore-{env}"
+    assert _one(docs, "ScaledObject", "qscore-functions")["spec"]["minReplicaCount"] >= 1
+    assert find(rendered["dev"], "Ingress") == []
+
+
 def test_keda_strict_schema_rejects_unknown_fields(rendered: dict[str, Docs]) -> None:
     docs = copy.deepcopy(rendered["prod"])
     _one(docs, "ScaledObject", "qscore-worker")["spec"]["pollingIntervall"] = 10
