@@ -41,16 +41,19 @@ else
   echo "bootstrap: npm not found; Blob tests need Azurite (apt-get install nodejs npm, then rerun)" >&2
 fi
 # Debian's Prometheus (prometheus + promtool): the monitoring tests scrape a real worker and
-# unit-test the alert rules with it. apt-get update only when it is missing.
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+# unit-test the alert rules with it; its Pushgateway receives the model-quality job's metrics
+# (tests/test_model_quality.py). apt-get update only when one is missing.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
+  || ! command -v prometheus-pushgateway >/dev/null 2>&1; then
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
     echo "bootstrap: not root and no sudo: install Debian's prometheus package yourself" \
       "(the Prometheus and promtool tests are skipped without it)" >&2
   else
-    echo "bootstrap: installing Debian's prometheus package (promtool, prometheus)" >&2
+    echo "bootstrap: installing Debian's prometheus and prometheus-pushgateway packages" >&2
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-pushgateway >/dev/null
   fi
 fi

@@ -7,8 +7,11 @@ PrometheusRule carries the rules file's groups."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,9 @@ from typer.testing import CliRunner
 
 from qscore.monitoring import InteractionRecord
 from qscore_cli import app
+from qscore_local.processes import stop_process
 from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay
+from tests.fixtures.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "monitoring" / "qscore-model-quality.rules.yaml"
@@ -201,3 +206,62 @@ def test_the_job_runs_in_every_environment() -> None:
         pushes = "--push-gateway" in args
         assert pushes == (env != "dev"), env  # dev has no Prometheus: it prints
         assert bool(find(docs, "PrometheusRule", "qscore-model-quality")) == pushes
+
+
+def _pushgateway() -> str:
+    found = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if found is None:
+        message = "the Pushgateway is not installed (Debian's prometheus-pushgateway; scripts/bootstrap.sh)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def test_the_job_pushes_to_a_real_pushgateway(logged_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """What the CronJob does in qa and prod: push, replacing the model's group, where
+    Prometheus scrapes it with the job and model labels."""
+    port = free_port()
+    gateway = subprocess.Popen(
+        [_pushgateway(), f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/-/ready", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        log, feedback = logged_run
+        for _ in range(2):  # a second run replaces the first's values, it does not add to them
+            result = CliRunner().invoke(
+                app,
+                [
+                    *(
+                        "model",
+                        "watch",
+                        "--model",
+                        "digits",
+                        "--log",
+                        str(log),
+                        "--reference",
+                        "first-window",
+                    ),
+                    *("--window-records", str(ROWS), "--feedback", str(feedback), "--push-gateway", url),
+                ],
+            )
+            assert result.exit_code == 0, result.output
+        scraped = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    finally:
+        stop_process(gateway)
+    drift = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("qscore_model_drift_psi{") and 'job="qscore-model-quality"' in line
+    ]
+    assert len(drift) == 2 and all('model="digits"' in line for line in drift), drift
+    accuracy = [line for line in scraped.splitlines() if line.startswith("qscore_model_feedback_accuracy{")]
+    assert len(accuracy) == 2 and any('version="2"' in line for line in accuracy), accuracy
