@@ -6,12 +6,14 @@ PrometheusRule carries the rules file's groups."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from qscore.monitoring import InteractionRecord
+from qscore.monitoring.blob_log import BlobInteractionLog
 from qscore_cli import app
+from qscore_local.azurite import AzuriteEndpoint
 from qscore_local.processes import stop_process
 from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay
 from tests.fixtures.ports import free_port
@@ -53,18 +57,24 @@ def _window(rng: np.random.Generator, version: str, start: float, *, shift: floa
     return records, [(r.request_id, int(t)) for r, t in zip(records, truth, strict=True)]
 
 
-@pytest.fixture(scope="module")
-def logged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The interaction log (JSONL, as the workers write it) and the ground truth of a run:
-    v2 drifts and gets worse in its second window; v3 stays as it was."""
+def _run() -> tuple[list[InteractionRecord], list[tuple[str, int]]]:
+    """A run's interactions and ground truth: v2 drifts and gets worse in its second window;
+    v3 stays as it was."""
     rng = np.random.default_rng(7)
-    directory = tmp_path_factory.mktemp("logged-run")
     records, truth = [], []
     for version, (shift, correct) in {"2": (4.0, 0.5), "3": (0.0, 0.97)}.items():
         for start, window_shift, window_correct in ((0.0, 0.0, 0.97), (3600.0, shift, correct)):
             got, labels = _window(rng, version, start, shift=window_shift, correct=window_correct)
             records += got
             truth += labels
+    return records, truth
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The interaction log (JSONL, as the workers write it) and the ground truth of a run."""
+    directory = tmp_path_factory.mktemp("logged-run")
+    records, truth = _run()
     log = directory / "interactions.jsonl"
     log.write_text("".join(r.model_dump_json() + "\n" for r in records))
     feedback = directory / "feedback.csv"
@@ -265,3 +275,33 @@ def test_the_job_pushes_to_a_real_pushgateway(logged_run: tuple[Path, Path], tmp
     assert len(drift) == 2 and all('model="digits"' in line for line in drift), drift
     accuracy = [line for line in scraped.splitlines() if line.startswith("qscore_model_feedback_accuracy{")]
     assert len(accuracy) == 2 and any('version="2"' in line for line in accuracy), accuracy
+
+
+async def test_the_job_reads_the_blob_log_the_workers_write(
+    azurite: AzuriteEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CronJob's --source: the Blob interaction log (Azurite), written by the workers' logger."""
+    monkeypatch.setenv("QSCORE_BLOB_CONNECTION", azurite.connection_string)
+    url = f"{azurite.blob_url}/interactions-{uuid.uuid4().hex[:8]}"
+    log = BlobInteractionLog(url, flush_interval_s=0.2)
+    records, _ = _run()
+    for record in records:
+        await log.log(record)
+    assert await log.flush()
+    await log.close()
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        [
+            *("model", "watch", "--model", "digits", "--source", url, "--reference", "first-window"),
+            *("--window-records", str(ROWS), "--output", "-"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    psi = {
+        sample.labels["version"]: sample.value
+        for family in text_string_to_metric_families(result.stdout)
+        for sample in family.samples
+        if sample.name == "qscore_model_drift_psi"
+    }
+    assert psi["2"] > 0.25 > psi["3"]
