@@ -9,6 +9,7 @@ could scrape it). The alerts are deploy/monitoring/qscore-model-quality.rules.ya
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +38,11 @@ def watch(
     window_records: Annotated[int, typer.Option(min=1, help="Drift window size in records.")] = 500,
     psi_alert: Annotated[float, typer.Option(help="This model's PSI alert threshold.")] = 0.25,
     feedback: Annotated[
-        Path | None, typer.Option(help="Ground truth (CSV, Parquet or JSONL with request_id[, row], label).")
+        str | None,
+        typer.Option(
+            help="Ground truth (CSV, Parquet or JSONL with request_id[, row], label): a file, or a blob"
+            " URL (no blob yet: accuracy is not judged this run)."
+        ),
     ] = None,
     label_column: Annotated[str, typer.Option(help="Feedback column with the true value.")] = "label",
     feedback_window_minutes: Annotated[float, typer.Option(min=0.0, help="Accuracy window.")] = 60.0,
@@ -53,6 +58,8 @@ def watch(
     ] = None,
 ) -> None:
     """Judge MODEL's drift and feedback accuracy and export them as metrics."""
+    from rich.console import Console
+
     from qscore.monitoring import DriftThresholds, drift_report, select_records
     from qscore.monitoring.quality_metrics import QualityThresholds, openmetrics_text, quality_registry
     from qscore_cli.registry_drift import load_reference, read_source
@@ -62,7 +69,8 @@ def watch(
         raise UserError("give --output and/or --push-gateway: the metrics must go somewhere")
     if psi_alert <= 0:
         raise UserError("--psi-alert must be > 0")
-    console = stdout_console()
+    # With --output - the metrics are stdout: notes go to stderr.
+    console = Console(stderr=True) if str(output) == "-" else stdout_console()
     records = select_records(read_source(log, source, model, console), model=model)
     if not records:
         raise UserError(f"the log {log or source} has no served interactions of {model!r}")
@@ -81,13 +89,16 @@ def watch(
     if feedback is not None:
         from qscore.monitoring.feedback import FeedbackError, accuracy_report, read_feedback
 
-        if not feedback.is_file():
-            raise UserError(f"no feedback file at {feedback}")
-        try:
-            truth = read_feedback(feedback, label_column=label_column)
-        except FeedbackError as exc:
-            raise UserError(str(exc)) from None
-        accuracy = accuracy_report(records, truth, window_s=feedback_window_minutes * 60)
+        with tempfile.TemporaryDirectory(prefix="qscore-feedback-") as scratch:
+            path = _feedback_file(feedback, Path(scratch))
+            if path is None:
+                console.print(f"no ground truth at {feedback} yet: accuracy not judged")
+            else:
+                try:
+                    truth = read_feedback(path, label_column=label_column)
+                except FeedbackError as exc:
+                    raise UserError(str(exc)) from None
+                accuracy = accuracy_report(records, truth, window_s=feedback_window_minutes * 60)
     registry = quality_registry(
         model,
         drift,
@@ -105,6 +116,23 @@ def watch(
     if push_gateway is not None:
         _push(push_gateway, model, registry)
         console.print(f"metrics pushed to {push_gateway} (job {PUSH_JOB}, model {model})")
+
+
+def _feedback_file(feedback: str, scratch: Path) -> Path | None:
+    """A local feedback file as is; a blob URL downloaded into `scratch` (None: no blob)."""
+    if not feedback.startswith(("http://", "https://")):
+        path = Path(feedback)
+        if not path.is_file():
+            raise UserError(f"no feedback file at {feedback}")
+        return path
+    from qscore.monitoring.blob_log import download_blob
+
+    try:
+        return download_blob(feedback, scratch)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # unreachable account, no such container, no rights
+        raise UserError(f"cannot read the feedback at {feedback}: {str(exc).splitlines()[0]}") from None
 
 
 def _push(gateway: str, model: str, registry: CollectorRegistry) -> None:

@@ -169,7 +169,10 @@ def test_bicep_grants_blob_data_roles_per_container_never_on_the_account() -> No
     assert {re.search(r"containerName: (\w+)", g)[1] for g in worker} == {  # type: ignore[index]
         "claimCheckContainer",
         "interactionLogContainer",
+        "feedbackContainer",  # read only: the model-quality CronJob's ground truth
     }
+    (feedback,) = [g for g in worker if "feedbackContainer" in g]
+    assert "roles.storageBlobDataReader" in feedback
     (functions,) = [g for g in grants if "functionsIdentity" in g]
     assert "for name in functionsBlobContainers" in functions
     containers = _bicep_blocks(text, re.compile(r"^var functionsBlobContainers = \[", re.M))[0]

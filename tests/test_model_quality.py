@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from qscore.monitoring import InteractionRecord
-from qscore.monitoring.blob_log import BlobInteractionLog
+from qscore.monitoring.blob_log import BlobInteractionLog, parse_log_url
 from qscore_cli import app
 from qscore_local.azurite import AzuriteEndpoint
 from qscore_local.processes import stop_process
@@ -212,6 +212,15 @@ def test_the_job_runs_in_every_environment() -> None:
         pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         args = pod["containers"][0]["args"]
         assert args[:2] == ["model", "watch"] and "--source" in args
+        feedback = args[args.index("--feedback") + 1]
+        assert feedback.startswith(
+            "https://$(STORAGE_ACCOUNT_NAME).blob.core.windows.net/$(FEEDBACK_CONTAINER)/"
+        )
+        (environment,) = [
+            d for d in find(docs, "ConfigMap") if d["metadata"]["name"].startswith("qscore-environment")
+        ]
+        bicep = (ROOT / "deploy" / "infra" / "main.bicep").read_text()
+        assert f"'{environment['data']['FEEDBACK_CONTAINER']}'" in bicep
         assert pod["serviceAccountName"] == "qscore-worker"  # Blob reader of the interaction log
         pushes = "--push-gateway" in args
         assert pushes == (env != "dev"), env  # dev has no Prometheus: it prints
@@ -280,28 +289,52 @@ def test_the_job_pushes_to_a_real_pushgateway(logged_run: tuple[Path, Path], tmp
 async def test_the_job_reads_the_blob_log_the_workers_write(
     azurite: AzuriteEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The CronJob's --source: the Blob interaction log (Azurite), written by the workers' logger."""
+    """The CronJob's --source and --feedback: the Blob interaction log (Azurite) the workers'
+    logger wrote, and ground truth dropped as a blob (none yet: drift is still judged)."""
     monkeypatch.setenv("QSCORE_BLOB_CONNECTION", azurite.connection_string)
     url = f"{azurite.blob_url}/interactions-{uuid.uuid4().hex[:8]}"
     log = BlobInteractionLog(url, flush_interval_s=0.2)
-    records, _ = _run()
+    records, truth = _run()
     for record in records:
         await log.log(record)
     assert await log.flush()
     await log.close()
+    feedback_url = f"{azurite.blob_url}/feedback-{uuid.uuid4().hex[:8]}/digits.csv"
+    samples = await _watch_blob(url, feedback_url)
+    assert samples["qscore_model_drift_psi", "2"] > 0.25 > samples["qscore_model_drift_psi", "3"]
+    assert ("qscore_model_feedback_accuracy", "2") not in samples  # no ground truth yet
+    await asyncio.to_thread(_upload, azurite.connection_string, feedback_url, truth)
+    samples = await _watch_blob(url, feedback_url)
+    assert (
+        samples["qscore_model_feedback_accuracy", "2"] < 0.9 < samples["qscore_model_feedback_accuracy", "3"]
+    )
+
+
+async def _watch_blob(url: str, feedback_url: str) -> dict[tuple[str, str], float]:
     result = await asyncio.to_thread(
         CliRunner().invoke,
         app,
         [
             *("model", "watch", "--model", "digits", "--source", url, "--reference", "first-window"),
-            *("--window-records", str(ROWS), "--output", "-"),
+            *("--window-records", str(ROWS), "--feedback", feedback_url, "--output", "-"),
         ],
     )
     assert result.exit_code == 0, result.output
-    psi = {
-        sample.labels["version"]: sample.value
-        for family in text_string_to_metric_families(result.stdout)
+    text = result.stdout[result.stdout.index("# HELP") :]  # after the "no ground truth" note, if any
+    return {
+        (sample.name, sample.labels["version"]): sample.value
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "qscore_model_drift_psi"
+        if "version" in sample.labels
     }
-    assert psi["2"] > 0.25 > psi["3"]
+
+
+def _upload(connection: str, url: str, truth: list[tuple[str, int]]) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    location = parse_log_url(url)
+    with BlobServiceClient.from_connection_string(connection) as service:
+        container = service.get_container_client(location.container)
+        container.create_container()
+        body = "request_id,label\n" + "".join(f"{request_id},{label}\n" for request_id, label in truth)
+        container.upload_blob(location.prefix.rstrip("/"), body.encode())
