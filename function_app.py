@@ -15,7 +15,7 @@ from functions.telemetry import configure_from_environment
 # Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING) and/or OTLP when configured.
 configure_from_environment()
 
-app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # the HTTP API checks Entra tokens itself
 app.register_functions(trigger.bp)
 app.register_functions(orchestrator.bp)
 app.register_functions(activities.bp)

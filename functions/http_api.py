@@ -4,8 +4,11 @@ POST /api/score    body: a ScoreRequest. 202 + Location/status URL; the request 
                    same orchestration as a queue batch (a batch of one, reply in its output).
 GET  /api/score/{id}  200 with the ScoreReply when done, 202 while running, 404 if unknown.
 
-Auth level `function` (a function key in `x-functions-key` or `?code=`); for Entra ID, see
-docs/functions.md (App Service Authentication in front, keys then optional).
+Auth: Entra ID access tokens, validated and authorized by the app (functions/auth.py); the
+routes are anonymous to the Functions host (no function keys). Submitting needs the submit app
+role; a caller reads only its own requests: each is keyed by its submitter
+(names.http_instance_id), so another caller's id is simply unknown (404). The OpenAPI document
+is functions/openapi.json. Every refusal is problem+json (functions/problems.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import azure.functions as func
 from opentelemetry.trace import SpanKind
 
 from functions import names
+from functions.auth import AuthSettings, Refused, authenticate, require_role
 from functions.payloads import InboundMessage
 from functions.problems import problem
 from functions.runtime import current_settings, payload_store
@@ -29,7 +33,7 @@ from qscore.contracts import ContractViolation, check_deadline, decode_request
 from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
 from qscore.telemetry import extract_trace_context, inject_trace_context, tracer
 
-bp = df.Blueprint(http_auth_level=func.AuthLevel.FUNCTION)
+bp = df.Blueprint(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
@@ -69,7 +73,14 @@ def _status_url(req: func.HttpRequest, request_id: str) -> str:
 async def http_submit_score(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """Validate the body as the queue path does, then score it as a batch of one."""
+    """Authenticate and authorize, validate the body as the queue path does, then score it as
+    a batch of one."""
+    settings = AuthSettings.from_env()
+    try:
+        caller = await authenticate(req, settings)
+        require_role(caller, settings.submit_role)
+    except Refused as refused:
+        return refused.response()
     request_id = _request_id(req)
     if request_id is None:
         return problem(
@@ -88,7 +99,8 @@ async def http_submit_score(
             body, message_id=request_id, received_at=time.time(), origin="http", **trace_context
         )
         started = await orchestration_input([message], payload_store(), current_settings())
-        await start_once(client, names.batch_instance_id([request_id]), started)
+        started = started.model_copy(update={"submitter": caller.subject})
+        await start_once(client, names.http_instance_id(caller.subject, request_id), started)
     status_url = _status_url(req, request_id)
     return func.HttpResponse(
         json.dumps({"id": request_id, "statusQueryGetUri": status_url}),
@@ -103,9 +115,14 @@ async def http_submit_score(
 async def http_score_status(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
-    """The reply once scored; 202 while the orchestration runs."""
+    """The reply once scored; 202 while the orchestration runs; 404 for an id this caller did
+    not submit."""
+    try:
+        caller = await authenticate(req)
+    except Refused as refused:
+        return refused.response()
     request_id = req.route_params.get("id", "")
-    status = await client.get_status(names.batch_instance_id([request_id]))
+    status = await client.get_status(names.http_instance_id(caller.subject, request_id))
     state = status.runtime_status
     if state is None:
         return problem(404, "Unknown request", f"no scoring request {request_id!r}", code="not_found")

@@ -31,3 +31,9 @@ def batch_instance_id(message_ids: Iterable[str]) -> str:
     """
     joined = "\n".join(sorted(message_ids))
     return INSTANCE_PREFIX + hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
+def http_instance_id(submitter: str, request_id: str) -> str:
+    """An HTTP request's instance, keyed by its submitter too: a caller's request id never
+    reaches another caller's request (nor collides with it), and never a queue batch's."""
+    return batch_instance_id([f"http\n{submitter}\n{request_id}"])

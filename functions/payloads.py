@@ -74,6 +74,9 @@ class OrchestrationInput(BaseModel):
     batch: Carried
     message_count: int
     retry: RetryPolicy
+    # HTTP requests: the caller that submitted it (its Entra oid, else sub), for the record;
+    # the instance id is keyed by it too (names.http_instance_id).
+    submitter: str | None = None
 
 
 class Group(BaseModel):

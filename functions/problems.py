@@ -11,7 +11,13 @@ PROBLEM_TYPE_BASE = "https://qscore.dev/problems/"
 
 
 def problem(
-    status: int, title: str, detail: str, *, code: str, instance: str | None = None
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    code: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> func.HttpResponse:
     """`type` names the stable error code, so a client can branch on it without parsing `detail`."""
     document: dict[str, object] = {
@@ -24,5 +30,7 @@ def problem(
     if instance:
         document["instance"] = instance
     return func.HttpResponse(
-        json.dumps(document), status_code=status, headers={"Content-Type": PROBLEM_CONTENT_TYPE}
+        json.dumps(document),
+        status_code=status,
+        headers={**(headers or {}), "Content-Type": PROBLEM_CONTENT_TYPE},
     )

@@ -229,3 +229,7 @@ def routes(
 from qscore_cli import registry_monitor as _registry_monitor  # noqa: E402  (registers drift/compare/feedback)
 
 _registry_monitor.register(app)
+
+from qscore_cli import model_watch as _model_watch  # noqa: E402  (registers watch)
+
+_model_watch.register(app)

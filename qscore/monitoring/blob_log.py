@@ -288,3 +288,24 @@ def read_blob_records(url: str, *, model: str | None = None) -> list[Interaction
     finally:
         container.close()
     return sorted(records, key=lambda record: record.at)
+
+
+def download_blob(url: str, directory: Path) -> Path | None:
+    """The blob at `url` (`<container>/<path>`, e.g. a feedback file) saved into `directory`
+    under its own name; None when there is no such blob. Credentials as for the log."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    location = parse_log_url(url)
+    name = location.prefix.rstrip("/")
+    if not name:
+        raise ValueError(f"{url}: names a container, not a blob")
+    container = _sync_container(location)
+    try:
+        data = container.download_blob(name).readall()
+    except ResourceNotFoundError:
+        return None
+    finally:
+        container.close()
+    target = directory / Path(name).name
+    target.write_bytes(data)
+    return target

@@ -8,6 +8,7 @@ HPA behavior defaults from the autoscaling/v2 API (see `default_scale_up`/`defau
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -81,6 +82,9 @@ class ScalerSpec:
     scale_up: ScalingRules = field(default_factory=default_scale_up)
     scale_down: ScalingRules = field(default_factory=default_scale_down)
     prometheus: PrometheusTrigger | None = None
+    # Triggers the simulation does not model ("name (type)"): the simulated traffic reaches the
+    # first azure-servicebus trigger's queue and the workers' metrics, nothing else.
+    unmodelled: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.message_count < 1:
@@ -128,22 +132,66 @@ def _float(value: Any, what: str) -> float:
         raise ManifestError(f"{what} is not a number: {value!r}") from None
 
 
+_RANGE = re.compile(r"\[(\d+)([smh])\]")
+_DRAIN_DIVISOR = re.compile(r"\)\s*/\s*([0-9.]+)\s*\)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+
+
 def _prometheus_trigger(doc: dict[str, Any], triggers: list[dict[str, Any]]) -> PrometheusTrigger | None:
+    """The metric trigger as rendered: threshold and activation from its metadata, the rate
+    window from its query's range selectors, the drain target from the query's divisor (which
+    must agree with the annotation the component sets)."""
+    name = doc.get("metadata", {}).get("name", "?")
     found = [t for t in triggers if t.get("type") == "prometheus"]
     if not found:
         return None
+    if len(found) > 1:
+        raise ManifestError(f"{name}: {len(found)} prometheus triggers; the simulator models one")
     meta = found[0].get("metadata", {})
+    query = str(meta.get("query", ""))
+    windows = {int(n) * _UNIT_S[unit] for n, unit in _RANGE.findall(query)}
+    if len(windows) != 1:
+        raise ManifestError(f"{name}: the prometheus query needs one rate window, found {sorted(windows)}")
     annotations = doc.get("metadata", {}).get("annotations", {}) or {}
+    drain_target = _float(annotations.get(DRAIN_TARGET_ANNOTATION, 30), DRAIN_TARGET_ANNOTATION)
+    divisor = _DRAIN_DIVISOR.search(query)
+    if divisor is None or float(divisor[1]) != drain_target:
+        raise ManifestError(
+            f"{name}: {DRAIN_TARGET_ANNOTATION} {drain_target:g} is not the drain target in the query"
+            f" ({divisor[1] if divisor else 'none'})"
+        )
     return PrometheusTrigger(
         threshold=_float(meta.get("threshold"), "prometheus threshold"),
         activation_threshold=_float(meta.get("activationThreshold", 0), "activationThreshold"),
-        drain_target_s=_float(annotations.get(DRAIN_TARGET_ANNOTATION, 30), DRAIN_TARGET_ANNOTATION),
+        drain_target_s=drain_target,
+        window_s=windows.pop(),
     )
 
 
+def _unmodelled(triggers: list[dict[str, Any]], modelled: dict[str, Any]) -> tuple[str, ...]:
+    """Triggers other than the modelled count trigger and the metric one. A further
+    azure-servicebus trigger with the same targets (another priority lane) is modelled too:
+    its queue is empty in the simulation, so it never asks for more replicas than the first."""
+    same_targets = {
+        k: modelled.get("metadata", {}).get(k) for k in ("messageCount", "activationMessageCount")
+    }
+    left = []
+    for trigger in triggers:
+        kind = trigger.get("type")
+        if trigger is modelled or kind == "prometheus":
+            continue
+        meta = trigger.get("metadata", {})
+        if kind == "azure-servicebus" and all(meta.get(k) == v for k, v in same_targets.items()):
+            continue
+        left.append(f"{trigger.get('name', meta.get('queueName', '?'))} ({kind})")
+    return tuple(left)
+
+
 def scaler_spec_from_manifest(doc: dict[str, Any]) -> ScalerSpec:
-    """Read a rendered ScaledObject; its first azure-servicebus trigger and its first prometheus
-    trigger (the workers' metrics, read as `PrometheusTrigger` describes) are modelled."""
+    """Read a rendered ScaledObject as deployed: its first azure-servicebus trigger (further
+    lanes with the same targets included) and its prometheus trigger (the workers' metrics,
+    read as `PrometheusTrigger` describes) are modelled, with the HPA taking the larger of the
+    two; any other trigger is listed in `unmodelled`."""
     name = doc.get("metadata", {}).get("name", "?")
     if doc.get("kind") != "ScaledObject":
         raise ManifestError(f"{name}: expected a ScaledObject, got {doc.get('kind')}")
@@ -152,6 +200,7 @@ def scaler_spec_from_manifest(doc: dict[str, Any]) -> ScalerSpec:
     if not triggers:
         raise ManifestError(f"ScaledObject {name} has no azure-servicebus trigger")
     meta = triggers[0].get("metadata", {})
+    every = spec.get("triggers", [])
     behavior = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
     return ScalerSpec(
         name=name,
@@ -163,5 +212,6 @@ def scaler_spec_from_manifest(doc: dict[str, Any]) -> ScalerSpec:
         max_replicas=_int(spec.get("maxReplicaCount", 100), "maxReplicaCount"),
         scale_up=_rules(behavior.get("scaleUp"), default_scale_up()),
         scale_down=_rules(behavior.get("scaleDown"), default_scale_down()),
-        prometheus=_prometheus_trigger(doc, spec.get("triggers", [])),
+        prometheus=_prometheus_trigger(doc, every),
+        unmodelled=_unmodelled(every, triggers[0]),
     )

@@ -57,10 +57,16 @@ class HpaController:
         """The replica count after one HPA sync; records the scale event if it changes."""
         return self.sync_metrics(now_s, current, [(metric, target)])
 
-    def sync_metrics(self, now_s: float, current: int, metrics: list[tuple[float, float]]) -> int:
+    def sync_metrics(
+        self, now_s: float, current: int, metrics: list[tuple[float, float]], *, one_failed: bool = False
+    ) -> int:
         """One sync over several metrics (KEDA: one per trigger): the HPA takes the largest
-        replica count any metric asks for, then applies stabilization and rate limits."""
+        replica count any metric asks for, then applies stabilization and rate limits. With
+        `one_failed` (a metric could not be read: `metrics` holds the others) it scales up on
+        what it has but never down, as the controller does."""
         raw = max(metric_desired_replicas(current, m, t, tolerance=self.tolerance) for m, t in metrics)
+        if one_failed:
+            raw = max(raw, current)
         stabilized = self._stabilize(now_s, current, raw)
         new = self._rate_limit(now_s, current, stabilized)
         new = max(self.min_replicas, min(self.max_replicas, new))

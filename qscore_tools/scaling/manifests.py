@@ -40,8 +40,11 @@ def render_with_components(
     environment: str, components: Iterable[str], root: Path | None = None
 ) -> list[dict[str, Any]]:
     """An overlay with extra components from deploy/components/ (e.g. "keda-prometheus"), as an
-    operator would add them: a throwaway kustomization (kustomize wants relative paths)."""
+    operator would add them: a throwaway kustomization (kustomize wants relative paths).
+    Components the overlay already lists are not added twice."""
     repo = root or repo_root()
+    listed = overlay_components(environment, repo)
+    components = [name for name in components if name not in listed]
     with tempfile.TemporaryDirectory(prefix="qscore-render-") as scratch:
         up = os.path.relpath(repo, scratch)
         lines = [
@@ -56,6 +59,15 @@ def render_with_components(
         if not overlay_dir(environment, repo).joinpath("kustomization.yaml").is_file():
             raise RenderError(f"no overlay {environment} (known: {', '.join(OVERLAYS)})")
         return _kustomize(Path(scratch))
+
+
+def overlay_components(environment: str, root: Path | None = None) -> set[str]:
+    """Names of the deploy/components/ an overlay's kustomization.yaml lists."""
+    path = overlay_dir(environment, root) / "kustomization.yaml"
+    if not path.is_file():
+        return set()
+    listed = (yaml.safe_load(path.read_text()) or {}).get("components") or []
+    return {Path(entry).name for entry in listed if Path(entry).parent.name == "components"}
 
 
 def _kustomize(path: Path) -> list[dict[str, Any]]:

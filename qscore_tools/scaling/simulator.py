@@ -51,6 +51,16 @@ class SimulationSettings:
     # True: the workers' metrics already show the first second's traffic served (a fleet that was
     # running before t=0), so a metric trigger does not read an empty window at its first sync.
     warm_start: bool = False
+    # [start, end) seconds in which Prometheus cannot be read: the prometheus trigger fails, the
+    # count triggers still scale out (the HPA does not scale in while a metric is missing).
+    metrics_outage_s: tuple[int, int] | None = None
+    # Triton scaled to zero (dev): None, Triton is always up. A number: seconds from KEDA
+    # activating Triton (a message queued, at a Triton polling tick) until it is ready: GPU node
+    # provisioning, image pull, model load. Workers score nothing until then (they wait for its
+    # readiness); Triton goes back to zero after `triton_cooldown_s` without a queued message.
+    triton_cold_start_s: int | None = None
+    triton_polling_interval_s: int = 15
+    triton_cooldown_s: int = 1800
 
 
 @dataclass
@@ -107,6 +117,28 @@ class _Pods:
 
     def ready(self, now: int) -> int:
         return sum(1 for at in self.ready_at if at <= now)
+
+
+@dataclass
+class _ColdTriton:
+    """Triton that scales to zero: KEDA activates it on a queued message at its polling ticks;
+    it is ready `start_s` later and scales to zero after `cooldown_s` without a message."""
+
+    start_s: int
+    polling_interval_s: int
+    cooldown_s: int
+    ready_at: int | None = None
+    last_active: int | None = None
+
+    def up(self, t: int, queued: float) -> bool:
+        if t % self.polling_interval_s == 0:
+            if queued >= 1:
+                self.last_active = t
+                if self.ready_at is None:
+                    self.ready_at = t + self.start_s
+            elif self.last_active is not None and t > self.last_active + self.cooldown_s:
+                self.ready_at = self.last_active = None
+        return self.ready_at is not None and t >= self.ready_at
 
 
 def weighted_percentile(samples: list[tuple[float, float]], fraction: float) -> float:
@@ -177,12 +209,14 @@ class _Autoscaler:
         # KEDA sets the HPA's minReplicas to minReplicaCount, or 1 when that is 0.
         self.hpa = HpaController(max(spec.min_replicas, 1), spec.max_replicas, spec.scale_up, spec.scale_down)
 
-    def step(self, t: int, replicas: int, count: int, signal: float = 0.0) -> int:
+    def step(self, t: int, replicas: int, count: int, signal: float | None = 0.0) -> int:
+        """`signal` None: the prometheus trigger cannot be read this second."""
         spec = self.spec
         prometheus = spec.prometheus
+        failed = prometheus is not None and signal is None
         if t % spec.polling_interval_s == 0:
             active = count > spec.activation_message_count or (
-                prometheus is not None and signal > prometheus.activation_threshold
+                prometheus is not None and signal is not None and signal > prometheus.activation_threshold
             )
             if active:
                 self.last_active = t
@@ -192,9 +226,9 @@ class _Autoscaler:
                 replicas = 0
         if replicas > 0 and t % self.hpa_sync_period_s == 0:
             metrics = [(float(count), float(spec.message_count))]
-            if prometheus is not None:
+            if prometheus is not None and signal is not None:
                 metrics.append((signal, prometheus.threshold))
-            replicas = self.hpa.sync_metrics(float(t), replicas, metrics)
+            replicas = self.hpa.sync_metrics(float(t), replicas, metrics, one_failed=failed)
         return replicas
 
     def _cooled_down(self, t: int) -> bool:
@@ -221,6 +255,13 @@ def simulate(
         prometheus.window_s if prometheus else 60, prometheus.drain_target_s if prometheus else 30
     )
     leftover = completed = 0.0  # the previous second's, for `active_time_s`
+    triton = (
+        None
+        if settings.triton_cold_start_s is None
+        else _ColdTriton(
+            settings.triton_cold_start_s, settings.triton_polling_interval_s, settings.triton_cooldown_s
+        )
+    )
     if settings.warm_start:
         served = min(traffic.arrivals(0), initial * settings.per_replica_rate)
         for _ in range(signal.window_s):
@@ -234,10 +275,13 @@ def simulate(
             count = math.floor(sum(c[1] for c in queue) + 1e-9)
         else:
             count = math.floor(leftover + completed * settings.active_time_s + 1e-9)
-        replicas = autoscaler.step(t, len(pods.ready_at), count, signal.value())
+        outage = settings.metrics_outage_s
+        reading = None if outage is not None and outage[0] <= t < outage[1] else signal.value()
+        replicas = autoscaler.step(t, len(pods.ready_at), count, reading)
         pods.scale_to(replicas, t, settings.pod_startup_s)
         ready = pods.ready(t)
-        completed, waited = _serve(queue, ready * settings.per_replica_rate, t, ages)
+        serving = ready if triton is None or triton.up(t, sum(c[1] for c in queue)) else 0
+        completed, waited = _serve(queue, serving * settings.per_replica_rate, t, ages)
         signal.add(completed, waited)
         leftover = sum(c[1] for c in queue)
         timeline.record(t, sum(c[1] for c in queue), len(pods.ready_at), ready, incoming)
