@@ -122,7 +122,7 @@ async def send_replies(
     queued: list[tuple[Envelope, str, ScoreReply]] = []
     for message, reply in replies:
         reply = finish_timings(reply, message)
-        queue = reply_queue_of(message, runtime.settings.reply_queue)
+        queue = reply_queue_of(message)
         if queue is None:
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
         else:

@@ -91,6 +91,11 @@ class Settler:
             await self._middleware.after_settle(settled)
         await self._after([message], DEAD_LETTERED)
 
+    async def keep_answered(self, message: Any, violation: ContractViolation) -> None:
+        """A rejection already answered with an error reply, kept on the dead-letter queue with
+        its code (QSCORE_KEEP_ANSWERED_REJECTIONS) instead of completed."""
+        await self.dead_letter(message, violation)
+
     async def abandon_all_held(self, *, reason: str) -> int:
         """Abandon whatever is still held (drain ran out of time); returns how many."""
         messages = self._held.messages()

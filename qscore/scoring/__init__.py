@@ -3,10 +3,12 @@
 from qscore.scoring.core import (
     InferenceBackend,
     InteractionRoute,
+    ModelOutputMismatch,
     ReadinessProbe,
     ScoredItem,
     ScoringItem,
     SpecCache,
+    check_outputs,
     error_reply,
     group_key,
     ok_reply,
@@ -17,11 +19,15 @@ from qscore.scoring.core import (
 from qscore.scoring.envelope import (
     ReplyPolicy,
     RequestEnvelope,
+    check_content_type,
     check_envelope,
     inference_violation,
+    reply_address_of,
     undeliverable,
+    unreadable_properties,
 )
 from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
+from qscore.scoring.rejection import Disposition, model_named_in, rejection_disposition
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
     InteractionSink,
@@ -33,9 +39,11 @@ from qscore.scoring.shadow import (
 
 __all__ = [
     "SHADOW_ROUTE",
+    "Disposition",
     "InferenceBackend",
     "InteractionRoute",
     "InteractionSink",
+    "ModelOutputMismatch",
     "PreparedRequest",
     "ReadinessProbe",
     "ReplyPolicy",
@@ -47,16 +55,22 @@ __all__ = [
     "SpecCache",
     "SpecSource",
     "UnknownModel",
+    "check_content_type",
     "check_envelope",
+    "check_outputs",
     "error_reply",
     "group_key",
     "inference_violation",
     "log_interactions",
+    "model_named_in",
     "ok_reply",
+    "rejection_disposition",
+    "reply_address_of",
     "score_group",
     "score_shadow",
     "shadow_groups",
     "split_expired",
     "time_left_s",
     "undeliverable",
+    "unreadable_properties",
 ]
