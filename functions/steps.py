@@ -38,6 +38,7 @@ from qscore.scoring import (
     rejection_disposition,
     reply_address_of,
     shadow_groups,
+    unreadable_properties,
 )
 from qscore.transport import ReplyAddress
 
@@ -100,6 +101,8 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
         seen.add(message.message_id)
         address: ReplyAddress | None = None
         try:
+            if message.unreadable is not None:
+                raise unreadable_properties(message.unreadable)
             if message.origin == "queue":
                 message, address = with_reply_address(message, policy)
                 if is_batch_content_type(message.content_type):

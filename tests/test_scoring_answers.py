@@ -32,6 +32,7 @@ from qscore.scoring import (
     rejection_disposition,
     reply_address_of,
     score_group,
+    unreadable_properties,
 )
 from qscore.transport import ReplyAddress
 from tests.test_worker_pipeline_unit import SPEC, Result, _held, scorer_on_fakes
@@ -190,3 +191,32 @@ async def test_the_functions_app_answers_every_request_of_a_mismatched_group_and
     assert [
         (envelope.message_id, reply.error.code if reply.error else None) for envelope, reply in result.replies
     ] == [(f"f{i}", ErrorCode.MODEL_OUTPUT_MISMATCH) for i in range(3)]
+
+
+class UnreadableMessage:
+    """A received message whose properties the SDK cannot read."""
+
+    message_id = "u1"
+    sequence_number = 7
+    application_properties: dict[str, str] = {}
+    enqueued_time_utc = None
+
+    @property
+    def reply_to(self) -> str:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    def get_body(self) -> bytes:
+        return b"{}"
+
+
+def test_unreadable_properties_are_dead_lettered_with_the_same_words_in_both_runtimes() -> None:
+    from functions.trigger import inbound_message
+    from workers.intake import request_envelope
+
+    with pytest.raises(ContractViolation) as worker:
+        request_envelope(UnreadableMessage())
+    assert worker.value.code == ErrorCode.UNREADABLE_PROPERTIES
+    assert rejection_disposition(worker.value, ADDRESS, POLICY) == Disposition.DEAD_LETTER
+    kept = inbound_message(UnreadableMessage(), received_at=0.0)  # type: ignore[arg-type]
+    assert kept.unreadable is not None and not kept.has_message_id and kept.body_bytes() == b"{}"
+    assert unreadable_properties(kept.unreadable).description == worker.value.description

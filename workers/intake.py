@@ -72,7 +72,7 @@ def request_envelope(message: Any) -> RequestEnvelope:
             traceparent=traceparent(message),
         )
     except Exception as exc:  # a malformed AMQP property section
-        raise unreadable_properties(exc) from exc
+        raise unreadable_properties(repr(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,11 +131,12 @@ def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddre
     return address
 
 
-def unreadable_properties(error: Exception) -> ContractViolation:
-    """The message's properties could not be read: no reply address can be trusted."""
+def unreadable_properties(detail: str) -> ContractViolation:
+    """The message's properties could not be read (`detail`: the reader's error): no reply
+    address can be trusted, so the request is dead-lettered."""
     return ContractViolation(
         ErrorCode.UNREADABLE_PROPERTIES,
-        f"the message's properties could not be read ({error!r}): send it again with the "
+        f"the message's properties could not be read ({detail}): send it again with the "
         "producer library, or set message_id, reply_to and reply_to_session_id as plain strings",
     )
 
