@@ -27,7 +27,7 @@ from functions.telemetry import (
     start_reply_spans,
 )
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
-from qscore.scoring import undeliverable
+from qscore.scoring import log_outcomes, outcome_of_dead_letter, outcome_of_reply, undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
@@ -131,7 +131,12 @@ async def send_replies(
         [message for message, _, _ in queued], queue_of={m.message_id: q for m, q, _ in queued}
     )
     to_queue: list[ReplyAddressed] = [
-        (ReplyAddress(queue, message.reply_to_session_id, reply_traceparent(spans, message)), reply)
+        (
+            ReplyAddress(
+                queue, message.reply_to_session_id, reply_traceparent(spans, message), message.deadline
+            ),
+            reply,
+        )
         for message, queue, reply in queued
     ]
     with batch_span("qscore.functions.send_replies", list(spans.values())):
@@ -148,6 +153,9 @@ async def send_replies(
         for i, why in failed.items()
     ]
     record_replies(sent)
+    # The interaction log keeps every outcome: ok replies were logged with their scores
+    # (functions/inference.py), error replies here, dead-letter records in record_failures.
+    await log_outcomes(runtime.interactions, [outcome_of_reply(reply) for reply in sent])
     return summary
 
 
@@ -177,8 +185,20 @@ def failure_records(
 async def record_failures(
     instance_id: str, batch: Sequence[InboundMessage], rejected: list[Rejection], runtime: ScoringRuntime
 ) -> int:
-    recorded = await runtime.failures.record(failure_records(instance_id, batch, rejected))
+    records = failure_records(instance_id, batch, rejected)
+    recorded = await runtime.failures.record(records)
     record_dead_letters([r.code for r in rejected])
+    outcomes = [
+        outcome_of_dead_letter(
+            rejection.request_id,
+            rejection.code,
+            model=rejection.model,
+            body=record.body,
+            scored_by=runtime.settings.scored_by,
+        )
+        for rejection, record in zip(rejected, records, strict=True)
+    ]
+    await log_outcomes(runtime.interactions, outcomes)
     return recorded
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from functions.documents import PreparedMember, encode_replies
-from functions.payloads import Group, GroupOutcome, Rejection
+from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
 from functions.telemetry import record_batch, record_output_mismatch, scoring_span
@@ -24,6 +24,7 @@ from qscore.scoring import (
     split_expired,
     time_left_s,
 )
+from qscore.transport.reply_ttl import deadline_epoch
 
 
 @dataclass
@@ -53,6 +54,7 @@ class GroupReplies:
                 )
             )
         if disposition != Disposition.DEAD_LETTER:
+            envelope = _with_deadline(member)
             self.replies.append((envelope, error_for(envelope, self.group.model, violation, runtime)))
 
 
@@ -119,7 +121,13 @@ async def _score(result: GroupReplies, members: list[PreparedMember], runtime: S
     record_batch(group.model, group.version, len(items))
     ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
     await _log_by_route(runtime, scored, ok, routes)
-    result.replies.extend((member.envelope, reply) for member, reply in zip(members, ok, strict=True))
+    result.replies.extend((_with_deadline(member), reply) for member, reply in zip(members, ok, strict=True))
+
+
+def _with_deadline(member: PreparedMember) -> Envelope:
+    """The member's envelope with its request's deadline, which sets its reply's time-to-live."""
+    deadline = deadline_epoch(member.request.item.request.deadline)
+    return member.envelope if deadline is None else member.envelope.model_copy(update={"deadline": deadline})
 
 
 async def _log_by_route(

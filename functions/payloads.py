@@ -30,6 +30,9 @@ class Envelope(BaseModel):
     tracestate: str | None = None
     origin: Literal["queue", "http"] = "queue"
     content_type: str | None = None
+    deadline: float | None = Field(
+        default=None, description="the request's deadline (epoch s), for its reply's TTL"
+    )
     # Why the message's properties could not be read (the trigger kept the message, without
     # them, so validation records it `unreadable_properties` instead of failing its batch).
     unreadable: str | None = None

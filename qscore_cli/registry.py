@@ -143,7 +143,8 @@ def promote(
 
 @app.command()
 def rollback(model: str, note: Note = "", store: Store = None) -> None:
-    """Move MODEL's `production` back to `previous` (and end any flight)."""
+    """Move MODEL's `production` one step back in its history (and end any flight); each
+    rollback goes one version further back."""
     with catalog(store) as registry:
         before, after = registry.rollback(model, note=note)
     typer.echo(f"{model}: production {before} -> {after} (rolled back; any flight ended)")

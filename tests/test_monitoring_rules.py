@@ -28,6 +28,7 @@ DOCUMENTED_ALERTS = {
     "QScoreNoTraffic",
     "QScoreCanaryRegression",
     "QScoreSdkFastPathLost",
+    "QScoreInteractionsDropped",
 }
 
 

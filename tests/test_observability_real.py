@@ -140,6 +140,7 @@ def _settings(bus: Any, triton: Any, data_dir: Path, queue: str, port: int) -> A
         backoff_max_s=1.0,
         receive_wait_s=0.5,
         worker_id="observed-worker",
+        interaction_log=data_dir / "interactions.jsonl",  # its dropped counter is a recorded signal
     )
 
 

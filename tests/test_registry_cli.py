@@ -82,10 +82,29 @@ def test_promote_keeps_previous_and_rollback_moves_back(digits_catalog: ModelCat
     assert "production 1 -> 2" in model("promote", "digits", "2", "--note", "mlp")
     assert digits_catalog.state("digits").aliases == {"production": "2", "previous": "1"}
     assert "production 2 -> 1" in model("rollback", "digits")
-    assert digits_catalog.state("digits").aliases == {"production": "1", "previous": "2"}
+    # The history is spent: a rollback never returns to the version it rolled back from.
+    assert digits_catalog.state("digits").aliases == {"production": "1"}
     status = model("status", "digits")
     assert "History of digits" in status and "rollback" in status and "mlp" in status
     assert "tester" in status and "Versions of digits" in status and "accuracy=0.97" in status
+
+
+def test_rollback_walks_the_production_history(
+    digits_catalog: ModelCatalog, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digits_catalog.register("digits", ModelArtefacts.collect(CHECKOUT_REPO / "digits" / "2"))
+    for version in ("1", "2", "3"):
+        model("promote", "digits", version)
+    assert digits_catalog.state("digits").aliases == {"production": "3", "previous": "2"}
+    assert "production 3 -> 2" in model("rollback", "digits")
+    assert digits_catalog.state("digits").aliases == {"production": "2", "previous": "1"}
+    assert "production 2 -> 1" in model("rollback", "digits")
+    assert digits_catalog.state("digits").aliases == {"production": "1"}
+    line = qscore_error(capsys, monkeypatch, "model", "rollback", "digits")
+    assert line.startswith("error: ") and "no previous production version" in line
+    # A promote starts a new history entry: the version it replaces is the next rollback's target.
+    assert "production 1 -> 3" in model("promote", "digits", "3")
+    assert "production 3 -> 1" in model("rollback", "digits")
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ from qscore.scoring import (
     time_left_s,
 )
 from qscore.settings import DEFAULT_REPLY_QUEUE
-from qscore.transport import ReplySender
+from qscore.transport import ReplySender, with_deadline
 from workers.held import HeldRequest
 from workers.middleware import MiddlewareStack, ScoreBatch, ScoreResult
 from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
@@ -92,7 +92,7 @@ class BatchScorer:
         outgoing = [
             OutgoingReply(
                 request.message,
-                request.address,
+                with_deadline(request.address, item.item.request.deadline),
                 ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
                 request=request,
                 scored=item,
@@ -129,7 +129,8 @@ class BatchScorer:
                 scored_by=self._options.worker_id,
             )
             keep = violation if disposition == Disposition.REPLY_AND_KEEP else None
-            outgoing.append(OutgoingReply(request.message, request.address, reply, keep=keep))
+            address = with_deadline(request.address, item.request.deadline)
+            outgoing.append(OutgoingReply(request.message, address, reply, keep=keep))
         if outgoing:
             await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
 

@@ -7,7 +7,8 @@ and uploads each batch as new blobs, one per (model, version, hour):
     <container>/<prefix>/<model>/<version>/YYYY/MM/DD/HH/<writer>-<sequence>.jsonl
 
 Blobs are never appended to, so writers (pods) never contend and a pod's death loses at most the
-batch in memory. The target is a URL: `https://<account>.blob.core.windows.net/<container>[/<prefix>]`
+batch in memory. While Blob is down the batches spill to local disk (spill.py) and are uploaded,
+in order, when it is back. The target is a URL: `https://<account>.blob.core.windows.net/<container>[/<prefix>]`
 or Azurite's `http://127.0.0.1:<port>/devstoreaccount1/<container>[/<prefix>]`; the account is
 reached with `QSCORE_BLOB_CONNECTION` when set, else DefaultAzureCredential.
 `read_blob_records(url)` reads a log back (oldest first) for `qscore model drift --source`.
@@ -31,14 +32,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from qscore.monitoring.interaction_log import InteractionLog, RecordSource, _Stop
+from qscore.monitoring.interaction_log import InteractionLog, RecordSource, _Stop, count_dropped
 from qscore.monitoring.records import InteractionRecord
+from qscore.monitoring.spill import SpillDirectory, default_spill_dir, default_spill_max_bytes
 
 logger = logging.getLogger(__name__)
 
 INTERACTION_LOG_URL_ENV = "QSCORE_INTERACTION_LOG_URL"
 BLOB_CONNECTION_ENV = "QSCORE_BLOB_CONNECTION"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
+DEFAULT_RETRY_INITIAL_S = 1.0
+DEFAULT_RETRY_MAX_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,11 @@ def parse_log_url(url: str) -> LogLocation:
     return LogLocation(account_url, rest[0], prefix + "/" if prefix else "")
 
 
-def _sync_container(location: LogLocation) -> Any:
+def _sync_container(location: LogLocation, *, retry_total: int = 3) -> Any:
     from azure.storage.blob import BlobServiceClient, LinearRetry
 
-    retry = LinearRetry(backoff=1, retry_total=3, random_jitter_range=1)  # the SDK's default waits 15 s+
+    # The SDK's default waits 15 s+
+    retry = LinearRetry(backoff=1, retry_total=retry_total, random_jitter_range=1)
     connection = os.environ.get(BLOB_CONNECTION_ENV)
     if connection:
         service = BlobServiceClient.from_connection_string(connection, retry_policy=retry)
@@ -86,7 +91,10 @@ def partition(record: InteractionRecord) -> str:
 
 
 class BlobInteractionLog(InteractionLog):
-    """The interaction log as batched blobs; same API and counters as the file log."""
+    """The interaction log as batched blobs; same API and counters as the file log, plus a
+    local-disk spill (spill.py): a batch that cannot be uploaded (Blob down), or that comes while
+    the in-memory buffer is backing up, is written to disk and uploaded later, oldest first,
+    retrying with exponential backoff. Only what the spill cannot hold is dropped and counted."""
 
     def __init__(
         self,
@@ -96,11 +104,22 @@ class BlobInteractionLog(InteractionLog):
         max_pending: int = 10_000,
         write_batch: int = 512,
         class_outputs: Mapping[str, str] | None = None,
+        spill_dir: Path | None = None,
+        spill_max_bytes: int | None = None,
+        retry_initial_s: float = DEFAULT_RETRY_INITIAL_S,
+        retry_max_s: float = DEFAULT_RETRY_MAX_S,
     ) -> None:
         self.url = url
         self.location = parse_log_url(url)
         self.flush_interval_s = flush_interval_s
         self.uploaded_blobs = 0
+        self.spilled = 0  # records written to the spill (then uploaded from it: `written`)
+        limit = spill_max_bytes if spill_max_bytes is not None else default_spill_max_bytes()
+        self.spill = SpillDirectory(spill_dir or default_spill_dir(url), max_bytes=limit)
+        self._retry_initial_s, self._retry_max_s = retry_initial_s, retry_max_s
+        self._retry_delay_s = 0.0
+        self._retry_at = 0.0  # time.monotonic() before which Blob is not tried again
+        self._high_water = max(1, max_pending // 2)  # queued entries past which batches spill
         self._writer_id = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
         self._sequence = 0
         self._container: Any = None
@@ -112,22 +131,32 @@ class BlobInteractionLog(InteractionLog):
             class_outputs=class_outputs,
         )
 
+    @property
+    def spill_pending(self) -> int:
+        """Spilled batches not uploaded yet."""
+        return self.spill.count
+
     def _run(self) -> None:
-        self._container = _sync_container(self.location)
-        with contextlib.suppress(Exception):  # exists already, or no right to create it
+        self._container = _sync_container(self.location, retry_total=0)  # the spill retries
+        with contextlib.suppress(Exception):  # exists already, no right to create it, or Blob down
             self._container.create_container()
         try:
             stop = False
             while not stop:
                 batch = self._take_batch()
                 stop = any(isinstance(entry, _Stop) for entry in batch)
-                self._upload(batch)
+                self._handle(batch)
         finally:
             self._container.close()
 
     def _take_batch(self) -> list[RecordSource | threading.Event | _Stop]:
-        """Up to `write_batch` entries, waiting at most the flush interval after the first."""
-        batch: list[RecordSource | threading.Event | _Stop] = [self._queue.get()]
+        """Up to `write_batch` entries, waiting at most the flush interval after the first; an
+        empty batch when a spilled batch is due for its next upload try."""
+        wait_s = max(0.01, self._retry_at - time.monotonic()) if self.spill.count else None
+        try:
+            batch: list[RecordSource | threading.Event | _Stop] = [self._queue.get(timeout=wait_s)]
+        except queue.Empty:
+            return []
         deadline = time.monotonic() + self.flush_interval_s
         while len(batch) < self._write_batch and not isinstance(batch[-1], threading.Event | _Stop):
             try:
@@ -136,30 +165,111 @@ class BlobInteractionLog(InteractionLog):
                 break
         return batch
 
-    def _upload(self, batch: list[RecordSource | threading.Event | _Stop]) -> None:
-        parts: dict[str, list[str]] = defaultdict(list)
+    def _handle(self, batch: list[RecordSource | threading.Event | _Stop]) -> None:
+        lines: list[tuple[str, str]] = []  # (partition, JSON line)
         for entry in batch:
             if isinstance(entry, threading.Event | _Stop):
                 continue
             try:
                 record = entry if isinstance(entry, InteractionRecord) else entry()
-                parts[partition(record)].append(record.model_dump_json() + "\n")
+                lines.append((partition(record), record.model_dump_json() + "\n"))
             except Exception:  # one bad record must not stop the log
                 self.failed += 1
                 logger.exception("interaction record could not be built")
-        for where, lines in parts.items():
-            self._sequence += 1
-            name = f"{self.location.prefix}{where}/{self._writer_id}-{self._sequence:06d}.jsonl"
-            try:
-                self._container.upload_blob(name, "".join(lines).encode(), overwrite=True)
-                self.written += len(lines)
-                self.uploaded_blobs += 1
-            except Exception as exc:  # storage down: these records are lost, counted, and logged
-                self.failed += len(lines)
-                logger.warning("interaction log upload to %s failed: %s", name, exc)
+        # A flush or close tries the spill now, whatever the backoff says.
+        self._replay(force=any(isinstance(entry, threading.Event | _Stop) for entry in batch))
+        if lines:
+            backing_up = self._queue.qsize() >= self._high_water
+            if self.spill.count or backing_up or time.monotonic() < self._retry_at:
+                self._spill([line for _, line in lines])  # after the older ones: order is kept
+            else:
+                self._upload(lines)
         for entry in batch:
             if isinstance(entry, threading.Event):
                 entry.set()
+
+    def _upload(self, lines: list[tuple[str, str]]) -> None:
+        parts: dict[str, list[str]] = defaultdict(list)
+        for where, line in lines:
+            parts[where].append(line)
+        unsent: list[str] = []
+        for where, part in parts.items():
+            if unsent:  # Blob failed on this batch already: spill the rest, do not wait again
+                unsent += part
+                continue
+            self._sequence += 1
+            name = f"{self.location.prefix}{where}/{self._writer_id}-{self._sequence:09d}.jsonl"
+            try:
+                self._put(name, part)
+            except Exception as exc:  # storage down: keep these on disk, try again later
+                unsent += part
+                self._failed(exc)
+                continue
+            self.written += len(part)
+        if unsent:
+            self._spill(unsent)
+
+    def _spill(self, lines: list[str]) -> None:
+        self._sequence += 1
+        refused = self.spill.write(f"{self._writer_id}-{self._sequence:09d}", lines)
+        if refused is None:
+            self.spilled += len(lines)
+            return
+        self.dropped += len(lines)
+        count_dropped(len(lines), refused)
+        logger.warning("interaction log dropped %d records (%s, %s)", len(lines), refused, self.spill.path)
+
+    def _replay(self, *, force: bool) -> None:
+        """Upload the spilled batches, oldest first, deleting each once all its blobs are in.
+        Blob names come from the file's name, so a batch uploaded twice is not duplicated."""
+        if not self.spill.count:
+            return
+        if not force and (time.monotonic() < self._retry_at or self._queue.qsize() >= self._high_water):
+            return
+        for file in self.spill.files():
+            try:
+                lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+            except OSError:  # gone: another process sharing the folder uploaded it
+                continue
+            parts: dict[str, list[str]] = defaultdict(list)
+            for line in lines:
+                try:
+                    parts[partition(InteractionRecord.model_validate_json(line))].append(line)
+                except ValueError:
+                    self.failed += 1
+            try:
+                for where, part in parts.items():
+                    self._put(f"{self.location.prefix}{where}/{file.stem}.jsonl", part)
+            except Exception as exc:
+                self._failed(exc)
+                return
+            self.spill.remove(file)
+            self.written += sum(len(part) for part in parts.values())
+        self._retry_delay_s, self._retry_at = 0.0, 0.0
+
+    def _put(self, name: str, lines: list[str]) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        data = "".join(lines).encode()
+        try:
+            self._container.upload_blob(name, data, overwrite=True)
+        except ResourceNotFoundError:  # Blob was down when the log started: no container yet
+            with contextlib.suppress(Exception):
+                self._container.create_container()
+            self._container.upload_blob(name, data, overwrite=True)
+        self.uploaded_blobs += 1
+
+    def _failed(self, exc: Exception) -> None:
+        """Blob refused an upload: back off exponentially before the next try."""
+        self._retry_delay_s = min(self._retry_max_s, max(self._retry_initial_s, self._retry_delay_s * 2))
+        self._retry_at = time.monotonic() + self._retry_delay_s
+        logger.warning(
+            "interaction log upload to %s failed, spilling to %s, next try in %.0f s: %s",
+            self.url,
+            self.spill.path,
+            self._retry_delay_s,
+            exc,
+        )
 
 
 def read_blob_records(url: str, *, model: str | None = None) -> list[InteractionRecord]:

@@ -1,6 +1,7 @@
 """Flight comparison: versions of one model side by side, from the interaction log, with a verdict.
 
-Per version: requests, error ratio by status code, latency p50/p99 per stage, the prediction
+Per version: requests, error ratio by status code (error replies and dead-letter records are
+logged too; one that named no version counts against production), latency p50/p99 per stage, the prediction
 distribution; PSI of each version's predictions against production's; for shadow flights the
 share of rows where the shadow predicted what production replied on the same request. The
 verdict for each non-production version follows `CompareThresholds`, which the report prints.
@@ -159,16 +160,36 @@ def compare_versions(
 ) -> Comparison:
     """Every version of `model` in `records`; production defaults to the most-served version."""
     limits = thresholds or CompareThresholds()
-    mine = [record for record in records if record.model == model]
+    mine = _last_per_request([record for record in records if record.model == model])
     by_version: dict[str, list[InteractionRecord]] = {}
     for record in mine:
         by_version.setdefault(record.version, []).append(record)
+    # A request refused before its version was resolved (it named none) was headed for
+    # production: its error counts there, not under a version of its own.
+    unresolved = by_version.pop("", [])
+    if production is None and by_version:
+        production = max(by_version, key=lambda v: sum(r.route != "shadow" for r in by_version[v]))
+    if unresolved:
+        by_version.setdefault(production or "", []).extend(unresolved)
     summaries = [summarize_version(v, by_version[v]) for v in sorted(by_version, key=_version_order)]
-    if production is None and summaries:
-        production = max(summaries, key=lambda s: s.requests).version
     baseline = next((s for s in summaries if s.version == production), None)
     assessments = [assess(s, baseline, mine, limits) for s in summaries if s.version != production]
     return Comparison(model, production or "-", limits, summaries, assessments)
+
+
+def _last_per_request(records: Sequence[InteractionRecord]) -> list[InteractionRecord]:
+    """One served record per request, its last: a request is logged again when it was delivered
+    again (at-least-once), or when the Functions app logged its scores and then could not
+    deliver the reply (`reply_undeliverable`). Shadow scores and requests without an id stay."""
+    last: dict[str, int] = {}
+    for index, record in enumerate(records):
+        if record.route != "shadow" and record.request_id:
+            last[record.request_id] = index
+    return [
+        record
+        for index, record in enumerate(records)
+        if record.route == "shadow" or not record.request_id or last[record.request_id] == index
+    ]
 
 
 def _version_order(version: str) -> tuple[int, str]:

@@ -1,9 +1,11 @@
 """Append-only JSONL log of scored interactions, written off the event loop.
 
 `log()` only puts the record (or a closure that builds it) on a bounded queue; a writer thread
-builds the JSON, appends it in batches and rotates the file by size. Scoring never waits on
-the disk: when the queue is full the interaction is dropped and counted (`dropped`), because
-a slow disk must not slow replies down.
+builds the JSON, appends it in batches and rotates the file by size. Every outcome is logged:
+scored requests (`log_scored`), error replies and dead-letter records (`log_outcome`). Scoring
+never waits on the disk: when the queue is full the interaction is dropped and counted
+(`dropped`, and the metric `qscore.interaction_log.dropped` by reason), because a slow disk must
+not slow replies down. The Blob log (blob_log.py) spills to local disk instead of dropping.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ from pathlib import Path
 from typing import IO
 
 from qscore.contracts import ScoreReply
-from qscore.monitoring.records import InteractionRecord, Route, summarize_inputs, summarize_outputs
-from qscore.scoring import ScoredItem
+from qscore.monitoring.records import (
+    InteractionRecord,
+    Route,
+    record_from_outcome,
+    summarize_inputs,
+    summarize_outputs,
+)
+from qscore.scoring import RequestOutcome, ScoredItem
+from qscore.telemetry.setup import counter
 
 INTERACTION_LOG_ENV = "QSCORE_INTERACTION_LOG"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -29,6 +38,15 @@ DEFAULT_BACKUPS = 5
 logger = logging.getLogger(__name__)
 
 RecordSource = InteractionRecord | Callable[[], InteractionRecord]
+DROPPED_METRIC = "qscore.interaction_log.dropped"
+DROPPED_DESCRIPTION = "Interaction records the log could not keep"
+
+
+def count_dropped(count: int, reason: str) -> None:
+    """Records the log could not keep (`queue_full`, `spill_full`, `spill_failed`)."""
+    if count > 0:
+        instrument = counter(DROPPED_METRIC, unit="{record}", description=DROPPED_DESCRIPTION)
+        instrument.add(count, {"reason": reason})
 
 
 class _Stop:
@@ -88,6 +106,10 @@ class InteractionLog:
         self._write_batch = write_batch
         self._queue: queue.Queue[RecordSource | threading.Event | _Stop] = queue.Queue(maxsize=max_pending)
         self._closed = False
+        # The counter exists (at 0) from the start, so its alert's recorded series has data.
+        counter(DROPPED_METRIC, unit="{record}", description=DROPPED_DESCRIPTION).add(
+            0, {"reason": "queue_full"}
+        )
         self._thread = threading.Thread(target=self._run, name="interaction-log", daemon=True)
         self._thread.start()
 
@@ -111,6 +133,7 @@ class InteractionLog:
             self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
+            count_dropped(1, "queue_full")
             return False
         return True
 
@@ -136,6 +159,10 @@ class InteractionLog:
             class_output=self.class_outputs.get(scored.item.request.model),
         )
         return self.log_nowait(build)
+
+    async def log_outcome(self, outcome: RequestOutcome) -> bool:
+        """Log an error reply or a dead-letter record; built (body read) on the writer thread."""
+        return self.log_nowait(functools.partial(record_from_outcome, outcome))
 
     async def flush(self, wait_s: float = 10.0) -> bool:
         """Wait until everything queued so far is on disk; False on timeout."""

@@ -19,12 +19,16 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from qscore.scoring.outcomes import RequestOutcome
+
 # Up to this many input values per request are logged verbatim (a digits row is 64).
 MAX_LOGGED_INPUT_VALUES = 4096
 # Rows of a probability output sum to 1 within this (float32 softmax rounding).
 PROBABILITY_SUM_TOLERANCE = 1e-3
 
 Route = Literal["production", "canary", "shadow", "pinned"]
+Outcome = Literal["ok", "error", "dead_lettered"]
+UNKNOWN_MODEL = "unknown"
 ALL_ROUTES: tuple[str, ...] = ("production", "canary", "shadow", "pinned")
 SERVED_ROUTES: tuple[str, ...] = ("production", "canary", "pinned")
 
@@ -47,13 +51,53 @@ class InteractionRecord(BaseModel):
     model: str
     version: str
     route: Route = "production"
-    status: str = "ok"
+    status: str = Field(default="ok", description="ok, or the error code the request ended with")
+    outcome: Outcome = Field(default="ok", description="ok, error (an error reply) or dead_lettered")
     inputs: dict[str, list[list[float]]] = Field(default_factory=dict)
     input_stats: dict[str, InputStats] = Field(default_factory=dict)
     prediction: list[int | float] = Field(default_factory=list)
     max_probability: list[float] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     scored_by: str | None = None
+
+
+def record_from_outcome(outcome: RequestOutcome) -> InteractionRecord:
+    """The log record of a request that ended in an error reply or a dead-letter record. What
+    the runtime did not know is read from the request's body when it is JSON; a version is kept
+    only when the request named one (`version` ""), so `qscore model compare` counts a request
+    that named none against the production version it was headed for."""
+    model, version, route = outcome.model, outcome.version, outcome.route
+    if outcome.body is not None and (model is None or version is None):
+        named_model, named_version = _named_in(outcome.body)
+        model = model or named_model
+        if version is None and named_version is not None:
+            version = named_version
+            route = route or "pinned"
+    return InteractionRecord(
+        at=outcome.at,
+        request_id=outcome.request_id,
+        model=model or UNKNOWN_MODEL,
+        version=version if version is not None and version.isdigit() else "",
+        route=route or "production",
+        status=outcome.code,
+        outcome=outcome.kind,
+        scored_by=outcome.scored_by,
+    )
+
+
+def _named_in(body: bytes) -> tuple[str | None, str | None]:
+    """(model, version) a request body names, where it is a JSON object that names them."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    model, version = document.get("model"), document.get("version")
+    return (
+        model if isinstance(model, str) and model else None,
+        version if isinstance(version, str) and version.isdigit() else None,
+    )
 
 
 def _stats(array: np.ndarray) -> InputStats:

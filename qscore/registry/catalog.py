@@ -7,7 +7,9 @@ endpoint. How qscore's notions map onto MLflow:
 - a version = an MLflow model version whose run holds the files under `model/` (ONNX file(s),
   config.pbtxt, preprocessing/) and whose tags hold the metadata (`qscore.signature`,
   `qscore.sha256`, `qscore.data_fingerprint`, `qscore.git_commit`, `qscore.metrics`);
-- production / previous = MLflow aliases; a flight = the registered-model tag `qscore.flight`
+- production / previous = MLflow aliases; `previous` is the top of the production history (the
+  versions each promote replaced, replayed from the events below), so each rollback walks one
+  step further back; a flight = the registered-model tag `qscore.flight`
   plus an alias `canary` or `shadow` on the flighted version, so MLflow's UI shows it too;
 - who changed what and when = registered-model tags `qscore.event.NNNNNN` (MLflow keeps no
   history of aliases itself).
@@ -190,18 +192,25 @@ class ModelCatalog:
         return current
 
     def rollback(self, name: str, *, note: str = "") -> tuple[str, str]:
-        """Production goes back to `previous` (and `previous` to the version rolled back from);
-        any flight ends. Returns (from, to)."""
+        """Production goes back one step in its history (the version the last promote replaced);
+        `previous` becomes the step before that (none when the history is spent). A second
+        rollback goes one further back, never to the version rolled back from. Any flight ends.
+        Returns (from, to)."""
         state = self.state(name)
-        current, previous = state.aliases.get(PRODUCTION), state.aliases.get(PREVIOUS)
-        if current is None or previous is None:
+        current = state.aliases.get(PRODUCTION)
+        history = production_history(state.events)
+        if current is None or not history:
             raise CatalogError(f"model {name!r} has no previous production version to roll back to")
+        target = history.pop()
         if state.flight is not None:
             self._clear_flight(name, state.flight)
-        self._client.set_registered_model_alias(name, PRODUCTION, previous)
-        self._client.set_registered_model_alias(name, PREVIOUS, current)
-        self._record(name, "rollback", previous, note)
-        return current, previous
+        self._client.set_registered_model_alias(name, PRODUCTION, target)
+        if history:
+            self._client.set_registered_model_alias(name, PREVIOUS, history[-1])
+        elif PREVIOUS in state.aliases:
+            self._client.delete_registered_model_alias(name, PREVIOUS)
+        self._record(name, "rollback", target, note)
+        return current, target
 
     def start_flight(
         self, name: str, version: str, mode: Literal["canary", "shadow"], weight: float, *, note: str = ""
@@ -255,6 +264,23 @@ class ModelCatalog:
             database = Path(self.tracking_uri.removeprefix("sqlite:///"))
             location = (database.parent / "mlflow-artifacts").resolve().as_uri()
         return str(self._client.create_experiment(EXPERIMENT, artifact_location=location))
+
+
+def production_history(events: list[Event]) -> list[str]:
+    """The versions production can roll back to, oldest first, replayed from the events: a
+    promote pushes the version it replaced, a rollback pops the version it went back to."""
+    history: list[str] = []
+    current: str | None = None
+    for event in events:
+        if event.action == "promote" and event.version is not None:
+            if current is not None and current != event.version:
+                history.append(current)
+            current = event.version
+        elif event.action == "rollback" and event.version is not None:
+            if event.version in history:  # back to it: it and what came after leave the history
+                del history[len(history) - 1 - history[::-1].index(event.version) :]
+            current = event.version
+    return history
 
 
 def _stage(artefacts: ModelArtefacts, staging: Path) -> None:

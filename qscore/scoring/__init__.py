@@ -26,6 +26,7 @@ from qscore.scoring.envelope import (
     undeliverable,
     unreadable_properties,
 )
+from qscore.scoring.outcomes import RequestOutcome, log_outcomes, outcome_of_dead_letter, outcome_of_reply
 from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
 from qscore.scoring.rejection import Disposition, model_named_in, rejection_disposition
 from qscore.scoring.shadow import (
@@ -48,6 +49,7 @@ __all__ = [
     "ReadinessProbe",
     "ReplyPolicy",
     "RequestEnvelope",
+    "RequestOutcome",
     "RequestPreparer",
     "ScoredItem",
     "ScoringItem",
@@ -62,8 +64,11 @@ __all__ = [
     "group_key",
     "inference_violation",
     "log_interactions",
+    "log_outcomes",
     "model_named_in",
     "ok_reply",
+    "outcome_of_dead_letter",
+    "outcome_of_reply",
     "rejection_disposition",
     "reply_address_of",
     "score_group",

@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from qscore.contracts import ModelSpec, ScoreReply
 from qscore.scoring.core import InferenceBackend, InteractionRoute, ScoredItem, ScoringItem, score_group
 from qscore.scoring.prepare import PreparedRequest
+
+if TYPE_CHECKING:
+    from qscore.scoring.outcomes import RequestOutcome
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ class InteractionSink(Protocol):
         route: InteractionRoute = "production",
         scored_by: str | None = None,
     ) -> bool: ...
+
+    async def log_outcome(self, outcome: RequestOutcome) -> bool:
+        """An error reply or a dead-letter record (qscore.scoring.outcomes)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -18,11 +18,13 @@ from qscore.transport.replies import (
     classify_send_error,
     reply_message,
 )
+from qscore.transport.reply_ttl import ReplyLifetime, with_deadline
 from qscore.transport.settlement import MessageSettler
 
 __all__ = [
     "MessageSettler",
     "ReplyAddress",
+    "ReplyLifetime",
     "ReplySendError",
     "ReplySender",
     "SendFailure",
@@ -36,4 +38,5 @@ __all__ = [
     "reply_message",
     "servicebus_client",
     "traceparent",
+    "with_deadline",
 ]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from qscore.claimcheck.reference import CLAIM_CHECK_CONTENT_TYPE
 from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import REPLY_CONTENT_TYPE, ScoreReply
+from qscore.transport.reply_ttl import ReplyLifetime
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
@@ -38,10 +39,15 @@ class ReplyAddress:
     queue: str
     session_id: str | None = None
     traceparent: str | None = None  # the trace context the reply carries (the worker's span)
+    deadline: float | None = None  # the request's deadline (epoch s): it sets the reply's time-to-live
 
 
-def reply_message(address: ReplyAddress, reply: ScoreReply) -> ServiceBusMessage:
+def reply_message(
+    address: ReplyAddress, reply: ScoreReply, *, time_to_live_s: float | None = None
+) -> ServiceBusMessage:
     """The Service Bus message for one reply."""
+    from datetime import timedelta
+
     from azure.servicebus import ServiceBusMessage
 
     return ServiceBusMessage(
@@ -50,6 +56,7 @@ def reply_message(address: ReplyAddress, reply: ScoreReply) -> ServiceBusMessage
         correlation_id=reply.request_id,
         content_type=REPLY_CONTENT_TYPE,
         application_properties=_trace_properties(address),  # type: ignore[arg-type]
+        time_to_live=None if time_to_live_s is None else timedelta(seconds=time_to_live_s),
     )
 
 
@@ -58,13 +65,18 @@ def _trace_properties(address: ReplyAddress) -> dict[str, str] | None:
 
 
 def reply_amqp_message(
-    address: ReplyAddress, reply: ScoreReply, *, reference: bytes | None = None
+    address: ReplyAddress,
+    reply: ScoreReply,
+    *,
+    reference: bytes | None = None,
+    time_to_live_s: float | None = None,
 ) -> AmqpAnnotatedMessage:
     """The same message as `reply_message`, built as the AMQP message the SDK sends: about 15 us
     cheaper per reply (ServiceBusMessage's property setters re-list its fields many times), and
     the sender packs it into a batch just the same. A fresh message id, as the SDK would give.
-    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies)."""
-    from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
+    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies).
+    `time_to_live_s`: the broker expires the reply after it (qscore.transport.reply_ttl)."""
+    from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageHeader, AmqpMessageProperties
 
     properties = AmqpMessageProperties(
         message_id=str(uuid.uuid4()),
@@ -73,8 +85,12 @@ def reply_amqp_message(
         content_type=REPLY_CONTENT_TYPE if reference is None else CLAIM_CHECK_CONTENT_TYPE,
     )
     body = reply.model_dump_json(exclude_none=True).encode() if reference is None else reference
+    header = None if time_to_live_s is None else AmqpMessageHeader(time_to_live=int(time_to_live_s * 1000))
     return AmqpAnnotatedMessage(
-        data_body=body, properties=properties, application_properties=_trace_properties(address)
+        data_body=body,
+        properties=properties,
+        header=header,
+        application_properties=_trace_properties(address),
     )
 
 
@@ -175,8 +191,10 @@ class ReplySender:
         *,
         send_timeout_s: float | None = 30.0,
         claims: ReplyClaims | None = None,
+        lifetime: ReplyLifetime | None = None,
     ) -> None:
         self._client = client
+        self._lifetime = lifetime or ReplyLifetime.from_env()  # each reply's time-to-live
         self._claims = claims  # replies over its threshold go by reference
         self._send_timeout_s = send_timeout_s
         self._senders: dict[str, tuple[ServiceBusSender, asyncio.Lock]] = {}
@@ -205,12 +223,12 @@ class ReplySender:
         return results
 
     async def _message(self, address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotatedMessage:
+        ttl_s = self._lifetime.seconds(address.deadline)
         if self._claims is None:
-            return reply_amqp_message(address, reply)
+            return reply_amqp_message(address, reply, time_to_live_s=ttl_s)
         body = reply.model_dump_json(exclude_none=True).encode()
-        return reply_amqp_message(
-            address, reply, reference=await self._claims.offload(reply.request_id, body)
-        )
+        reference = await self._claims.offload(reply.request_id, body)
+        return reply_amqp_message(address, reply, reference=reference, time_to_live_s=ttl_s)
 
     async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
         sent: set[int] = set()

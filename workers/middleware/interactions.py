@@ -1,11 +1,23 @@
-"""The interaction log: each scored request with the reply that was sent for it (route
-production/canary/pinned), for the monitoring reports. A failing sink is logged and never
-costs a reply (qscore.scoring.log_interactions). The sink is closed at shutdown."""
+"""The interaction log: every outcome of a request. A scored request with the reply that was sent
+for it (route production/canary/pinned); an error reply with its code (after_reply); a
+dead-letter record with its reason (after_settle). A failing sink is logged and never costs a
+reply (qscore.scoring.log_interactions, log_outcomes). The sink is closed at shutdown."""
 
 from __future__ import annotations
 
-from qscore.scoring import InteractionSink, log_interactions
-from workers.middleware.base import Middleware, Replied
+from typing import Any
+
+from qscore.scoring import (
+    InteractionSink,
+    RequestOutcome,
+    log_interactions,
+    log_outcomes,
+    outcome_of_dead_letter,
+    outcome_of_reply,
+)
+from qscore.transport import message_body
+from workers.middleware.base import Middleware, Replied, Settled
+from workers.replying import OutgoingReply
 
 
 class InteractionsMiddleware(Middleware):
@@ -14,14 +26,50 @@ class InteractionsMiddleware(Middleware):
 
     async def after_reply(self, replied: Replied) -> None:
         scored = [each for each in replied.sent if each.scored is not None and each.request is not None]
-        if not scored:
+        if scored:
+            await log_interactions(
+                self.sink,
+                [each.scored for each in scored if each.scored is not None],
+                [each.reply for each in scored],
+                route=[each.request.prepared.route for each in scored if each.request is not None],
+            )
+        errors = [_error_outcome(each) for each in replied.sent if each.scored is None]
+        await log_outcomes(self.sink, errors)
+
+    async def after_settle(self, settled: Settled) -> None:
+        if settled.outcome != "dead_lettered":
             return
-        await log_interactions(
-            self.sink,
-            [each.scored for each in scored if each.scored is not None],
-            [each.reply for each in scored],
-            route=[each.request.prepared.route for each in scored if each.request is not None],
-        )
+        code = settled.reason or "dead_lettered"
+        await log_outcomes(self.sink, [_dead_letter_outcome(message, code) for message in settled.messages])
 
     async def shutdown(self) -> None:
         await self.sink.close()
+
+
+def _body(message: Any) -> bytes | None:
+    """The request's body, to read model and version from (off the loop); None for an item of a
+    request-batch message (it names its model) or a message without one."""
+    if hasattr(message, "parent"):
+        return None
+    try:
+        return message_body(message)
+    except Exception:
+        return None
+
+
+def _error_outcome(each: OutgoingReply) -> RequestOutcome | None:
+    request = each.request
+    if request is not None:
+        prepared = request.prepared
+        return outcome_of_reply(each.reply, route=prepared.route, version=prepared.version)
+    return outcome_of_reply(each.reply, body=_body(each.message))
+
+
+def _dead_letter_outcome(message: Any, code: str) -> RequestOutcome:
+    request_id = getattr(message, "message_id", None)
+    return outcome_of_dead_letter(
+        "" if request_id is None else str(request_id),
+        code,
+        model=getattr(message, "model", None) if hasattr(message, "parent") else None,
+        body=_body(message),
+    )
