@@ -51,6 +51,7 @@ class GroupReplies:
                     model=self.group.model,
                     code=violation.code.value,
                     description=violation.description,
+                    answered=disposition == Disposition.REPLY_AND_KEEP,
                 )
             )
         if disposition != Disposition.DEAD_LETTER:

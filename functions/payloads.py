@@ -94,6 +94,9 @@ class Rejection(BaseModel):
     model: str
     code: str
     description: str
+    # Answered with an error reply already, recorded too because the operator keeps answered
+    # rejections (QSCORE_KEEP_ANSWERED_REJECTIONS): its outcome is logged once, as the reply.
+    answered: bool = False
 
 
 class ValidationResult(BaseModel):

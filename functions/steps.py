@@ -116,7 +116,8 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
             if message.origin == "queue":
                 disposition = rejection_disposition(violation, address, policy)
             if disposition != Disposition.REPLY:
-                result.dead_letters.append(rejection)
+                answered = disposition == Disposition.REPLY_AND_KEEP
+                result.dead_letters.append(rejection.model_copy(update={"answered": answered}))
             if disposition != Disposition.DEAD_LETTER:
                 result.rejected_with_reply.append(rejection)
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))

@@ -117,15 +117,23 @@ async def test_bad_input_is_answered_and_only_the_unreachable_are_dead_lettered(
 
 
 async def test_answered_rejections_are_also_kept_when_the_operator_asks(
-    bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    tmp_path: Path,
 ) -> None:
+    from qscore.monitoring import InteractionLog
+    from workers.hooks import WorkerHooks
+
     bad = OutgoingRequest(
         "bad", digits_request(np.zeros((1, 64)), model="no-such-model"), session_id=replies.session_id
     )
     good = OutgoingRequest("good", digits_request(np.zeros((1, 64))), session_id=replies.session_id)
     await send_requests(bus.connection_string, fresh_queue, [bad, good])
     settings = worker_settings(request_queue=fresh_queue, keep_answered_rejections=True)
-    async with running_worker(settings):
+    log = InteractionLog(tmp_path / "interactions.jsonl")
+    async with running_worker(settings, hooks=WorkerHooks(interactions=log)):
         await replies.collect(2, timeout_s=30)
         dead = await dead_letters(bus.connection_string, fresh_queue)
     (reply,) = replies.replies["bad"]
@@ -133,6 +141,10 @@ async def test_answered_rejections_are_also_kept_when_the_operator_asks(
     assert set(dead) == {"bad"}  # answered AND kept, with its code; the good one completed
     assert dead["bad"].reason == "unknown_model" and dead["bad"].description == reply.error.message
     assert await _queue_empty(bus.connection_string, fresh_queue)
+    logged = [
+        record for record in iter_records(tmp_path / "interactions.jsonl") if record.request_id == "bad"
+    ]
+    assert [(record.outcome, record.status) for record in logged] == [("error", "unknown_model")]  # once
 
 
 async def test_expired_deadline_gets_an_expired_reply_and_is_not_scored(
