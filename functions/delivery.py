@@ -26,7 +26,7 @@ from functions.telemetry import (
     reply_traceparent,
     start_reply_spans,
 )
-from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply
+from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import log_outcomes, outcome_of_dead_letter, outcome_of_reply, undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
@@ -134,7 +134,11 @@ async def send_replies(
     to_queue: list[ReplyAddressed] = [
         (
             ReplyAddress(
-                queue, message.reply_to_session_id, reply_traceparent(spans, message), message.deadline
+                queue,
+                message.reply_to_session_id,
+                reply_traceparent(spans, message),
+                message.deadline,
+                binary_reply=accepts_binary_reply(message.accept),
             ),
             reply,
         )

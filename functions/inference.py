@@ -10,7 +10,7 @@ from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
 from functions.telemetry import record_batch, record_output_mismatch, scoring_span
-from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply
+from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import (
     Disposition,
     InteractionRoute,
@@ -120,7 +120,12 @@ async def _score(result: GroupReplies, members: list[PreparedMember], runtime: S
             result.refuse(member, violation, runtime)
         return
     record_batch(group.model, group.version, len(items))
-    ok = [ok_reply(each, scored_by=runtime.settings.scored_by) for each in scored]
+    ok = [
+        ok_reply(
+            each, scored_by=runtime.settings.scored_by, binary=accepts_binary_reply(member.envelope.accept)
+        )
+        for member, each in zip(members, scored, strict=True)
+    ]
     await _log_by_route(runtime, scored, ok, routes)
     result.replies.extend((_with_deadline(member), reply) for member, reply in zip(members, ok, strict=True))
 

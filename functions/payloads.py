@@ -33,6 +33,9 @@ class Envelope(BaseModel):
     deadline: float | None = Field(
         default=None, description="the request's deadline (epoch s), for its reply's TTL"
     )
+    # The binary form's header length and the reply form asked for (docs/contract.md).
+    header_length: int | str | None = None
+    accept: str | None = None
     # Why the message's properties could not be read (the trigger kept the message, without
     # them, so validation records it `unreadable_properties` instead of failing its batch).
     unreadable: str | None = None

@@ -49,10 +49,17 @@ async def load_batch(carried: Carried, store: PayloadStore) -> list[InboundMessa
     return MessageBatch.model_validate_json(await unpack(carried, store)).messages
 
 
+def _model_named_in(message: InboundMessage) -> str:
+    """The model a request names, best effort (for the error reply of a request that failed to parse)."""
+    return model_named_in(
+        message.body_bytes(), content_type=message.content_type, header_length=message.header_length
+    )
+
+
 def _rejection(message: InboundMessage, violation: ContractViolation) -> Rejection:
     return Rejection(
         request_id=message.message_id,
-        model=model_named_in(message.body_bytes()),
+        model=_model_named_in(message),
         code=violation.code.value,
         description=violation.description,
     )
@@ -77,6 +84,8 @@ def with_reply_address(message: InboundMessage, policy: ReplyPolicy) -> tuple[In
         message_id=message.message_id if message.has_message_id else None,
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,
+        content_type=message.content_type,
+        accept=message.accept,
     )
     address = reply_address_of(envelope, policy)
     return message.model_copy(update={"reply_to": address.queue}), address
@@ -199,6 +208,8 @@ async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> Prepared
         received_at=message.received_at,
         enqueued_at=message.enqueued_at,
         max_message_bytes=claim_body_limit(),
+        content_type=message.content_type,
+        header_length=message.header_length,
     )
 
 

@@ -22,6 +22,7 @@ from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
 from functions.runtime import current_settings, payload_store
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import ClaimCheckSettings
+from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY
 from qscore.telemetry import trace_carrier
 
 log = logging.getLogger("qscore.functions")
@@ -62,6 +63,8 @@ def _read_properties(message: func.ServiceBusMessage, received_at: float) -> Inb
     # The producer's trace context rides along in the orchestration input, so the activities'
     # spans join the producer's trace (Diagnostic-Id from older SDKs counts as a traceparent).
     carrier = trace_carrier(message.application_properties)
+    properties = message.application_properties or {}
+    accept = properties.get(ACCEPT_PROPERTY)
     enqueued = message.enqueued_time_utc
     return InboundMessage.from_body(
         message.get_body(),
@@ -74,6 +77,8 @@ def _read_properties(message: func.ServiceBusMessage, received_at: float) -> Inb
         traceparent=carrier.get("traceparent"),
         tracestate=carrier.get("tracestate"),
         content_type=message.content_type,
+        header_length=properties.get(HEADER_LENGTH_PROPERTY),
+        accept=None if accept is None else str(accept),
     )
 
 

@@ -38,6 +38,12 @@ def bench(
     profile: bool = typer.Option(
         False, "--profile", help="py-spy the worker and bus at every closed-loop level (pip install py-spy)."
     ),
+    bus_latency_ms: float | None = typer.Option(
+        None,
+        "--bus-latency-ms",
+        help="Also measure the queue path with the bus this many ms away, one way (emulated), and "
+        "report each figure at 0 and at it. Default 5 (Azure, same region); 0 turns it off.",
+    ),
 ) -> None:
     """Measure the direct-Triton ceiling, the queue path, batching gain and per-message cost."""
     import asyncio
@@ -57,6 +63,7 @@ def bench(
             output_dir=output,
             keep_logs=keep_logs or None,
             profile=profile or None,
+            bus_latency_ms=bus_latency_ms,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from None

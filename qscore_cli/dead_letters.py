@@ -42,6 +42,7 @@ FAILURES = typer.Option(
     help="Functions failures queue (default: $QSCORE_FAILURES_QUEUE or scoring-failures).",
 )
 SOURCE = typer.Option(None, "--source", help="Only 'dead-letter' or only 'failures' (default: both).")
+PURGE_PEEK_LIMIT = 1000  # `purge` counts what it would remove up to this many before asking
 
 
 def _source(value: str | None) -> Source | None:
@@ -243,9 +244,17 @@ def purge_command(
     """Remove dead-lettered requests for good (all, or only one reason)."""
     only = _source(source)
     what = f"with reason {reason!r}" if reason else "(all of them)"
-    if not yes and not typer.confirm(f"Remove dead-lettered requests {what} for good?", default=False):
-        raise UserError("nothing removed (confirm, or pass --yes)")
-    removed = _run(
-        connection, namespace, queue, failures_queue, lambda q: q.purge(source=only, reason=reason)
-    )
+
+    async def confirmed_purge(queues: DeadLetterQueues) -> int:
+        # Reach the broker first (a peek: nothing changes), so a wrong connection or queue is
+        # reported before anyone is asked to confirm, and the question can say how many.
+        peeked = await queues.entries(source=only, limit=PURGE_PEEK_LIMIT)
+        count = sum(1 for item in peeked if reason is None or item.reason == reason)
+        many = f"at least {count}" if len(peeked) >= PURGE_PEEK_LIMIT else str(count)
+        question = f"Remove {many} dead-lettered request(s) {what} for good?"
+        if not yes and not await asyncio.to_thread(typer.confirm, question, default=False):
+            raise UserError("nothing removed (confirm, or pass --yes)")
+        return await queues.purge(source=only, reason=reason)
+
+    removed = _run(connection, namespace, queue, failures_queue, confirmed_purge)
     typer.echo(f"removed {removed} request(s)")

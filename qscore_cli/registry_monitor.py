@@ -75,8 +75,8 @@ def drift(
         str | None,
         typer.Option(
             "--source",
-            help="Blob interaction log instead of --log: http(s)://.../<container>[/<prefix>] "
-            "($QSCORE_BLOB_CONNECTION or DefaultAzureCredential).",
+            help="Blob interaction log instead of --log: http(s)://.../<container>, optionally "
+            "/<prefix> after it ($QSCORE_BLOB_CONNECTION or DefaultAzureCredential).",
         ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Only this model (default: all in the log).")] = None,

@@ -49,7 +49,7 @@ def images(
         None, help="`qscore release package` output: the model image holds its repository."
     ),
     keda_schemas: Path | None = typer.Option(
-        None, help="KEDA v2.20.2 CRD schemas. Default: ../shared/schemas/keda-v2.20.2 beside the checkout."
+        None, help="KEDA v2.20.2 CRD schemas. Default: deploy/schemas/keda/v2.20.2 in the repository."
     ),
 ) -> None:
     """Build the worker, Functions and model images; smoke-test, scan, push, pin by digest."""

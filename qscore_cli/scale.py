@@ -32,7 +32,10 @@ def _per_replica_rate(rate: float | None, bench: Path | None) -> tuple[float, st
         return rate, "--per-replica-rate"
     path = bench or latest_bench_result(repo_root() / "bench" / "results")
     if path is None:
-        raise UserError("no bench/results/*.json yet: pass --per-replica-rate or --bench FILE")
+        raise UserError(
+            "no queue bench result in bench/results (run `qscore bench`): "
+            "pass --per-replica-rate or --bench FILE"
+        )
     try:
         return per_replica_rate_from_bench(path), str(path)
     except BenchInputError as exc:

@@ -33,7 +33,8 @@ if command -v npm >/dev/null 2>&1; then
     echo "$azurite_version" > .qscore/npm/.azurite-version
   fi
 else
-  echo "bootstrap: npm not found; Blob tests need Azurite (apt-get install nodejs npm, then rerun)" >&2
+  echo "bootstrap: npm not found; Blob tests need Azurite (apt-get install nodejs npm, then rerun;" \
+    "they skip without it, and fail under CI=true)" >&2
 fi
 # Debian's Prometheus (prometheus + promtool): the monitoring tests scrape a real worker and
 # unit-test the alert rules with it. apt-get update only when it is missing.
@@ -42,7 +43,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
   if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
     echo "bootstrap: not root and no sudo: install Debian's prometheus package yourself" \
-      "(the Prometheus and promtool tests are skipped without it)" >&2
+      "(without it the Prometheus and promtool tests skip, and fail under CI=true)" >&2
   else
     echo "bootstrap: installing Debian's prometheus package (promtool, prometheus)" >&2
     $sudo_cmd apt-get update -qq

@@ -15,6 +15,7 @@ import asyncio
 import re
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,14 @@ from qscore.contracts import BAD_INPUT, ErrorCode, ReplyStatus, ScoreReply
 from qscore.operations import DeadLetter, DeadLetterQueues, Source
 from qscore.scoring import RequestPreparer
 from qscore_local.functions_host.driver import InProcessDriver
-from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, NO_MESSAGE_ID, UNREACHABLE, bad_requests, case_key
+from tests.fixtures.bad_requests import (
+    MAX_MESSAGE_BYTES,
+    NO_MESSAGE_ID,
+    UNREACHABLE,
+    bad_requests,
+    binary_request,
+    case_key,
+)
 from tests.fixtures.worker import (
     OutgoingRequest,
     ReplyCollector,
@@ -44,6 +52,15 @@ def cases(session_id: str) -> list[tuple[OutgoingRequest, ErrorCode]]:
     return [
         *bad_requests(session_id),
         (OutgoingRequest("expired", expired, session_id=session_id), ErrorCode.EXPIRED),
+        (
+            binary_request(
+                np.zeros((1, 64), np.float32),
+                "binary-expired",
+                session_id,
+                deadline=datetime(2020, 1, 1, tzinfo=UTC),
+            ),
+            ErrorCode.EXPIRED,
+        ),
     ]
 
 

@@ -145,6 +145,17 @@ def test_malformed_input_is_one_line_and_exit_2(
     assert not output.exists() and not (tmp_path / "out.parquet.batch").exists()  # nothing scored
 
 
+def test_a_missing_input_is_reported_before_triton_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Triton listens at --triton-url: the missing file is still the one error line."""
+    missing, output = tmp_path / "missing.parquet", tmp_path / "out.parquet"
+    nowhere = ["--model", "digits", "--triton-url", "127.0.0.1:1", "--no-progress"]
+    code, err = run_cli(["batch", "score", str(missing), "-o", str(output), *nowhere], capsys, monkeypatch)
+    assert code == 2 and err == f"error: {missing}: no such file\n", err
+    assert not output.exists()
+
+
 def test_registry_routes_as_at_runtime_and_a_pin_wins(
     tmp_path: Path, score_args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

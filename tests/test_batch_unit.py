@@ -20,6 +20,7 @@ from qscore.batch.mapping import MappingError, map_columns
 from qscore.batch.rows import NON_FINITE, WRONG_LENGTH, prepare_chunk
 from qscore.batch.store import MANIFEST, LocalStore
 from qscore.contracts.model_spec import ModelSpec, TensorSpec
+from tests.fixtures.parts import missing_part
 
 DIGITS = ModelSpec(
     name="digits",
@@ -158,7 +159,7 @@ def test_azurite_launcher_starts_and_leaves_nothing_behind() -> None:
     try:
         find_azurite_blob()
     except AzuriteNotInstalled as exc:
-        pytest.skip(str(exc))
+        missing_part("azurite-blob", str(exc))
     azurite = LocalAzurite()
     endpoint = azurite.start()
     assert endpoint.blob_url.endswith(f":{endpoint.port}/devstoreaccount1")

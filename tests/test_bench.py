@@ -20,6 +20,7 @@ from qscore_tools.bench.latency import cdf, summarize
 from qscore_tools.bench.load import closed_loop, open_loop
 from qscore_tools.bench.machine import machine_facts
 from qscore_tools.bench.metering import ProcessCost
+from qscore_tools.bench.network import DrainPoint, LatencyComparison, NetworkResults
 from qscore_tools.bench.points import LoadPoint, merge_samples
 from qscore_tools.bench.queue_path import QueueMeasurement
 from qscore_tools.bench.repo_variants import without_dynamic_batching
@@ -208,6 +209,17 @@ def test_cli_rejects_an_unknown_model_in_one_line() -> None:
     ]
 
 
+def test_cli_rejects_a_negative_bus_latency_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from qscore_cli import main; main()", "bench", "--bus-latency-ms", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: bus latency must be >= 0 ms"]
+
+
 def test_py_spy_raw_output_summary(tmp_path: Path) -> None:
     from qscore_tools.bench.profiling import summarize_collapsed
 
@@ -216,3 +228,57 @@ def test_py_spy_raw_output_summary(tmp_path: Path) -> None:
     assert summary.samples == 40
     assert summary.top_self[0] == ("send (b.py)", 0.75)
     assert dict(summary.top_inclusive)["loop (a.py)"] == 1.0
+
+
+def _drain(rows: int, latency_ms: float, messages_per_s: float) -> DrainPoint:
+    return DrainPoint(
+        model="digits",
+        rows=rows,
+        latency_ms=latency_ms,
+        messages=300,
+        completed=300,
+        errors=0,
+        window_s=1.0,
+        messages_per_s=messages_per_s,
+        samples_per_s=messages_per_s * rows,
+        worker_cores=0.4,
+        bus_cores=0.2,
+        body="json list",
+    )
+
+
+def test_network_latency_goals_and_report(tmp_path: Path) -> None:
+    run = synthetic_run(tmp_path)
+    peak = run.models["digits"].queue_closed[0]
+    network = NetworkResults(bus_latency_ms=5.0)
+    network.points.append(LatencyComparison("digits", peak.label, peak, _measurement("digits", 3000.0)))
+    network.drains += [_drain(1, 0.0, 1000.0), _drain(1, 5.0, 950.0), _drain(1, 25.0, 500.0)]
+    network.drains += [_drain(128, 0.0, 400.0)]  # no 128-row drain at 5 ms: not measured
+    run.network = network
+    goals = {goal.name: goal for goal in evaluate(run)}
+    five = goals["single-row drain throughput, bus at 5 ms one way / at 0"]
+    assert five.measured == pytest.approx(0.95) and five.met
+    slow = goals["single-row drain throughput, bus at 25 ms one way / at 0"]
+    assert slow.measured == pytest.approx(0.5) and slow.met is False
+    assert "waits on broker round trips" in slow.bottleneck
+    many = goals["128-row drain throughput, bus at 5 ms one way / at 0"]
+    assert many.measured is None and many.met is None
+    files, document = write_results(run, tmp_path)
+    assert document["network"]["points"][0]["throughput_ratio"] == pytest.approx(0.75)
+    summary = files.markdown_path.read_text()
+    assert "## The queue path with the bus 5 ms away" in summary
+    assert "| digits | x | 4,000 | 3,000 | 0.75 |" in summary
+    assert "| 1 | 25 | 300 | 500 | 500 | 0.50 |" in summary
+    with pytest.raises(ValueError, match="latency"):
+        BenchSettings(bus_latency_ms=-1)
+
+
+def test_wire_bytes_of_a_128_row_binary_request_are_near_its_raw_bytes() -> None:
+    from qscore_tools.bench.goals import WIRE_BYTES_TARGET
+    from qscore_tools.bench.wire_bytes import wire_bytes
+
+    figures = wire_bytes()
+    assert figures.raw_bytes == 128 * 64 * 4
+    assert figures.ratio("binary") <= WIRE_BYTES_TARGET
+    assert figures.body_bytes["binary"] < figures.body_bytes["json_b64"]
+    assert figures.message_bytes["binary"] > figures.body_bytes["binary"]  # its properties count too

@@ -41,9 +41,40 @@ async def test_direct_open_loop_against_real_triton(triton: TritonEndpoints) -> 
     assert point.offered_per_s == pytest.approx(50)
 
 
+def _load_points(node: object, where: str = "") -> list[tuple[str, dict]]:
+    """Every load point in a bench document (a dict with completed/errors/first_error), by path."""
+    if isinstance(node, dict):
+        if {"completed", "errors", "first_error"} <= node.keys():
+            return [(where, node)]
+        return [point for key, value in node.items() for point in _load_points(value, f"{where}.{key}")]
+    if isinstance(node, list):
+        return [
+            point for index, value in enumerate(node) for point in _load_points(value, f"{where}[{index}]")
+        ]
+    return []
+
+
+def _check_correctness(document: dict) -> None:
+    """The bench's correctness figures: every request of every point got its reply (a lost or
+    unanswered request is an error: each caller awaits its reply), none failed, and the closed
+    loops sent everything they meant to (`dropped` counts sends an open loop skipped)."""
+    points = _load_points(document)
+    assert len(points) >= 4 * len(document["models"]), [where for where, _ in points]
+    for where, point in points:
+        assert point["errors"] == 0 and point["first_error"] == "", (where, point["first_error"])
+        assert point["latency"]["count"] == point["completed"], where
+        if point.get("mode") == "closed":
+            assert point["dropped"] == 0, where
+    for name, model in document["models"].items():
+        # (An open-loop point of the quick form may complete nothing in its short window on a
+        # loaded machine; the peak, a closed loop, always completes some.)
+        assert model["queue_peak"]["completed"] > 0, name
+
+
 def _check_results(output: Path) -> dict:
     (json_path,) = output.glob("*.json")
     document = json.loads(json_path.read_text())
+    _check_correctness(document)
     assert json_path.with_suffix(".md").is_file()
     assert sorted(p.name.split("-", 1)[1] for p in output.glob("*.png")) == [
         "items-per-message.png",
@@ -85,6 +116,16 @@ def test_bench_quick_end_to_end(tmp_path: Path) -> None:
     # Batch-of-one may complete nothing inside a short window when the queue path is slow.
     assert document["batching"]["off"]["errors"] == 0 and document["batching"]["on"]["samples_per_s"] > 0
     assert "goals" in result.stdout
+    # Issue 23: one queue-path point again with the bus 5 ms away, and the drains at 0, 5 and 25 ms.
+    network = document["network"]
+    assert network["bus_latency_ms"] == 5
+    (point,) = network["points"]
+    assert point["at_delay"]["samples_per_s"] > 0 and point["at_delay"]["errors"] == 0
+    assert point["at_delay"]["costs"]["bus"]["cpu_s"] > 0
+    drains = {(drain["rows"], drain["latency_ms"]): drain for drain in network["drains"]}
+    assert set(drains) == {(1, 0), (1, 5), (1, 25), (128, 0), (128, 5)}
+    assert all(d["completed"] == d["messages"] and d["messages_per_s"] > 0 for d in drains.values())
+    assert "## The queue path with the bus 5 ms away" in next(tmp_path.glob("*.md")).read_text()
 
 
 @pytest.mark.slow

@@ -148,8 +148,14 @@ def test_list_show_resubmit_purge(connection: str, capsys: Any, monkeypatch: Any
         "c": (Source.DEAD_LETTER, "schema_violation"),
     }
 
+    # The broker is reached before the question: a queue it does not have is the error, unasked.
+    code, out = qscore(
+        capsys, monkeypatch, "dead-letters", "purge", "--source", "dead-letter", *elsewhere, stdin="y\n"
+    )
+    assert code == 2 and out.startswith("error: Service Bus") and "Remove" not in out, out
     code, out = qscore(capsys, monkeypatch, "dead-letters", "purge", *where, stdin="n\n")
     assert code == 2 and "error: nothing removed" in out
+    assert "Remove 2 dead-lettered request(s) (all of them) for good?" in out
     code, out = qscore(
         capsys, monkeypatch, "dead-letters", "purge", "--reason", "schema_violation", "--yes", *where
     )

@@ -4,13 +4,13 @@ every alert is covered by a unit test, and the PrometheusRule in deploy/ carries
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.fixtures.parts import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -33,10 +33,7 @@ DOCUMENTED_ALERTS = {
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.skip("promtool is not installed (Debian's prometheus package; scripts/bootstrap.sh)")
-    return found
+    return require_tool("promtool", "Debian's prometheus package (scripts/bootstrap.sh installs it)")
 
 
 def _groups(document: dict[str, Any]) -> list[dict[str, Any]]:

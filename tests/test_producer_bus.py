@@ -22,7 +22,9 @@ from tests.fixtures.producer import FAKE_LABEL, REPLY_QUEUE, REQUEST_QUEUE, Fake
 def _digits_requests(count: int) -> list[OutgoingRequest]:
     rng = np.random.default_rng(0)
     return [
-        OutgoingRequest.build("digits", {"pixels": rng.integers(0, 16, (1, 64)).astype(np.float32)})
+        OutgoingRequest.build(
+            "digits", {"pixels": rng.integers(0, 16, (1, 64)).astype(np.float32)}, body_format="json"
+        )
         for _ in range(count)
     ]
 
@@ -156,7 +158,10 @@ async def test_untraced_producer_sends_no_trace_property(
     producer_bus: BusEndpoint, fake_worker: FakeWorker
 ) -> None:
     telemetry.reset()  # no tracer provider: what a producer without OpenTelemetry set up does
-    settings = ProducerSettings(connection=producer_bus.connection_string, reply_timeout_s=20)
+    # JSON both ways: a binary body or reply would carry its own properties (header length, accept)
+    settings = ProducerSettings(
+        connection=producer_bus.connection_string, reply_timeout_s=20, reply_format="json"
+    )
     requests = _digits_requests(1)
     async with ScoringProducer(settings=settings) as producer:
         await producer.score_many(requests)

@@ -25,7 +25,9 @@ def _reply(request_id: str) -> ScoreReply:
 def test_build_request_round_trips_json_and_binary() -> None:
     pixels = np.arange(128, dtype=np.float32).reshape(2, 64)
     for binary in (False, True):
-        outgoing = OutgoingRequest.build("digits", {"pixels": pixels}, version="2", binary=binary)
+        outgoing = OutgoingRequest.build(
+            "digits", {"pixels": pixels}, version="2", binary=binary, body_format="json"
+        )
         decoded = ScoreRequest.model_validate_json(outgoing.body())
         assert decoded.version == "2"
         np.testing.assert_array_equal(decoded.inputs["pixels"].to_numpy(), pixels)
@@ -33,7 +35,7 @@ def test_build_request_round_trips_json_and_binary() -> None:
 
 
 def test_request_message_carries_the_reply_address() -> None:
-    outgoing = OutgoingRequest.build("digits", {"pixels": np.zeros((1, 64), np.float32)})
+    outgoing = OutgoingRequest.build("digits", {"pixels": np.zeros((1, 64), np.float32)}, body_format="json")
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     message = request_message(
         outgoing, reply_to="scoring-replies", reply_to_session_id="s-1", traceparent=traceparent

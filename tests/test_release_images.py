@@ -19,6 +19,8 @@ from qscore_tools.release.base import official_base
 from qscore_tools.release.images import model_versions
 from qscore_tools.release.pipconf import CA_IN_BUILD, build_pip_conf
 from qscore_tools.release.sbom import cyclonedx
+from qscore_tools.scaling.validate import keda_schema_dir
+from tests.fixtures.parts import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "deploy" / "docker"
@@ -131,11 +133,8 @@ def test_secret_scan_finds_baked_credentials_and_ignores_code_that_parses_them()
 
 
 def test_pinned_overlay_references_the_digests_and_validates(tmp_path: Path) -> None:
-    schemas = ROOT.parent / "shared" / "schemas" / "keda-v2.20.2"
-    if not schemas.is_dir():
-        schemas = Path("/work/shared/schemas/keda-v2.20.2")
-    if not schemas.is_dir() or shutil.which("kubectl") is None:
-        pytest.skip("needs kubectl and the KEDA CRD schemas (see tests/test_deploy_manifests.py)")
+    schemas = keda_schema_dir(ROOT)
+    require_tool("kubectl", "kubectl with kustomize v5 renders the overlays (see docs/deploying.md)")
     digest = "sha256:" + "ab" * 32
     pinned = {
         f"qscore-{name}": f"127.0.0.1:5000/qscore-{name}@{digest}"
@@ -154,9 +153,8 @@ def test_worker_image_builds_and_scores_from_inside_the_image(tmp_path: Path) ->
     """The short form of `qscore release images`: worker + model images, smoke, push, pin."""
     from qscore_tools.release.images import ReleaseOptions, release_images
 
-    if not all(shutil.which(tool) for tool in ("buildah", "mmdebstrap", "docker-registry")):
-        pytest.skip("bash scripts/release-deps.sh installs buildah, mmdebstrap, docker-registry")
-    schemas = ROOT.parent / "shared" / "schemas" / "keda-v2.20.2"
+    for tool in ("buildah", "mmdebstrap", "docker-registry"):
+        require_tool(tool, "bash scripts/release-deps.sh installs buildah, mmdebstrap, docker-registry")
     state = ROOT / ".qscore" / "release-test"  # this test's own: base and layers cached between runs
     for tarball in (ROOT / ".qscore" / "images" / "base").glob("debian12-*.tar"):
         seeded = state / "base" / tarball.name  # the command's base, when it has made one
@@ -168,7 +166,6 @@ def test_worker_image_builds_and_scores_from_inside_the_image(tmp_path: Path) ->
         state=state,
         tag="slow-test",
         images=("triton-models", "worker"),
-        keda_schemas=schemas if schemas.is_dir() else None,
         environment="prod",
     )
     report = release_images(options, say=lambda line: None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -183,13 +184,34 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
 
 
 async def test_the_deadline_is_checked_again_before_triton_and_bounds_its_timeout(
-    bus: Any, triton: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+    bus: Any,
+    triton: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """No race with the machine's speed: the check before the Triton call reads a clock moved
+    SKEW_S ahead (as if the batch had waited that long), so `soon`, valid by 30 s at intake,
+    has expired there, and `later` has not; the recheck itself records whom it caught."""
     from datetime import UTC, datetime, timedelta
 
+    import workers.pipeline
+    from qscore.scoring import split_expired
+
+    skew_s = 60.0
+    caught_late: list[str] = []
+
+    def recheck_later(items: Any, *, now: float | None = None) -> Any:
+        live, late = split_expired(items, now=(time.time() if now is None else now) + skew_s)
+        caught_late.extend(item.request_id for item, _ in late)
+        return live, late
+
+    monkeypatch.setattr(workers.pipeline, "split_expired", recheck_later)
     client = TritonClient(triton.grpc_url)
     backend = SlowBackend(client, delay_s=0.0)  # records each call's timeout
-    # A fixed delay (not adaptive batching, which would send at once) holds the batch 1.5 s.
+    # A fixed delay (not adaptive batching, which would send at once): the timeout is the time
+    # left less at least these 1.5 s of waiting.
     settings = worker_settings(
         request_queue=fresh_queue, prefetch=0, max_batch_delay_ms=1500, adaptive_batching=False
     )
@@ -197,9 +219,8 @@ async def test_the_deadline_is_checked_again_before_triton_and_bounds_its_timeou
         async with running_worker(settings, backend=backend) as state:
             while not state.connected:  # noqa: ASYNC110 (the worker's state has no event)
                 await asyncio.sleep(0.05)
-            # Valid when received; the 1.5 s batch delay lets `soon` pass before the Triton call.
-            soon = datetime.now(UTC) + timedelta(seconds=1.0)
-            later = datetime.now(UTC) + timedelta(seconds=20)
+            soon = datetime.now(UTC) + timedelta(seconds=skew_s / 2)
+            later = datetime.now(UTC) + timedelta(seconds=2 * skew_s)
             requests = [
                 OutgoingRequest(
                     "soon", digits_request(np.zeros((1, 64)), deadline=soon), session_id=replies.session_id
@@ -215,10 +236,10 @@ async def test_the_deadline_is_checked_again_before_triton_and_bounds_its_timeou
     soon_reply = replies.first("soon")
     assert soon_reply.status == ReplyStatus.ERROR and soon_reply.error is not None
     assert soon_reply.error.code == ErrorCode.EXPIRED
-    # Received well before its deadline: the check right before the Triton call caught it.
-    assert soon_reply.timings.queue_wait_ms < 700
+    # Accepted at intake (its deadline was 30 s away): the check right before the Triton call caught it.
+    assert caught_late == ["soon"]
     assert replies.first("later").status == ReplyStatus.OK
     assert {name: len(found) for name, found in replies.replies.items()} == {"soon": 1, "later": 1}
-    # One Triton call, for `later` alone, bounded by the time it had left (20 s less the waits).
+    # One Triton call, for `later` alone, bounded by the time it had left (120 s less the waits).
     assert len(backend.timeouts) == 1
-    assert backend.timeouts[0] is not None and 10 < backend.timeouts[0] < 19
+    assert backend.timeouts[0] is not None and 90 < backend.timeouts[0] < 2 * skew_s - 1

@@ -9,11 +9,18 @@ whole message.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from qscore.contracts import REQUEST_BATCH_CONTENT_TYPE, ErrorCode, ReplyStatus
+from qscore.contracts import (
+    ACCEPT_PROPERTY,
+    BINARY_REPLY_CONTENT_TYPE,
+    REQUEST_BATCH_CONTENT_TYPE,
+    ErrorCode,
+    ReplyStatus,
+)
 from qscore_local.bus.stats import queue_counts
 from tests.fixtures.worker import (
     OutgoingRequest,
@@ -80,3 +87,19 @@ async def test_bad_items_get_their_own_error_and_batch_mates_are_scored(
     assert "request_id" in (dead["broken"].description or "")
     counts = (await queue_counts(bus.connection_string))[fresh_queue]
     assert counts.active == 0 and counts.locked == 0
+
+
+async def test_items_of_a_batch_that_accepts_binary_get_binary_replies(
+    bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
+) -> None:
+    """The message's `accept` holds for each item's reply, error replies included."""
+    items = [_good("binary-0", 3), _item("binary-bad", digits_request(np.zeros((1, 64)), model="nope"))]
+    message = _batch_message("batch-binary", replies.session_id, items)
+    message = replace(message, properties={ACCEPT_PROPERTY: BINARY_REPLY_CONTENT_TYPE})
+    async with running_worker(worker_settings(request_queue=fresh_queue, max_batch_delay_ms=20)):
+        await send_requests(bus.connection_string, fresh_queue, [message])
+        await replies.collect(len(items), timeout_s=30)
+    assert replies.content_types == {BINARY_REPLY_CONTENT_TYPE}
+    assert replies.first("binary-0").output_arrays()["label"].shape == (2, 1)
+    error = replies.first("binary-bad").error
+    assert error is not None and error.code == ErrorCode.UNKNOWN_MODEL

@@ -24,6 +24,10 @@ from tests.fixtures.worker import (
 )
 
 BURST = 3000
+# Sent only once the worker has logged that it stopped receiving: more than one receive can take
+# (max_held_messages 1024), so some of the burst is still on the queue when the worker exits,
+# however fast the machine is.
+AFTER_STOP = 1500
 GRACE_S = 10
 
 
@@ -35,6 +39,14 @@ def _worker_pool(bus: Any, triton: Any, queue: str, tmp_path: Path) -> WorkerPoo
         "QSCORE_REGISTRY_PATH": str(tmp_path / "registry.json"),
     }
     return WorkerPool(count=1, env=env, log_dir=tmp_path, drain_grace_s=GRACE_S)
+
+
+async def _logged(log_path: Path, line: str) -> None:
+    """Until the worker's log holds `line` (an event the worker writes, not a guess at timing)."""
+    while True:
+        if line in await asyncio.to_thread(log_path.read_text, errors="replace"):
+            return
+        await asyncio.sleep(0.05)  # another process's file: nothing to wait on but its contents
 
 
 async def test_sigterm_during_a_burst_loses_nothing(
@@ -52,15 +64,18 @@ async def test_sigterm_during_a_burst_loses_nothing(
         )
         for index in range(BURST)
     ]
+    during, after_stop = requests[: BURST - AFTER_STOP], requests[BURST - AFTER_STOP :]
     pool = _worker_pool(bus, triton, fresh_queue, tmp_path)
     await pool.start(timeout_s=30)
     worker = pool.workers[0]
     try:
         await replies.collect(0)  # open the reply receiver now, so the signal follows the first reply
-        await send_requests(bus.connection_string, fresh_queue, requests)
+        await send_requests(bus.connection_string, fresh_queue, during)
         await replies.collect(1, timeout_s=30)  # the worker is busy with the burst
         worker.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
+        await asyncio.wait_for(_logged(worker.log_path, "stopping (SIGTERM)"), GRACE_S)
+        await send_requests(bus.connection_string, fresh_queue, after_stop)
         exit_code = await asyncio.wait_for(worker.process.wait(), GRACE_S + 10)
         took_s = time.monotonic() - signalled
     finally:
@@ -72,7 +87,9 @@ async def test_sigterm_during_a_burst_loses_nothing(
     assert took_s < GRACE_S, (took_s, log[-2000:])
     counts = (await queue_counts(bus.connection_string))[fresh_queue]
     assert counts.locked == 0, counts  # nothing left locked: prefetched messages were released
+    # At least one reply came before the signal; what was sent after the stop was not all taken.
     assert 0 < counts.active < BURST, ("the burst should be cut short by the signal", counts)
+    assert counts.active >= AFTER_STOP - 1024, counts
     # Every request not on the queue any more was replied to before the worker exited.
     await replies.collect(BURST - counts.active, timeout_s=30)
     assert len(replies.replies) == BURST - counts.active, counts

@@ -38,7 +38,15 @@ from qscore.scoring import (
     reply_address_of,
     unreadable_properties,
 )
-from qscore.transport import ReplyAddress, ReplySender, enqueued_at, message_body, traceparent
+from qscore.transport import (
+    ReplyAddress,
+    ReplySender,
+    accept,
+    enqueued_at,
+    header_length,
+    message_body,
+    traceparent,
+)
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
@@ -70,6 +78,7 @@ def request_envelope(message: Any) -> RequestEnvelope:
             reply_to_session_id=getattr(message, "reply_to_session_id", None),
             content_type=getattr(message, "content_type", None),
             traceparent=traceparent(message),
+            accept=accept(message),
         )
     except Exception as exc:  # a malformed AMQP property section
         raise unreadable_properties(repr(exc)) from exc
@@ -83,6 +92,7 @@ class _Refused:
     address: ReplyAddress
     violation: ContractViolation
     body: bytes
+    content_type: str | None
     keep: bool
 
 
@@ -119,13 +129,13 @@ class Intake:
                 await self._accept_batch(message, received_at)
                 continue
             address: ReplyAddress | None = None
-            body = b""
+            body, content_type = b"", None
             try:
                 envelope = request_envelope(message)
                 address = reply_address_of(envelope, policy)  # the properties only: any body is answered
-                body = message_body(message)
+                body, content_type = message_body(message), envelope.content_type
                 resolved = await self._options.claims.resolve(message, body)
-                body = resolved.body
+                body, content_type = resolved.body, resolved.content_type
                 check_content_type(dataclasses.replace(envelope, content_type=resolved.content_type))
                 prepared = await self._preparer.prepare(
                     request_id=str(message.message_id),
@@ -133,6 +143,8 @@ class Intake:
                     received_at=received_at,
                     enqueued_at=enqueued_at(message),
                     max_message_bytes=resolved.max_bytes,
+                    content_type=resolved.content_type,
+                    header_length=header_length(message),
                 )
             except ContractViolation as violation:
                 disposition = rejection_disposition(violation, address, policy)
@@ -140,7 +152,7 @@ class Intake:
                     await self._settler.dead_letter(message, violation)
                 else:
                     keep = disposition == Disposition.REPLY_AND_KEEP
-                    refused.append(_Refused(message, address, violation, body, keep))
+                    refused.append(_Refused(message, address, violation, body, content_type, keep))
                 continue
             except ClaimStoreUnavailable as exc:  # transient, like Triton down: retry later
                 retry.append(message)
@@ -179,7 +191,11 @@ class Intake:
         failed: list[tuple[MessageItem, ContractViolation]] = []
         unavailable: list[MessageItem] = []
         for each in decoded:
-            item_address = ReplyAddress(address.queue, each.reply_to_session_id or address.session_id)
+            item_address = ReplyAddress(
+                address.queue,
+                each.reply_to_session_id or address.session_id,
+                binary_reply=address.binary_reply,
+            )
             item = MessageItem(parent, each.request_id, item_address, each.model)
             if each.request is None:
                 assert each.violation is not None
@@ -213,7 +229,9 @@ class Intake:
         for each in refused:
             reply = error_reply(
                 str(each.message.message_id),
-                model_named_in(each.body),
+                model_named_in(
+                    each.body, content_type=each.content_type, header_length=header_length(each.message)
+                ),
                 each.violation,
                 received_at=received_at,
                 enqueued_at=enqueued_at(each.message),

@@ -93,7 +93,11 @@ class BatchScorer:
             OutgoingReply(
                 request.message,
                 with_deadline(request.address, item.item.request.deadline),
-                ok_reply(item, scored_by=self._options.worker_id, binary=self._options.binary_replies),
+                ok_reply(
+                    item,
+                    scored_by=self._options.worker_id,
+                    binary=self._options.binary_replies or request.address.binary_reply,
+                ),
                 request=request,
                 scored=item,
             )

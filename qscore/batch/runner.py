@@ -14,7 +14,7 @@ from pathlib import Path
 
 from qscore.batch.blob import BlobStore, download_input, is_blob_url
 from qscore.batch.engines import DirectEngine, Engine
-from qscore.batch.formats import Format, format_of
+from qscore.batch.formats import Format, InputError, format_of
 from qscore.batch.job import BatchObserver, BatchRun
 from qscore.batch.model_config import spec_from_repository
 from qscore.batch.plan import BatchJob, JobPlan, file_fingerprint, plan_job
@@ -57,7 +57,11 @@ async def open_job(job: BatchJob, backends: Backends) -> AsyncIterator[OpenedJob
             fingerprint = await download_input(job.input, local)
         else:
             local = Path(job.input)
-            fingerprint = file_fingerprint(local) if local.is_file() else ""
+            if not local.is_file():
+                # The input is checked before Triton is asked anything: a missing file is the
+                # error a person can fix, whatever the state of the server.
+                raise InputError(f"{local}: no such file")
+            fingerprint = file_fingerprint(local)
         spec = await model_spec(job, backends)
         plan = plan_job(job, local, input_format, spec)
         if job.engine == "direct":

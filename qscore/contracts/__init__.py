@@ -9,6 +9,23 @@ from qscore.contracts.batch import (
     decode_batch,
     is_batch_content_type,
 )
+from qscore.contracts.binary import (
+    ACCEPT_PROPERTY,
+    BINARY_REPLY_CONTENT_TYPE,
+    BINARY_REQUEST_CONTENT_TYPE,
+    HEADER_LENGTH_PROPERTY,
+    BinaryBody,
+    BinaryRequest,
+    accepts_binary_reply,
+    binary_request_arrays,
+    decode_binary_reply,
+    decode_binary_request,
+    encode_binary_reply,
+    encode_binary_request,
+    header_length_of,
+    is_binary_reply,
+    is_binary_request,
+)
 from qscore.contracts.errors import BAD_INPUT, BadInput, ContractViolation
 from qscore.contracts.messages import (
     PRODUCTION_LABEL,
@@ -27,7 +44,11 @@ from qscore.contracts.model_spec import ModelSpec, TensorSpec
 from qscore.contracts.validation import check_deadline, decode_request, request_arrays
 
 __all__ = [
+    "ACCEPT_PROPERTY",
     "BAD_INPUT",
+    "BINARY_REPLY_CONTENT_TYPE",
+    "BINARY_REQUEST_CONTENT_TYPE",
+    "HEADER_LENGTH_PROPERTY",
     "MAX_BATCH_ITEMS",
     "PRODUCTION_LABEL",
     "REPLY_CONTENT_TYPE",
@@ -36,6 +57,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "BadInput",
     "BatchItem",
+    "BinaryBody",
+    "BinaryRequest",
     "ContractViolation",
     "DecodedItem",
     "ErrorCode",
@@ -48,9 +71,18 @@ __all__ = [
     "Tensor",
     "TensorSpec",
     "Timings",
+    "accepts_binary_reply",
+    "binary_request_arrays",
     "check_deadline",
     "decode_batch",
+    "decode_binary_reply",
+    "decode_binary_request",
     "decode_request",
+    "encode_binary_reply",
+    "encode_binary_request",
+    "header_length_of",
     "is_batch_content_type",
+    "is_binary_reply",
+    "is_binary_request",
     "request_arrays",
 ]

@@ -73,8 +73,9 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
         outcome=DEAD_LETTERED,
     ),
     ErrorCode.UNSUPPORTED_CONTENT_TYPE: BadInput(
-        "`content_type` is set and is not `application/vnd.qscore.request.v1+json`",
-        "send the v1 content type (or none) with a v1 body",
+        "`content_type` is set and is neither `application/vnd.qscore.request.v1+json` nor "
+        "`application/vnd.qscore.request.v1+binary`",
+        "send a v1 content type (or none, for JSON) with a v1 body",
     ),
     ErrorCode.NO_REPLY_ADDRESS: BadInput(
         "neither `reply_to` nor `reply_to_session_id` is set, so no reply can be sent",
@@ -97,11 +98,17 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
         "`reply_to_session_id` as strings",
         outcome=DEAD_LETTERED,
     ),
-    ErrorCode.INVALID_ENCODING: BadInput("the body is not UTF-8 JSON", "send the body as UTF-8 JSON"),
+    ErrorCode.INVALID_ENCODING: BadInput(
+        "the body is not UTF-8 JSON; or, in the binary form, `inference-header-content-length` is "
+        "missing or not within the body, or the header is not UTF-8 JSON",
+        "send the body as UTF-8 JSON, or the binary form with its header's length in that property",
+    ),
     ErrorCode.SCHEMA_VIOLATION: BadInput(
-        "the JSON does not match the request schema (missing or unknown field, both `data` and "
-        "`b64` in a tensor, a `deadline` that is not an ISO 8601 date-time, ...)",
-        "fix the field the description names; the schema is score-request.v1.json",
+        "the JSON (or a binary body's header) does not match the request schema (missing or unknown "
+        "field, both `data` and `b64` in a tensor, a `deadline` that is not an ISO 8601 date-time, "
+        "an input listed twice, ...)",
+        "fix the field the description names; the schema is score-request.v1.json "
+        "(score-request-binary-header.v1.json)",
     ),
     ErrorCode.UNKNOWN_MODEL: BadInput("no model of that name is served", "use a served model name"),
     ErrorCode.UNKNOWN_VERSION: BadInput(
@@ -114,7 +121,9 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
     ),
     ErrorCode.BAD_DTYPE: BadInput("a tensor's datatype is not the model's", "send the model's datatype"),
     ErrorCode.BAD_TENSOR_ENCODING: BadInput(
-        "a tensor's `b64` is not valid base64, or its bytes are not whole elements of the datatype",
+        "a tensor's `b64` is not valid base64, or its bytes are not whole elements of the datatype; "
+        "in the binary form, the `binary_data_size` values do not add up to the bytes after the "
+        "header, or a BYTES element's length runs past its tensor",
         "base64-encode the raw little-endian bytes of the array (`Tensor.from_numpy(a, binary=True)`)",
     ),
     ErrorCode.BAD_SHAPE: BadInput(

@@ -6,6 +6,7 @@ the HTTP endpoint call the same functions, so a request is judged the same way e
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -60,41 +61,61 @@ def check_deadline(request: ScoreRequest, *, now: datetime | None = None) -> Non
 
 def request_arrays(request: ScoreRequest, spec: ModelSpec) -> dict[str, np.ndarray]:
     """The request's inputs as arrays, each checked against `spec`; all share one batch size."""
+    names = check_input_names(request.inputs, spec)
+    arrays = {name: _checked_array(name, request, spec) for name in names}
+    check_batch_sizes(arrays, spec)
+    return arrays
+
+
+def check_input_names(present: Iterable[str], spec: ModelSpec) -> list[str]:
+    """The model's input names (sorted) when `present` names exactly them, else BAD_INPUT_NAME."""
     names = {tensor.name for tensor in spec.inputs}
-    unknown = sorted(set(request.inputs) - names)
-    missing = sorted(names - set(request.inputs))
+    given = set(present)
+    unknown = sorted(given - names)
+    missing = sorted(names - given)
     if unknown or missing:
         raise ContractViolation(
             ErrorCode.BAD_INPUT_NAME,
             f"model {spec.name!r} takes inputs {sorted(names)}; unknown {unknown}, missing {missing}",
         )
-    arrays = {name: _checked_array(name, request, spec) for name in sorted(names)}
+    return sorted(names)
+
+
+def check_declared(name: str, datatype: str, shape: list[int], spec: ModelSpec) -> None:
+    """An input's declared datatype and shape against the model's (BAD_DTYPE, BAD_SHAPE, TOO_LARGE)."""
+    tensor_spec = spec.input(name)
+    assert tensor_spec is not None  # names were checked by the caller
+    if datatype != tensor_spec.datatype:
+        raise ContractViolation(
+            ErrorCode.BAD_DTYPE,
+            f"input {name!r} is {datatype}; model {spec.name!r} takes {tensor_spec.datatype}",
+        )
+    _check_shape(name, shape, tensor_spec.dims, spec)
+
+
+def check_finite(name: str, array: np.ndarray, spec: ModelSpec) -> None:
+    if not spec.allow_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ContractViolation(
+            ErrorCode.NON_FINITE, f"input {name!r} holds NaN or infinity; model {spec.name!r} forbids them"
+        )
+
+
+def check_batch_sizes(arrays: dict[str, np.ndarray], spec: ModelSpec) -> None:
     batch_sizes = {array.shape[0] for array in arrays.values()} if spec.max_batch_size > 0 else {1}
     if len(batch_sizes) > 1:
         raise ContractViolation(ErrorCode.BAD_SHAPE, f"inputs disagree on batch size: {sorted(batch_sizes)}")
-    return arrays
 
 
 def _checked_array(name: str, request: ScoreRequest, spec: ModelSpec) -> np.ndarray:
     tensor = request.inputs[name]
-    tensor_spec = spec.input(name)
-    assert tensor_spec is not None  # names were checked by the caller
-    if tensor.datatype != tensor_spec.datatype:
-        raise ContractViolation(
-            ErrorCode.BAD_DTYPE,
-            f"input {name!r} is {tensor.datatype}; model {spec.name!r} takes {tensor_spec.datatype}",
-        )
-    _check_shape(name, tensor.shape, tensor_spec.dims, spec)
+    check_declared(name, tensor.datatype, tensor.shape, spec)
     try:
         array = tensor.to_numpy()
     except TensorEncodingError as exc:
         raise ContractViolation(ErrorCode.BAD_TENSOR_ENCODING, f"input {name!r}: {exc}") from None
     except ValueError as exc:
         raise ContractViolation(ErrorCode.BAD_SHAPE, f"input {name!r}: {exc}") from None
-    if not spec.allow_non_finite and array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ContractViolation(
-            ErrorCode.NON_FINITE, f"input {name!r} holds NaN or infinity; model {spec.name!r} forbids them"
-        )
+    check_finite(name, array, spec)
     return array
 
 

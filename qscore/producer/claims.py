@@ -17,7 +17,6 @@ from qscore.claimcheck import (
     ClaimStore,
     parse_reference,
 )
-from qscore.contracts import REQUEST_CONTENT_TYPE
 from qscore.producer.requests import OutgoingRequest
 
 UPLOAD_CONCURRENCY = 4
@@ -48,7 +47,7 @@ class ProducerClaims:
         async def upload(request: OutgoingRequest, body: bytes) -> tuple[str, bytes]:
             assert self.store is not None
             async with gate:
-                claim = await self.store.put(f"requests/{request.request_id}", body, REQUEST_CONTENT_TYPE)
+                claim = await self.store.put(f"requests/{request.request_id}", body, request.content_type)
             self.sent_by_reference += 1
             self.bytes_by_reference += len(body)
             return request.request_id, ClaimReference(claim_check=claim, model=request.request.model).body()

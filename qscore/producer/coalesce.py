@@ -44,8 +44,9 @@ class PendingCall:
 
 
 def batch_item(request: OutgoingRequest) -> bytes:
-    """The request as an item of a request-batch body: its own body with its request id."""
-    body = request.body()
+    """The request as an item of a request-batch body: its own JSON body with its request id (a
+    request-batch carries JSON items, whatever the request's own body format)."""
+    body = request.json_body()
     return b'{"request_id":' + json.dumps(request.request_id).encode() + b"," + body[1:]
 
 

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from qscore.contracts import ErrorCode, ReplyStatus, ScoreReply
+from qscore.contracts import (
+    ContractViolation,
+    ErrorCode,
+    ReplyStatus,
+    ScoreReply,
+    decode_binary_reply,
+    header_length_of,
+    is_binary_reply,
+)
 
 
 class ScoringError(Exception):
@@ -79,9 +87,15 @@ class ProducerStats:
         return self.sent - self.replied - self.timed_out
 
 
-def parse_reply(body: bytes) -> ScoreReply:
-    """A reply body; top-level fields this version does not know are ignored (they may be added
-    within schema version 1, see docs/contract.md)."""
+def parse_reply(body: bytes, *, content_type: str | None = None, header_length: object = None) -> ScoreReply:
+    """A reply body, JSON or (by its content type) binary with its `header_length` property;
+    top-level fields this version does not know are ignored in JSON (they may be added within
+    schema version 1, see docs/contract.md). ValueError when it is neither."""
+    if is_binary_reply(content_type):
+        try:
+            return decode_binary_reply(body, header_length_of(header_length))
+        except ContractViolation as exc:  # the header length property is not a number
+            raise ValueError(exc.description) from None
     document = json.loads(body)
     if not isinstance(document, dict):
         raise ValueError("a reply body is a JSON object")

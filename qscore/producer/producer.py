@@ -24,6 +24,7 @@ from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from qscore.claimcheck import ClaimCheckSettings
+from qscore.contracts import BINARY_REPLY_CONTENT_TYPE
 from qscore.producer.claims import ProducerClaims
 from qscore.producer.coalesce import Coalescer, PendingCall
 from qscore.producer.collector import ReplyCollector
@@ -190,6 +191,7 @@ class ScoringProducer:
             deadline=deadline,
             priority=priority,
             binary=self.settings.binary_tensors,
+            body_format=self.settings.body_format,
         )
         if self._coalescer is None:
             (outcome,) = await self.score_many([outgoing], timeout_s=timeout_s)
@@ -307,6 +309,7 @@ class ScoringProducer:
             reply_to_session_id=self.settings.session_id,
             traceparent=traceparent,
             reference=self._references.pop(request.request_id, None),
+            accept=self._accept,
         )
 
     def _batch_message(self, items: list[bytes]) -> ServiceBusMessage:
@@ -316,7 +319,13 @@ class ScoringProducer:
             reply_to=self.settings.reply_queue,
             reply_to_session_id=self.settings.session_id,
             traceparent=traceparent,
+            accept=self._accept,
         )
+
+    @property
+    def _accept(self) -> str | None:
+        """The `accept` property of our requests: binary replies unless settings say json."""
+        return BINARY_REPLY_CONTENT_TYPE if self.settings.reply_format == "binary" else None
 
     async def _close_reply_session(self) -> None:
         session, self._reply_session = self._reply_session, None

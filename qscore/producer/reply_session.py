@@ -18,6 +18,7 @@ from qscore.producer.collector import ReplyCollector
 from qscore.producer.outcomes import body_bytes, parse_reply
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import reply_received
+from qscore.transport.received import header_length
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import top_up_management_credit
 
@@ -119,7 +120,7 @@ class ReplySession:
         try:
             if body is None:
                 raise ValueError("no body")
-            reply = parse_reply(body)
+            reply = parse_reply(body, content_type=message.content_type, header_length=header_length(message))
         except (ValidationError, ValueError):
             log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
             self._collector.on_malformed()

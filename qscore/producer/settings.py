@@ -12,6 +12,8 @@ from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, SHARED_V
 DEFAULT_HIGH_PRIORITY_QUEUE = f"{DEFAULT_REQUEST_QUEUE}-high"
 
 ReplyReceiveMode = Literal["peek_lock", "receive_and_delete"]
+# A body's form (docs/contract.md): a JSON header and the tensors' raw bytes, or JSON.
+BodyFormat = Literal["binary", "json"]
 
 
 def new_session_id() -> str:
@@ -52,6 +54,10 @@ class ProducerSettings:
     # Outstanding batch sends at once: overlaps the per-send round trip on large runs.
     max_concurrent_sends: int = 4
     binary_tensors: bool = False
+    # The request body's form: binary (a JSON header and the raw tensor bytes, about 1.0x the
+    # tensors' size) or json (docs/contract.md); and the reply form asked for (`accept`).
+    body_format: BodyFormat = "binary"
+    reply_format: BodyFormat = "binary"
     # Coalescing (qscore.producer.coalesce): concurrent score() calls for one model/version/lane
     # within the linger go out as one request-batch message. 2 ms is small next to a broker
     # round trip (~10 ms locally) and a lone call pays no more than it; the bounds keep a
@@ -71,6 +77,8 @@ class ProducerSettings:
             raise ValueError("receive_batch_size and max_concurrent_sends must be >= 1")
         if not self.session_id:
             raise ValueError("session_id must not be empty")
+        if self.body_format not in ("binary", "json") or self.reply_format not in ("binary", "json"):
+            raise ValueError("body_format and reply_format are 'binary' or 'json'")
         if self.coalesce_linger_ms < 0 or self.coalesce_max_rows < 1 or self.coalesce_max_bytes < 1:
             raise ValueError("coalesce_linger_ms must be >= 0, coalesce_max_rows and _max_bytes >= 1")
 

@@ -27,8 +27,14 @@ from qscore.scoring.envelope import (
     unreadable_properties,
 )
 from qscore.scoring.outcomes import RequestOutcome, log_outcomes, outcome_of_dead_letter, outcome_of_reply
-from qscore.scoring.prepare import PreparedRequest, RequestPreparer, SpecSource, UnknownModel
-from qscore.scoring.rejection import Disposition, model_named_in, rejection_disposition
+from qscore.scoring.prepare import (
+    PreparedRequest,
+    RequestPreparer,
+    SpecSource,
+    UnknownModel,
+    model_named_in,
+)
+from qscore.scoring.rejection import Disposition, rejection_disposition
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
     InteractionSink,

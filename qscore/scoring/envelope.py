@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from qscore.contracts import (
+    BINARY_REQUEST_CONTENT_TYPE,
     REQUEST_BATCH_CONTENT_TYPE,
     REQUEST_CONTENT_TYPE,
     ContractViolation,
     ErrorCode,
+    accepts_binary_reply,
     is_batch_content_type,
 )
 from qscore.transport.replies import ReplyAddress
@@ -30,6 +32,7 @@ class RequestEnvelope:
     reply_to_session_id: str | None = None
     content_type: str | None = None
     traceparent: str | None = None  # the producer's W3C trace context, carried on to the reply
+    accept: str | None = None  # the reply form the producer takes (`accept`, docs/contract.md)
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,10 @@ def reply_address_of(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAdd
             f"reply queue {queue!r} requires sessions: set reply_to_session_id to your own session id",
         )
     return ReplyAddress(
-        queue=queue, session_id=envelope.reply_to_session_id, traceparent=envelope.traceparent
+        queue=queue,
+        session_id=envelope.reply_to_session_id,
+        traceparent=envelope.traceparent,
+        binary_reply=accepts_binary_reply(envelope.accept),
     )
 
 
@@ -114,11 +120,14 @@ def check_content_type(envelope: RequestEnvelope) -> None:
             f"worker only, not the Functions app: send each item as its own {REQUEST_CONTENT_TYPE!r} "
             "message to this queue",
         )
-    if envelope.content_type and _media_type(envelope.content_type) != REQUEST_CONTENT_TYPE:
+    if envelope.content_type and _media_type(envelope.content_type) not in (
+        REQUEST_CONTENT_TYPE,
+        BINARY_REQUEST_CONTENT_TYPE,
+    ):
         raise ContractViolation(
             ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-            f"content_type {envelope.content_type!r} is not {REQUEST_CONTENT_TYPE!r}: send a v1 request "
-            "with that content type (or none)",
+            f"content_type {envelope.content_type!r} is not {REQUEST_CONTENT_TYPE!r} or "
+            f"{BINARY_REQUEST_CONTENT_TYPE!r}: send a v1 request with one of them (or none, for JSON)",
         )
 
 

@@ -5,17 +5,25 @@ Shared by the worker and the Functions activities so that both judge a request t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from qscore.contracts import (
     PRODUCTION_LABEL,
+    BinaryRequest,
     ContractViolation,
     ErrorCode,
     ModelSpec,
     ScoreRequest,
+    binary_request_arrays,
     check_deadline,
+    decode_binary_request,
     decode_request,
+    header_length_of,
+    is_binary_request,
     request_arrays,
 )
 from qscore.contracts.validation import DEFAULT_MAX_MESSAGE_BYTES
@@ -78,19 +86,40 @@ class RequestPreparer:
         received_at: float,
         enqueued_at: float | None = None,
         max_message_bytes: int | None = None,
+        content_type: str | None = None,
+        header_length: object = None,
     ) -> PreparedRequest:
         """Raises ContractViolation for a request that can never be scored as sent.
 
-        `max_message_bytes` overrides the body limit (a claim-checked body has its own)."""
-        request = decode_request(body, max_message_bytes=max_message_bytes or self._max_message_bytes)
+        `max_message_bytes` overrides the body limit (a claim-checked body has its own).
+        `content_type` picks the form (JSON, or binary with the message's `header_length`
+        property); the envelope check has already refused any other."""
+        limit = max_message_bytes or self._max_message_bytes
+        if is_binary_request(content_type):
+            decoded = decode_binary_request(body, header_length_of(header_length), max_message_bytes=limit)
+            return await self.prepare_request(
+                request_id=request_id,
+                request=decoded.request,
+                received_at=received_at,
+                enqueued_at=enqueued_at,
+                binary=decoded,
+            )
+        request = decode_request(body, max_message_bytes=limit)
         return await self.prepare_request(
             request_id=request_id, request=request, received_at=received_at, enqueued_at=enqueued_at
         )
 
     async def prepare_request(
-        self, *, request_id: str, request: ScoreRequest, received_at: float, enqueued_at: float | None = None
+        self,
+        *,
+        request_id: str,
+        request: ScoreRequest,
+        received_at: float,
+        enqueued_at: float | None = None,
+        binary: BinaryRequest | None = None,
     ) -> PreparedRequest:
-        """The same for a decoded request (an item of a request batch)."""
+        """The same for a decoded request (an item of a request batch); `binary`: its inputs
+        are in a binary body."""
         check_deadline(request)
         try:
             spec = await self._specs.model_spec(request.model)
@@ -104,7 +133,9 @@ class RequestPreparer:
             )
         except RegistryError as exc:
             raise ContractViolation(ErrorCode.UNKNOWN_VERSION, str(exc)) from None
-        arrays = request_arrays(request, spec)
+        arrays: dict[str, np.ndarray] = (
+            request_arrays(request, spec) if binary is None else binary_request_arrays(binary, spec)
+        )
         item = ScoringItem(
             request_id=request_id,
             request=request,
@@ -119,3 +150,15 @@ class RequestPreparer:
             shadow_version=route.shadow_version,
             route=interaction_route(request, route),
         )
+
+
+def model_named_in(body: bytes, *, content_type: str | None = None, header_length: object = None) -> str:
+    """The model a request body names, best effort ("" when it names none): for the error reply
+    of a request that failed a check, in either form (a binary body's header names it)."""
+    try:
+        length = header_length_of(header_length) if is_binary_request(content_type) else None
+        document = json.loads(body if length is None else body[:length])
+    except (ContractViolation, ValueError, UnicodeDecodeError):
+        return ""
+    model = document.get("model") if isinstance(document, dict) else None
+    return model if isinstance(model, str) else ""

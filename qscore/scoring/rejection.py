@@ -11,7 +11,6 @@ the place of completing it).
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 
 from qscore.contracts import ContractViolation
@@ -36,14 +35,3 @@ def rejection_disposition(
     if address is None or violation.outcome == DEAD_LETTERED:
         return Disposition.DEAD_LETTER
     return Disposition.REPLY_AND_KEEP if policy.keep_answered_rejections else Disposition.REPLY
-
-
-def model_named_in(body: bytes) -> str:
-    """The model a request names, best effort, for the error reply of a request that failed to
-    parse ("" when the body is not a JSON object naming one). Never raises."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return ""
-    model = document.get("model") if isinstance(document, dict) else None
-    return model if isinstance(model, str) else ""

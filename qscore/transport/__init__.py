@@ -4,8 +4,10 @@ and batch settlement (`MessageSettler`)."""
 
 from qscore.transport.client import TransportConfigError, check_connection_string, servicebus_client
 from qscore.transport.received import (
+    accept,
     application_properties,
     enqueued_at,
+    header_length,
     message_body,
     reply_address,
     traceparent,
@@ -29,10 +31,12 @@ __all__ = [
     "ReplySender",
     "SendFailure",
     "TransportConfigError",
+    "accept",
     "application_properties",
     "check_connection_string",
     "classify_send_error",
     "enqueued_at",
+    "header_length",
     "message_body",
     "reply_address",
     "reply_message",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY, accepts_binary_reply
 from qscore.transport.replies import ReplyAddress
 
 TRACEPARENT = "traceparent"
@@ -66,6 +67,25 @@ def traceparent(message: ReceivedMessage) -> str | None:
     return None
 
 
+def application_property(message: ReceivedMessage, name: str) -> Any:
+    """One application property's value as the SDK gives it (None when absent)."""
+    for key, value in (message.application_properties or {}).items():
+        if key in (name, name.encode()):
+            return value
+    return None
+
+
+def header_length(message: ReceivedMessage) -> Any:
+    """The binary form's header length property (`inference-header-content-length`), as sent."""
+    return application_property(message, HEADER_LENGTH_PROPERTY)
+
+
+def accept(message: ReceivedMessage) -> str | None:
+    """The reply form the producer asked for (`accept`), if it did."""
+    value = application_property(message, ACCEPT_PROPERTY)
+    return None if value is None else _text(value)
+
+
 def enqueued_at(message: ReceivedMessage) -> float | None:
     """When the broker accepted the message, as epoch seconds."""
     enqueued = message.enqueued_time_utc
@@ -77,5 +97,8 @@ def reply_address(message: ReceivedMessage) -> ReplyAddress | None:
     if not message.reply_to:
         return None
     return ReplyAddress(
-        queue=message.reply_to, session_id=message.reply_to_session_id, traceparent=traceparent(message)
+        queue=message.reply_to,
+        session_id=message.reply_to_session_id,
+        traceparent=traceparent(message),
+        binary_reply=accepts_binary_reply(accept(message)),
     )

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from qscore.claimcheck.reference import CLAIM_CHECK_CONTENT_TYPE
 from qscore.claimcheck.store import ClaimStoreUnavailable
-from qscore.contracts import REPLY_CONTENT_TYPE, ScoreReply
+from qscore.contracts import (
+    BINARY_REPLY_CONTENT_TYPE,
+    HEADER_LENGTH_PROPERTY,
+    REPLY_CONTENT_TYPE,
+    ScoreReply,
+    encode_binary_reply,
+)
 from qscore.transport.reply_ttl import ReplyLifetime
 
 if TYPE_CHECKING:
@@ -40,6 +46,8 @@ class ReplyAddress:
     session_id: str | None = None
     traceparent: str | None = None  # the trace context the reply carries (the worker's span)
     deadline: float | None = None  # the request's deadline (epoch s): it sets the reply's time-to-live
+    # The request asked for its reply in the binary form (its `accept` property, docs/contract.md).
+    binary_reply: bool = False
 
 
 def reply_message(
@@ -50,18 +58,33 @@ def reply_message(
 
     from azure.servicebus import ServiceBusMessage
 
+    body, content_type, properties = _reply_body(address, reply)
     return ServiceBusMessage(
-        reply.model_dump_json(exclude_none=True),
+        body,
         session_id=address.session_id,
         correlation_id=reply.request_id,
-        content_type=REPLY_CONTENT_TYPE,
-        application_properties=_trace_properties(address),  # type: ignore[arg-type]
+        content_type=content_type,
+        application_properties=properties,  # type: ignore[arg-type]
         time_to_live=None if time_to_live_s is None else timedelta(seconds=time_to_live_s),
     )
 
 
-def _trace_properties(address: ReplyAddress) -> dict[str, str] | None:
+def _trace_properties(address: ReplyAddress) -> dict[str, str | int] | None:
     return {"traceparent": address.traceparent} if address.traceparent else None
+
+
+def _reply_body(address: ReplyAddress, reply: ScoreReply) -> tuple[bytes, str, dict[str, str | int] | None]:
+    """The reply's body, content type and application properties, in the form its request asked for."""
+    if not address.binary_reply:
+        return (
+            reply.model_dump_json(exclude_none=True).encode(),
+            REPLY_CONTENT_TYPE,
+            _trace_properties(address),
+        )
+    encoded = encode_binary_reply(reply)
+    properties: dict[str, str | int] = {HEADER_LENGTH_PROPERTY: encoded.header_length}
+    properties.update(_trace_properties(address) or {})
+    return encoded.body, BINARY_REPLY_CONTENT_TYPE, properties
 
 
 def reply_amqp_message(
@@ -74,23 +97,24 @@ def reply_amqp_message(
     """The same message as `reply_message`, built as the AMQP message the SDK sends: about 15 us
     cheaper per reply (ServiceBusMessage's property setters re-list its fields many times), and
     the sender packs it into a batch just the same. A fresh message id, as the SDK would give.
-    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies).
+    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies;
+    a reply by reference is JSON whatever form its request asked for).
     `time_to_live_s`: the broker expires the reply after it (qscore.transport.reply_ttl)."""
     from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageHeader, AmqpMessageProperties
 
+    if reference is None:
+        body, content_type, application = _reply_body(address, reply)
+    else:
+        body, content_type, application = reference, CLAIM_CHECK_CONTENT_TYPE, _trace_properties(address)
     properties = AmqpMessageProperties(
         message_id=str(uuid.uuid4()),
         group_id=address.session_id,  # the AMQP name of a Service Bus session id
         correlation_id=reply.request_id,
-        content_type=REPLY_CONTENT_TYPE if reference is None else CLAIM_CHECK_CONTENT_TYPE,
+        content_type=content_type,
     )
-    body = reply.model_dump_json(exclude_none=True).encode() if reference is None else reference
     header = None if time_to_live_s is None else AmqpMessageHeader(time_to_live=int(time_to_live_s * 1000))
     return AmqpAnnotatedMessage(
-        data_body=body,
-        properties=properties,
-        header=header,
-        application_properties=_trace_properties(address),
+        data_body=body, properties=properties, header=header, application_properties=application
     )
 
 
@@ -226,7 +250,7 @@ class ReplySender:
         ttl_s = self._lifetime.seconds(address.deadline)
         if self._claims is None:
             return reply_amqp_message(address, reply, time_to_live_s=ttl_s)
-        body = reply.model_dump_json(exclude_none=True).encode()
+        body = reply.model_dump_json(exclude_none=True).encode()  # by reference: JSON (docs/contract.md)
         reference = await self._claims.offload(reply.request_id, body)
         return reply_amqp_message(address, reply, reference=reference, time_to_live_s=ttl_s)
 

@@ -19,6 +19,9 @@ WORKER_RSS_TARGET_MB = 200.0
 WORKER_MESSAGES_PER_CORE_TARGET = 3000.0
 # A single-threaded Python process (worker, bus, producer) is saturated near one core.
 SATURATED_CORES = 0.85
+# Issue 23: drain throughput with the bus at network distance, over the same drain at 0:
+# (rows per request, one-way latency in ms, target ratio).
+DRAIN_RATIO_TARGETS = ((1, 5.0, 0.9), (1, 25.0, 0.8), (128, 5.0, 0.9))
 
 
 @dataclass(frozen=True)
@@ -172,10 +175,62 @@ def _cold_start_goal(run: BenchRun) -> Goal:
     return Goal(name, target, measured, met, detail)
 
 
+def _network_goals(run: BenchRun) -> list[Goal]:
+    """Drain throughput at 5 and 25 ms one way over the drain at 0 (issue 23's targets)."""
+    network = run.network
+    if network is None:
+        return []
+    goals = []
+    for many_rows, latency_ms, target in DRAIN_RATIO_TARGETS:
+        rows = run.settings.drain_rows if many_rows > 1 else 1
+        name = (
+            f"{'single' if rows == 1 else rows}-row drain throughput, bus at {latency_ms:g} ms one way / at 0"
+        )
+        ratio = network.drain_ratio(rows, latency_ms)
+        if ratio is None:
+            goals.append(unmeasured(name, f">= {target}", f"no {rows}-row drain at 0 and {latency_ms:g} ms"))
+            continue
+        met = ratio >= target
+        detail = ""
+        if not met:
+            zero, delayed = network.drain(rows, 0.0), network.drain(rows, latency_ms)
+            assert zero is not None and delayed is not None
+            bound = (
+                "worker saturated"
+                if delayed.worker_cores >= SATURATED_CORES
+                else "no process saturated: the worker waits on broker round trips"
+            )
+            detail = (
+                f"{bound}; {delayed.messages_per_s:,.0f} msg/s at {latency_ms:g} ms vs "
+                f"{zero.messages_per_s:,.0f} at 0; worker {delayed.worker_cores:.2f} vs "
+                f"{zero.worker_cores:.2f} cores, bus {delayed.bus_cores:.2f} vs {zero.bus_cores:.2f}"
+            )
+        goals.append(Goal(name, f">= {target}", ratio, met, detail))
+    return goals
+
+
+WIRE_BYTES_TARGET = 1.1
+
+
+def _wire_bytes_goal() -> Goal:
+    """Bytes on the wire per sample: a 128-row digits request's binary body over its tensors' raw
+    bytes (qscore_tools/bench/wire_bytes.py builds it as the producer library sends it)."""
+    from qscore_tools.bench.wire_bytes import WIRE_ROWS, wire_bytes
+
+    figures = wire_bytes()
+    ratio = figures.ratio("binary")
+    met = ratio <= WIRE_BYTES_TARGET
+    detail = "" if met else f"body {figures.body_bytes['binary']} bytes for {figures.raw_bytes} raw"
+    name = f"bytes on the wire per sample, {WIRE_ROWS}-row binary body / raw tensor bytes"
+    return Goal(name, f"<= {WIRE_BYTES_TARGET:g}", ratio, met, detail)
+
+
 def evaluate(run: BenchRun) -> list[Goal]:
     cores = int(run.machine.get("usable_cores") or 1)
     goals = [_ratio_goal(run, cores), _batching_goal(run, cores)]
     for results in run.models.values():
         goals += [_latency_goal(run, results, cores, fraction) for fraction in (0.25, 0.5)]
     goals += throughput_goals(run, cores)
+    goals += _network_goals(run)
+    goals.append(_wire_bytes_goal())
     return [*goals, *_worker_goals(run, cores), _cold_start_goal(run)]

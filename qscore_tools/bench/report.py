@@ -86,6 +86,7 @@ def results_document(run: BenchRun, goals: list[Goal]) -> dict[str, Any]:
         "worker": worker_figures(run),
         "cold_start": None if run.cold_start is None else run.cold_start.as_dict(),
         "throughput": None if run.throughput is None else run.throughput.as_dict(),
+        "network": None if run.network is None else run.network.as_dict(),
         "profiles": [summary.as_dict() for summary in run.profiles],
         "goals": [goal.as_dict() for goal in goals],
     }
@@ -196,6 +197,7 @@ def markdown_summary(document: dict[str, Any]) -> str:
         *_stage_rows(document),
         "",
         *_throughput_lines(document),
+        *_network_lines(document),
         *_profile_lines(document),
     ]
     return "\n".join(lines)
@@ -224,6 +226,51 @@ def _throughput_lines(document: dict[str, Any]) -> list[str]:
             f"| {_fmt(point['latency']['p50_ms'])} | {_fmt(point['latency']['p99_ms'])} | {point['errors']} |"
         )
     return [*rows, ""]
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _network_lines(document: dict[str, Any]) -> list[str]:
+    """Issue 23: each queue-path point with the bus at 0 and at D, and the drains."""
+    network = document.get("network")
+    if not network:
+        return []
+    delay = f"{network['bus_latency_ms']:g} ms"
+    lines = [
+        f"## The queue path with the bus {delay} away (one way; emulated, docs/local-bus.md)",
+        "",
+        f"| model | point | samples/s at 0 | at {delay} | ratio | p50 at 0 / at {delay} (ms) "
+        f"| p99 at 0 / at {delay} (ms) | p99 ratio | errors at {delay} |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for point in network["points"]:
+        zero, delayed = point["at_zero"], point["at_delay"]
+        lines.append(
+            f"| {point['model']} | {point['label']} | {_fmt(zero['samples_per_s'], 0)} "
+            f"| {_fmt(delayed['samples_per_s'], 0)} | {_ratio(point['throughput_ratio'])} "
+            f"| {_fmt(zero['latency']['p50_ms'])} / {_fmt(delayed['latency']['p50_ms'])} "
+            f"| {_fmt(zero['latency']['p99_ms'])} / {_fmt(delayed['latency']['p99_ms'])} "
+            f"| {_ratio(point['p99_ratio'])} | {delayed['errors']} |"
+        )
+    lines += [
+        "",
+        "Drains (request queue filled while the one worker is stopped, then let go; rate from the first"
+        " reply to the last):",
+        "",
+        "| rows per request | bus one way (ms) | messages | msg/s | samples/s | vs at 0 | worker cores "
+        "| bus cores | body | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for drain in network["drains"]:
+        lines.append(
+            f"| {drain['rows']} | {drain['latency_ms']:g} | {drain['messages']:,} "
+            f"| {_fmt(drain['messages_per_s'], 0)} | {_fmt(drain['samples_per_s'], 0)} "
+            f"| {_ratio(drain['ratio_to_zero'])} | {drain['worker_cores']:.2f} | {drain['bus_cores']:.2f} "
+            f"| {drain['body']} | {drain['errors']} |"
+        )
+    return [*lines, ""]
 
 
 def _profile_lines(document: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from qscore_tools.bench.cold_start import ColdStart, measure_cold_start
 from qscore_tools.bench.direct import Ceiling, CeilingSearch, find_ceiling, measure_direct
 from qscore_tools.bench.machine import machine_facts
+from qscore_tools.bench.network import NetworkResults, measure_network_latency, phase_latencies
 from qscore_tools.bench.points import LoadPoint
 from qscore_tools.bench.profiling import Profiler, ProfileSummary
 from qscore_tools.bench.queue_path import QueueMeasurement, measure_queue, wait_for_empty_queue
@@ -79,6 +80,7 @@ class BenchRun:
     batching: BatchingComparison | None = None
     cold_start: ColdStart | None = None
     throughput: ThroughputResults | None = None
+    network: NetworkResults | None = None  # the queue path with the bus at network distance
     profiler: Profiler | None = None
 
     @property
@@ -88,10 +90,12 @@ class BenchRun:
 
 def total_phases(settings: BenchSettings) -> int:
     """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, batching off,
-    and issue 16's three (items per message, coalescing, lanes)."""
+    issue 16's three (items per message, coalescing, lanes) and one per bus latency (issue 23)."""
     cold_start = 1 if "digits" in settings.models else 0
     throughput = 3 if settings.throughput_involved() else 0
-    return 4 * len(settings.models) + 2 + cold_start + throughput + (1 if settings.batching_involved() else 0)
+    network = len(phase_latencies(settings))
+    batching = 1 if settings.batching_involved() else 0
+    return 4 * len(settings.models) + 2 + cold_start + throughput + network + batching
 
 
 def describe(point: LoadPoint, *, backlog_at_start: int | None = 0) -> str:
@@ -275,6 +279,8 @@ async def run_bench(settings: BenchSettings, progress: ProgressSink | None = Non
             if settings.throughput_involved():
                 run.throughput = await measure_throughput(stack, settings, progress, run.profiler)
             run.cold_start = await measure_worker_cold_start(stack, connection, settings, progress)
+            if phase_latencies(settings):
+                run.network = await measure_network_latency(stack, run, (connection, bus_pid), progress)
         if settings.batching_involved():
             await compare_batching(run, connection, bus_pid, progress)
     run.finished_at = time.time()

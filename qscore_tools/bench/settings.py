@@ -41,6 +41,15 @@ class BenchSettings:
     coalesce_concurrency: int = 512  # concurrent single-row score() calls
     lane_low_concurrency: int = 512  # the saturated low lane's closed loop
     high_lane_share: float = 0.1  # the high lane's rate, of the low lane's throughput alone
+    # Issue 23 (qscore_tools.bench.network): the queue path with the bus this far away, one way.
+    # 5 ms stands for a Service Bus namespace in the same Azure region (docs/benchmarks.md);
+    # 0 turns the phase off.
+    bus_latency_ms: float = 5.0
+    drain_latencies_ms: tuple[float, ...] = (5.0, 25.0)  # single-row drains, besides 0 and D
+    drain_messages: int = 3000
+    drain_rows: int = 128  # rows per request of the many-row drain
+    drain_rows_latencies_ms: tuple[float, ...] = (5.0,)  # besides 0
+    drain_rows_messages: int = 400
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -53,6 +62,11 @@ class BenchSettings:
             raise ValueError("max batch size must be >= 1 and max batch delay >= 0")
         if not self.direct_levels or not self.queue_levels or not self.offered_fractions:
             raise ValueError("concurrency levels and offered fractions must not be empty")
+        latencies = (self.bus_latency_ms, *self.drain_latencies_ms, *self.drain_rows_latencies_ms)
+        if any(latency < 0 for latency in latencies):
+            raise ValueError("bus latency must be >= 0 ms")
+        if min(self.drain_messages, self.drain_rows_messages) < 2 or self.drain_rows < 1:
+            raise ValueError("a drain needs at least 2 messages of at least 1 row")
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> BenchSettings:
@@ -67,6 +81,8 @@ class BenchSettings:
             sweep_rows_in_flight=256,
             coalesce_concurrency=128,
             lane_low_concurrency=128,
+            drain_messages=300,
+            drain_rows_messages=40,
             quick=True,
         )
         return replace(quick, **overrides)

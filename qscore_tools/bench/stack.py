@@ -7,7 +7,10 @@ exposes a CPU probe and peak-RSS meter per role (worker, bus, triton) for per-me
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +108,9 @@ class BenchStack:
             "QSCORE_PRIORITY_QUEUES": HIGH_LANE_QUEUE,
         }
 
-    async def _start_workers(self) -> None:
+    async def _start_workers(self, count: int | None = None) -> None:
         self.pool = WorkerPool(
-            count=self.config.workers,
+            count=count or self.config.workers,
             env=self.worker_env(),
             log_dir=self._log_dir,
             drain_grace_s=WORKER_DRAIN_GRACE_S,
@@ -141,6 +144,32 @@ class BenchStack:
     async def stop_workers(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
+
+    async def restart_workers(self, count: int | None = None) -> None:
+        """Fresh workers (`count`, default the config's) on the current bus, metered anew."""
+        await self.stop_workers()
+        await self._stop_meters()
+        await self._start_workers(count)
+        self._start_meters()
+
+    def pause_workers(self, paused: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) every worker: a drain fills the queue while they cannot take any,
+        without paying a worker start per drain."""
+        for pid in self.pool.pids() if self.pool else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
+    async def use_bus(self, connection: str, pid: int | None) -> None:
+        """Point the stack at another endpoint (same Triton); workers stay stopped until
+        `restart_workers()` (the network-latency phase moves between endpoints this way)."""
+        await self.stop_workers()
+        await self._stop_meters()
+        self.bus_connection, self.bus_pid = connection, pid
+
+    async def _stop_meters(self) -> None:
+        for meter in self.meters.values():
+            await meter.stop()
+        self.meters = {}
 
     async def close(self) -> None:
         """Stop meters, workers (SIGTERM, then SIGKILL) and Triton; safe to call twice."""

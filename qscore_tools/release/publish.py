@@ -142,7 +142,7 @@ def render_pinned(
     """Render the pinned overlay into `out`; returns validation problems (empty when clean).
 
     The checks are tests/test_deploy_manifests.py's: Kubernetes strict, KEDA CRDs strict
-    (`keda_schemas`, default ../shared/schemas/keda-v2.20.2 beside the checkout), the lints.
+    (`keda_schemas`, default the repository's deploy/schemas/keda/v2.20.2), the lints.
     """
     from qscore_tools.scaling.lint import lint_rendered, pod_templates
     from qscore_tools.scaling.manifests import render_overlay

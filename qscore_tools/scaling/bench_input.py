@@ -35,6 +35,19 @@ def per_replica_rate_from_bench(path: Path) -> float:
 
 
 def latest_bench_result(results_dir: Path) -> Path | None:
-    """The newest bench/results/*.json (timestamped names sort by time), if any."""
-    files = sorted(results_dir.glob("*.json"))
-    return files[-1] if files else None
+    """The newest queue bench result in `results_dir`, if any.
+
+    bench/results also holds other benchmarks' JSON (`batch-1m.json`, `batch-rss-10m.json`),
+    whose names sort after the timestamped ones: a file counts only when it has the queue
+    bench's shape (a positive `worker.messages_per_s_per_replica`), and the newest is the one
+    with the latest `started_at` (ISO 8601 UTC, as `qscore bench` writes it; the name breaks ties).
+    """
+    found: list[tuple[str, str, Path]] = []
+    for path in results_dir.glob("*.json"):
+        try:
+            per_replica_rate_from_bench(path)
+            started = json.loads(path.read_text()).get("started_at", "")
+        except (BenchInputError, AttributeError):
+            continue
+        found.append((started if isinstance(started, str) else "", path.name, path))
+    return max(found)[2] if found else None

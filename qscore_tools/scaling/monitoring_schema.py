@@ -1,6 +1,6 @@
 """Shape checks for the Prometheus Operator kinds in deploy/ (PodMonitor, PrometheusRule).
 
-They are CRDs and no schema of them is vendored (shared/schemas holds only KEDA's), so these
+They are CRDs and no schema of them is vendored (deploy/schemas holds only KEDA's), so these
 JSON Schemas are written here from the monitoring.coreos.com/v1 API reference, covering the
 fields qscore uses, strict (an unknown or misspelt field is an error). A field the project
 starts to use must be added here; the PromQL inside a rule is checked by promtool

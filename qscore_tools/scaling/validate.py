@@ -25,12 +25,9 @@ KEDA_CRD_FILES = {
 
 
 def keda_schema_dir(root: Path | None = None) -> Path:
-    """`<repo root>/../shared/schemas/keda-v2.20.2` (shared/ sits beside the checkout in CI), or
-    `<repo root>/shared/...` when the checkout has shared/ inside it (a git worktree)."""
-    checkout = root or repo_root()
-    beside = checkout.parent / "shared" / "schemas" / f"keda-v{KEDA_VERSION}"
-    inside = checkout / "shared" / "schemas" / f"keda-v{KEDA_VERSION}"
-    return inside if not beside.is_dir() and inside.is_dir() else beside
+    """`<repo root>/deploy/schemas/keda/v2.20.2`: KEDA's CRDs, committed verbatim with their
+    upstream checksums (deploy/schemas/keda/README.md names the release and files)."""
+    return (root or repo_root()) / "deploy" / "schemas" / "keda" / f"v{KEDA_VERSION}"
 
 
 def _name(doc: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ tolerance of each other (a tie the rounding of another device can flip), and suc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,24 +53,27 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray]) ->
 
 
 def check_model(onnx_file: Path, pixels: np.ndarray, device: str) -> Equivalence:
-    """Run `pixels` through onnxruntime (CPU) and the torch graph on `device`; compare."""
+    """Run `pixels` through onnxruntime (CPU) and the interpreted graph on `device` (a torch
+    device, or "numpy" for the interpreter's numpy ops: no torch needed); compare."""
     import onnxruntime as ort
 
-    from qscore_tools.bench.gpu.onnx_torch import OnnxTorchGraph
+    from qscore_tools.bench.gpu.onnx_torch import load_graph
 
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     reference = session.run(list(OUTPUTS), {"pixels": pixels})
-    candidate = OnnxTorchGraph.load(str(onnx_file), device).run({"pixels": pixels}, OUTPUTS)
+    candidate = load_graph(str(onnx_file), device).run({"pixels": pixels}, OUTPUTS)
     diff, mismatches, ties = compare_outputs(reference, candidate)
     return Equivalence(str(onnx_file), device, len(pixels), diff, mismatches, ties)
 
 
-def check_repository(repo: Path, pixels: np.ndarray, device: str) -> list[Equivalence]:
-    """Every version of every model in `repo` (digits v1 and v2, bench_mlp v1)."""
+def check_repository(repo: Path, pixels: np.ndarray, device: str, models: Sequence[str]) -> list[Equivalence]:
+    """Every version of `models` in `repo` (the GPU run's: digits v1 and v2, bench_mlp v1). The
+    repository's other models (the digit_images ensemble and its parts) take other inputs."""
     from qscore_local.triton.repository import ONNX_FILENAME, list_models, version_dirs
 
     return [
         check_model(version / ONNX_FILENAME, pixels, device)
         for model in list_models(repo)
+        if model in models
         for version in version_dirs(repo / model)
     ]

@@ -275,7 +275,8 @@ def describe(result: SearchResult) -> str:
 
 
 def check_conversion(run: GpuRun, pixels: np.ndarray) -> bool:
-    run.equivalence = check_repository(SOURCE_REPO, pixels, run.device)
+    # Every model file the run can serve, whatever --models narrows the searches to.
+    run.equivalence = check_repository(SOURCE_REPO, pixels, run.device, GpuBenchSettings().models)
     for check in run.equivalence:
         if not check.passed:
             run.problems.append(
