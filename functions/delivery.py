@@ -83,7 +83,8 @@ async def _gather(
             unanswered.extend(failed)
     if rejected_replies is not None:
         replies.extend(await _stored_replies(rejected_replies, runtime))
-    recorded = {rejection.request_id for rejection in unanswered}
+    # A kept rejection (QSCORE_KEEP_ANSWERED_REJECTIONS) is answered as well as recorded.
+    recorded = {rejection.request_id for rejection in unanswered if not rejection.answered}
     return [(e, r) for e, r in replies if r.request_id not in recorded], unanswered
 
 
@@ -122,7 +123,7 @@ async def send_replies(
     queued: list[tuple[Envelope, str, ScoreReply]] = []
     for message, reply in replies:
         reply = finish_timings(reply, message)
-        queue = reply_queue_of(message, runtime.settings.reply_queue)
+        queue = reply_queue_of(message)
         if queue is None:
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
         else:
@@ -201,6 +202,7 @@ async def record_failures(
             scored_by=runtime.settings.scored_by,
         )
         for rejection, record in zip(rejected, records, strict=True)
+        if not rejection.answered  # a kept rejection's outcome was logged as its error reply
     ]
     await log_outcomes(runtime.interactions, outcomes)
     return recorded

@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 from functions.documents import PreparedMember, encode_replies
 from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
-from functions.steps import Addressed, error_for, load_members
-from functions.telemetry import record_batch, scoring_span
+from functions.steps import Addressed, address_of, error_for, load_members
+from functions.telemetry import record_batch, record_output_mismatch, scoring_span
 from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply, accepts_binary_reply
-from qscore.contracts.errors import DEAD_LETTERED
 from qscore.scoring import (
+    Disposition,
     InteractionRoute,
+    ModelOutputMismatch,
     ScoredItem,
     inference_violation,
     log_interactions,
     ok_reply,
+    rejection_disposition,
     score_group,
     split_expired,
     time_left_s,
@@ -34,20 +36,27 @@ class GroupReplies:
     dead_letters: list[Rejection] = field(default_factory=list)
 
     def refuse(self, member: PreparedMember, violation: ContractViolation, runtime: ScoringRuntime) -> None:
-        """As the bad-input table says: a failure record (queue requests), else an error reply."""
+        """As the core decides (`rejection_disposition`): an error reply, a failure record (queue
+        requests that cannot be answered, or answered ones the operator keeps), or both."""
         envelope = member.envelope
-        if envelope.origin == "queue" and violation.outcome == DEAD_LETTERED:
+        disposition = Disposition.REPLY
+        if envelope.origin == "queue":
+            disposition = rejection_disposition(
+                violation, address_of(envelope), runtime.settings.reply_policy()
+            )
+        if disposition != Disposition.REPLY:
             self.dead_letters.append(
                 Rejection(
                     request_id=envelope.message_id,
                     model=self.group.model,
                     code=violation.code.value,
                     description=violation.description,
+                    answered=disposition == Disposition.REPLY_AND_KEEP,
                 )
             )
-            return
-        envelope = _with_deadline(member)
-        self.replies.append((envelope, error_for(envelope, self.group.model, violation, runtime)))
+        if disposition != Disposition.DEAD_LETTER:
+            envelope = _with_deadline(member)
+            self.replies.append((envelope, error_for(envelope, self.group.model, violation, runtime)))
 
 
 async def infer(group: Group, runtime: ScoringRuntime) -> GroupOutcome:
@@ -95,6 +104,11 @@ async def _score(result: GroupReplies, members: list[PreparedMember], runtime: S
             timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
             spec = members[0].request.spec
             scored = await score_group(runtime.triton, spec, group.version, items, timeout_s=timeout_s)
+    except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
+        record_output_mismatch(group.model, group.version)
+        for member in members:
+            result.refuse(member, mismatch, runtime)
+        return
     except (ModelNotFound, InferenceRejected) as exc:
         if len(members) > 1 and isinstance(exc, InferenceRejected):
             for member in members:  # find the one Triton refuses; the others are scored

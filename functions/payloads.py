@@ -36,6 +36,9 @@ class Envelope(BaseModel):
     # The binary form's header length and the reply form asked for (docs/contract.md).
     header_length: int | str | None = None
     accept: str | None = None
+    # Why the message's properties could not be read (the trigger kept the message, without
+    # them, so validation records it `unreadable_properties` instead of failing its batch).
+    unreadable: str | None = None
 
 
 class InboundMessage(Envelope):
@@ -97,6 +100,9 @@ class Rejection(BaseModel):
     model: str
     code: str
     description: str
+    # Answered with an error reply already, recorded too because the operator keeps answered
+    # rejections (QSCORE_KEEP_ANSWERED_REJECTIONS): its outcome is logged once, as the reply.
+    answered: bool = False
 
 
 class ValidationResult(BaseModel):

@@ -42,6 +42,7 @@ _VARIABLES: dict[str, str | tuple[str, ...]] = {
     "scored_by": "WEBSITE_INSTANCE_ID",
     "allowed_reply_queues": "QSCORE_ALLOWED_REPLY_QUEUES",
     "reply_sessions_required": "QSCORE_REPLY_SESSIONS_REQUIRED",
+    "keep_answered_rejections": "QSCORE_KEEP_ANSWERED_REJECTIONS",
 }
 _RETRY_VARIABLES = {
     "first_retry_ms": "QSCORE_FUNCTIONS_RETRY_FIRST_MS",
@@ -77,10 +78,17 @@ class FunctionsSettings:
     # and whether those queues need a reply session.
     allowed_reply_queues: str | None = None
     reply_sessions_required: bool = True
+    # As the worker's: an answered rejection is also recorded on the failures queue.
+    keep_answered_rejections: bool = False
 
     def reply_policy(self) -> ReplyPolicy:
         allowed = (self.allowed_reply_queues or "").split(",")
-        return ReplyPolicy.create(self.reply_queue, allowed, sessions_required=self.reply_sessions_required)
+        return ReplyPolicy.create(
+            self.reply_queue,
+            allowed,
+            sessions_required=self.reply_sessions_required,
+            keep_answered_rejections=self.keep_answered_rejections,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FunctionsSettings:

@@ -25,18 +25,22 @@ from functions.payloads import (
     ValidationResult,
 )
 from functions.runtime import ScoringRuntime
-from qscore.contracts import ContractViolation, ScoreReply
-from qscore.contracts.errors import DEAD_LETTERED
+from qscore.contracts import ContractViolation, ScoreReply, is_batch_content_type
 from qscore.scoring import (
+    Disposition,
     PreparedRequest,
     ReplyPolicy,
     RequestEnvelope,
-    check_envelope,
+    check_content_type,
     error_reply,
     group_key,
     model_named_in,
+    rejection_disposition,
+    reply_address_of,
     shadow_groups,
+    unreadable_properties,
 )
+from qscore.transport import ReplyAddress
 
 Addressed = tuple[Envelope, ScoreReply]
 
@@ -61,19 +65,21 @@ def _rejection(message: InboundMessage, violation: ContractViolation) -> Rejecti
     )
 
 
-def reply_queue_of(message: Envelope, default_reply_queue: str) -> str | None:
-    """Where a queue request's reply goes, as the worker reads it: a reply session with no
-    reply queue means the configured one. None for HTTP requests (answered in the response)."""
-    if message.origin != "queue":
-        return None
-    if not message.reply_to and message.reply_to_session_id:
-        return default_reply_queue
-    return message.reply_to
+def reply_queue_of(message: Envelope) -> str | None:
+    """Where a queue request's reply goes: the queue validation set from the core's
+    `reply_address_of`. None for HTTP requests (answered in the response)."""
+    return message.reply_to if message.origin == "queue" else None
 
 
-def check_queue_request(message: InboundMessage, policy: ReplyPolicy) -> InboundMessage:
-    """The worker's envelope check; the message with its reply address as the worker reads it
-    (a reply session with no reply queue means the configured one)."""
+def address_of(message: Envelope) -> ReplyAddress | None:
+    """A validated queue request's reply address (None for HTTP requests)."""
+    queue = reply_queue_of(message)
+    return None if queue is None else ReplyAddress(queue, message.reply_to_session_id)
+
+
+def with_reply_address(message: InboundMessage, policy: ReplyPolicy) -> tuple[InboundMessage, ReplyAddress]:
+    """The message with its reply queue as the core decides it (`reply_address_of`: a reply
+    session with no reply queue means the configured one), and that address."""
     envelope = RequestEnvelope(
         message_id=message.message_id if message.has_message_id else None,
         reply_to=message.reply_to,
@@ -81,13 +87,13 @@ def check_queue_request(message: InboundMessage, policy: ReplyPolicy) -> Inbound
         content_type=message.content_type,
         accept=message.accept,
     )
-    address = check_envelope(envelope, policy)
-    return message.model_copy(update={"reply_to": address.queue})
+    address = reply_address_of(envelope, policy)
+    return message.model_copy(update={"reply_to": address.queue}), address
 
 
 async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResult:
-    """Judge each request once, as the worker does: the bad-input table (`BAD_INPUT`) decides
-    error reply or dead-letter (here: the failures queue). Group the valid ones by (model,
+    """Judge each request once, as the worker does: `rejection_disposition` decides error reply
+    or dead-letter (here: the failures queue), or both. Group the valid ones by (model,
     resolved version), and the ones in a shadow flight again by (model, shadow version); store
     each group's prepared requests and the rejected requests' error replies."""
     members: dict[tuple[str, str], list[PreparedMember]] = defaultdict(list)
@@ -102,16 +108,26 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
         seen.add(message.message_id)
+        address: ReplyAddress | None = None
         try:
+            if message.unreadable is not None:
+                raise unreadable_properties(message.unreadable)
             if message.origin == "queue":
-                message = check_queue_request(message, policy)
+                message, address = with_reply_address(message, policy)
+                if is_batch_content_type(message.content_type):
+                    address = None  # its items' request ids are in the body: no one reply reaches them
+                check_content_type(RequestEnvelope(message.message_id, content_type=message.content_type))
             prepared = await _prepare(message, runtime)
         except ContractViolation as violation:
             rejection = _rejection(message, violation)
             # An HTTP caller is answered in the response; a queue request as the worker would be.
-            if message.origin == "queue" and violation.outcome == DEAD_LETTERED:
-                result.dead_letters.append(rejection)
-            else:
+            disposition = Disposition.REPLY
+            if message.origin == "queue":
+                disposition = rejection_disposition(violation, address, policy)
+            if disposition != Disposition.REPLY:
+                answered = disposition == Disposition.REPLY_AND_KEEP
+                result.dead_letters.append(rejection.model_copy(update={"answered": answered}))
+            if disposition != Disposition.DEAD_LETTER:
                 result.rejected_with_reply.append(rejection)
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue

@@ -60,6 +60,10 @@ def record_batch(model: str, version: str, size: int) -> None:
     scoring_metrics().record_batch(model, version, size)
 
 
+def record_output_mismatch(model: str, version: str) -> None:
+    scoring_metrics().record_output_mismatch(model, version)
+
+
 def record_replies(replies: list[ScoreReply]) -> None:
     metrics = scoring_metrics()
     for reply in replies:

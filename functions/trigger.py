@@ -45,6 +45,21 @@ def tracking_id(message: func.ServiceBusMessage) -> str:
 
 
 def inbound_message(message: func.ServiceBusMessage, received_at: float) -> InboundMessage:
+    """The message as the orchestration carries it; one whose properties cannot be read is kept
+    without them (`unreadable`), so it is recorded alone instead of failing its whole batch."""
+    try:
+        return _read_properties(message, received_at)
+    except Exception as exc:  # a malformed AMQP property section
+        return InboundMessage.from_body(
+            message.get_body(),
+            message_id=f"no-message-id:{message.sequence_number}",
+            has_message_id=False,
+            received_at=received_at,
+            unreadable=repr(exc),
+        )
+
+
+def _read_properties(message: func.ServiceBusMessage, received_at: float) -> InboundMessage:
     # The producer's trace context rides along in the orchestration input, so the activities'
     # spans join the producer's trace (Diagnostic-Id from older SDKs counts as a traceparent).
     carrier = trace_carrier(message.application_properties)

@@ -3,9 +3,11 @@ the same outcome (dead-lettered / failure record, or error reply) with the same 
 description, and that outcome must be the one the bad-input table (`BAD_INPUT`) promises.
 
 The list is the shared corpus (tests/fixtures/bad_requests.py) plus a request whose deadline has
-passed (the one bad input answered with an error reply). Both run for real: the worker
-in-process on the local bus with Triton, the Functions app through the in-process driver
-(trigger -> orchestration -> activities) on the same bus and Triton."""
+passed, sent between valid requests. Every bad request with a usable reply address gets exactly
+one error reply with its code, every valid one exactly one ok reply; only those that cannot be
+answered (no message id, no reply address or session, a queue not allowed) are dead-lettered.
+Both run for real: the worker in-process on the local bus with Triton, the Functions app through
+the in-process driver (trigger -> orchestration -> activities) on the same bus and Triton."""
 
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ import numpy as np
 from azure.servicebus.aio import ServiceBusClient
 
 from functions.runtime import ScoringRuntime
-from qscore.contracts import BAD_INPUT, ErrorCode, ScoreReply
+from qscore.contracts import BAD_INPUT, ErrorCode, ReplyStatus, ScoreReply
 from qscore.operations import DeadLetter, DeadLetterQueues, Source
 from qscore.scoring import RequestPreparer
 from qscore_local.functions_host.driver import InProcessDriver
 from tests.fixtures.bad_requests import (
     MAX_MESSAGE_BYTES,
     NO_MESSAGE_ID,
+    UNREACHABLE,
     bad_requests,
     binary_request,
     case_key,
@@ -61,6 +64,41 @@ def cases(session_id: str) -> list[tuple[OutgoingRequest, ErrorCode]]:
     ]
 
 
+def interleaved(session_id: str) -> tuple[list[OutgoingRequest], list[str]]:
+    """The bad requests with a valid one before each and after the last; (all, valid ids)."""
+    sent: list[OutgoingRequest] = []
+    valid: list[str] = []
+    for index, (request, _) in enumerate(cases(session_id)):
+        good_id = f"valid-{index}"
+        sent += [
+            OutgoingRequest(good_id, digits_request(np.full((1, 64), index % 16)), session_id=session_id),
+            request,
+        ]
+        valid.append(good_id)
+    sent.append(OutgoingRequest("valid-last", digits_request(np.ones((2, 64))), session_id=session_id))
+    return sent, [*valid, "valid-last"]
+
+
+def answered_count() -> int:
+    return sum(case_key(request) not in UNREACHABLE for request, _ in cases("s"))
+
+
+def assert_each_answered_once(replies: dict[str, list[ScoreReply]], valid: list[str]) -> None:
+    """Exactly one reply per reachable request: ok for the valid ones, an error for the bad ones."""
+    promised = {case_key(request): code for request, code in cases("s")}
+    for request_id in valid:
+        (reply,) = replies[request_id]
+        assert reply.status == ReplyStatus.OK and reply.outputs is not None, reply
+    for key, code in promised.items():
+        if key in UNREACHABLE:
+            assert key not in replies, key
+            continue
+        (reply,) = replies[key]
+        assert reply.status == ReplyStatus.ERROR and reply.error is not None, reply
+        assert reply.error.code == code and reply.error.message, (key, reply.error)
+    assert set(replies) == {*valid, *(key for key in promised if key not in UNREACHABLE)}
+
+
 def _untimed(description: str) -> str:
     """`expired` says how long ago the deadline passed: the same words, another moment."""
     return re.sub(r"\d+ ms ago", "N ms ago", description)
@@ -92,18 +130,19 @@ async def wait_for(count: int, read: Any, timeout_s: float = 30.0) -> Any:
 
 async def through_worker(bus: Any, worker_settings: WorkerSettingsFactory, queue: str) -> dict[str, Outcome]:
     replies = ReplyCollector(bus.connection_string)
-    sent = cases(replies.session_id)
-    await send_requests(bus.connection_string, queue, [request for request, _ in sent])
+    sent, valid = interleaved(replies.session_id)
+    await send_requests(bus.connection_string, queue, sent)
     settings = worker_settings(request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES)
     async with (
         ServiceBusClient.from_connection_string(bus.connection_string) as client,
         running_worker(settings),
     ):
         dlq = DeadLetterQueues(client, request_queue=queue, failures_queue=None)
-        records = await wait_for(len(sent) - 2, lambda: dlq.entries(source=Source.DEAD_LETTER))
-        await replies.collect(2, timeout_s=10)
+        records = await wait_for(len(UNREACHABLE), lambda: dlq.entries(source=Source.DEAD_LETTER))
+        await replies.collect(len(valid) + answered_count(), timeout_s=30, settle_s=0.5)
     await replies.close()
-    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
+    assert_each_answered_once(replies.replies, valid)
+    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in cases("s")})
 
 
 async def through_functions(
@@ -119,8 +158,8 @@ async def through_functions(
     )
     runtime.settings = replace(runtime.settings, request_queue=queue)
     replies = ReplyCollector(connection)
-    sent = cases(replies.session_id)
-    await send_requests(connection, queue, [request for request, _ in sent])
+    sent, valid = interleaved(replies.session_id)
+    await send_requests(connection, queue, sent)
     async with (
         InProcessDriver(app, runtime, max_batch=64, max_wait_s=2) as driver,
         runtime.servicebus.get_queue_receiver(queue) as receiver,
@@ -129,9 +168,10 @@ async def through_functions(
     assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
     failures = DeadLetterQueues(runtime.servicebus, request_queue=queue, failures_queue="scoring-failures")
     records = await failures.entries(source=Source.FAILURES)
-    await replies.collect(2, timeout_s=10)
+    await replies.collect(len(valid) + answered_count(), timeout_s=30, settle_s=0.5)
     await replies.close()
-    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in sent})
+    assert_each_answered_once(replies.replies, valid)
+    return outcomes_of(records, replies.replies, {case_key(request) for request, _ in cases("s")})
 
 
 async def test_the_same_bad_requests_get_the_same_outcome_in_both_runtimes(

@@ -2,8 +2,8 @@
 
 A 4 MB image by reference is fetched in the trigger, scored by the activities and replied (the
 reply by reference too, as the worker sends a reply over the threshold); both blobs are gone
-afterwards. A reference to a missing blob gets the worker's reason
-(`claim_check_missing`, on the Functions failures queue as the worker dead-letters it). The
+afterwards. A reference to a missing blob gets the worker's answer (an error reply
+`claim_check_missing`; with QSCORE_KEEP_ANSWERED_REJECTIONS also on the failures queue). The
 payload store in Blob keeps a batch too large for the Durable history.
 """
 
@@ -22,10 +22,11 @@ from functions.runtime import ScoringRuntime
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE, ClaimCheckSettings, ClaimReference, ClaimStore
 from qscore.claimcheck.replies import ReplyClaims
-from qscore.contracts import ReplyStatus
+from qscore.contracts import ReplyStatus, ScoreReply
 from qscore.inference.images import IMAGE_INPUT, IMAGE_MODEL, digit_png, image_batch
 from qscore.inference.testset import DigitsTestSet
 from qscore.producer import OutgoingRequest, ProducerSettings, ScoringProducer
+from qscore.producer.claims import ProducerClaims
 from qscore.registry import ModelRegistry
 from qscore.scoring import RequestPreparer
 from qscore_local.azurite import AzuriteEndpoint
@@ -34,6 +35,20 @@ from tests.fixtures.durable import failure_records
 
 FOUR_MB_SIDE = 2450
 REPLY_THRESHOLD_BYTES = 64
+
+
+async def _read_reply(client: Any, session: str, claims: ProducerClaims) -> ScoreReply:
+    """The one reply on `session`, fetched (and its blob deleted) when it came by reference."""
+    try:
+        async with client.get_queue_receiver(
+            "scoring-replies", session_id=session, max_wait_time=10
+        ) as receiver:
+            (message,) = await receiver.receive_messages(max_message_count=1, max_wait_time=10)
+            body = await claims.check_out_reply(message.content_type, b"".join(message.body))
+            await receiver.complete_message(message)
+    finally:
+        await claims.close()
+    return ScoreReply.model_validate_json(body)
 
 
 @pytest.fixture
@@ -57,7 +72,12 @@ async def blob_runtime(
     monkeypatch.setenv("QSCORE_BLOB_CONNECTION", azurite.connection_string)
     monkeypatch.setenv("QSCORE_CLAIM_CHECK_CONTAINER", claims.container)
     monkeypatch.setenv("QSCORE_FUNCTIONS_PAYLOAD_CONTAINER", f"payloads-{uuid.uuid4().hex[:8]}")
-    settings = replace(functions_settings, triton_url=triton.grpc_url, connection=bus.connection_string)
+    settings = replace(
+        functions_settings,
+        triton_url=triton.grpc_url,
+        connection=bus.connection_string,
+        keep_answered_rejections=True,  # the failure record of the missing blob is read below
+    )
     triton_client = TritonClient(triton.grpc_url)
     client = ServiceBusClient.from_connection_string(bus.connection_string)
     registry = ModelRegistry(tmp_path / "registry.json")
@@ -120,6 +140,11 @@ async def test_a_4mb_image_by_reference_is_scored_by_the_functions_app(
         # The reply came by reference (the producer fetched it, then deleted its blob); the
         # trigger deleted the request's claim once the batch was stored.
         assert runtime.replies._claims is not None and runtime.replies._claims.offloaded >= 1
+        # Issue 24: its caller can be reached, so it hears why (and the operator keeps it too);
+        # over this test's reply threshold, the error reply went by reference as well.
+        answer = await _read_reply(runtime.servicebus, other_session, ProducerClaims(claims))
+        assert answer.request_id == missing_id and answer.error is not None
+        assert answer.error.code == "claim_check_missing"
         assert await store.names() == []
         failed = await failure_records(runtime.servicebus, {missing_id})
         assert failed[missing_id].reason == "claim_check_missing"

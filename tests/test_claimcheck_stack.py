@@ -1,7 +1,7 @@
 """Claim-check end to end: real Triton (digit_images ensemble), the local bus, Azurite, the worker.
 
 - a 4 MB PNG sent with the producer library goes by reference, is scored right, and no blob is left;
-- every bad reference is dead-lettered with its `claim_check_*` reason;
+- every bad reference is answered with an error reply with its `claim_check_*` code;
 - with Azurite stopped the worker abandons (retries) and answers once Azurite is back.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from qscore_local.azurite import AzuriteEndpoint, LocalAzurite
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import (
     OutgoingRequest,
+    ReplyCollector,
     WorkerSettingsFactory,
     dead_letters,
     running_worker,
@@ -86,7 +86,7 @@ def _reference_message(message_id: str, reference: bytes, session: str) -> Outgo
     return OutgoingRequest(message_id, reference, session_id=session, content_type=CLAIM_CHECK_CONTENT_TYPE)
 
 
-async def test_every_bad_reference_is_dead_lettered_with_its_reason(
+async def test_every_bad_reference_is_answered_with_its_reason(
     bus: Any, worker_settings: WorkerSettingsFactory, claim_env: ClaimCheckSettings, fresh_queue: str
 ) -> None:
     store = ClaimStore(claim_env)
@@ -114,27 +114,29 @@ async def test_every_bad_reference_is_dead_lettered_with_its_reason(
         "hash": (good.model_copy(update={"sha256": "f" * 64}), ErrorCode.CLAIM_CHECK_MISMATCH),
         "over-limit": (huge, ErrorCode.CLAIM_CHECK_TOO_LARGE),
     }
-    session = f"test-{uuid.uuid4().hex[:8]}"
+    replies = ReplyCollector(bus.connection_string)
     messages = [
         _reference_message(
             name,
             reference
             if isinstance(reference, bytes)
             else ClaimReference(claim_check=reference, model=IMAGE_MODEL).body(),
-            session,
+            replies.session_id,
         )
         for name, (reference, _) in cases.items()
     ]
     await send_requests(bus.connection_string, fresh_queue, messages)
     async with running_worker(worker_settings(request_queue=fresh_queue)):
-        found: dict[str, Any] = {}
-        deadline = time.monotonic() + 30
-        while len(found) < len(cases) and time.monotonic() < deadline:
-            found.update(await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5))
-    assert {name: found[name].reason for name in found} == {
-        name: str(code) for name, (_, code) in cases.items()
+        await replies.collect(len(cases), timeout_s=30)
+        dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.2)
+    await replies.close()
+    # Issue 24: each caller hears why (these were dead-lettered before); nothing is dead-lettered.
+    errors = {name: [reply.error for reply in got] for name, got in replies.replies.items()}
+    assert {name: [e.code if e else None for e in got] for name, got in errors.items()} == {
+        name: [code] for name, (_, code) in cases.items()
     }
-    assert all(found[name].description for name in found)
+    assert all(got[0] is not None and got[0].message for got in errors.values())
+    assert dead == {}
 
 
 class CountingTelemetry(WorkerTelemetry):

@@ -3,6 +3,7 @@ activities run for real, and the in-process driver (trigger -> Durable API -> or
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -60,6 +61,8 @@ async def test_batch_end_to_end_through_the_driver(
         return decode(body, **kwargs)
 
     monkeypatch.setattr(qscore.scoring.prepare, "decode_request", counting_decode)
+    # Answered rejections are kept too, so the failure records of the bad requests can be read.
+    runtime.settings = dataclasses.replace(runtime.settings, keep_answered_rejections=True)
     session = f"producer-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
     bodies = {f"ok-{i}": digits_request(i + 1, version=str(1 + i % 2)) for i in range(4)}
@@ -74,13 +77,18 @@ async def test_batch_end_to_end_through_the_driver(
         stats = await driver.run_until_idle(connection_receiver=receiver)
     assert stats.messages == 7
     assert all(record.status == "Completed" for record in stats.instances), [r.error for r in stats.instances]
-    replies = await collect_every_reply(runtime.servicebus, session, 4)
-    assert sorted(reply.request_id for reply in replies) == sorted(bodies)  # bad input gets no reply
+    every_reply = await collect_every_reply(runtime.servicebus, session, 6)
+    # Issue 24: a reachable caller of a bad request hears why (it got no reply before).
+    errors = {reply.request_id: reply.error.code for reply in every_reply if reply.error is not None}
+    assert errors == {f"bad-model-{tag}": "unknown_model", f"bad-json-{tag}": "invalid_encoding"}
+    replies = [reply for reply in every_reply if reply.error is None]
+    assert sorted(reply.request_id for reply in replies) == sorted(bodies)
     for reply in replies:
         i = int(reply.request_id.split("-")[1])
         assert reply.status == "ok" and reply.model_version == str(1 + i % 2)
         assert reply.output_arrays()["probabilities"].shape == (i + 1, 10)
-    # As the worker dead-letters them: on the failures queue with the contract's reasons.
+    # As the worker dead-letters them: on the failures queue with the contract's reasons (the
+    # answered ones because QSCORE_KEEP_ANSWERED_REJECTIONS is on).
     failed = await failure_records(runtime.servicebus, {*bad, *no_reply})
     assert {i: (f.reason, f.source) for i, f in failed.items()} == {
         f"bad-model-{tag}": ("unknown_model", Source.FAILURES),

@@ -105,8 +105,9 @@ async def observed(
                 settings, telemetry=worker_telemetry, backend=FirstCallUnavailable(client)
             ):
                 telemetry.meter().create_counter(FALLBACKS, unit="{batch}").add(1, {"hook": "test"})
+                # No reply address: dead-lettered (one with an address is answered, issue 24).
                 bad = OutgoingRequest(
-                    "bad-shape", json.dumps({"model": "digits", "inputs": {}}), session_id="observability"
+                    "bad-shape", json.dumps({"model": "digits", "inputs": {}}), reply_to=None
                 )
                 await send_requests(bus.connection_string, fresh_queue_module, [bad])
                 outcomes = await _load(bus.connection_string, fresh_queue_module)
@@ -184,7 +185,7 @@ def test_metrics_endpoint_has_conventional_names(observed: ObservedRun) -> None:
     assert {"1", "2"} <= versions  # and "" for the expired request (rejected before routing)
     assert families["qscore_batch_size"].type == "histogram"
     reasons = {s.labels["reason"] for s in families["qscore_dead_letters"].samples}
-    assert "schema_violation" in reasons
+    assert "no_reply_address" in reasons
     abandons = {s.labels["reason"] for s in families["qscore_abandons"].samples}
     assert "inference_unavailable" in abandons
     assert families["qscore_in_flight"].type == "gauge"

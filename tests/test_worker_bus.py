@@ -18,7 +18,7 @@ from qscore.inference.testset import DigitsTestSet
 from qscore.monitoring.records import iter_records
 from qscore.registry import Flight, ModelRegistry
 from qscore_local.bus.stats import queue_counts
-from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, bad_requests, case_key
+from tests.fixtures.bad_requests import MAX_MESSAGE_BYTES, UNREACHABLE, bad_requests, case_key
 from tests.fixtures.ports import free_port
 from tests.fixtures.worker import (
     OutgoingRequest,
@@ -82,26 +82,69 @@ async def test_happy_path_scores_the_held_out_digits(
     assert await _queue_empty(bus.connection_string, fresh_queue)
 
 
-async def test_bad_input_is_dead_lettered_with_its_reason(
+async def test_bad_input_is_answered_and_only_the_unreachable_are_dead_lettered(
     bus: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
 ) -> None:
+    # Issue 24 changed this contract: a bad request whose caller can be reached gets an error
+    # reply with its code (it was dead-lettered); only the unreachable ones are dead-lettered.
     bad = bad_requests(replies.session_id)
     good = OutgoingRequest("good", digits_request(np.zeros((1, 64))), session_id=replies.session_id)
     await send_requests(bus.connection_string, fresh_queue, [*(request for request, _ in bad), good])
     settings = worker_settings(request_queue=fresh_queue, max_message_bytes=MAX_MESSAGE_BYTES)
+    answered = {case_key(request): code for request, code in bad if case_key(request) not in UNREACHABLE}
     async with running_worker(settings):
-        await replies.collect(1, timeout_s=30)
+        await replies.collect(len(answered) + 1, timeout_s=30)
         dead = await dead_letters(bus.connection_string, fresh_queue)
-    assert list(replies.replies) == ["good"]  # the worker kept going; bad requests get no reply
-    assert set(dead) == {case_key(request) for request, _ in bad}
+    assert set(replies.replies) == {"good", *answered}  # the worker kept going; the bad hear why
+    assert replies.first("good").status == ReplyStatus.OK
+    for request_id, code in answered.items():
+        (reply,) = replies.replies[request_id]
+        assert reply.status == ReplyStatus.ERROR and reply.error is not None
+        assert reply.error.code == code and reply.error.message, (request_id, reply.error)
+    deadline_error = replies.first("integer-deadline").error
+    assert deadline_error is not None and "ISO 8601" in deadline_error.message
+    assert replies.first("unknown-model").model == "no-such-model"  # the model named, even for a bad one
+    assert set(dead) == UNREACHABLE
     for request, code in bad:
+        if case_key(request) not in UNREACHABLE:
+            continue
         letter = dead[case_key(request)]
         assert letter.reason == str(code), (request.message_id, letter)
         assert letter.description
         assert (letter.delivery_count or 0) <= 1  # judged on its first delivery
     assert "reply_to" in (dead["no-reply-to"].description or "")
-    assert "ISO 8601" in (dead["integer-deadline"].description or "")
     assert await _queue_empty(bus.connection_string, fresh_queue)
+
+
+async def test_answered_rejections_are_also_kept_when_the_operator_asks(
+    bus: Any,
+    replies: ReplyCollector,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    tmp_path: Path,
+) -> None:
+    from qscore.monitoring import InteractionLog
+    from workers.hooks import WorkerHooks
+
+    bad = OutgoingRequest(
+        "bad", digits_request(np.zeros((1, 64)), model="no-such-model"), session_id=replies.session_id
+    )
+    good = OutgoingRequest("good", digits_request(np.zeros((1, 64))), session_id=replies.session_id)
+    await send_requests(bus.connection_string, fresh_queue, [bad, good])
+    settings = worker_settings(request_queue=fresh_queue, keep_answered_rejections=True)
+    log = InteractionLog(tmp_path / "interactions.jsonl")
+    async with running_worker(settings, hooks=WorkerHooks(interactions=log)):
+        await replies.collect(2, timeout_s=30)
+        dead = await dead_letters(bus.connection_string, fresh_queue)
+    (reply,) = replies.replies["bad"]
+    assert reply.error is not None and reply.error.code == ErrorCode.UNKNOWN_MODEL
+    assert set(dead) == {"bad"}  # answered AND kept, with its code; the good one completed
+    assert dead["bad"].reason == "unknown_model" and dead["bad"].description == reply.error.message
+    assert await _queue_empty(bus.connection_string, fresh_queue)
+    logged = [
+        record for record in iter_records(tmp_path / "interactions.jsonl") if record.request_id == "bad"
+    ]
+    assert [(record.outcome, record.status) for record in logged] == [("error", "unknown_model")]  # once
 
 
 async def test_expired_deadline_gets_an_expired_reply_and_is_not_scored(

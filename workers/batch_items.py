@@ -98,6 +98,14 @@ class ItemSettler:
             return
         await self.reply_errors([(message, violation)])
 
+    async def keep_answered(self, message: Any, violation: ContractViolation) -> None:
+        """An answered rejection to keep: a whole message is kept; an item is settled as answered
+        (its message carries answered batch-mates, and is settled once for all of them)."""
+        if isinstance(message, MessageItem):
+            await self._items_done([message])
+            return
+        await self._settler.keep_answered(message, violation)
+
     async def reply_errors(self, failed: Sequence[tuple[MessageItem, ContractViolation]]) -> None:
         """Answer items that can never be scored with an error reply each (then settle them)."""
         now = time.time()

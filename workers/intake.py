@@ -1,13 +1,15 @@
 """From received messages to batched requests: validate each once, route the failures.
 
-- a bad envelope (no message id, foreign content type, no usable reply address) or a body that
-  breaks the contract -> dead-letter with the reason (`qscore.contracts.BAD_INPUT`);
-- deadline passed -> `expired` error reply, then complete (never scored);
+- no usable reply address (no message id, no reply queue or session, a queue not allowed)
+  -> dead-letter with the reason (`qscore.contracts.BAD_INPUT`);
+- anything else the request got wrong (content type, body, model, deadline passed) -> an error
+  reply with the code, then complete (or dead-letter too, with `keep_answered_rejections`):
+  `qscore.scoring.rejection_disposition` decides, as in the Functions app;
 - Triton unreachable while looking up the model -> abandon and back off;
 - otherwise -> into the micro-batcher under (model, version).
 
-The codes come from the shared judge (`qscore.scoring.check_envelope`, `RequestPreparer`), the
-same one the Functions app uses.
+The codes come from the shared judge (`qscore.scoring.reply_address_of`, `check_content_type`,
+`RequestPreparer`), the same one the Functions app uses.
 """
 
 from __future__ import annotations
@@ -21,16 +23,20 @@ from typing import Any
 
 from qscore.batching import MicroBatcher
 from qscore.claimcheck import ClaimStoreUnavailable
-from qscore.contracts import ContractViolation, ErrorCode, decode_batch, is_batch_content_type
+from qscore.contracts import ContractViolation, decode_batch, is_batch_content_type
 from qscore.inference.errors import InferenceError
 from qscore.scoring import (
+    Disposition,
     ReplyPolicy,
     RequestEnvelope,
     RequestPreparer,
-    check_envelope,
+    check_content_type,
     error_reply,
     group_key,
     model_named_in,
+    rejection_disposition,
+    reply_address_of,
+    unreadable_properties,
 )
 from qscore.transport import (
     ReplyAddress,
@@ -61,25 +67,33 @@ class IntakeOptions:
 
 
 def request_envelope(message: Any) -> RequestEnvelope:
-    """What the contract reads off a received message besides its body."""
-    message_id = getattr(message, "message_id", None)
-    return RequestEnvelope(
-        message_id=None if message_id is None else str(message_id),
-        reply_to=getattr(message, "reply_to", None),
-        reply_to_session_id=getattr(message, "reply_to_session_id", None),
-        content_type=getattr(message, "content_type", None),
-        traceparent=traceparent(message),
-        accept=accept(message),
-    )
+    """What the contract reads off a received message besides its body; ContractViolation
+    `unreadable_properties` (dead-lettered: no reply address can be trusted) when the SDK
+    cannot read them."""
+    try:
+        message_id = getattr(message, "message_id", None)
+        return RequestEnvelope(
+            message_id=None if message_id is None else str(message_id),
+            reply_to=getattr(message, "reply_to", None),
+            reply_to_session_id=getattr(message, "reply_to_session_id", None),
+            content_type=getattr(message, "content_type", None),
+            traceparent=traceparent(message),
+            accept=accept(message),
+        )
+    except Exception as exc:  # a malformed AMQP property section
+        raise unreadable_properties(repr(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)
-class _Expired:
+class _Refused:
+    """A request answered with an error reply (and kept on the dead-letter queue when `keep`)."""
+
     message: Any
     address: ReplyAddress
     violation: ContractViolation
     body: bytes
     content_type: str | None
+    keep: bool
 
 
 class Intake:
@@ -107,18 +121,22 @@ class Intake:
     async def accept(self, messages: Sequence[Any]) -> None:
         """Handle one received batch; every message ends up batched, replied, dead-lettered or abandoned."""
         received_at = time.time()
-        expired: list[_Expired] = []
+        refused: list[_Refused] = []
         retry: list[Any] = []
+        policy = self._options.reply_policy
         for message in messages:
             if is_batch_content_type(getattr(message, "content_type", None)):
                 await self._accept_batch(message, received_at)
                 continue
             address: ReplyAddress | None = None
-            resolved = None
+            body, content_type = b"", None
             try:
-                resolved = await self._options.claims.resolve(message, message_body(message))
-                envelope = dataclasses.replace(request_envelope(message), content_type=resolved.content_type)
-                address = check_envelope(envelope, self._options.reply_policy)
+                envelope = request_envelope(message)
+                address = reply_address_of(envelope, policy)  # the properties only: any body is answered
+                body, content_type = message_body(message), envelope.content_type
+                resolved = await self._options.claims.resolve(message, body)
+                body, content_type = resolved.body, resolved.content_type
+                check_content_type(dataclasses.replace(envelope, content_type=resolved.content_type))
                 prepared = await self._preparer.prepare(
                     request_id=str(message.message_id),
                     body=resolved.body,
@@ -129,12 +147,12 @@ class Intake:
                     header_length=header_length(message),
                 )
             except ContractViolation as violation:
-                if violation.code == ErrorCode.EXPIRED and address is not None and resolved is not None:
-                    expired.append(
-                        _Expired(message, address, violation, resolved.body, resolved.content_type)
-                    )
-                else:
+                disposition = rejection_disposition(violation, address, policy)
+                if address is None or disposition == Disposition.DEAD_LETTER:
                     await self._settler.dead_letter(message, violation)
+                else:
+                    keep = disposition == Disposition.REPLY_AND_KEEP
+                    refused.append(_Refused(message, address, violation, body, content_type, keep))
                 continue
             except ClaimStoreUnavailable as exc:  # transient, like Triton down: retry later
                 retry.append(message)
@@ -150,17 +168,21 @@ class Intake:
             self._batcher.add(key, held, model_max_batch_size=prepared.spec.max_batch_size)
         if retry:
             await self._settler.abandon(retry, reason="inference_unavailable")
-        if expired:
-            await self._reply_expired(expired, received_at)
+        if refused:
+            await self._reply_refused(refused, received_at)
 
     async def _accept_batch(self, message: Any, received_at: float) -> None:
         """A request-batch message: the envelope judged once, then each item on its own."""
         try:
             # The content type said "batch"; the rest of the envelope is judged as for one request.
             envelope = dataclasses.replace(request_envelope(message), content_type=None)
-            address = check_envelope(envelope, self._options.reply_policy)
+            address = reply_address_of(envelope, self._options.reply_policy)
             decoded = decode_batch(message_body(message), max_message_bytes=self._options.max_message_bytes)
         except ContractViolation as violation:
+            # A body that cannot be taken apart names no item request id a reply could carry:
+            # no usable reply address, so the table's answer is the dead-letter queue.
+            disposition = rejection_disposition(violation, None, self._options.reply_policy)
+            assert disposition == Disposition.DEAD_LETTER
             await self._settler.dead_letter(message, violation)
             return
         if not isinstance(self._settler, ItemSettler):
@@ -202,19 +224,19 @@ class Intake:
         if failed:
             await self._settler.reply_errors(failed)
 
-    async def _reply_expired(self, expired: list[_Expired], received_at: float) -> None:
+    async def _reply_refused(self, refused: list[_Refused], received_at: float) -> None:
         outgoing = []
-        for each in expired:
-            model = model_named_in(
-                each.body, content_type=each.content_type, header_length=header_length(each.message)
-            )
+        for each in refused:
             reply = error_reply(
                 str(each.message.message_id),
-                model,
+                model_named_in(
+                    each.body, content_type=each.content_type, header_length=header_length(each.message)
+                ),
                 each.violation,
                 received_at=received_at,
                 enqueued_at=enqueued_at(each.message),
                 scored_by=self._options.worker_id,
             )
-            outgoing.append(OutgoingReply(each.message, each.address, reply))
+            keep = each.violation if each.keep else None
+            outgoing.append(OutgoingReply(each.message, each.address, reply, keep=keep))
         await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)

@@ -19,7 +19,7 @@ from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 from qscore.batching import BatchPolicy, MicroBatcher
-from qscore.scoring import InferenceBackend, ReadinessProbe, ReplyPolicy, RequestPreparer, SpecCache
+from qscore.scoring import InferenceBackend, ReadinessProbe, RequestPreparer, SpecCache
 from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
@@ -212,11 +212,7 @@ class ReceiveLoop:
                 replies=self._replies,
                 middleware=self._middleware,
                 options=IntakeOptions(
-                    reply_policy=ReplyPolicy.create(
-                        settings.reply_queue,
-                        settings.reply_queues_allowed(),
-                        sessions_required=settings.reply_sessions_required,
-                    ),
+                    reply_policy=settings.reply_policy(),
                     worker_id=settings.worker_id,
                     max_message_bytes=settings.max_message_bytes,
                     claims=self.claims,
@@ -242,7 +238,11 @@ class ReceiveLoop:
             settler=settler,
             replies=self._replies,
             middleware=self._middleware,
-            options=PipelineOptions(worker_id=settings.worker_id, binary_replies=settings.binary_replies),
+            options=PipelineOptions(
+                worker_id=settings.worker_id,
+                binary_replies=settings.binary_replies,
+                reply_policy=settings.reply_policy(),
+            ),
             on_unavailable=self._triton_unavailable,
             on_success=self._triton_ok,
         )

@@ -13,23 +13,29 @@ metrics, the interaction log and shadow scoring are middleware around these step
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from qscore.contracts import ContractViolation
 from qscore.inference.errors import InferenceError, InferenceUnavailable, ModelNotFound
 from qscore.scoring import (
+    Disposition,
     InferenceBackend,
+    ModelOutputMismatch,
+    ReplyPolicy,
     ScoredItem,
     error_reply,
     inference_violation,
     ok_reply,
+    rejection_disposition,
     score_group,
     split_expired,
     time_left_s,
 )
+from qscore.settings import DEFAULT_REPLY_QUEUE
 from qscore.transport import ReplySender, with_deadline
 from workers.held import HeldRequest
 from workers.middleware import MiddlewareStack, ScoreBatch, ScoreResult
@@ -42,6 +48,8 @@ _calls = itertools.count(1)  # ScoreBatch.call: tells one worker's Triton calls 
 class PipelineOptions:
     worker_id: str
     binary_replies: bool = False
+    # What `rejection_disposition` reads: whether answered rejections are also kept.
+    reply_policy: ReplyPolicy = dataclasses.field(default_factory=lambda: ReplyPolicy(DEFAULT_REPLY_QUEUE))
 
 
 class BatchScorer:
@@ -103,23 +111,32 @@ class BatchScorer:
         if not late:
             return held
         by_item = {id(request.prepared.item): request for request in held}
-        outgoing = [
-            OutgoingReply(
-                by_item[id(item)].message,
-                with_deadline(by_item[id(item)].address, item.request.deadline),
-                error_reply(
-                    item.request_id,
-                    item.request.model,
-                    violation,
-                    received_at=item.received_at,
-                    enqueued_at=item.enqueued_at,
-                    scored_by=self._options.worker_id,
-                ),
-            )
-            for item, violation in late
-        ]
-        await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
+        await self._refuse([(by_item[id(item)], violation) for item, violation in late])
         return [by_item[id(item)] for item in live]
+
+    async def _refuse(self, refused: Sequence[tuple[HeldRequest, ContractViolation]]) -> None:
+        """Requests that will not be scored: as `rejection_disposition` says, an error reply
+        (kept on the dead-letter queue too when the operator asks), else the dead-letter queue."""
+        outgoing = []
+        for request, violation in refused:
+            disposition = rejection_disposition(violation, request.address, self._options.reply_policy)
+            if disposition == Disposition.DEAD_LETTER:
+                await self._settler.dead_letter(request.message, violation)
+                continue
+            item = request.prepared.item
+            reply = error_reply(
+                item.request_id,
+                item.request.model,
+                violation,
+                received_at=item.received_at,
+                enqueued_at=item.enqueued_at,
+                scored_by=self._options.worker_id,
+            )
+            keep = violation if disposition == Disposition.REPLY_AND_KEEP else None
+            address = with_deadline(request.address, item.request.deadline)
+            outgoing.append(OutgoingReply(request.message, address, reply, keep=keep))
+        if outgoing:
+            await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
 
     async def _score(self, batch: ScoreBatch) -> list[ScoredItem] | None:
         """Scored items, or None when the batch was settled another way (abandoned/dead-lettered)."""
@@ -132,6 +149,9 @@ class BatchScorer:
             scored = await score_group(self._backend, spec, batch.version, items, timeout_s=timeout_s)
         except BaseException as exc:
             await self._middleware.after_score(ScoreResult(batch, None, exc, time.perf_counter() - started))
+            if isinstance(exc, ModelOutputMismatch):  # the model's fault: the batch fails, not retried
+                await self._refuse([(request, exc) for request in held])
+                return None
             if not isinstance(exc, InferenceError):
                 raise
             await self._failed(batch, exc, timed_out=timeout_s is not None and bool(split_expired(items)[1]))
@@ -152,18 +172,15 @@ class BatchScorer:
             self._on_unavailable(f"inference: {error}")
             await self._settler.abandon([r.message for r in held], reason="inference_unavailable")
         elif isinstance(error, ModelNotFound):
-            await self._dead_letter_all(held, inference_violation(*key, error, not_served=True))
+            violation = inference_violation(*key, error, not_served=True)
+            await self._refuse([(request, violation) for request in held])
         else:
             await self._isolate(key=key, held=held, error=error)
 
     async def _isolate(self, *, key: tuple[str, str], held: list[HeldRequest], error: InferenceError) -> None:
         """Triton refused the batch: score each request alone so one bad request fails alone."""
         if len(held) == 1:
-            await self._dead_letter_all(held, inference_violation(*key, error, not_served=False))
+            await self._refuse([(held[0], inference_violation(*key, error, not_served=False))])
             return
         for request in held:
             await self._handle(key, [request], retry=True)
-
-    async def _dead_letter_all(self, held: list[HeldRequest], violation: ContractViolation) -> None:
-        for request in held:
-            await self._settler.dead_letter(request.message, violation)

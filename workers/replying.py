@@ -1,6 +1,8 @@
 """Send a batch's replies, then settle each request by what became of ITS reply.
 
-- sent -> completed (after the send: at-least-once, see workers/pipeline.py);
+- sent -> completed (after the send: at-least-once, see workers/pipeline.py), or dead-lettered
+  with its code when the reply answered a rejection the operator keeps (`keep`,
+  QSCORE_KEEP_ANSWERED_REJECTIONS);
 - refused for good (queue not found, unauthorized, too large, session required) ->
   dead-lettered `reply_undeliverable` with the broker's words: redelivery cannot help;
 - failed in a way that may pass (connection lost, timeout) -> abandoned, redelivered later.
@@ -36,6 +38,8 @@ class SettlesMessages(Protocol):
 
     async def dead_letter(self, message: Any, violation: ContractViolation) -> None: ...
 
+    async def keep_answered(self, message: Any, violation: ContractViolation) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingReply:
@@ -47,6 +51,9 @@ class OutgoingReply:
     reply: ScoreReply
     request: HeldRequest | None = None
     scored: ScoredItem | None = None
+    # An answered rejection to keep: once the reply is sent the message is dead-lettered with
+    # this reason instead of completed (a message is settled once).
+    keep: ContractViolation | None = None
 
 
 async def reply_and_settle(
@@ -63,8 +70,13 @@ async def reply_and_settle(
         failures = [SendFailure(permanent=False, detail=repr(exc))] * len(outgoing)
     sent = [index for index, failure in enumerate(failures) if failure is None]
     retry = [outgoing[index] for index, failure in enumerate(failures) if failure and not failure.permanent]
-    if sent:
-        await settler.complete([outgoing[index].message for index in sent])
+    answered = [outgoing[index] for index in sent if outgoing[index].keep is None]
+    if answered:
+        await settler.complete([each.message for each in answered])
+    for index in sent:
+        kept = outgoing[index].keep
+        if kept is not None:
+            await settler.keep_answered(outgoing[index].message, kept)
     for index, failure in enumerate(failures):
         if failure is not None and failure.permanent:
             each = outgoing[index]

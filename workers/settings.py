@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qscore.scoring import ReplyPolicy
 from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, DEFAULT_TRITON_URL, settings_from_env
 from workers.middleware.loading import check_reference
 
@@ -42,6 +43,9 @@ class WorkerSettings:
     # The reply queues are session-enabled (the contract's are): a request without
     # reply_to_session_id is dead-lettered `no_reply_session` when it arrives.
     reply_sessions_required: bool = True
+    # Also keep each answered rejection (error reply for a bad request) on the dead-letter
+    # sub-queue with its code, instead of completing it (QSCORE_KEEP_ANSWERED_REJECTIONS).
+    keep_answered_rejections: bool = False
     triton_url: str = DEFAULT_TRITON_URL
     triton_timeout_s: float = 30.0
     # Rows per Triton call: the model's max_batch_size capped by this (0 = no cap).
@@ -117,6 +121,15 @@ class WorkerSettings:
         """The reply allow-list: `allowed_reply_queues`, or only the configured reply queue."""
         names = [name.strip() for name in (self.allowed_reply_queues or "").split(",") if name.strip()]
         return names or [self.reply_queue]
+
+    def reply_policy(self) -> ReplyPolicy:
+        """Where replies may go, and whether answered rejections are kept (qscore.scoring)."""
+        return ReplyPolicy.create(
+            self.reply_queue,
+            self.reply_queues_allowed(),
+            sessions_required=self.reply_sessions_required,
+            keep_answered_rejections=self.keep_answered_rejections,
+        )
 
     def redacted(self) -> dict[str, Any]:
         """The settings for a log line, without the connection string's key."""

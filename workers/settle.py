@@ -74,7 +74,9 @@ class Settler:
             await self._middleware.after_settle(settled)
         await self._after(messages, ABANDONED)
 
-    async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
+    async def dead_letter(
+        self, message: Any, violation: ContractViolation, *, answered: bool = False
+    ) -> None:
         refused = 1
         try:
             if await dead_letter(self.messages.receiver, message, violation):
@@ -86,10 +88,20 @@ class Settler:
             self._settled(DEAD_LETTERED, 1)
             code, description = str(violation.code), violation.description
             settled = Settled(
-                (message,), DEAD_LETTERED, reason=code, description=description, refused=refused
+                (message,),
+                DEAD_LETTERED,
+                reason=code,
+                description=description,
+                refused=refused,
+                answered=answered,
             )
             await self._middleware.after_settle(settled)
         await self._after([message], DEAD_LETTERED)
+
+    async def keep_answered(self, message: Any, violation: ContractViolation) -> None:
+        """A rejection already answered with an error reply, kept on the dead-letter queue with
+        its code (QSCORE_KEEP_ANSWERED_REJECTIONS) instead of completed."""
+        await self.dead_letter(message, violation, answered=True)
 
     async def abandon_all_held(self, *, reason: str) -> int:
         """Abandon whatever is still held (drain ran out of time); returns how many."""

@@ -101,6 +101,10 @@ class WorkerTelemetry:
         if self._metrics is not None:
             self._metrics.record_dead_letter(reason)
 
+    def output_mismatch(self, model: str, version: str) -> None:
+        if self._metrics is not None:
+            self._metrics.record_output_mismatch(model, version)
+
     def abandoned(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics.record_abandon(reason)

@@ -1,8 +1,10 @@
 """The stable error codes, the exception that carries one, and the bad-input table.
 
 `BAD_INPUT` is the one table of what happens to a request that cannot be scored as sent: the
-worker and the Functions app both follow it, and docs/contract.md shows the same rows (a test
-keeps the two equal). Codes are never renamed or reused for another meaning.
+worker and the Functions app both follow it (through `qscore.scoring.rejection_disposition`), and
+docs/contract.md shows the same rows (a test keeps the two equal). A caller that can be reached
+is answered with an error reply; only what cannot be answered (no usable reply address, a reply
+the broker refused) is dead-lettered. Codes are never renamed or reused for another meaning.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Literal
 
 
 class ErrorCode(StrEnum):
-    """Stable error codes; each is also a dead-letter reason where the message is dead-lettered."""
+    """Stable error codes: an error reply's `error.code`, or the dead-letter reason where the
+    request cannot be answered."""
 
     # The envelope: what the Service Bus message carries besides the body.
     NO_MESSAGE_ID = "no_message_id"
@@ -21,6 +24,7 @@ class ErrorCode(StrEnum):
     NO_REPLY_ADDRESS = "no_reply_address"
     NO_REPLY_SESSION = "no_reply_session"
     REPLY_TO_NOT_ALLOWED = "reply_to_not_allowed"
+    UNREADABLE_PROPERTIES = "unreadable_properties"
     # The body.
     INVALID_ENCODING = "invalid_encoding"  # not UTF-8 / not JSON
     SCHEMA_VIOLATION = "schema_violation"  # JSON that does not match the request schema
@@ -41,6 +45,7 @@ class ErrorCode(StrEnum):
     CLAIM_CHECK_MISMATCH = "claim_check_mismatch"
     # What went wrong on the way, for this request alone.
     INFERENCE_FAILED = "inference_failed"
+    MODEL_OUTPUT_MISMATCH = "model_output_mismatch"
     REPLY_UNDELIVERABLE = "reply_undeliverable"
 
 
@@ -52,17 +57,20 @@ ERROR_REPLY: Outcome = "error_reply"
 @dataclass(frozen=True)
 class BadInput:
     """One row of the bad-input table: when a code is given, what becomes of the request, and
-    what the person who sent it should do."""
+    what the person who sent it should do. `outcome` is ERROR_REPLY for what the caller did wrong
+    in the request itself (it can be told); DEAD_LETTERED for what leaves no usable reply
+    address (the caller cannot be told)."""
 
     when: str
     action: str
-    outcome: Outcome = DEAD_LETTERED
+    outcome: Outcome = ERROR_REPLY
 
 
 BAD_INPUT: dict[ErrorCode, BadInput] = {
     ErrorCode.NO_MESSAGE_ID: BadInput(
         "the message has no `message_id` (the request id)",
         "set `message_id` to a unique id per request (the producer library uses a UUID)",
+        outcome=DEAD_LETTERED,
     ),
     ErrorCode.UNSUPPORTED_CONTENT_TYPE: BadInput(
         "`content_type` is set and is neither `application/vnd.qscore.request.v1+json` nor "
@@ -72,14 +80,23 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
     ErrorCode.NO_REPLY_ADDRESS: BadInput(
         "neither `reply_to` nor `reply_to_session_id` is set, so no reply can be sent",
         "set `reply_to` (the reply queue) and `reply_to_session_id` (your session on it)",
+        outcome=DEAD_LETTERED,
     ),
     ErrorCode.NO_REPLY_SESSION: BadInput(
         "the reply queue requires sessions and `reply_to_session_id` is not set",
         "set `reply_to_session_id` to your own session id and read replies from that session",
+        outcome=DEAD_LETTERED,
     ),
     ErrorCode.REPLY_TO_NOT_ALLOWED: BadInput(
         "`reply_to` names a queue outside the allow-list (`QSCORE_ALLOWED_REPLY_QUEUES`)",
         "reply to an allowed queue, or ask the operator to allow yours",
+        outcome=DEAD_LETTERED,
+    ),
+    ErrorCode.UNREADABLE_PROPERTIES: BadInput(
+        "the message's properties could not be read, so no reply address can be trusted",
+        "send it with the producer library, or set `message_id`, `reply_to` and "
+        "`reply_to_session_id` as strings",
+        outcome=DEAD_LETTERED,
     ),
     ErrorCode.INVALID_ENCODING: BadInput(
         "the body is not UTF-8 JSON; or, in the binary form, `inference-header-content-length` is "
@@ -123,7 +140,6 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
     ErrorCode.EXPIRED: BadInput(
         "received after its `deadline`, or the deadline passed before its Triton call",
         "send it again with a later deadline if the answer is still wanted",
-        outcome=ERROR_REPLY,
     ),
     ErrorCode.CLAIM_CHECK_INVALID: BadInput(
         "a claim-check message's body is not a valid reference (container, blob, size, sha256, content_type)",
@@ -149,16 +165,23 @@ BAD_INPUT: dict[ErrorCode, BadInput] = {
         "Triton refused this request alone (retried by itself first, so it does not fail its batch)",
         "read the description (Triton's words); check the inputs' values",
     ),
+    ErrorCode.MODEL_OUTPUT_MISMATCH: BadInput(
+        "the model's result does not fit its batch (rows per output, shape or datatype not as its "
+        "config declares), so no answer could be matched to its request; the whole batch fails",
+        "nothing in the request: tell the model's owner (metric `qscore_model_output_mismatches`); "
+        "send it again once the model is fixed",
+    ),
     ErrorCode.REPLY_UNDELIVERABLE: BadInput(
         "the broker refused this request's reply (queue not found, unauthorized, reply too large, "
         "session required); the description quotes the broker",
         "fix the reply address (or the reply queue's settings) and send the request again",
+        outcome=DEAD_LETTERED,
     ),
 }
 
 
 class ContractViolation(Exception):
-    """A request that can never be scored as sent: dead-letter it (or reply with an error) with `code`.
+    """A request that can never be scored as sent: reply with an error (or dead-letter it) with `code`.
 
     `description` is written for the person who sent the request: what was wrong and what to change.
     """
@@ -172,12 +195,15 @@ class ContractViolation(Exception):
     def outcome(self) -> Outcome:
         """What the bad-input table says becomes of such a request."""
         row = BAD_INPUT.get(self.code)
-        return row.outcome if row is not None else DEAD_LETTERED
+        return row.outcome if row is not None else ERROR_REPLY
 
 
 def bad_input_markdown() -> str:
     """The bad-input table as docs/contract.md shows it (a test keeps the two equal)."""
-    outcome_words = {DEAD_LETTERED: "dead-lettered", ERROR_REPLY: "**error reply** (`status: error`)"}
+    outcome_words = {
+        DEAD_LETTERED: "dead-lettered (the caller cannot be reached)",
+        ERROR_REPLY: "**error reply** (`status: error`); dead-lettered only without a usable reply address",
+    }
     lines = ["| code | when | outcome | what to do |", "|---|---|---|---|"]
     for code, row in BAD_INPUT.items():
         lines.append(f"| `{code}` | {row.when} | {outcome_words[row.outcome]} | {row.action} |")

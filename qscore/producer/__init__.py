@@ -1,7 +1,7 @@
 """Producers' side of qscore: build requests from arrays, send them in batches, collect replies."""
 
 from qscore.producer.collector import ReplyCollector
-from qscore.producer.outcomes import OutcomeKind, ProducerStats, ReplyOutcome
+from qscore.producer.outcomes import OutcomeKind, ProducerStats, ReplyOutcome, ReplyTimedOut, ScoringError
 from qscore.producer.producer import ProducerClosed, ScoringProducer
 from qscore.producer.requests import OutgoingRequest, request_message, split_rows
 from qscore.producer.settings import ProducerSettings
@@ -14,6 +14,8 @@ __all__ = [
     "ProducerStats",
     "ReplyCollector",
     "ReplyOutcome",
+    "ReplyTimedOut",
+    "ScoringError",
     "ScoringProducer",
     "request_message",
     "split_rows",

@@ -9,12 +9,28 @@ from typing import Any
 
 from qscore.contracts import (
     ContractViolation,
+    ErrorCode,
     ReplyStatus,
     ScoreReply,
     decode_binary_reply,
     header_length_of,
     is_binary_reply,
 )
+
+
+class ScoringError(Exception):
+    """The service answered a request with an error reply: `code` is the stable code
+    (docs/contract.md), `description` says what to change."""
+
+    def __init__(self, request_id: str, code: ErrorCode, description: str) -> None:
+        super().__init__(f"{request_id}: {code}: {description}")
+        self.request_id = request_id
+        self.code = code
+        self.description = description
+
+
+class ReplyTimedOut(TimeoutError):
+    """No reply arrived within the request's timeout."""
 
 
 class OutcomeKind(StrEnum):
@@ -35,6 +51,20 @@ class ReplyOutcome:
     @property
     def ok(self) -> bool:
         return self.reply is not None and self.reply.status is ReplyStatus.OK
+
+    def raise_for_error(self) -> ReplyOutcome:
+        """This outcome when it is an ok reply; ScoringError (code and description) for an error
+        reply, ReplyTimedOut when none came. `(await producer.score(...)).raise_for_error()`."""
+        if self.reply is None:
+            raise ReplyTimedOut(f"{self.request_id}: no reply within its timeout")
+        error = self.reply.error
+        if self.reply.status is ReplyStatus.ERROR or error is not None:
+            if error is None:
+                raise ScoringError(
+                    self.request_id, ErrorCode.INFERENCE_FAILED, "an error reply without its error"
+                )
+            raise ScoringError(self.request_id, error.code, error.message)
+        return self
 
     @property
     def latency_ms(self) -> float:

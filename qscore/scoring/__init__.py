@@ -3,10 +3,12 @@
 from qscore.scoring.core import (
     InferenceBackend,
     InteractionRoute,
+    ModelOutputMismatch,
     ReadinessProbe,
     ScoredItem,
     ScoringItem,
     SpecCache,
+    check_outputs,
     error_reply,
     group_key,
     ok_reply,
@@ -17,9 +19,12 @@ from qscore.scoring.core import (
 from qscore.scoring.envelope import (
     ReplyPolicy,
     RequestEnvelope,
+    check_content_type,
     check_envelope,
     inference_violation,
+    reply_address_of,
     undeliverable,
+    unreadable_properties,
 )
 from qscore.scoring.outcomes import RequestOutcome, log_outcomes, outcome_of_dead_letter, outcome_of_reply
 from qscore.scoring.prepare import (
@@ -29,6 +34,7 @@ from qscore.scoring.prepare import (
     UnknownModel,
     model_named_in,
 )
+from qscore.scoring.rejection import Disposition, rejection_disposition
 from qscore.scoring.shadow import (
     SHADOW_ROUTE,
     InteractionSink,
@@ -40,9 +46,11 @@ from qscore.scoring.shadow import (
 
 __all__ = [
     "SHADOW_ROUTE",
+    "Disposition",
     "InferenceBackend",
     "InteractionRoute",
     "InteractionSink",
+    "ModelOutputMismatch",
     "PreparedRequest",
     "ReadinessProbe",
     "ReplyPolicy",
@@ -55,7 +63,9 @@ __all__ = [
     "SpecCache",
     "SpecSource",
     "UnknownModel",
+    "check_content_type",
     "check_envelope",
+    "check_outputs",
     "error_reply",
     "group_key",
     "inference_violation",
@@ -65,10 +75,13 @@ __all__ = [
     "ok_reply",
     "outcome_of_dead_letter",
     "outcome_of_reply",
+    "rejection_disposition",
+    "reply_address_of",
     "score_group",
     "score_shadow",
     "shadow_groups",
     "split_expired",
     "time_left_s",
     "undeliverable",
+    "unreadable_properties",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 
 from qscore.contracts import (
     ContractViolation,
+    ErrorCode,
     ModelSpec,
     ReplyError,
     ReplyStatus,
@@ -26,6 +27,7 @@ from qscore.contracts import (
     Timings,
     check_deadline,
 )
+from qscore.contracts.model_spec import TRITON_TO_NUMPY
 
 # How a request's version was chosen, as the interaction log records it.
 InteractionRoute = Literal["production", "canary", "shadow", "pinned"]
@@ -133,6 +135,51 @@ def group_key(model: str, version: str) -> tuple[str, str]:
     return (model, version)
 
 
+class ModelOutputMismatch(ContractViolation):
+    """Triton's result does not fit the batch sent: splitting it would misalign answers, so
+    every request of the batch fails with `model_output_mismatch` (an error reply). Not retried
+    request by request: the model, not one request, is at fault, and a retry of a model that
+    miscounts rows would only multiply Triton calls (docs/contract.md)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(ErrorCode.MODEL_OUTPUT_MISMATCH, description)
+
+
+def check_outputs(spec: ModelSpec, version: str, outputs: dict[str, np.ndarray], rows: int) -> None:
+    """Raise ModelOutputMismatch unless each declared output is there with `rows` rows, the
+    declared per-row dims (-1: any) and datatype, so that splitting by rows is exact."""
+    where = f"model {spec.name!r} version {version or '(default)'} answered a batch of {rows} rows with"
+    declared = {tensor.name: tensor for tensor in spec.outputs}
+    missing = sorted(set(declared) - set(outputs))
+    if missing:
+        raise ModelOutputMismatch(f"{where} no output {', '.join(missing)}")
+    for name, array in outputs.items():
+        tensor = declared.get(name)
+        if array.ndim == 0 or array.shape[0] != rows:
+            got = array.shape[0] if array.ndim else "a scalar"
+            raise ModelOutputMismatch(f"{where} {got} rows in output {name!r}")
+        if tensor is None:
+            continue  # an output the config does not list is passed on as Triton sent it
+        dims = list(array.shape[1:])
+        declared_dims = tensor.dims if spec.max_batch_size > 0 else tensor.dims[1:]  # no batch dim
+        if len(dims) != len(declared_dims) or any(
+            d >= 0 and d != n for d, n in zip(declared_dims, dims, strict=True)
+        ):
+            raise ModelOutputMismatch(
+                f"{where} output {name!r} of shape {list(array.shape)}; its config declares [{rows}, "
+                f"{', '.join(str(d) for d in tensor.dims)}]"
+            )
+        expected = TRITON_TO_NUMPY.get(tensor.datatype)
+        if (
+            expected is not None
+            and array.dtype != expected
+            and not (expected == np.dtype(object) and array.dtype.kind in "OSU")
+        ):
+            raise ModelOutputMismatch(
+                f"{where} output {name!r} of datatype {array.dtype}; its config declares {tensor.datatype}"
+            )
+
+
 async def score_group(
     backend: InferenceBackend,
     spec: ModelSpec,
@@ -143,7 +190,8 @@ async def score_group(
 ) -> list[ScoredItem]:
     """Score items of one (model, version) in a single Triton call; outputs split back by rows.
 
-    `timeout_s` (e.g. `time_left_s(items)`) bounds the call; the backend's own timeout applies too."""
+    `timeout_s` (e.g. `time_left_s(items)`) bounds the call; the backend's own timeout applies too.
+    Raises ModelOutputMismatch when the result does not fit the batch (`check_outputs`)."""
     if not items:
         return []
     names = [tensor.name for tensor in spec.inputs]
@@ -154,9 +202,10 @@ async def score_group(
     else:
         result = await backend.infer(spec.name, batch, version=version, timeout_s=timeout_s)
     inference_ms = (time.time() - started) * 1000
+    total_rows = int(sum(item.rows for item in items))
+    check_outputs(spec, version, result.outputs, total_rows)
     bounds = np.cumsum([item.rows for item in items])[:-1]
     per_output = {name: np.split(array, bounds, axis=0) for name, array in result.outputs.items()}
-    total_rows = int(sum(item.rows for item in items))
     return [
         ScoredItem(
             item=item,

@@ -44,13 +44,23 @@ class ReplyPolicy:
     default_queue: str
     allowed_queues: frozenset[str] = field(default_factory=frozenset)
     sessions_required: bool = True
+    # An answered rejection is also kept on the dead-letter sub-queue (the failures queue in the
+    # Functions app), for operators who audit them there (QSCORE_KEEP_ANSWERED_REJECTIONS).
+    keep_answered_rejections: bool = False
 
     @classmethod
     def create(
-        cls, default_queue: str, allowed: Iterable[str] = (), *, sessions_required: bool = True
+        cls,
+        default_queue: str,
+        allowed: Iterable[str] = (),
+        *,
+        sessions_required: bool = True,
+        keep_answered_rejections: bool = False,
     ) -> ReplyPolicy:
         names = frozenset(name.strip() for name in allowed if name.strip())
-        return cls(default_queue, names or frozenset({default_queue}), sessions_required)
+        return cls(
+            default_queue, names or frozenset({default_queue}), sessions_required, keep_answered_rejections
+        )
 
     def allows(self, queue: str) -> bool:
         return queue in (self.allowed_queues or {self.default_queue})
@@ -60,30 +70,18 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddress:
-    """The reply address of a queue request; raises ContractViolation (dead-letter it) when the
-    message has no request id, a foreign content type, or no reply address it may use."""
+def reply_address_of(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddress:
+    """Where a queue request's reply goes: the one place that decides it, for both runtimes.
+
+    Read from the message's properties only (never the body, so a body that is not JSON can be
+    answered): `reply_to`, or `policy.default_queue` when only `reply_to_session_id` is set, and
+    the session. Raises ContractViolation with a code the table dead-letters (the caller cannot
+    be told) when there is no request id to correlate a reply with, or no address it may use."""
     if not envelope.message_id:
         raise ContractViolation(
             ErrorCode.NO_MESSAGE_ID,
             "the message has no message_id: set it to a unique id per request; replies carry it back "
             "as correlation_id",
-        )
-    if is_batch_content_type(envelope.content_type):  # the worker takes it apart before this check
-        raise ContractViolation(
-            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-            f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is served by the queue "
-            f"worker only, not the Functions app: send each item as its own {REQUEST_CONTENT_TYPE!r} "
-            "message to this queue",
-        )
-    if envelope.content_type and _media_type(envelope.content_type) not in (
-        REQUEST_CONTENT_TYPE,
-        BINARY_REQUEST_CONTENT_TYPE,
-    ):
-        raise ContractViolation(
-            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-            f"content_type {envelope.content_type!r} is not {REQUEST_CONTENT_TYPE!r} or "
-            f"{BINARY_REQUEST_CONTENT_TYPE!r}: send a v1 request with one of them (or none, for JSON)",
         )
     if not envelope.reply_to and not envelope.reply_to_session_id:
         raise ContractViolation(
@@ -109,6 +107,46 @@ def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddre
         session_id=envelope.reply_to_session_id,
         traceparent=envelope.traceparent,
         binary_reply=accepts_binary_reply(envelope.accept),
+    )
+
+
+def check_content_type(envelope: RequestEnvelope) -> None:
+    """Raises ContractViolation `unsupported_content_type` (answered: the caller can be reached)
+    for a content type other than a v1 request's."""
+    if is_batch_content_type(envelope.content_type):  # the worker takes it apart before this check
+        raise ContractViolation(
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+            f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is served by the queue "
+            f"worker only, not the Functions app: send each item as its own {REQUEST_CONTENT_TYPE!r} "
+            "message to this queue",
+        )
+    if envelope.content_type and _media_type(envelope.content_type) not in (
+        REQUEST_CONTENT_TYPE,
+        BINARY_REQUEST_CONTENT_TYPE,
+    ):
+        raise ContractViolation(
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+            f"content_type {envelope.content_type!r} is not {REQUEST_CONTENT_TYPE!r} or "
+            f"{BINARY_REQUEST_CONTENT_TYPE!r}: send a v1 request with one of them (or none, for JSON)",
+        )
+
+
+def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddress:
+    """The reply address of a queue request (`reply_address_of`), then its content type checked;
+    raises ContractViolation. Runtimes that must answer a foreign content type call the two
+    apart, so they hold the address when the content type is refused."""
+    address = reply_address_of(envelope, policy)
+    check_content_type(envelope)
+    return address
+
+
+def unreadable_properties(detail: str) -> ContractViolation:
+    """The message's properties could not be read (`detail`: the reader's error): no reply
+    address can be trusted, so the request is dead-lettered."""
+    return ContractViolation(
+        ErrorCode.UNREADABLE_PROPERTIES,
+        f"the message's properties could not be read ({detail}): send it again with the "
+        "producer library, or set message_id, reply_to and reply_to_session_id as plain strings",
     )
 
 

@@ -22,6 +22,7 @@ REQUEST_DURATION = "qscore.request.duration"
 BATCH_SIZE = "qscore.batch.size"
 DEAD_LETTERS = "qscore.dead_letters"
 ABANDONS = "qscore.abandons"
+OUTPUT_MISMATCHES = "qscore.model_output_mismatches"
 IN_FLIGHT = "qscore.in_flight"
 IN_FLIGHT_LIMIT = "qscore.in_flight.limit"
 
@@ -48,6 +49,7 @@ class ScoringMetrics:
     batch_size: Histogram
     dead_letters: Counter
     abandons: Counter
+    output_mismatches: Counter
     # The in-flight gauges' source (held, limit), set by `observe_in_flight`; registered once.
     _in_flight: list[Callable[[], int]] = field(default_factory=list)
 
@@ -70,6 +72,11 @@ class ScoringMetrics:
             ),
             dead_letters=meter.create_counter(DEAD_LETTERS, unit="{message}", description="Dead-lettered"),
             abandons=meter.create_counter(ABANDONS, unit="{message}", description="Abandoned for redelivery"),
+            output_mismatches=meter.create_counter(
+                OUTPUT_MISMATCHES,
+                unit="{call}",
+                description="Triton results that did not fit their batch (model_output_mismatch)",
+            ),
         )
 
     def record_reply(
@@ -106,6 +113,10 @@ class ScoringMetrics:
 
     def record_abandon(self, reason: str) -> None:
         self.abandons.add(1, {"reason": _status_text(reason)})
+
+    def record_output_mismatch(self, model: str, version: str) -> None:
+        """One Triton call whose result did not fit its batch: its requests got `model_output_mismatch`."""
+        self.output_mismatches.add(1, {"model": model, "version": version})
 
     def observe_in_flight(self, held: Callable[[], int], limit: Callable[[], int]) -> None:
         """Gauges of the messages a worker holds (received, not yet settled) and how many it may.

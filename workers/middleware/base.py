@@ -66,13 +66,15 @@ class Settled:
     `reason`: why a message was abandoned (`inference_unavailable`, `reply_send_failed`,
     `shutdown`, ...) or dead-lettered (the error code, e.g. `bad_input`); `description` is the
     dead-letter record's. `refused` counts the messages the broker refused to settle (lock
-    lost: it redelivers them). A request-batch message is settled once, after its items."""
+    lost: it redelivers them). A request-batch message is settled once, after its items.
+    `answered`: dead-lettered after its error reply was sent (QSCORE_KEEP_ANSWERED_REJECTIONS)."""
 
     messages: tuple[Any, ...]
     outcome: SettleOutcome
     reason: str | None = None
     description: str | None = None
     refused: int = 0
+    answered: bool = False
 
 
 class Middleware:

@@ -37,7 +37,7 @@ class InteractionsMiddleware(Middleware):
         await log_outcomes(self.sink, errors)
 
     async def after_settle(self, settled: Settled) -> None:
-        if settled.outcome != "dead_lettered":
+        if settled.outcome != "dead_lettered" or settled.answered:  # a kept one: logged as its reply
             return
         code = settled.reason or "dead_lettered"
         await log_outcomes(self.sink, [_dead_letter_outcome(message, code) for message in settled.messages])

@@ -1,11 +1,13 @@
 """The scoring metrics (`qscore.telemetry.ScoringMetrics`, through WorkerTelemetry): replies by
-model/version/status with their timings, batch sizes, dead-letters and abandons by reason.
+model/version/status with their timings, batch sizes, dead-letters and abandons by reason, Triton
+results that did not fit their batch.
 
 Always in the stack; with `WorkerTelemetry(enabled=False)` every call returns at once.
 """
 
 from __future__ import annotations
 
+from qscore.scoring import ModelOutputMismatch
 from workers.middleware.base import Middleware, Replied, ScoreResult, Settled
 from workers.telemetry import WorkerTelemetry
 
@@ -15,9 +17,11 @@ class MetricsMiddleware(Middleware):
         self._telemetry = telemetry
 
     async def after_score(self, result: ScoreResult) -> None:
+        batch = result.batch
         if result.scored is not None:
-            batch = result.batch
             self._telemetry.batch(batch.model, batch.version, len(batch.requests))
+        elif isinstance(result.error, ModelOutputMismatch):
+            self._telemetry.output_mismatch(batch.model, batch.version)
 
     async def after_reply(self, replied: Replied) -> None:
         if replied.sent:
