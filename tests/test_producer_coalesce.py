@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qscore.contracts import ErrorCode, decode_batch
-from qscore.producer import OutgoingRequest, ProducerSettings, ScoringProducer
+from qscore.producer import OutgoingRequest, ProducerSettings, ScoringError, ScoringProducer
 from qscore.producer.coalesce import Coalescer, PendingCall, batch_body, batch_item
 from tests.fixtures.worker import WorkerSettingsFactory, running_worker
 
@@ -101,13 +101,18 @@ async def test_concurrent_score_calls_share_messages_and_each_gets_its_own_outco
     worker = running_worker(worker_settings(request_queue=fresh_queue))
     async with worker as state, ScoringProducer(settings=settings) as producer:
         calls = [producer.score("digits", {"pixels": each}) for each in pixels]
-        bad = producer.score("digits", {"pixels": np.ones((1, 63), np.float32)})
-        short = producer.score("digits", {"pixels": pixels[0]}, timeout_s=0.001)
-        *outcomes, bad_outcome, short_outcome = await asyncio.gather(*calls, bad, short)
+        bad = producer.score("digits", {"pixels": np.ones((1, 63), np.float32)}, raise_on_error=False)
+        short = producer.score("digits", {"pixels": pixels[0]}, timeout_s=0.001, raise_on_error=False)
+        raising = producer.score("digits", {"pixels": np.ones((1, 63), np.float32)})
+        *outcomes, bad_outcome, short_outcome, raised = await asyncio.gather(
+            *calls, bad, short, raising, return_exceptions=True
+        )
     assert all(outcome.ok for outcome in outcomes)
     assert len({outcome.request_id for outcome in outcomes}) == len(pixels)
     assert all(outcome.reply and outcome.reply.request_id == outcome.request_id for outcome in outcomes)
     assert bad_outcome.reply is not None and bad_outcome.reply.error is not None
     assert bad_outcome.reply.error.code == ErrorCode.BAD_SHAPE
     assert not short_outcome.ok and short_outcome.reply is None  # its own timeout, not its group's
+    # By default score() raises the error reply's code at once (issue 24), not a timeout.
+    assert isinstance(raised, ScoringError) and raised.code == ErrorCode.BAD_SHAPE, raised
     assert state.counters.get("received", 0) < len(pixels)  # the calls shared messages

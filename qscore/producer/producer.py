@@ -180,10 +180,27 @@ class ScoringProducer:
         deadline: datetime | None = None,
         timeout_s: float | None = None,
         priority: int = 0,
+        raise_on_error: bool = True,
     ) -> ReplyOutcome:
         """Score one request and wait for its outcome. With `settings.coalesce`, concurrent calls
         for the same model, version and lane go out as one message (qscore.producer.coalesce);
-        this call still gets only its own outcome, after its own timeout."""
+        this call still gets only its own outcome, after its own timeout.
+
+        An error reply raises `ScoringError` (its stable code and description) as soon as the
+        reply arrives, and no reply within the timeout raises `ReplyTimedOut`; with
+        `raise_on_error=False` both come back as the outcome instead (the bench counts them)."""
+        outcome = await self._score_one(model, inputs, version, deadline, timeout_s, priority)
+        return outcome.raise_for_error() if raise_on_error else outcome
+
+    async def _score_one(
+        self,
+        model: str,
+        inputs: Mapping[str, np.ndarray],
+        version: str | None,
+        deadline: datetime | None,
+        timeout_s: float | None,
+        priority: int,
+    ) -> ReplyOutcome:
         outgoing = OutgoingRequest.build(
             model,
             inputs,

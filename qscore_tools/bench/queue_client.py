@@ -88,7 +88,11 @@ class LibraryScorer:
     async def score(self, rows: np.ndarray) -> dict[str, float]:
         if self.items == 1:
             outcome = await self.producer.score(
-                self.model, {INPUT_NAME: rows}, timeout_s=self.timeout_s, priority=self.priority
+                self.model,
+                {INPUT_NAME: rows},
+                timeout_s=self.timeout_s,
+                priority=self.priority,
+                raise_on_error=False,  # stage_details reports an error or a timeout itself
             )
             return stage_details(outcome)
         requests = [OutgoingRequest.build(self.model, {INPUT_NAME: rows}) for _ in range(self.items)]
