@@ -164,7 +164,9 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
         request_queue=fresh_queue,
         reply_sessions_required=False,
         allowed_reply_queues=f"scoring-replies,{SESSION_QUEUE}",
-        **_batched(),
+        # The mixed batch's 7 rows close the batch when all are in (size, not a timer), so it is
+        # one Triton call however slowly a loaded machine hands the worker its messages.
+        **_batched(max_batch_size=7, max_batch_delay_ms=5000),
     )
     try:
         async with _counting_worker(bus, triton, settings) as worker:
