@@ -24,19 +24,34 @@ def serve_command(
         "--data-dir",
         help="Where the SQLite store lives (durable across restarts).",
     ),
+    latency_ms: float | None = typer.Option(
+        None,
+        "--latency-ms",
+        help="Delay every AMQP connection's frames this many ms each way, in order and pipelined, "
+        "standing in for the network to Azure (default: $QSCORE_BUS_LATENCY_MS, else 0).",
+    ),
+    jitter_ms: float | None = typer.Option(
+        None,
+        "--jitter-ms",
+        help="Add up to this many ms more per chunk, never reordering (default: $QSCORE_BUS_JITTER_MS).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Log connections and refused links."),
 ) -> None:
     """Serve queues until Ctrl-C; prints where it listens and the queues it holds."""
     from qscore_local.bus.config import QueueConfigError, load_queue_config
+    from qscore_local.bus.latency import NetworkLatency
     from qscore_local.bus.serve import configure_logging, serve
 
     try:
         queues = load_queue_config(config)
-    except QueueConfigError as exc:
+        latency = NetworkLatency.resolve(latency_ms, jitter_ms)
+    except (QueueConfigError, ValueError) as exc:
         raise UserError(str(exc)) from None
     configure_logging(verbose)
     try:
-        serve(queues, host=host, port=port, data_dir=data_dir)
+        serve(queues, host=host, port=port, data_dir=data_dir, latency=latency)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

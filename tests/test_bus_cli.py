@@ -53,3 +53,22 @@ def test_serve_with_bad_config_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_serve_with_latency_says_so_and_bad_latency_is_one_line_error(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-c", "from qscore_cli import main; main()", "bus", "serve"]
+    command += ["--port", str(port), "--data-dir", str(tmp_path), "--latency-ms", "5", "--jitter-ms", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "network latency: 5 ms each way + up to 1 ms jitter\n" in lines
+    for bad in (["--jitter-ms", "3"], ["--latency-ms", "-1"]):
+        result = run_cli("bus", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path), *bad)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("error:") and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

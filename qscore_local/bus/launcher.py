@@ -59,8 +59,13 @@ class LocalBus:
         queues: Sequence[QueueConfig] | None = None,
         data_dir: Path | None = None,
         log_path: Path | None = None,
+        latency_ms: float | None = None,
+        jitter_ms: float | None = None,
     ) -> None:
+        """`latency_ms`/`jitter_ms`: network latency each way per connection (None: the endpoint
+        takes $QSCORE_BUS_LATENCY_MS / $QSCORE_BUS_JITTER_MS from the environment it inherits)."""
         self._requested_port = port
+        self._latency_ms, self._jitter_ms = latency_ms, jitter_ms
         self._queues = list(queues) if queues is not None else load_queue_config()
         self._data_dir = data_dir
         self._log_path = log_path
@@ -84,6 +89,10 @@ class LocalBus:
         command += ["--config", str(config_path)]
         if self._data_dir is not None:
             command += ["--data-dir", str(self._data_dir)]
+        if self._latency_ms is not None:
+            command += ["--latency-ms", str(self._latency_ms)]
+        if self._jitter_ms is not None:
+            command += ["--jitter-ms", str(self._jitter_ms)]
         log_path = self._log_path or Path(self._workdir.name) / "bus.log"
         self._log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the subprocess
         self._process = subprocess.Popen(

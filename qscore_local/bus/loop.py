@@ -12,7 +12,10 @@ what the endpoint needs and no more:
   what waits on that commit (`BusServer.flush`), and only then is each transport's output
   written, in one `send` per connection per pass rather than one per message;
 - every `TICK_S` the server's timers run (lock expiry, scheduled messages, session waits) and
-  each transport's idle-timeout bookkeeping (heartbeats) is advanced.
+  each transport's idle-timeout bookkeeping (heartbeats) is advanced;
+- with a network latency set (`--latency-ms`), each connection's reads and writes pass through a
+  pair of delay lines (qscore_local/bus/latency.py) and select wakes for the next chunk due; with
+  none, connections have no lines and the path is the one above.
 
 `serve()` uses this loop; `QSCORE_BUS_REACTOR=container` selects proton's Container instead.
 """
@@ -34,6 +37,7 @@ from proton import Collector, Connection, Event, EventType, Transport
 from qscore_local.bus import codec
 from qscore_local.bus.delivery_ids import DeliveryIdRenumberer
 from qscore_local.bus.gateway import Gateway
+from qscore_local.bus.latency import DelayedConnection, DelayLine, NetworkLatency
 from qscore_local.bus.server import TICK_S, BusServer
 
 log = logging.getLogger("qscore_local.bus")
@@ -64,6 +68,7 @@ class _Client:
     registered_mask: int = selectors.EVENT_READ
     closed: bool = False
     inbound: DeliveryIdRenumberer = field(default_factory=DeliveryIdRenumberer)
+    delay: DelayedConnection | None = None  # None: no latency emulated, bytes go straight through
 
 
 @dataclass(eq=False)
@@ -77,8 +82,11 @@ class _Unidentified:
 class BusLoop:
     """Serve `server` on host:port until `stop()` is called (from a signal handler, say)."""
 
-    def __init__(self, server: BusServer, *, host: str, port: int) -> None:
+    def __init__(
+        self, server: BusServer, *, host: str, port: int, latency: NetworkLatency | None = None
+    ) -> None:
         self.server = server
+        self.latency = latency if latency is not None and latency.enabled else None
         self.collector = Collector()
         self.selector = selectors.DefaultSelector()
         self.clients: dict[int, _Client] = {}
@@ -111,11 +119,13 @@ class BusLoop:
             while not self._stopping:
                 with self.server.lock:
                     self._settle_pass()
-                timeout = max(0.0, next_tick - time.monotonic())
-                ready = self.selector.select(timeout)
+                wake_at = next_tick if self.latency is None else self._next_due(next_tick)
+                ready = self.selector.select(max(0.0, wake_at - time.monotonic()))
                 with self.server.lock:  # gateway threads run administration requests under it
                     for key, mask in ready:
                         self._on_ready(key.data, mask)
+                    if self.latency is not None:
+                        self._release_due(time.monotonic())
                     if time.monotonic() >= next_tick:
                         next_tick = time.monotonic() + TICK_S
                         self._tick()
@@ -230,6 +240,8 @@ class BusLoop:
         transport.sasl().allowed_mechs("ANONYMOUS")
         transport.bind(connection)
         client = _Client(sock, transport, connection)
+        if self.latency is not None:
+            client.delay = DelayedConnection(DelayLine(self.latency), DelayLine(self.latency))
         self.clients[sock.fileno()] = client
         self.selector.register(sock, selectors.EVENT_READ, client)
 
@@ -240,6 +252,9 @@ class BusLoop:
             self._write(client)
 
     def _read(self, client: _Client) -> None:
+        if client.delay is not None:
+            self._read_delayed(client, client.delay)
+            return
         transport = client.transport
         capacity = transport.capacity()
         if capacity < 0:  # the engine will read no more (closing)
@@ -270,6 +285,9 @@ class BusLoop:
             data = data[room:]
 
     def _write(self, client: _Client) -> None:
+        if client.delay is not None:
+            self._write_delayed(client, client.delay)
+            return
         transport = client.transport
         pending = transport.pending()
         while pending > 0:
@@ -288,18 +306,101 @@ class BusLoop:
         if client.closed:
             return
         wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if transport.pending() > 0 else 0)
-        if wanted != client.registered_mask:
+        self._want(client, wanted)
+
+    def _want(self, client: _Client, wanted: int) -> None:
+        if wanted == client.registered_mask:
+            return
+        if not wanted:
+            self.selector.unregister(client.sock)
+        elif not client.registered_mask:
+            self.selector.register(client.sock, wanted, client)
+        else:
             self.selector.modify(client.sock, wanted, client)
-            client.registered_mask = wanted
+        client.registered_mask = wanted
 
     def _finish_if_done(self, client: _Client) -> None:
-        if client.transport.closed:
+        # A delayed connection's last frames (its close) are still owed to the peer: not before.
+        if client.transport.closed and (client.delay is None or not client.delay.outbound):
             self._drop(client)
 
     def _transport_closed(self, transport: Transport) -> None:
         for client in list(self.clients.values()):
             if client.transport is transport:
-                self._drop(client)
+                self._finish_if_done(client)
+
+    # ---- emulated network latency (only with --latency-ms) -------------------------------
+    def _next_due(self, next_tick: float) -> float:
+        """When select must wake: the next tick or the first chunk due, whichever is sooner."""
+        wake_at = next_tick
+        for client in self.clients.values():
+            delay = client.delay
+            if delay is None:
+                continue
+            inbound_due = delay.inbound.next_due()
+            if inbound_due is not None and inbound_due < wake_at:
+                wake_at = inbound_due
+            outbound_due = None if delay.write_blocked else delay.outbound.next_due()
+            if outbound_due is not None and outbound_due < wake_at:
+                wake_at = outbound_due
+        return wake_at
+
+    def _release_due(self, now: float) -> None:
+        """Into each engine, the bytes whose delay has passed (writes go out in the next pass)."""
+        for client in list(self.clients.values()):
+            delay = client.delay
+            if delay is None or not delay.inbound:
+                continue
+            data, ended = delay.inbound.take_due(now)
+            if data:
+                self._push(client, client.inbound.feed(data))
+            if ended:  # the peer went away: close both directions, the engine reports it
+                client.transport.close_tail()
+                client.transport.close_head()
+
+    def _read_delayed(self, client: _Client, delay: DelayedConnection) -> None:
+        if client.transport.capacity() < 0:  # the engine will read no more (closing)
+            self._finish_if_done(client)
+            return
+        try:
+            data = client.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.info("connection read failed: %s", exc)
+            data = b""
+        delay.inbound.put(data or None, time.monotonic())
+        if not data:  # the end of stream reaches the engine after the bytes before it
+            delay.read_ended = True
+            self._want(client, client.registered_mask & ~selectors.EVENT_READ)
+
+    def _write_delayed(self, client: _Client, delay: DelayedConnection) -> None:
+        transport = client.transport
+        now = time.monotonic()
+        pending = transport.pending()
+        if pending > 0:  # what the engine wrote this pass leaves now and reaches the peer D later
+            delay.outbound.put(transport.peek(pending) or b"", now)
+            transport.pop(pending)
+        data, _ = delay.outbound.take_due(now)
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += client.sock.send(data[sent:])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.info("connection write failed: %s", exc)
+                transport.close_head()
+                transport.close_tail()
+                delay.outbound.clear()  # nobody left to owe them to
+                sent = len(data)
+        delay.outbound.return_unsent(data[sent:])
+        delay.write_blocked = sent < len(data)
+        self._finish_if_done(client)
+        if client.closed:
+            return
+        reading = 0 if delay.read_ended else selectors.EVENT_READ
+        self._want(client, reading | (selectors.EVENT_WRITE if delay.write_blocked else 0))
 
     def _drop(self, client: _Client) -> None:
         if client.closed:

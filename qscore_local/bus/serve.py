@@ -15,6 +15,7 @@ from qscore_local.bus import codec
 from qscore_local.bus.addressing import entity_summary
 from qscore_local.bus.broker import Broker
 from qscore_local.bus.config import QueueConfig
+from qscore_local.bus.latency import NetworkLatency
 from qscore_local.bus.loop import BusLoop
 from qscore_local.bus.server import BusServer
 from qscore_local.bus.store import MessageStore
@@ -37,8 +38,16 @@ def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     data_dir: Path | None = None,
+    latency: NetworkLatency | None = None,
 ) -> None:
-    """Serve until a signal arrives; blocks the calling thread (it is the reactor thread)."""
+    """Serve until a signal arrives; blocks the calling thread (it is the reactor thread).
+
+    `latency` delays every AMQP connection's bytes each way (qscore_local/bus/latency.py).
+    """
+    latency = latency or NetworkLatency()
+    container = os.environ.get(REACTOR_ENV) == "container"
+    if container and latency.enabled:
+        raise ValueError(f"network latency needs the endpoint's own loop (unset {REACTOR_ENV})")
     store_path = None
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -47,11 +56,8 @@ def serve(
     broker = Broker(queues, store)
     recovered = broker.recover(codec.now_ms())
     server = BusServer(broker, host=host, port=port)
-    runner: Container | BusLoop
-    if os.environ.get(REACTOR_ENV) == "container":  # proton's own reactor: slower, kept to compare
-        runner = Container(server)
-    else:
-        runner = BusLoop(server, host=host, port=port)
+    # proton's own reactor (QSCORE_BUS_REACTOR=container) is slower, kept to compare.
+    runner = Container(server) if container else BusLoop(server, host=host, port=port, latency=latency)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         runner.stop()
@@ -62,6 +68,9 @@ def serve(
     print(f"connection string: {connection_string(host, port)}", flush=True)
     if not isinstance(runner, Container):
         print("same port: AMQP over WebSockets, administration API (https, self-signed)", flush=True)
+    if latency.enabled:
+        jitter = f" + up to {latency.jitter_s * 1000:g} ms jitter" if latency.jitter_s else ""
+        print(f"network latency: {latency.one_way_s * 1000:g} ms each way{jitter}", flush=True)
     print(f"store: {store_path or 'in memory'} ({recovered} messages recovered)", flush=True)
     for name in broker.queue_names():
         print(f"queue: {entity_summary(broker.entities[name])}", flush=True)
