@@ -83,7 +83,9 @@ async def _gather(
     async def load_rejected() -> list[Addressed]:
         return [] if rejected_replies is None else await _stored_replies(rejected_replies, runtime)
 
-    *loaded, rejected = await asyncio.gather(*(load(outcome) for outcome in outcomes), load_rejected())
+    loaded, rejected = await asyncio.gather(
+        asyncio.gather(*(load(outcome) for outcome in outcomes)), load_rejected()
+    )
     replies: list[Addressed] = []
     unanswered: list[Rejection] = []
     for outcome, (group_replies, failed) in zip(outcomes, loaded, strict=True):
