@@ -21,7 +21,8 @@ rate x 0.1 s let only that much arrive per round trip: at 50 ms, a third of the 
 The lock rule wins over the floor. Until the first measurement the window is 1 (a slow start:
 nothing is known about the model yet); it grows within a sample or two under load. The rate is
 finished messages (completed or dead-lettered) per second of time the worker held work, so idle
-time does not drag it down; it is smoothed over SAMPLE_S samples and kept while idle.
+time does not drag it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
+lower one smoothed, and is kept while idle.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ class PrefetchWindow:
     def _sample(self, now: float) -> None:
         if self._busy_s > SAMPLE_S / 5 and self._finished:
             sample = self._finished / self._busy_s
-            self.rate = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+            # Up at once, down smoothed: a window that holds the rate down must not also hold
+            # back its own growth (at a 50 ms round trip a smoothed climb took seconds).
+            smoothed = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+            self.rate = max(sample, smoothed)
         self._finished, self._busy_s, self._sample_started = 0, 0.0, now
         if self.rate is None or self.ceiling == 0:
             return

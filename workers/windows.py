@@ -45,7 +45,8 @@ class BatchSlots:
         self._started_before, self._sample_started = started, now
         if sample == 0:  # idle: keep the last bound
             return self.limit
-        self.rate = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+        smoothed = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+        self.rate = max(sample, smoothed)  # up at once, down smoothed (as workers/prefetch.py)
         waiting = math.ceil(self.rate * broker_wait_s)
         self.limit = min(self.setting * MAX_FACTOR, self.setting + waiting)
         return self.limit
