@@ -1,12 +1,14 @@
 """The last steps of an orchestration: send every reply, record what cannot be answered.
 
 The replies come from the documents the inference activities (and validation, for rejected
-requests) stored; the history carries only their references. Replies go out one reply queue at
-a time, so a queue that refuses them (not found, not authorized, a message too large, a session
-queue without a session id) costs only the requests that named it: they are recorded on the
-failures queue as `reply_undeliverable` with the broker's words, and every other request still
-gets its reply. A transient failure is retried here, per queue, with the app's retry policy;
-what still fails is recorded the same way.
+requests) stored; the history carries only their references, and they are read all at once.
+Replies go out to every reply queue at once (qscore.transport.ReplySender: a pool of sender
+links per queue, sized by the measured rate x round trip), each queue on its own, so a queue
+that refuses them (not found, not authorized, a message too large, a session queue without a
+session id) costs only the requests that named it: they are recorded on the failures queue as
+`reply_undeliverable` with the broker's words, and every other request still gets its reply. A
+transient failure is retried here, per queue, with the app's retry policy; what still fails is
+recorded the same way.
 """
 
 from __future__ import annotations
@@ -70,19 +72,27 @@ async def _failed_group(
 async def _gather(
     outcomes: list[GroupOutcome], rejected_replies: str | None, runtime: ScoringRuntime
 ) -> tuple[list[Addressed], list[Rejection]]:
-    """Every reply to send (from the stored documents), and the requests to record instead."""
+    """Every reply to send (from the stored documents), and the requests to record instead.
+    The documents are read all at once: one storage round trip, not one per group."""
+
+    async def load(outcome: GroupOutcome) -> tuple[list[Addressed], list[Rejection]]:
+        if outcome.replies is not None:
+            return await _stored_replies(outcome.replies, runtime), []
+        return await _failed_group(outcome, runtime)
+
+    async def load_rejected() -> list[Addressed]:
+        return [] if rejected_replies is None else await _stored_replies(rejected_replies, runtime)
+
+    loaded, rejected = await asyncio.gather(
+        asyncio.gather(*(load(outcome) for outcome in outcomes)), load_rejected()
+    )
     replies: list[Addressed] = []
     unanswered: list[Rejection] = []
-    for outcome in outcomes:
+    for outcome, (group_replies, failed) in zip(outcomes, loaded, strict=True):
         unanswered.extend(outcome.dead_letters)
-        if outcome.replies is not None:
-            replies.extend(await _stored_replies(outcome.replies, runtime))
-        else:
-            failed_replies, failed = await _failed_group(outcome, runtime)
-            replies.extend(failed_replies)
-            unanswered.extend(failed)
-    if rejected_replies is not None:
-        replies.extend(await _stored_replies(rejected_replies, runtime))
+        replies.extend(group_replies)
+        unanswered.extend(failed)
+    replies.extend(rejected)
     # A kept rejection (QSCORE_KEEP_ANSWERED_REJECTIONS) is answered as well as recorded.
     recorded = {rejection.request_id for rejection in unanswered if not rejection.answered}
     return [(e, r) for e, r in replies if r.request_id not in recorded], unanswered

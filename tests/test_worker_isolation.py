@@ -92,6 +92,12 @@ def _batched(**overrides: Any) -> dict[str, Any]:
     return {"prefetch": 0, "max_batch_delay_ms": 300, **overrides}
 
 
+# A mixed batch's 7 rows close its batch when all are in (size, not a timer), so it is one Triton
+# call however slowly a loaded machine hands the worker its messages; a batch of fewer rows
+# (its bad request refused at intake) closes on the 2 s timer.
+WHOLE_MIXED_BATCH = {"max_batch_size": 7, "max_batch_delay_ms": 2000}
+
+
 async def test_mixed_batches_answer_every_valid_request_once(
     bus: Any, triton: Any, replies: ReplyCollector, fresh_queue: str, worker_settings: WorkerSettingsFactory
 ) -> None:
@@ -106,7 +112,9 @@ async def test_mixed_batches_answer_every_valid_request_once(
         "unlisted", digits_request(np.zeros((1, 64))), reply_to="elsewhere", session_id="s"
     )
     settings = worker_settings(
-        request_queue=fresh_queue, allowed_reply_queues=f"scoring-replies,{MISSING_QUEUE}", **_batched()
+        request_queue=fresh_queue,
+        allowed_reply_queues=f"scoring-replies,{MISSING_QUEUE}",
+        **_batched(**WHOLE_MIXED_BATCH),
     )
     async with _counting_worker(bus, triton, settings) as worker:
         assert await worker.mixed_batch(replies, missing, "m") == 1  # the bad one shared the Triton call
@@ -164,9 +172,7 @@ async def test_broker_refusals_and_transient_failures_hit_only_their_requests(
         request_queue=fresh_queue,
         reply_sessions_required=False,
         allowed_reply_queues=f"scoring-replies,{SESSION_QUEUE}",
-        # The mixed batch's 7 rows close the batch when all are in (size, not a timer), so it is
-        # one Triton call however slowly a loaded machine hands the worker its messages.
-        **_batched(max_batch_size=7, max_batch_delay_ms=5000),
+        **_batched(**WHOLE_MIXED_BATCH),
     )
     try:
         async with _counting_worker(bus, triton, settings) as worker:

@@ -39,6 +39,7 @@ from workers.settings import WorkerSettings
 from workers.settle import Settler
 from workers.signals import StopRequest
 from workers.telemetry import WorkerTelemetry
+from workers.windows import BatchSlots
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class _Lane:
     receiver: ServiceBusReceiver
     held: HeldMessages
     intake: Intake
+    settler: MessageSettler
+    batcher: MicroBatcher[tuple[str, str], HeldRequest]
+    slots: BatchSlots
     over: asyncio.Event  # set when any lane's session ends: the others end too
 
 
@@ -185,16 +189,22 @@ class ReceiveLoop:
             queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
         )
         set_further_pull(receiver, FURTHER_PULL_S)
-        # An idle second receiver (own connection, no prefetch) carries batch settlement and
-        # lock renewal, so they never wait behind the receive loop (qscore.transport.settlement).
-        control = self._client.get_queue_receiver(queue, prefetch_count=0)
+
+        # Idle receivers (own connections, no prefetch) carry batch settlement and lock renewal,
+        # so they never wait behind the receive loop; several at once, as many as the measured
+        # rate x round trip asks for (qscore.transport.settlement).
+        def open_control() -> ServiceBusReceiver:
+            return self._client.get_queue_receiver(queue, prefetch_count=0)
+
+        control = open_control()
+        message_settler = MessageSettler(receiver, control=control, open_control=open_control)
         async with receiver, control:
             held = HeldMessages(limit=settings.max_held_messages)
             self._held_by_lane.lanes[queue] = held
             self._telemetry.watch_held(self._held_by_lane)
             settler = ItemSettler(
                 Settler(
-                    MessageSettler(receiver, control=control),
+                    message_settler,
                     held,
                     self._middleware,
                     on_settled=self._on_settled,
@@ -219,10 +229,12 @@ class ReceiveLoop:
                 ),
                 on_unavailable=self._triton_unavailable,
             )
+            slots = BatchSlots(settings.max_in_flight_batches)
             renewer = asyncio.create_task(renew_locks_forever(settler.messages, held))
             self.state.connected = True
             try:
-                await self._receive(_Lane(queue, receiver, held, intake, over))
+                lane = _Lane(queue, receiver, held, intake, message_settler, batcher, slots, over)
+                await self._receive(lane)
             finally:
                 over.set()
                 self.state.connected = False
@@ -230,6 +242,7 @@ class ReceiveLoop:
                     await self._drain(batcher, settler)
                 finally:
                     renewer.cancel()
+                    await message_settler.close()
 
     def _batcher(self, settler: ItemSettler) -> MicroBatcher[tuple[str, str], HeldRequest]:
         settings = self.settings
@@ -254,11 +267,16 @@ class ReceiveLoop:
         )
         return MicroBatcher(handler=scorer.handle, policy=policy, rows_of=_rows)
 
-    def _receive_size(self, held: HeldMessages, receiver: ServiceBusReceiver) -> int:
+    def _receive_size(self, lane: _Lane) -> int:
         """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
+        held, receiver = lane.held, lane.receiver
+        broker_wait_s = (lane.settler.round_trip_s or 0.0) + (self._replies.round_trip_s or 0.0)
+        limit = lane.slots.tick(lane.batcher.started, broker_wait_s)
+        if limit != lane.batcher.max_in_flight:
+            lane.batcher.resize_in_flight(limit)
         size = held.room
         if self.settings.prefetch > 0:
-            window = self.window.tick(held=held.count)
+            window = self.window.tick(held=held.count, round_trip_s=lane.settler.round_trip_s)
             if window != getattr(receiver, "_prefetch_count", window):
                 apply_link_credit(receiver, window)
             size = min(size, window)
@@ -277,7 +295,7 @@ class ReceiveLoop:
             elif (reason := self.job.exit_reason()) is not None:
                 self._stop.request(reason)
                 break
-            batch_size = self._receive_size(held, receiver)
+            batch_size = self._receive_size(lane)
             if batch_size == 0 and held.room == 0:
                 await held.wait_for_room(wait_s)
                 continue

@@ -2,22 +2,27 @@
 
 Messages in the SDK's prefetch buffer are locked at the broker, but the worker renews only the
 messages it has received, so a buffered message's lock runs down while it waits. The window is
-therefore what the worker scores in a short time, and never more than it scores in a fraction
-of the lock duration:
+therefore what the worker scores in a short time plus one broker round trip (the link credit
+must cover what arrives while the next credit is on its way: bandwidth x delay), and never more
+than it scores in a fraction of the lock duration:
 
-    window = min(prefetch, rate x lock duration x LOCK_FRACTION, max(floor, rate x AHEAD_S)), >= 1
+    window = min(prefetch, rate x lock duration x LOCK_FRACTION,
+                 max(floor, rate x (AHEAD_S + round trip))), >= 1
 
 A slow model (say 5 msg/s against a 30 s lock) gets a window of a few messages instead of a
 buffer of hundreds whose locks lapse before they are taken, which is how lost locks, duplicate
 replies and redeliveries snowball. A fast one keeps ~AHEAD_S of work ready: enough to hide the
 receive round trip, small enough that a receive does not dump hundreds of messages at once into
 the batcher (on the 2-core demo, fixed prefetch 64-128 beat 512 by 25-45% in throughput, and
-halved queue wait).
+halved queue wait). The round trip is the measured one of the worker's settlement requests
+(qscore.transport.settlement), the same broker at the same distance. Without it a window of
+rate x 0.1 s let only that much arrive per round trip: at 50 ms, a third of the loopback rate.
 
 The lock rule wins over the floor. Until the first measurement the window is 1 (a slow start:
 nothing is known about the model yet); it grows within a sample or two under load. The rate is
 finished messages (completed or dead-lettered) per second of time the worker held work, so idle
-time does not drag it down; it is smoothed over SAMPLE_S samples and kept while idle.
+time does not drag it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
+lower one smoothed, and is kept while idle.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class PrefetchWindow:
         self.size = min(1, ceiling)  # grows as soon as throughput is measured
         self.rate: float | None = None
         self.lock_s: float | None = None
+        self.round_trip_s = 0.0
         self._finished = 0
         self._busy_s = 0.0
         self._sample_started = self._last_tick = time.monotonic()
@@ -66,8 +72,11 @@ class PrefetchWindow:
     def finished(self, count: int) -> None:
         self._finished += count
 
-    def tick(self, *, held: int) -> int:
-        """Account the time since the last tick; re-size once per SAMPLE_S; returns the size."""
+    def tick(self, *, held: int, round_trip_s: float | None = None) -> int:
+        """Account the time since the last tick; re-size once per SAMPLE_S; returns the size.
+        `round_trip_s`: the broker round trip measured meanwhile, if any."""
+        if round_trip_s is not None:
+            self.round_trip_s = round_trip_s
         now = time.monotonic()
         if self._was_busy:
             self._busy_s += now - self._last_tick
@@ -79,11 +88,14 @@ class PrefetchWindow:
     def _sample(self, now: float) -> None:
         if self._busy_s > SAMPLE_S / 5 and self._finished:
             sample = self._finished / self._busy_s
-            self.rate = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+            # Up at once, down smoothed: a window that holds the rate down must not also hold
+            # back its own growth (at a 50 ms round trip a smoothed climb took seconds).
+            smoothed = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+            self.rate = max(sample, smoothed)
         self._finished, self._busy_s, self._sample_started = 0, 0.0, now
         if self.rate is None or self.ceiling == 0:
             return
-        size = min(self.ceiling, max(self.floor, round(self.rate * self.ahead_s)))
+        size = min(self.ceiling, max(self.floor, round(self.rate * (self.ahead_s + self.round_trip_s))))
         if self.lock_s is not None:
             size = min(size, max(1, int(self.rate * self.lock_s * LOCK_FRACTION)))
         if size != self.size:

@@ -54,6 +54,7 @@ class MicroBatcher(Generic[K, T]):
         self._queued: deque[tuple[K, list[T]]] = deque()  # closed batches waiting for a slot
         self._in_flight = InFlightBatches(policy.max_in_flight, on_done=self._slot_freed)
         self._adaptive = AdaptiveDelay(policy.max_delay_s) if policy.adaptive else None
+        self.started = 0  # batches started so far (the worker sizes its in-flight bound by the rate)
 
     def add(self, key: K, item: T, *, model_max_batch_size: int) -> None:
         """Queue `item` under `key`; the model's max batch size is capped by the policy."""
@@ -101,7 +102,17 @@ class MicroBatcher(Generic[K, T]):
             self._queued.append((key, items))
 
     def _start(self, key: K, items: list[T]) -> None:
+        self.started += 1
         self._in_flight.start(lambda: self._timed(key, items))
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._in_flight.limit
+
+    def resize_in_flight(self, limit: int) -> None:
+        """Let `limit` batches run at once from now on (at least one); waiting ones start now."""
+        self._in_flight.limit = max(1, limit)
+        self._slot_freed()
 
     async def _timed(self, key: K, items: list[T]) -> None:
         started = time.monotonic()

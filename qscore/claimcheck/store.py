@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobServiceClient, LinearRetry
 
 from qscore.claimcheck.reference import ClaimCheck, sha256_hex
 from qscore.claimcheck.settings import ClaimCheckSettings
+
+if TYPE_CHECKING:  # the blob SDK (~0.2 s to import) loads only when a store is made: cold start
+    from azure.storage.blob.aio import BlobServiceClient
 
 
 class ClaimStoreUnavailable(Exception):
@@ -38,6 +39,8 @@ class ClaimTooLarge(Exception):
 def service_client(settings: ClaimCheckSettings) -> BlobServiceClient:
     # The Storage SDK's default retry waits 15 s and more between attempts; a message waiting on
     # it would hold its lock for a minute. Short retries here, then the message is abandoned.
+    from azure.storage.blob.aio import BlobServiceClient, LinearRetry
+
     retry = LinearRetry(backoff=1, retry_total=settings.retry_total, random_jitter_range=1)
     options: dict[str, Any] = {
         "retry_policy": retry,
@@ -68,7 +71,7 @@ class ClaimStore:
         try:
             await self._ensure_container()
             await self._container.get_blob_client(name).upload_blob(
-                data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+                data, overwrite=True, content_settings=_content_settings(content_type)
             )
         except AzureError as exc:
             raise ClaimStoreUnavailable(f"uploading {self.container}/{name}: {_first_line(exc)}") from exc
@@ -128,3 +131,9 @@ class ClaimStore:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def _content_settings(content_type: str) -> Any:
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(content_type=content_type)

@@ -18,9 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from qscore.transport.windowing import LinkPool
+
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
-    from azure.servicebus.aio import ServiceBusClient
+    from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
 DEFAULT_FAILURES_QUEUE = "scoring-failures"
 MAX_DESCRIPTION_CHARS = 1024  # as for dead-letter descriptions: readable, under the property cap
@@ -32,6 +34,7 @@ REPLY_TO = "qscore.failure.reply_to"
 REPLY_TO_SESSION_ID = "qscore.failure.reply_to_session_id"
 SOURCE = "qscore.failure.source"
 FAILED_AT = "qscore.failure.failed_at"
+MAX_FAILURE_LINKS = 4  # sender links to the failures queue at once (records are the rare path)
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,21 @@ class FailureQueue:
         self._client = client
         self.queue = queue
         self._send_timeout_s = send_timeout_s
+        # Sender links kept open (opening one costs several round trips: connection, token,
+        # attach), one send at a time on each, as many at once as the measured rate x round trip
+        # asks for; closed with the client.
+        self._senders: LinkPool[ServiceBusSender] = LinkPool(
+            lambda: client.get_queue_sender(queue), ceiling=MAX_FAILURE_LINKS
+        )
 
     async def record(self, records: Sequence[FailureRecord]) -> int:
         """Send every record (raises when the broker did not accept them all); returns the count."""
         if not records:
             return 0
-        async with self._client.get_queue_sender(self.queue) as sender:
-            await sender.send_messages(
-                [record.to_message() for record in records], timeout=self._send_timeout_s
-            )
+        messages = [record.to_message() for record in records]
+        async with self._senders.use() as sender:
+            await sender.send_messages(messages, timeout=self._send_timeout_s)
         return len(records)
+
+    async def close(self) -> None:
+        await self._senders.close()

@@ -11,7 +11,6 @@ producer's trace shows the reply arriving.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import uuid
 from collections import defaultdict
@@ -29,6 +28,7 @@ from qscore.contracts import (
     encode_binary_reply,
 )
 from qscore.transport.reply_ttl import ReplyLifetime
+from qscore.transport.windowing import LinkPool
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage
@@ -201,12 +201,21 @@ class _QueueRefused(Exception):
 Indexed = list[tuple[int, "AmqpAnnotatedMessage"]]
 
 
+# Sender links (connections) per reply queue: sends in flight at once, as the window asks.
+MAX_REPLY_LINKS = 8
+
+
 class ReplySender:
-    """Batched reply sends over one ServiceBusClient; one SDK sender per reply queue, opened lazily.
+    """Batched reply sends over one ServiceBusClient; SDK senders per reply queue, opened lazily.
 
     `deliver` reports per reply: in the normal case each queue's replies go out packed into as
     few transfers as the link allows; only when a transfer is refused for good are its replies
     sent one by one, to find the one(s) the broker refuses, so batch-mates are still answered.
+    One send at a time on each sender link: the SDK does not guard concurrent sends on one
+    sender (frames of two batches interleave, and a failed send's reopen races). But a send takes
+    a broker round trip, so concurrent deliveries to one queue each get a link of the queue's
+    pool (qscore.transport.windowing.LinkPool), which opens more, up to MAX_REPLY_LINKS, as the
+    measured send rate x round trip asks for; queues are sent to at the same time.
     """
 
     def __init__(
@@ -221,8 +230,7 @@ class ReplySender:
         self._lifetime = lifetime or ReplyLifetime.from_env()  # each reply's time-to-live
         self._claims = claims  # replies over its threshold go by reference
         self._send_timeout_s = send_timeout_s
-        self._senders: dict[str, tuple[ServiceBusSender, asyncio.Lock]] = {}
-        self._opening = asyncio.Lock()
+        self._senders: dict[str, LinkPool[ServiceBusSender]] = {}
 
     async def send(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> None:
         """Send all replies; returns once the broker has accepted every one (ReplySendError otherwise)."""
@@ -241,8 +249,10 @@ class ReplySender:
                 results[index] = SendFailure(False, f"reply by reference: {exc}")
                 continue
             by_queue[address.queue].append((index, message))
-        for queue, indexed in by_queue.items():
-            for index, failure in (await self._deliver_to(queue, indexed)).items():
+        sends = [self._deliver_to(queue, indexed) for queue, indexed in by_queue.items()]
+        outcomes = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
+        for outcome in outcomes:
+            for index, failure in outcome.items():
                 results[index] = failure
         return results
 
@@ -257,10 +267,7 @@ class ReplySender:
     async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
         sent: set[int] = set()
         try:
-            sender, lock = await self._sender(queue)
-            # One send at a time per link: the SDK does not guard concurrent sends on one
-            # sender (frames of two batches interleave, and a failed send's reopen races).
-            async with lock:
+            async with self._sender(queue).use() as sender:  # a link to this send alone
                 return await self._send_packed(sender, indexed, sent)
         except Exception as exc:  # the link would not open, or the queue refused everything
             failure = exc.failure if isinstance(exc, _QueueRefused) else classify_send_error(exc)
@@ -324,34 +331,32 @@ class ReplySender:
                 sent.add(index)
         return found
 
-    async def _sender(self, queue: str) -> tuple[ServiceBusSender, asyncio.Lock]:
-        entry = self._senders.get(queue)
-        if entry is None:
-            async with self._opening:
-                entry = self._senders.get(queue)
-                if entry is None:
-                    entry = (self._client.get_queue_sender(queue), asyncio.Lock())
-                    self._senders[queue] = entry
-        return entry
+    @property
+    def round_trip_s(self) -> float | None:
+        """The longest measured (smoothed) send round trip of any reply queue; None until measured."""
+        measured = [pool.window.round_trip_s for pool in self._senders.values()]
+        return max((rtt for rtt in measured if rtt is not None), default=None)
+
+    def _sender(self, queue: str) -> LinkPool[ServiceBusSender]:
+        pool = self._senders.get(queue)
+        if pool is None:
+            pool = LinkPool(lambda: self._client.get_queue_sender(queue), ceiling=MAX_REPLY_LINKS)
+            self._senders[queue] = pool
+        return pool
 
     async def open_link(self, queue: str) -> None:
-        """Attach the sender link to `queue` now, so the first reply does not wait for it."""
-        sender, lock = await self._sender(queue)
-        async with lock:
+        """Attach a sender link to `queue` now, so the first reply does not wait for it."""
+        async with self._sender(queue).use() as sender:
             await sender.__aenter__()
 
     async def _forget(self, queue: str) -> None:
-        entry = self._senders.pop(queue, None)
-        if entry is not None:
-            sender, lock = entry
-            async with lock:  # after any send already waiting for this link
-                with contextlib.suppress(Exception):
-                    await sender.close()
+        pool = self._senders.pop(queue, None)
+        if pool is not None:  # a link still sending closes when its send ends
+            await pool.close()
 
     async def close(self) -> None:
         if self._claims is not None:
             await self._claims.close()
-        senders, self._senders = list(self._senders.values()), {}
-        for sender, lock in senders:
-            async with lock:
-                await sender.close()
+        pools, self._senders = list(self._senders.values()), {}
+        for pool in pools:
+            await pool.close()

@@ -7,11 +7,15 @@ many lock tokens in one request on the management link (`com.microsoft:update-di
 and lock tokens are valid entity-wide: the SDK itself settles through that link when the
 receiving link is gone. Two things keep this fast and safe:
 
-- the management requests go through a second, idle receiver (`control`, no prefetch, never
-  asked for messages) on its own connection: sharing the receiving connection makes every
+- the management requests go through idle receivers (`control`, no prefetch, never asked for
+  messages), each on its own connection: sharing the receiving connection makes every
   request wait behind the receive loop's reads (hundreds of ms);
-- requests on one receiver take turns (`asyncio.Lock`): concurrent management requests on
-  one SDK receiver mix up their responses and shut the handler down.
+- one request at a time on each control receiver (concurrent management requests on one SDK
+  receiver mix up their responses and shut the handler down), but several control receivers
+  at once: a pool (`qscore.transport.windowing.LinkPool`) opens more, up to `max_controls`, as
+  the measured request rate times the settle round trip asks for. Taking turns on one link
+  capped a worker at one settlement per round trip: at 50 ms, about 23 messages per trip and a
+  quarter of its loopback throughput. Nothing waits on a lock held across a round trip.
 
 The method used (`_settle_message_via_mgmt_link`) is private to the SDK (declared, with the
 other private fields used here, in `qscore.transport.sdk_hooks`), so each use is guarded:
@@ -28,16 +32,20 @@ request the settler tops the credit up again (`top_up_management_credit`).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.windowing import LinkPool
 
 log = logging.getLogger(__name__)
 
+# Control receivers (connections) one settler may open: a window of 8 requests of ~50 messages
+# each keeps ~20,000 messages/s settling at a 20 ms round trip.
+MAX_CONTROLS = 8
 COMPLETED = "completed"
 ABANDONED = "abandoned"
 _PUBLIC_METHOD = {COMPLETED: "complete_message", ABANDONED: "abandon_message"}
@@ -74,14 +82,32 @@ async def top_up_management_credit(receiver: Any) -> int:
 
 
 class MessageSettler:
-    """Completes, abandons and renews messages received by `receiver`, many per request."""
+    """Completes, abandons and renews messages received by `receiver`, many per request.
 
-    def __init__(self, receiver: Any, *, control: Any | None = None) -> None:
+    Requests go out on `control` and on more control receivers that `open_control` makes as
+    the window grows (up to `max_controls`); without `control` each message is settled alone
+    on `receiver`."""
+
+    def __init__(
+        self,
+        receiver: Any,
+        *,
+        control: Any | None = None,
+        open_control: Callable[[], Any] | None = None,
+        max_controls: int = MAX_CONTROLS,
+    ) -> None:
         self.receiver = receiver
         self.control = control
-        self._turn = asyncio.Lock()
+        self.controls: LinkPool[Any] | None = None
+        if control is not None:
+            self.controls = LinkPool(open_control, ceiling=max_controls, first=control)
         self.batch_requests = 0
         self.fallbacks = 0
+
+    @property
+    def round_trip_s(self) -> float | None:
+        """The measured (smoothed) round trip of one settlement request; None until measured."""
+        return None if self.controls is None else self.controls.window.round_trip_s
 
     async def complete(self, messages: Sequence[Any]) -> list[Any]:
         """Returns the messages that could not be settled (lock lost, connection gone)."""
@@ -93,27 +119,27 @@ class MessageSettler:
     async def _settle(self, messages: Sequence[Any], outcome: str) -> list[Any]:
         if not messages:
             return []
-        async with self._turn:
-            if await self._settle_in_one_request(messages, outcome):
-                return []
+        if await self._settle_in_one_request(messages, outcome):
+            return []
         self.fallbacks += 1
         return await _settle_one_by_one(self.receiver, messages, outcome)
 
     async def _settle_in_one_request(self, messages: Sequence[Any], outcome: str) -> bool:
-        settle_many = getattr(self.control, "_settle_message_via_mgmt_link", None)
-        tokens = [getattr(message, "lock_token", None) for message in messages]
-        if settle_many is None:
+        if self.controls is None or not hasattr(self.control, "_settle_message_via_mgmt_link"):
             sdk_hooks.fallback("receiver.settle_via_mgmt_link")
             return False
+        tokens = [getattr(message, "lock_token", None) for message in messages]
         if any(token is None for token in tokens):
             return False
         try:
-            await settle_many(outcome, [str(token) for token in tokens])
+            async with self.controls.use() as control:
+                try:
+                    await control._settle_message_via_mgmt_link(outcome, [str(token) for token in tokens])
+                finally:
+                    await top_up_management_credit(control)
         except Exception as exc:
             log.warning("batch %s of %d messages failed, one by one now: %r", outcome, len(messages), exc)
             return False
-        finally:
-            await top_up_management_credit(self.control)
         self.batch_requests += 1
         for message in messages:
             _mark_settled(self.receiver, message)
@@ -128,16 +154,15 @@ class MessageSettler:
         """
         if not messages:
             return []
-        renewer = self.control if self.control is not None else self.receiver
-        renew_locks = getattr(renewer, "_renew_locks", None)
-        if renew_locks is None:
+        can_renew_many = hasattr(self.control if self.control is not None else self.receiver, "_renew_locks")
+        if not can_renew_many:
             sdk_hooks.fallback("receiver.renew_locks")
         tokens = [getattr(message, "lock_token", None) for message in messages]
-        if renew_locks is not None and all(token is not None for token in tokens):
+        if can_renew_many and all(token is not None for token in tokens):
             try:
-                async with self._turn:
+                async with self._management() as renewer:
                     try:
-                        response = await renew_locks(*[str(token) for token in tokens], timeout=10)
+                        response = await renewer._renew_locks(*[str(token) for token in tokens], timeout=10)
                     finally:
                         await top_up_management_credit(renewer)
                 expirations = list(response[b"expirations"])
@@ -156,17 +181,26 @@ class MessageSettler:
 
     async def renew(self, message: Any) -> datetime | None:
         """Renew one message's lock; returns its new expiry (raises when the lock is gone)."""
-        renewer = self.control if self.control is not None else self.receiver
-        async with self._turn:
+        async with self._management() as renewer:
             try:
                 result = await renewer.renew_message_lock(message, timeout=10)
             finally:
                 await top_up_management_credit(renewer)
         return result if isinstance(result, datetime) else None
 
+    @contextlib.asynccontextmanager
+    async def _management(self) -> AsyncIterator[Any]:
+        """A control receiver of the pool to itself, or (without controls) the receiver."""
+        if self.controls is None:
+            yield self.receiver
+            return
+        async with self.controls.use() as control:
+            yield control
+
     async def close(self) -> None:
-        if self.control is not None:
-            await self.control.close()
+        """Close every control receiver (the first one too; closing it twice is harmless)."""
+        if self.controls is not None:
+            await self.controls.close()
 
 
 def _mark_settled(receiver: Any, message: Any) -> None:

@@ -1,0 +1,170 @@
+"""How many broker requests of one kind to keep in flight: the measured rate times the round trip.
+
+A request to the broker (settle a batch, send a batch of replies) takes one round trip whatever
+its size. Taking turns on one link caps the rate at one request per round trip: on loopback
+(~0.1 ms) nobody notices, at an Azure namespace's 20-100 ms a worker completes a few dozen
+messages per round trip and Triton idles. So requests go out several at once, each on its own
+link, and how many is sized like a TCP window, from what is measured (Little's law):
+
+    size = ceil(requests per second x round-trip seconds) + HEADROOM, within [1, ceiling]
+
+The rate counts requests as they are asked for, including those that wait for a link. A window
+too small for the demand holds the rate down, so while requests waited it grows faster, like
+TCP's slow start: up to twice its size, never past the most requests that wanted to go at once.
+An idle window keeps its last size. Both figures are smoothed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, Protocol, TypeVar
+
+SAMPLE_S = 0.25
+SMOOTHING = 0.3  # weight of a new sample
+HEADROOM = 1  # requests beyond the measured need: room for the demand to show it is larger
+
+
+class InFlightWindow:
+    """`asked(wanting)` when a request is wanted (`wanting`: requests in flight or waiting, this one
+    included), `answered(seconds)` with its round trip; `size` is the current window."""
+
+    def __init__(self, *, ceiling: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if ceiling < 1:
+            raise ValueError("ceiling must be >= 1")
+        self.ceiling = ceiling
+        self.size = 1
+        self.rate: float | None = None  # requests asked per second
+        self.round_trip_s: float | None = None
+        self._clock = clock
+        self._asked = 0
+        self._most_wanting = 0
+        self._sample_started = clock()
+
+    def asked(self, wanting: int = 1) -> None:
+        self._asked += 1
+        self._most_wanting = max(self._most_wanting, wanting)
+        now = self._clock()
+        if now - self._sample_started >= SAMPLE_S:
+            self._sample(now)
+
+    def answered(self, seconds: float) -> None:
+        rtt = self.round_trip_s
+        self.round_trip_s = seconds if rtt is None else (1 - SMOOTHING) * rtt + SMOOTHING * seconds
+
+    def _sample(self, now: float) -> None:
+        sample = self._asked / (now - self._sample_started)
+        most_wanting = self._most_wanting
+        self._asked, self._most_wanting, self._sample_started = 0, 0, now
+        self.rate = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
+        if self.round_trip_s is None:
+            return
+        need = math.ceil(self.rate * self.round_trip_s) + HEADROOM
+        if most_wanting > self.size:  # requests waited for a link: the rate understates the need
+            need = max(need, min(2 * self.size, most_wanting))
+        self.size = max(1, min(self.ceiling, need))
+
+
+class Link(Protocol):
+    """An SDK sender or receiver: one request at a time on it, closed when done."""
+
+    async def close(self) -> None: ...
+
+
+L = TypeVar("L", bound=Link)
+
+
+class LinkPool(Generic[L]):
+    """Links of one kind (each its own SDK handler), one request at a time on each, at most
+    `window.size` requests at once; links are opened (`open_link`) as the window grows, up to its
+    ceiling, and kept. `async with pool.use() as link:` waits for a free one, never for a lock
+    held by another request's round trip. A link's first request (it opens the link: several
+    round trips) does not count towards the measured round trip."""
+
+    def __init__(
+        self,
+        open_link: Callable[[], L] | None,
+        *,
+        ceiling: int,
+        first: L | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if open_link is None and first is None:
+            raise ValueError("a link pool needs a first link or a way to open links")
+        self.window = InFlightWindow(ceiling=ceiling if open_link is not None else 1, clock=clock)
+        self._open_link = open_link
+        self._clock = clock
+        self.links: list[L] = [] if first is None else [first]
+        self._idle: list[L] = list(self.links)
+        self._used: set[int] = set()
+        self._busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        return self._busy
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[L]:
+        self.window.asked(self._busy + len(self._waiters) + 1)
+        link = await self._acquire()
+        started = self._clock()
+        answered = False
+        try:
+            yield link
+            answered = True
+        finally:
+            if answered and id(link) in self._used:
+                self.window.answered(self._clock() - started)
+            self._used.add(id(link))
+            await self._release(link)
+
+    async def _acquire(self) -> L:
+        while True:
+            if self._closed:
+                raise RuntimeError("the link pool is closed")
+            if self._busy < self.window.size:
+                if self._idle:
+                    self._busy += 1
+                    return self._idle.pop()
+                if self._open_link is not None and len(self.links) < self.window.ceiling:
+                    link = self._open_link()
+                    self.links.append(link)
+                    self._busy += 1
+                    return link
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    async def _release(self, link: L) -> None:
+        self._busy -= 1
+        if self._closed:
+            with contextlib.suppress(Exception):
+                await link.close()
+            return
+        self._idle.append(link)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Close every idle link now, each busy one when its request ends; wake the waiters."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for link in idle:
+            with contextlib.suppress(Exception):
+                await link.close()

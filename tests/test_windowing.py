@@ -1,0 +1,147 @@
+"""Broker requests windowed by rate x round trip (qscore.transport.windowing, workers/windows.py).
+
+Fakes for speed and determinism; the real links run in tests/test_transport.py and
+tests/test_sdk_hooks.py (settlement on the pool's first control receiver, against the bus) and in
+every worker test (the worker settles and replies through these pools)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qscore.transport.windowing import InFlightWindow, LinkPool
+from workers.windows import MAX_FACTOR, BatchSlots
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.closed = False
+        self.busy = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_window_is_rate_times_round_trip_plus_headroom() -> None:
+    clock = FakeClock()
+    window = InFlightWindow(ceiling=16, clock=clock)
+    window.answered(0.05)  # 50 ms round trip
+    for _ in range(10):  # 100 requests/s for 2.5 s, never more than one wanting at once
+        for _ in range(25):
+            clock.now += 0.01
+            window.asked(1)
+    assert window.rate == pytest.approx(100, rel=0.05)
+    assert window.size == 6  # ceil(100 x 0.05) + 1
+
+
+def test_window_grows_while_requests_wait_and_stops_at_its_ceiling() -> None:
+    clock = FakeClock()
+    window = InFlightWindow(ceiling=8, clock=clock)
+    window.answered(0.05)
+    sizes = []
+    for _ in range(5):
+        clock.now += 0.3
+        window.asked(100)  # many waiting: slow start doubles
+        sizes.append(window.size)
+    assert sizes == [2, 4, 8, 8, 8]
+
+
+def test_window_keeps_its_size_while_nothing_is_measured() -> None:
+    clock = FakeClock()
+    window = InFlightWindow(ceiling=8, clock=clock)
+    clock.now += 1
+    window.asked(5)  # no round trip measured yet: nothing to size from
+    assert window.size == 1
+
+
+async def test_pool_runs_requests_on_separate_links_up_to_the_window() -> None:
+    opened: list[FakeLink] = []
+
+    def open_link() -> FakeLink:
+        opened.append(FakeLink())
+        return opened[-1]
+
+    first = FakeLink()
+    pool: LinkPool[FakeLink] = LinkPool(open_link, ceiling=4, first=first)
+    pool.window.size = 3
+    most_at_once = 0
+    gate = asyncio.Event()
+
+    async def request() -> None:
+        nonlocal most_at_once
+        async with pool.use() as link:
+            assert not link.busy, "two requests on one link at once"
+            link.busy = True
+            most_at_once = max(most_at_once, pool.in_flight)
+            await gate.wait()
+            link.busy = False
+
+    tasks = [asyncio.create_task(request()) for _ in range(6)]
+    await asyncio.sleep(0.01)
+    assert pool.in_flight == 3 and len(pool.links) == 3  # the rest wait for a free link
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert most_at_once == 3 and len(opened) == 2 and pool.in_flight == 0
+    await pool.close()
+    assert first.closed and all(link.closed for link in opened)
+
+
+async def test_pool_without_an_opener_uses_its_one_link_in_turn() -> None:
+    link = FakeLink()
+    pool: LinkPool[FakeLink] = LinkPool(None, ceiling=8, first=link)
+    order: list[int] = []
+
+    async def request(number: int) -> None:
+        async with pool.use() as used:
+            assert used is link and not used.busy
+            used.busy = True
+            await asyncio.sleep(0)
+            order.append(number)
+            used.busy = False
+
+    await asyncio.gather(*(request(n) for n in range(4)))
+    assert sorted(order) == [0, 1, 2, 3] and pool.window.ceiling == 1
+
+
+async def test_a_link_busy_at_close_is_closed_when_its_request_ends() -> None:
+    link = FakeLink()
+    pool: LinkPool[FakeLink] = LinkPool(None, ceiling=1, first=link)
+    async with pool.use():
+        await pool.close()
+        assert not link.closed
+    assert link.closed
+    with pytest.raises(RuntimeError):
+        async with pool.use():
+            pass
+
+
+def test_batch_slots_add_the_batches_waiting_on_the_broker() -> None:
+    clock = FakeClock()
+    slots = BatchSlots(4, clock=clock)
+    started = 0
+    for _ in range(4):  # 100 batches/s, 60 ms of replies + settlement each
+        clock.now += 0.5
+        started += 50
+        limit = slots.tick(started, broker_wait_s=0.06)
+    assert limit == 4 + 6
+    clock.now += 0.5
+    assert slots.tick(started, broker_wait_s=0.06) == limit  # idle: kept
+    for _ in range(10):  # at loopback the bound falls back to the setting
+        clock.now += 0.5
+        started += 50
+        limit = slots.tick(started, broker_wait_s=0.0001)
+    assert limit == 5
+    for _ in range(10):
+        clock.now += 0.5
+        started += 5000
+        limit = slots.tick(started, broker_wait_s=0.5)
+    assert limit == 4 * MAX_FACTOR
