@@ -1,14 +1,16 @@
 """Model quality on a schedule: `qscore model watch` over a logged run (one version whose
 traffic shifts, one that stays put, ground truth for both) exports drift, accuracy and the
 model's thresholds as OpenMetrics; promtool, fed exactly that output, fires the drift and
-accuracy alerts for the shifted version only. The CronJob renders in every environment and the
-PrometheusRule carries the rules file's groups."""
+accuracy alerts for the shifted version only; a real Prometheus that scraped that output
+answers every query of the dashboard's model-quality row, per version. The CronJob renders in
+every environment and the PrometheusRule carries the rules file's groups."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
@@ -29,7 +32,9 @@ from qscore_cli import app
 from qscore_local.azurite import AzuriteEndpoint
 from qscore_local.processes import stop_process
 from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay
+from tests.fixtures.dashboard import QUALITY_ROW, concrete, load_dashboard, panels_by_row
 from tests.fixtures.ports import free_port
+from tests.fixtures.prometheus import LocalPrometheus, serving_exposition, start_prometheus
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "monitoring" / "qscore-model-quality.rules.yaml"
@@ -198,6 +203,43 @@ def _annotations(alert: str, value: float) -> dict[str, str]:
         text = text.replace('{{ $value | printf "%.2f" }}', f"{value:.2f}")
         rendered[key] = text.replace('{{ $value | printf "%.3f" }}', f"{value:.3f}")
     return rendered
+
+
+async def test_the_quality_panels_show_the_jobs_output_per_version(
+    logged_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The dashboard's model-quality row against Debian's Prometheus scraping the job's output
+    as written (the worker-scrape check, test_observability_real.py, leaves this row out): each
+    metric a panel names is exported, each query returns data, per-version ones both versions."""
+    output = tmp_path / "model-quality.prom"
+    exported = {name for name, _ in await asyncio.to_thread(_watch, *logged_run, output)}
+    panels = panels_by_row(load_dashboard())[QUALITY_ROW]
+    assert len(panels) == 3
+    job = "qscore-model-quality"
+    with (
+        serving_exposition(output.read_bytes(), CONTENT_TYPE_LATEST) as target,
+        start_prometheus([target], tmp_path, job=job) as prometheus,
+    ):
+        await _scraped(prometheus, job)
+        for panel in panels:
+            for query in panel["targets"]:
+                named = set(re.findall(r"\bqscore_\w+", query["expr"]))
+                assert named and named <= exported, (panel["title"], named - exported)
+                result = await prometheus.query(concrete(query["expr"]))
+                assert result, (panel["title"], query["expr"])
+                if "{{version}}" in query["legendFormat"]:
+                    assert {r["metric"]["version"] for r in result} == {"2", "3"}, panel["title"]
+                if panel["fieldConfig"]["defaults"]["unit"] == "s":  # just ran: seconds, not ms
+                    assert 0 <= float(result[0]["value"][1]) < 3600, result
+
+
+async def _scraped(prometheus: LocalPrometheus, job: str, timeout_s: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not (up := await prometheus.query(f'up{{job="{job}"}}')):
+        assert loop.time() < deadline, "prometheus did not scrape the job's output"
+        await asyncio.sleep(0.25)
+    assert up[0]["value"][1] == "1", "the scrape of the job's output failed (see prometheus.log)"
 
 
 def test_prometheus_rule_carries_the_rules_files_groups() -> None:

@@ -1,7 +1,8 @@
 """Observability on real parts: a real worker (local bus, real Triton) under a short load,
 its /metrics scraped by Debian's Prometheus, the alert rules' recorded series and the
-dashboard's queries evaluated against what was scraped, and one trace from the producer's
-send through the worker's process and batch spans to the reply arriving back.
+dashboard's queries (but the model-quality row's, tests/test_model_quality.py) evaluated
+against what was scraped, and one trace from the producer's send through the worker's process
+and batch spans to the reply arriving back.
 
 One module-scoped run feeds every test (about 15 s): the load has two model versions (the
 canary panels and rule need both), one malformed request (a dead letter) and one Triton call
@@ -32,6 +33,7 @@ from qscore.inference import TritonClient
 from qscore.inference.errors import InferenceUnavailable
 from qscore.producer import OutgoingRequest as ProducerRequest
 from qscore.producer import ProducerSettings, ScoringProducer
+from tests.fixtures.dashboard import QUALITY_ROW, concrete, load_dashboard, panels_by_row
 from tests.fixtures.ports import free_port
 from tests.fixtures.prometheus import LocalPrometheus, start_prometheus
 from tests.fixtures.worker import OutgoingRequest, running_worker, send_requests
@@ -39,7 +41,6 @@ from workers.telemetry import WorkerTelemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "monitoring" / "qscore.rules.yaml"
-DASHBOARD = ROOT / "deploy" / "monitoring" / "qscore-dashboard.json"
 FALLBACKS = "qscore.sdk_hook.fallbacks"  # recorded by the fast path; any instrument must show
 
 
@@ -238,15 +239,21 @@ async def test_every_recorded_signal_has_data_in_a_real_scrape(observed: Observe
 
 
 def _panel_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every panel query but the model-quality row's: those read what the model-quality job
+    exports, not the worker, and test_model_quality.py's
+    test_the_quality_panels_show_the_jobs_output_per_version checks them on a scrape of it."""
+    quality = {panel["id"] for panel in panels_by_row(dashboard)[QUALITY_ROW]}
     queries = []
     for panel in dashboard["panels"]:
+        if panel["id"] in quality:
+            continue
         for target in panel.get("targets", []):
             queries.append((panel["title"], target["expr"]))
     return queries
 
 
 async def test_dashboard_queries_name_exposed_metrics_and_return_data(observed: ObservedRun) -> None:
-    dashboard = json.loads(DASHBOARD.read_text())
+    dashboard = load_dashboard()
     rows = [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
     assert rows == [
         "Traffic and errors",
@@ -254,6 +261,7 @@ async def test_dashboard_queries_name_exposed_metrics_and_return_data(observed: 
         "Batching",
         "Queue health",
         "Canary by version",
+        QUALITY_ROW,
     ]
     exposed = _sample_names(observed.metrics_text)
     recorded = {rule["record"] for rule in _rules() if "record" in rule}
@@ -263,8 +271,7 @@ async def test_dashboard_queries_name_exposed_metrics_and_return_data(observed: 
     for title, expr in queries:
         missing += [f"{title}: {name}" for name in set(re.findall(r"\bqscore_\w+", expr)) - exposed]
         missing += [f"{title}: {name}" for name in set(re.findall(r"\bqscore:[\w:]+", expr)) - recorded]
-        concrete = expr.replace("$model", ".*").replace("$version", ".*").replace("$__rate_interval", "1m")
-        if not await observed.prometheus.query(concrete):
+        if not await observed.prometheus.query(concrete(expr)):
             empty.append(title)
     assert missing == []
     assert empty == []
