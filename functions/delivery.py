@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Sequence
 
 from functions.documents import decode_replies
+from functions.middleware import HandledReply, RecordedRequest, recorded, replied
 from functions.payloads import Envelope, GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.retry import policy_delay_s
 from functions.runtime import ScoringRuntime
@@ -158,6 +159,12 @@ async def send_replies(
         for i, why in failed.items()
     ]
     record_replies(sent)
+    handled = [HandledReply(message, reply) for message, reply in replies]
+    await replied(
+        runtime.middleware,
+        [each for each in handled if each.reply.request_id not in failed],
+        [each for each in handled if each.reply.request_id in failed],
+    )
     # The interaction log keeps every outcome: ok replies were logged with their scores
     # (functions/inference.py), error replies here, dead-letter records in record_failures.
     await log_outcomes(runtime.interactions, [outcome_of_reply(reply) for reply in sent])
@@ -205,7 +212,28 @@ async def record_failures(
         if not rejection.answered  # a kept rejection's outcome was logged as its error reply
     ]
     await log_outcomes(runtime.interactions, outcomes)
+    await _settled(runtime, batch, rejected)
     return recorded
+
+
+async def _settled(
+    runtime: ScoringRuntime, batch: Sequence[InboundMessage], rejected: list[Rejection]
+) -> None:
+    """The middleware's `after_settle(dead_lettered)`; a message without an id has none, as in the worker."""
+    by_id = {message.message_id: message for message in batch}
+    without_id = {i for i, message in by_id.items() if not message.has_message_id}
+    await recorded(
+        runtime.middleware,
+        [
+            (
+                RecordedRequest(None if r.request_id in without_id else r.request_id, r.model),
+                r.code,
+                r.description,
+                r.answered,
+            )
+            for r in rejected
+        ],
+    )
 
 
 def unanswered_after_failed_send(

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from functions.claims import claim_body_limit, raise_if_rejected
 from functions.documents import PreparedMember, decode_prepared, encode_prepared, encode_replies
+from functions.middleware import ValidatedMessage
 from functions.payload_store import PayloadMissing, PayloadStore, unpack
 from functions.payloads import (
     Carried,
@@ -104,6 +105,8 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
     seen: set[str] = set()
     policy = runtime.settings.reply_policy()
     batch = await load_batch(carried, runtime.payloads)
+    await runtime.start_middleware()
+    await runtime.middleware.after_receive(runtime.settings.request_queue, batch)
     for message in batch:
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
@@ -132,6 +135,7 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue
         accepted.append(prepared)
+        await runtime.middleware.after_validate(ValidatedMessage(message.envelope(), prepared))
         members[group_key(prepared.spec.name, prepared.version)].append(
             PreparedMember(envelope=message.envelope(), request=prepared)
         )

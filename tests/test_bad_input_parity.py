@@ -7,22 +7,30 @@ passed, sent between valid requests. Every bad request with a usable reply addre
 one error reply with its code, every valid one exactly one ok reply; only those that cannot be
 answered (no message id, no reply address or session, a queue not allowed) are dead-lettered.
 Both run for real: the worker in-process on the local bus with Triton, the Functions app through
-the in-process driver (trigger -> orchestration -> activities) on the same bus and Triton."""
+the in-process driver (trigger -> orchestration -> activities) on the same bus and Triton.
+
+Both runtimes also run the same middleware, unchanged: the audit example (qscore/middleware/
+audit.py) writes the same records for the same requests in each."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 from azure.servicebus.aio import ServiceBusClient
 
 from functions.runtime import ScoringRuntime
 from qscore.contracts import BAD_INPUT, ErrorCode, ReplyStatus, ScoreReply
+from qscore.middleware import MiddlewareStack
+from qscore.middleware.audit import AuditMiddleware
 from qscore.operations import DeadLetter, DeadLetterQueues, Source
 from qscore.scoring import RequestPreparer
 from qscore_local.functions_host.driver import InProcessDriver
@@ -44,6 +52,7 @@ from tests.fixtures.worker import (
 )
 
 Outcome = tuple[str, str, str]  # (dead_lettered | error_reply, code, description)
+AUDIT = "qscore.middleware.audit:AuditMiddleware"
 FUNCTIONS_STAND_IN = "no-message-id:"  # how the Functions app tracks a message without an id
 
 
@@ -132,7 +141,9 @@ async def through_worker(bus: Any, worker_settings: WorkerSettingsFactory, queue
     replies = ReplyCollector(bus.connection_string)
     sent, valid = interleaved(replies.session_id)
     await send_requests(bus.connection_string, queue, sent)
-    settings = worker_settings(request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES)
+    settings = worker_settings(
+        request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES, worker_middleware=(AUDIT,)
+    )
     async with (
         ServiceBusClient.from_connection_string(bus.connection_string) as client,
         running_worker(settings),
@@ -157,6 +168,7 @@ async def through_functions(
         max_message_bytes=MAX_MESSAGE_BYTES,
     )
     runtime.settings = replace(runtime.settings, request_queue=queue)
+    runtime.middleware = MiddlewareStack([AuditMiddleware()])  # as QSCORE_MIDDLEWARE=AUDIT loads it
     replies = ReplyCollector(connection)
     sent, valid = interleaved(replies.session_id)
     await send_requests(connection, queue, sent)
@@ -180,11 +192,24 @@ async def test_the_same_bad_requests_get_the_same_outcome_in_both_runtimes(
     worker_settings: WorkerSettingsFactory,
     functions_app: Any,
     functions_runtime: ScoringRuntime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="qscore.audit")
     promised = {case_key(request): (BAD_INPUT[code].outcome, str(code)) for request, code in cases("s")}
     worker = await through_worker(bus, worker_settings, fresh_queue)
+    worker_audit = audit_records(caplog.records)
+    caplog.clear()
     # The worker has settled everything on the queue and stopped: the Functions app reads it next.
     functions = await through_functions(functions_app, functions_runtime, bus.connection_string, fresh_queue)
+    functions_audit = audit_records(caplog.records)
     assert {key: outcome[:2] for key, outcome in functions.items()} == promised
     assert {key: outcome[:2] for key, outcome in worker.items()} == promised
     assert functions == worker  # same outcome, code and description for every bad request
+    # The audit middleware, unchanged in both: one line per outcome, the same lines.
+    assert sum(worker_audit.values()) == len(interleaved("s")[0])
+    assert functions_audit == worker_audit
+
+
+def audit_records(records: list[logging.LogRecord]) -> Counter[str]:
+    """The audit middleware's lines (in any order: the runtimes batch differently)."""
+    return Counter(record.getMessage() for record in records if record.name == "qscore.audit")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qscore.middleware import Middleware, Replied, Settled
 from qscore.scoring import (
     InteractionSink,
     RequestOutcome,
@@ -16,7 +17,6 @@ from qscore.scoring import (
     outcome_of_reply,
 )
 from qscore.transport import message_body
-from workers.middleware.base import Middleware, Replied, Settled
 from workers.replying import OutgoingReply
 
 

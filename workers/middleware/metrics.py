@@ -7,8 +7,8 @@ Always in the stack; with `WorkerTelemetry(enabled=False)` every call returns at
 
 from __future__ import annotations
 
+from qscore.middleware import Middleware, Replied, ScoreResult, Settled
 from qscore.scoring import ModelOutputMismatch
-from workers.middleware.base import Middleware, Replied, ScoreResult, Settled
 from workers.telemetry import WorkerTelemetry
 
 

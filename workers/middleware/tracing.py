@@ -12,9 +12,9 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from qscore.middleware import Middleware, ScoreBatch, ScoreResult, Settled
 from workers.batch_items import MessageItem
 from workers.held import HeldRequest
-from workers.middleware.base import Middleware, ScoreBatch, ScoreResult, Settled
 from workers.telemetry import WorkerTelemetry
 
 
