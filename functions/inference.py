@@ -41,8 +41,8 @@ class GroupReplies:
         """As the core decides (`rejection_disposition`): an error reply, a failure record (queue
         requests that cannot be answered, or answered ones the operator keeps), or both."""
         envelope = member.envelope
-        disposition = Disposition.REPLY
-        if envelope.origin == "queue":
+        disposition = Disposition.REPLY  # an HTTP request, or an item of a request-batch message
+        if envelope.origin == "queue" and envelope.item_of is None:
             disposition = rejection_disposition(
                 violation, address_of(envelope), runtime.settings.reply_policy()
             )
