@@ -24,6 +24,7 @@ from qscore.contracts import ScoreReply
 from qscore.middleware import MiddlewareStack, Replied, ScoreBatch, ScoreResult, Settled
 from qscore.middleware.loading import load_middleware, references_in
 from qscore.scoring import PreparedRequest, ScoredItem
+from qscore.transport.settle_outcomes import DEAD_LETTERED
 
 
 @dataclass(slots=True)
@@ -105,7 +106,7 @@ async def recorded(
         await stack.after_settle(
             Settled(
                 messages=tuple(request for request, _ in members),
-                outcome="dead_lettered",
+                outcome=DEAD_LETTERED,
                 reason=reason,
                 description=members[0][1],
                 answered=answered,

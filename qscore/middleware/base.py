@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from qscore.transport.settle_outcomes import SettleOutcome
 
 if TYPE_CHECKING:
     from qscore.contracts import ScoreReply
     from qscore.scoring import PreparedRequest, ScoredItem
 
-SettleOutcome = Literal["completed", "abandoned", "dead_lettered"]
 # Where a middleware goes relative to another: the other's class, or its class name.
 Placement = type | str | None
 

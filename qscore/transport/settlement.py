@@ -35,11 +35,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.settle_outcomes import ABANDONED, COMPLETED
 
 log = logging.getLogger(__name__)
 
-COMPLETED = "completed"
-ABANDONED = "abandoned"
 _PUBLIC_METHOD = {COMPLETED: "complete_message", ABANDONED: "abandon_message"}
 
 

@@ -17,6 +17,7 @@ from qscore.scoring import (
     outcome_of_reply,
 )
 from qscore.transport import message_body
+from qscore.transport.settle_outcomes import DEAD_LETTERED
 from workers.replying import OutgoingReply
 
 
@@ -37,7 +38,7 @@ class InteractionsMiddleware(Middleware):
         await log_outcomes(self.sink, errors)
 
     async def after_settle(self, settled: Settled) -> None:
-        if settled.outcome != "dead_lettered" or settled.answered:  # a kept one: logged as its reply
+        if settled.outcome != DEAD_LETTERED or settled.answered:  # a kept one: logged as its reply
             return
         code = settled.reason or "dead_lettered"
         await log_outcomes(self.sink, [_dead_letter_outcome(message, code) for message in settled.messages])
