@@ -41,10 +41,13 @@ class GroupReplies:
         """As the core decides (`rejection_disposition`): an error reply, a failure record (queue
         requests that cannot be answered, or answered ones the operator keeps), or both."""
         envelope = member.envelope
-        disposition = Disposition.REPLY  # an HTTP request, or an item of a request-batch message
-        if envelope.origin == "queue" and envelope.item_of is None:
+        disposition = Disposition.REPLY  # an HTTP caller is answered in the response
+        if envelope.origin == "queue":
             disposition = rejection_disposition(
-                violation, address_of(envelope), runtime.settings.reply_policy()
+                violation,
+                address_of(envelope),
+                runtime.settings.reply_policy(),
+                batch_item=envelope.item_of is not None,
             )
         if disposition != Disposition.REPLY:
             self.dead_letters.append(

@@ -256,6 +256,10 @@ async def _batch_items(
                 outcomes.append((PreparedMember(envelope=envelope, request=prepared), None))
                 continue
         assert violation is not None
+        disposition = rejection_disposition(
+            violation, address, runtime.settings.reply_policy(), batch_item=True
+        )
+        assert disposition == Disposition.REPLY  # the core's rule for items: each answered alone
         rejection = Rejection(
             request_id=each.request_id,
             model=each.model,
