@@ -117,7 +117,7 @@ async def _score(
 
             validated = [ValidatedMessage(member.envelope, member.request) for member in members]
             scored = await around_score(
-                runtime.middleware, group.model, group.version, validated, call, retry=retry
+                runtime.hooks(), group.model, group.version, validated, call, retry=retry
             )
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
         record_output_mismatch(group.model, group.version)

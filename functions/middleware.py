@@ -54,6 +54,7 @@ class RecordedRequest:
 
     message_id: str | None
     model: str | None = None
+    body: bytes = b""  # as the failure record holds it (the interaction log reads it)
 
 
 def app_middleware() -> MiddlewareStack:

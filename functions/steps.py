@@ -107,7 +107,7 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
     policy = runtime.settings.reply_policy()
     batch = await load_batch(carried, runtime.payloads)
     await runtime.start_middleware()
-    await runtime.middleware.after_receive(runtime.settings.request_queue, batch)
+    await runtime.hooks().after_receive(runtime.settings.request_queue, batch)
     for message in batch:
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
@@ -146,7 +146,7 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue
         accepted.append(prepared)
-        await runtime.middleware.after_validate(ValidatedMessage(message.envelope(), prepared))
+        await runtime.hooks().after_validate(ValidatedMessage(message.envelope(), prepared))
         members[group_key(prepared.spec.name, prepared.version)].append(
             PreparedMember(envelope=message.envelope(), request=prepared)
         )
@@ -252,7 +252,7 @@ async def _batch_items(
             except ContractViolation as refused:
                 violation = refused
             else:
-                await runtime.middleware.after_validate(ValidatedMessage(envelope, prepared))
+                await runtime.hooks().after_validate(ValidatedMessage(envelope, prepared))
                 outcomes.append((PreparedMember(envelope=envelope, request=prepared), None))
                 continue
         assert violation is not None

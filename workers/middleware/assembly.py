@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qscore.middleware import Middleware, MiddlewareStack
+from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.scoring import InferenceBackend
 from workers.hooks import WorkerHooks
 from workers.job import JobLimits
-from workers.middleware.interactions import InteractionsMiddleware
 from workers.middleware.jobs import JobsMiddleware
 from workers.middleware.metrics import MetricsMiddleware
 from workers.middleware.shadow import ShadowScorer
