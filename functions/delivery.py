@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Sequence
 
 from functions.documents import decode_replies
+from functions.middleware import HandledReply, RecordedRequest, recorded, replied
 from functions.payloads import Envelope, GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.retry import policy_delay_s
 from functions.runtime import ScoringRuntime
@@ -29,7 +30,7 @@ from functions.telemetry import (
     start_reply_spans,
 )
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply, accepts_binary_reply
-from qscore.scoring import log_outcomes, outcome_of_dead_letter, outcome_of_reply, undeliverable
+from qscore.scoring import undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
@@ -169,8 +170,14 @@ async def send_replies(
     ]
     record_replies(sent)
     # The interaction log keeps every outcome: ok replies were logged with their scores
-    # (functions/inference.py), error replies here, dead-letter records in record_failures.
-    await log_outcomes(runtime.interactions, [outcome_of_reply(reply) for reply in sent])
+    # (functions/inference.py), error replies by its middleware here, failure records in
+    # record_failures (qscore/middleware/interactions.py).
+    handled = [HandledReply(message, reply) for message, reply in replies]
+    await replied(
+        runtime.hooks(),
+        [each for each in handled if each.reply.request_id not in failed],
+        [each for each in handled if each.reply.request_id in failed],
+    )
     return summary
 
 
@@ -203,19 +210,32 @@ async def record_failures(
     records = failure_records(instance_id, batch, rejected)
     recorded = await runtime.failures.record(records)
     record_dead_letters([r.code for r in rejected])
-    outcomes = [
-        outcome_of_dead_letter(
-            rejection.request_id,
-            rejection.code,
-            model=rejection.model,
-            body=record.body,
-            scored_by=runtime.settings.scored_by,
-        )
-        for rejection, record in zip(rejected, records, strict=True)
-        if not rejection.answered  # a kept rejection's outcome was logged as its error reply
-    ]
-    await log_outcomes(runtime.interactions, outcomes)
+    await _settled(runtime, batch, rejected, records)
     return recorded
+
+
+async def _settled(
+    runtime: ScoringRuntime,
+    batch: Sequence[InboundMessage],
+    rejected: list[Rejection],
+    records: list[FailureRecord],
+) -> None:
+    """The middleware's `after_settle(dead_lettered)`, the interaction log's outcomes among them
+    (a kept rejection's was logged as its error reply). A message without an id has none there,
+    as in the worker."""
+    without_id = {m.message_id for m in batch if not m.has_message_id}
+    await recorded(
+        runtime.hooks(),
+        [
+            (
+                RecordedRequest(None if r.request_id in without_id else r.request_id, r.model, record.body),
+                r.code,
+                r.description,
+                r.answered,
+            )
+            for r, record in zip(rejected, records, strict=True)
+        ],
+    )
 
 
 def unanswered_after_failed_send(

@@ -3,9 +3,11 @@ store the replies (functions/documents.py), so the history holds only a summary 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from functions.documents import PreparedMember, encode_replies
+from functions.middleware import ValidatedMessage, around_score
 from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
@@ -39,10 +41,13 @@ class GroupReplies:
         """As the core decides (`rejection_disposition`): an error reply, a failure record (queue
         requests that cannot be answered, or answered ones the operator keeps), or both."""
         envelope = member.envelope
-        disposition = Disposition.REPLY
+        disposition = Disposition.REPLY  # an HTTP caller is answered in the response
         if envelope.origin == "queue":
             disposition = rejection_disposition(
-                violation, address_of(envelope), runtime.settings.reply_policy()
+                violation,
+                address_of(envelope),
+                runtime.settings.reply_policy(),
+                batch_item=envelope.item_of is not None,
             )
         if disposition != Disposition.REPLY:
             self.dead_letters.append(
@@ -85,7 +90,9 @@ async def infer(group: Group, runtime: ScoringRuntime) -> GroupOutcome:
     )
 
 
-async def _score(result: GroupReplies, members: list[PreparedMember], runtime: ScoringRuntime) -> None:
+async def _score(
+    result: GroupReplies, members: list[PreparedMember], runtime: ScoringRuntime, *, retry: bool = False
+) -> None:
     from qscore.inference import InferenceRejected, ModelNotFound
 
     if not members:
@@ -103,7 +110,15 @@ async def _score(result: GroupReplies, members: list[PreparedMember], runtime: S
         ):
             timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
             spec = members[0].request.spec
-            scored = await score_group(runtime.triton, spec, group.version, items, timeout_s=timeout_s)
+
+            async def call(requests: Sequence[ValidatedMessage]) -> list[ScoredItem]:
+                chosen = [request.prepared.item for request in requests]  # as before_score left them
+                return await score_group(runtime.triton, spec, group.version, chosen, timeout_s=timeout_s)
+
+            validated = [ValidatedMessage(member.envelope, member.request) for member in members]
+            scored = await around_score(
+                runtime.hooks(), group.model, group.version, validated, call, retry=retry
+            )
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
         record_output_mismatch(group.model, group.version)
         for member in members:
@@ -112,7 +127,7 @@ async def _score(result: GroupReplies, members: list[PreparedMember], runtime: S
     except (ModelNotFound, InferenceRejected) as exc:
         if len(members) > 1 and isinstance(exc, InferenceRejected):
             for member in members:  # find the one Triton refuses; the others are scored
-                await _score(result, [member], runtime)
+                await _score(result, [member], runtime, retry=True)
             return
         not_served = isinstance(exc, ModelNotFound)
         violation = inference_violation(group.model, group.version, exc, not_served=not_served)

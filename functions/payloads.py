@@ -39,6 +39,9 @@ class Envelope(BaseModel):
     # Why the message's properties could not be read (the trigger kept the message, without
     # them, so validation records it `unreadable_properties` instead of failing its batch).
     unreadable: str | None = None
+    # For an item of a request-batch message: that message's id (the item's own is message_id).
+    # Such an item is always answered: a bad one gets its error reply, never a failure record.
+    item_of: str | None = None
 
 
 class InboundMessage(Envelope):

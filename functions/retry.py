@@ -12,12 +12,18 @@ from typing import Any
 from azure.durable_functions import RetryOptions
 
 from functions.settings import RetryPolicy
+from qscore.backoff import backoff_delay
 
 
 def policy_delay_s(policy: RetryPolicy, failed_attempts: int) -> float:
     """The wait before attempt `failed_attempts + 1` of a retry inside an activity."""
-    delay_ms = policy.first_retry_ms * policy.backoff_coefficient ** max(0, failed_attempts - 1)
-    return min(float(policy.max_retry_ms), delay_ms) / 1000
+    delay_ms = backoff_delay(
+        policy.first_retry_ms,
+        failed_attempts,
+        coefficient=policy.backoff_coefficient,
+        cap=float(policy.max_retry_ms),
+    )
+    return delay_ms / 1000
 
 
 class BackoffRetryOptions(RetryOptions):
@@ -40,4 +46,4 @@ def retry_delay_ms(retry_options: dict[str, Any], failed_attempts: int) -> float
     first = float(retry_options.get("firstRetryIntervalInMilliseconds", 1000))
     coefficient = float(retry_options.get("backoffCoefficient", 1.0))
     cap = float(retry_options.get("maxRetryIntervalInMilliseconds", 6 * 24 * 3600 * 1000))
-    return min(cap, first * coefficient ** max(0, failed_attempts - 1))
+    return backoff_delay(first, failed_attempts, coefficient=coefficient, cap=cap)

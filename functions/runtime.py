@@ -14,8 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from functions.middleware import app_middleware
 from functions.payload_store import PayloadStore, payload_store_for
 from functions.settings import FunctionsSettings
+from qscore.middleware import MiddlewareStack
+from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.registry import ModelRegistry
 from qscore.scoring import InteractionSink, RequestPreparer
 
@@ -38,7 +41,32 @@ class ScoringRuntime:
     servicebus: Any = None  # the ServiceBusClient behind `replies`, closed with the runtime
     interactions: InteractionSink | None = None  # QSCORE_INTERACTION_LOG; None: not logged
     registry: ModelRegistry | None = None  # the preparer's, followed by `follow_registry`
+    # The deployment's own middleware (QSCORE_MIDDLEWARE), hooked as in the worker (functions/middleware.py).
+    middleware: MiddlewareStack = field(default_factory=MiddlewareStack)
     _registry_mtime: float | None = field(default=None, repr=False)
+    _middleware_started: bool = field(default=False, repr=False)
+    _hooks: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
+
+    def hooks(self) -> MiddlewareStack:
+        """The stack the activities call: the interaction log's middleware (the worker's, when
+        there is a log), then the deployment's. Made again when either is replaced."""
+        made = self._hooks
+        if made is None or made[0] is not self.interactions or made[1] is not self.middleware:
+            built_in = []
+            if self.interactions is not None:
+                scored_by = self.settings.scored_by
+                built_in.append(
+                    InteractionsMiddleware(self.interactions, scored_by=scored_by, owns_sink=False)
+                )
+            stack = MiddlewareStack([*built_in, *self.middleware.middleware])
+            made = self._hooks = (self.interactions, self.middleware, stack)
+        return made[2]
+
+    async def start_middleware(self) -> None:
+        """The middleware's `startup`, once per process, before its first validation."""
+        if not self._middleware_started:
+            self._middleware_started = True
+            await self.hooks().startup()
 
     async def follow_registry(self) -> None:
         """Reload the registry file if it changed since the last look, so promotions, rollbacks
@@ -57,6 +85,8 @@ class ScoringRuntime:
 
     async def close(self) -> None:
         await self.replies.close()
+        if self._middleware_started:
+            await self.hooks().shutdown()
         if self.interactions is not None:
             await self.interactions.close()
         if self.servicebus is not None:
@@ -102,6 +132,7 @@ def build_runtime(settings: FunctionsSettings) -> ScoringRuntime:
         servicebus=client,
         interactions=InteractionLog.from_env(),
         registry=registry,
+        middleware=app_middleware(),
     )
 
 

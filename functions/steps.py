@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from functions.claims import claim_body_limit, raise_if_rejected
 from functions.documents import PreparedMember, decode_prepared, encode_prepared, encode_replies
+from functions.middleware import ValidatedMessage
 from functions.payload_store import PayloadMissing, PayloadStore, unpack
 from functions.payloads import (
     Carried,
@@ -25,7 +26,7 @@ from functions.payloads import (
     ValidationResult,
 )
 from functions.runtime import ScoringRuntime
-from qscore.contracts import ContractViolation, ScoreReply, is_batch_content_type
+from qscore.contracts import ContractViolation, DecodedItem, ScoreReply, decode_batch, is_batch_content_type
 from qscore.scoring import (
     Disposition,
     PreparedRequest,
@@ -84,7 +85,8 @@ def with_reply_address(message: InboundMessage, policy: ReplyPolicy) -> tuple[In
         message_id=message.message_id if message.has_message_id else None,
         reply_to=message.reply_to,
         reply_to_session_id=message.reply_to_session_id,
-        content_type=message.content_type,
+        # A request-batch message's content type said "batch": the rest is judged as for one request.
+        content_type=None if is_batch_content_type(message.content_type) else message.content_type,
         accept=message.accept,
     )
     address = reply_address_of(envelope, policy)
@@ -104,6 +106,8 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
     seen: set[str] = set()
     policy = runtime.settings.reply_policy()
     batch = await load_batch(carried, runtime.payloads)
+    await runtime.start_middleware()
+    await runtime.hooks().after_receive(runtime.settings.request_queue, batch)
     for message in batch:
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
@@ -115,7 +119,17 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
             if message.origin == "queue":
                 message, address = with_reply_address(message, policy)
                 if is_batch_content_type(message.content_type):
-                    address = None  # its items' request ids are in the body: no one reply reaches them
+                    item_address, address = address, None  # no one reply reaches the items' ids
+                    decoded = decode_batch(message.body_bytes(), max_message_bytes=_body_limit(runtime))
+                    for member, answer in await _batch_items(message, item_address, decoded, runtime):
+                        if member is not None:
+                            accepted.append(member.request)
+                            key = group_key(member.request.spec.name, member.request.version)
+                            members[key].append(member)
+                        if answer is not None:
+                            result.rejected_with_reply.append(answer[0])
+                            rejected.append(answer[1])
+                    continue
                 check_content_type(RequestEnvelope(message.message_id, content_type=message.content_type))
             prepared = await _prepare(message, runtime)
         except ContractViolation as violation:
@@ -132,6 +146,7 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue
         accepted.append(prepared)
+        await runtime.hooks().after_validate(ValidatedMessage(message.envelope(), prepared))
         members[group_key(prepared.spec.name, prepared.version)].append(
             PreparedMember(envelope=message.envelope(), request=prepared)
         )
@@ -197,6 +212,62 @@ async def _keep_originals(
     ref = await store.put(carried.inline.encode("utf-8"))
     result.stored.append(ref)
     result.originals = Carried(ref=ref, size_bytes=carried.size_bytes)
+
+
+def _body_limit(runtime: ScoringRuntime) -> int:
+    return claim_body_limit() or runtime.preparer.max_message_bytes
+
+
+ItemOutcome = tuple[PreparedMember | None, tuple[Rejection, Addressed] | None]
+
+
+async def _batch_items(
+    message: InboundMessage, address: ReplyAddress, decoded: list[DecodedItem], runtime: ScoringRuntime
+) -> list[ItemOutcome]:
+    """A request-batch message's items, each on its own as the worker takes them
+    (workers/intake.py): a valid item joins its group, a bad one gets its own error reply (never
+    a failure record: its batch-mates are answered), so one item never touches another."""
+    outcomes: list[ItemOutcome] = []
+    for each in decoded:
+        envelope = message.envelope().model_copy(
+            update={
+                "message_id": each.request_id,
+                "has_message_id": True,
+                "reply_to": address.queue,
+                "reply_to_session_id": each.reply_to_session_id or address.session_id,
+                "content_type": None,
+                "header_length": None,
+                "item_of": message.message_id,
+            }
+        )
+        violation = each.violation
+        if each.request is not None:
+            try:
+                prepared = await runtime.preparer.prepare_request(
+                    request_id=each.request_id,
+                    request=each.request,
+                    received_at=message.received_at,
+                    enqueued_at=message.enqueued_at,
+                )
+            except ContractViolation as refused:
+                violation = refused
+            else:
+                await runtime.hooks().after_validate(ValidatedMessage(envelope, prepared))
+                outcomes.append((PreparedMember(envelope=envelope, request=prepared), None))
+                continue
+        assert violation is not None
+        disposition = rejection_disposition(
+            violation, address, runtime.settings.reply_policy(), batch_item=True
+        )
+        assert disposition == Disposition.REPLY  # the core's rule for items: each answered alone
+        rejection = Rejection(
+            request_id=each.request_id,
+            model=each.model,
+            code=violation.code.value,
+            description=violation.description,
+        )
+        outcomes.append((None, (rejection, (envelope, error_for(envelope, each.model, violation, runtime)))))
+    return outcomes
 
 
 async def _prepare(message: InboundMessage, runtime: ScoringRuntime) -> PreparedRequest:

@@ -115,5 +115,5 @@ def _run(settings: WorkerSettings, log_level: str) -> None:
         asyncio.run(run_worker(settings))
     except OSError as exc:  # e.g. the health port is taken
         raise UserError(f"worker could not start: {exc}") from None
-    except SettingsError as exc:  # e.g. QSCORE_WORKER_MIDDLEWARE names nothing importable
+    except SettingsError as exc:  # e.g. QSCORE_MIDDLEWARE names nothing importable
         raise UserError(str(exc)) from None

@@ -7,22 +7,31 @@ passed, sent between valid requests. Every bad request with a usable reply addre
 one error reply with its code, every valid one exactly one ok reply; only those that cannot be
 answered (no message id, no reply address or session, a queue not allowed) are dead-lettered.
 Both run for real: the worker in-process on the local bus with Triton, the Functions app through
-the in-process driver (trigger -> orchestration -> activities) on the same bus and Triton."""
+the in-process driver (trigger -> orchestration -> activities) on the same bus and Triton.
+
+Both runtimes also run the same middleware, unchanged: the audit example (qscore/middleware/
+audit.py) writes the same records for the same requests in each."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pytest
 from azure.servicebus.aio import ServiceBusClient
 
 from functions.runtime import ScoringRuntime
-from qscore.contracts import BAD_INPUT, ErrorCode, ReplyStatus, ScoreReply
+from qscore.contracts import BAD_INPUT, REQUEST_BATCH_CONTENT_TYPE, ErrorCode, ReplyStatus, ScoreReply
+from qscore.middleware import MiddlewareStack
+from qscore.middleware.audit import AuditMiddleware
 from qscore.operations import DeadLetter, DeadLetterQueues, Source
 from qscore.scoring import RequestPreparer
 from qscore_local.functions_host.driver import InProcessDriver
@@ -44,6 +53,7 @@ from tests.fixtures.worker import (
 )
 
 Outcome = tuple[str, str, str]  # (dead_lettered | error_reply, code, description)
+AUDIT = "qscore.middleware.audit:AuditMiddleware"
 FUNCTIONS_STAND_IN = "no-message-id:"  # how the Functions app tracks a message without an id
 
 
@@ -132,7 +142,9 @@ async def through_worker(bus: Any, worker_settings: WorkerSettingsFactory, queue
     replies = ReplyCollector(bus.connection_string)
     sent, valid = interleaved(replies.session_id)
     await send_requests(bus.connection_string, queue, sent)
-    settings = worker_settings(request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES)
+    settings = worker_settings(
+        request_queue=queue, max_message_bytes=MAX_MESSAGE_BYTES, worker_middleware=(AUDIT,)
+    )
     async with (
         ServiceBusClient.from_connection_string(bus.connection_string) as client,
         running_worker(settings),
@@ -157,6 +169,7 @@ async def through_functions(
         max_message_bytes=MAX_MESSAGE_BYTES,
     )
     runtime.settings = replace(runtime.settings, request_queue=queue)
+    runtime.middleware = MiddlewareStack([AuditMiddleware()])  # as QSCORE_MIDDLEWARE=AUDIT loads it
     replies = ReplyCollector(connection)
     sent, valid = interleaved(replies.session_id)
     await send_requests(connection, queue, sent)
@@ -180,11 +193,126 @@ async def test_the_same_bad_requests_get_the_same_outcome_in_both_runtimes(
     worker_settings: WorkerSettingsFactory,
     functions_app: Any,
     functions_runtime: ScoringRuntime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="qscore.audit")
     promised = {case_key(request): (BAD_INPUT[code].outcome, str(code)) for request, code in cases("s")}
     worker = await through_worker(bus, worker_settings, fresh_queue)
+    worker_audit = audit_records(caplog.records)
+    caplog.clear()
     # The worker has settled everything on the queue and stopped: the Functions app reads it next.
     functions = await through_functions(functions_app, functions_runtime, bus.connection_string, fresh_queue)
+    functions_audit = audit_records(caplog.records)
     assert {key: outcome[:2] for key, outcome in functions.items()} == promised
     assert {key: outcome[:2] for key, outcome in worker.items()} == promised
     assert functions == worker  # same outcome, code and description for every bad request
+    # The audit middleware, unchanged in both: one line per outcome, the same lines.
+    assert sum(worker_audit.values()) == len(interleaved("s")[0])
+    assert functions_audit == worker_audit
+
+
+def audit_records(records: list[logging.LogRecord]) -> Counter[str]:
+    """The audit middleware's lines (in any order: the runtimes batch differently)."""
+    return Counter(record.getMessage() for record in records if record.name == "qscore.audit")
+
+
+def _item(request_id: str, body: str, **fields: Any) -> dict[str, Any]:
+    return {**json.loads(body), "request_id": request_id, **fields}
+
+
+def batch_messages(session_id: str) -> tuple[list[OutgoingRequest], dict[str, tuple[str, str]]]:
+    """Request-batch messages with bad items among good ones, and one whose envelope is
+    unreadable; (the messages, {item or message id: promised (outcome, code)})."""
+    pixels = np.zeros((1, 64), np.float32)
+    bad_shape = _item("item-bad-shape", digits_request(pixels))
+    bad_shape["inputs"]["pixels"]["shape"] = [1, 63]
+    items = [
+        _item("item-good-0", digits_request(np.full((2, 64), 3.0))),
+        _item("item-unknown-model", digits_request(pixels, model="nope")),
+        bad_shape,
+        {"request_id": "item-schema", "model": "digits"},  # no inputs
+        _item("item-expired", digits_request(pixels, deadline="2020-01-01T00:00:00Z")),
+        _item("item-good-1", digits_request(np.ones((1, 64)))),
+    ]
+
+    def message(message_id: str, members: list[Any]) -> OutgoingRequest:
+        body = json.dumps({"schema_version": "1", "items": members})
+        return OutgoingRequest(
+            message_id, body, session_id=session_id, content_type=REQUEST_BATCH_CONTENT_TYPE
+        )
+
+    promised = {
+        "item-good-0": ("ok", ""),
+        "item-good-1": ("ok", ""),
+        "item-unknown-model": ("error_reply", str(ErrorCode.UNKNOWN_MODEL)),
+        "item-bad-shape": ("error_reply", str(ErrorCode.BAD_SHAPE)),
+        "item-schema": ("error_reply", str(ErrorCode.SCHEMA_VIOLATION)),
+        "item-expired": ("error_reply", str(ErrorCode.EXPIRED)),
+        "broken-batch": ("dead_lettered", str(ErrorCode.SCHEMA_VIOLATION)),
+    }
+    broken = message("broken-batch", [{"model": "digits"}])  # an item without a request_id
+    return [message("batch-1", items), broken], promised
+
+
+def batch_outcomes(records: list[DeadLetter], replies: dict[str, list[ScoreReply]]) -> dict[str, Outcome]:
+    assert all(len(each) == 1 for each in replies.values()), replies  # one reply per item
+    found = {
+        key: ("error_reply", str(got[0].error.code), _untimed(got[0].error.message))
+        if got[0].error is not None
+        else ("ok", "", "")
+        for key, got in replies.items()
+    }
+    found.update({r.message_id: ("dead_lettered", r.reason, r.description) for r in records})
+    return found
+
+
+async def test_request_batch_items_get_the_same_outcome_in_both_runtimes(
+    bus: Any,
+    fresh_queue: str,
+    worker_settings: WorkerSettingsFactory,
+    functions_app: Any,
+    functions_runtime: ScoringRuntime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each item of a request-batch message is answered on its own in both runtimes: a bad item
+    gets its own error reply and never touches its batch-mates; an unreadable envelope puts the
+    whole message on the dead-letter queue (the worker) or the failures queue (the app)."""
+    caplog.set_level(logging.INFO, logger="qscore.audit")
+    outcomes: list[dict[str, Outcome]] = []
+    audits: list[Counter[str]] = []
+    for runtime in ("worker", "functions"):
+        replies = ReplyCollector(bus.connection_string)
+        sent, promised = batch_messages(replies.session_id)
+        answered = sum(kind != "dead_lettered" for kind, _ in promised.values())
+        await send_requests(bus.connection_string, fresh_queue, sent)
+        caplog.clear()
+        if runtime == "worker":
+            settings = worker_settings(request_queue=fresh_queue, worker_middleware=(AUDIT,))
+            async with (
+                ServiceBusClient.from_connection_string(bus.connection_string) as client,
+                running_worker(settings),
+            ):
+                dlq = DeadLetterQueues(client, request_queue=fresh_queue, failures_queue=None)
+                records = await wait_for(1, lambda dlq=dlq: dlq.entries(source=Source.DEAD_LETTER))
+                await replies.collect(answered, timeout_s=30, settle_s=0.5)
+        else:
+            functions_runtime.settings = replace(functions_runtime.settings, request_queue=fresh_queue)
+            functions_runtime.middleware = MiddlewareStack([AuditMiddleware()])
+            async with (
+                InProcessDriver(functions_app, functions_runtime, max_batch=64, max_wait_s=2) as driver,
+                functions_runtime.servicebus.get_queue_receiver(fresh_queue) as receiver,
+            ):
+                stats = await driver.run_until_idle(connection_receiver=receiver)
+            assert all(r.status == "Completed" for r in stats.instances), [r.error for r in stats.instances]
+            failures = DeadLetterQueues(
+                functions_runtime.servicebus, request_queue=fresh_queue, failures_queue="scoring-failures"
+            )
+            records = [r for r in await failures.entries(source=Source.FAILURES) if r.message_id in promised]
+            await replies.collect(answered, timeout_s=30, settle_s=0.5)
+        await replies.close()
+        found = batch_outcomes(records, replies.replies)
+        assert {key: outcome[:2] for key, outcome in found.items()} == promised, runtime
+        outcomes.append(found)
+        audits.append(audit_records(caplog.records))
+    assert outcomes[0] == outcomes[1]  # same outcome, code and description for every item
+    assert audits[0] == audits[1] and sum(audits[0].values()) == len(promised)

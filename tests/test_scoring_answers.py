@@ -64,6 +64,16 @@ def test_every_code_is_answered_when_the_caller_can_be_reached_except_the_unreac
         assert rejection_disposition(violation, None, keep) == Disposition.DEAD_LETTER  # no address
 
 
+def test_an_item_of_a_request_batch_message_is_always_answered_alone() -> None:
+    """Dead-lettering or keeping an item would settle the message its batch-mates travel in."""
+    keep = ReplyPolicy.create("scoring-replies", keep_answered_rejections=True)
+    for code in ErrorCode:
+        violation = ContractViolation(code, "why")
+        for policy in (POLICY, keep):
+            assert rejection_disposition(violation, ADDRESS, policy, batch_item=True) == Disposition.REPLY
+        assert rejection_disposition(violation, None, POLICY, batch_item=True) == Disposition.DEAD_LETTER
+
+
 def test_the_reply_address_comes_from_the_properties_whatever_the_content_type() -> None:
     envelope = RequestEnvelope("r", None, "s", content_type="text/plain")
     assert reply_address_of(envelope, POLICY) == ADDRESS  # a foreign content type is answered
@@ -185,7 +195,9 @@ async def test_the_functions_app_answers_every_request_of_a_mismatched_group_and
     ]
     group = Group(model="digits", version="2", request_ids=[each.message for each in held])
     result = GroupReplies(group=group)
-    runtime = SimpleNamespace(triton=backend, settings=FunctionsSettings(), interactions=None)
+    runtime = SimpleNamespace(
+        triton=backend, settings=FunctionsSettings(), interactions=None, hooks=MiddlewareStack
+    )
     await _score(result, members, runtime)  # type: ignore[arg-type]
     assert backend.calls == [3] and not result.dead_letters
     assert [

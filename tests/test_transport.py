@@ -53,6 +53,16 @@ def test_properties_and_traceparent_accept_bytes_keys() -> None:
     assert traceparent(FakeMessage()) is None
 
 
+def test_the_worker_reads_the_trace_context_as_the_functions_app_does() -> None:
+    """One reading (qscore.telemetry.trace_carrier): any case of the name, and Azure's
+    Diagnostic-Id when a producer sent no traceparent."""
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert traceparent(FakeMessage(application_properties={"Traceparent": tp})) == tp
+    assert traceparent(FakeMessage(application_properties={b"Diagnostic-Id": tp.encode()})) == tp
+    both = {"Diagnostic-Id": "00-other", "traceparent": tp}
+    assert traceparent(FakeMessage(application_properties=both)) == tp
+
+
 def test_enqueued_at_and_reply_address() -> None:
     when = datetime(2024, 1, 1, tzinfo=UTC)
     message = FakeMessage(enqueued_time_utc=when, reply_to="replies", reply_to_session_id="s1")

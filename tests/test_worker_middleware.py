@@ -44,7 +44,7 @@ from workers.middleware.stack import FAILURES_METRIC
 from workers.settings import WorkerSettings
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "worker.md"
-AUDIT_MODULE = Path(__file__).resolve().parent.parent / "workers" / "middleware" / "audit.py"
+AUDIT_MODULE = Path(__file__).resolve().parent.parent / "qscore" / "middleware" / "audit.py"
 
 
 class Recorder(Middleware):
@@ -181,12 +181,12 @@ def test_only_the_hooks_a_middleware_overrides_are_called() -> None:
         ("no_such_module_here:Factory", "cannot import no_such_module_here"),
         ("workers.middleware.audit:Missing", "has no callable Missing"),
         ("json:dumps", "dumps() failed"),
-        ("logging:getLogger", "returned RootLogger, not a workers.middleware.Middleware"),
+        ("logging:getLogger", "returned RootLogger, not a qscore.middleware.Middleware"),
     ],
 )
 def test_a_bad_middleware_reference_is_one_line_naming_the_variable(reference: str, says: str) -> None:
     with pytest.raises(SettingsError) as raised:
-        load_middleware([reference])
+        load_middleware([reference], variable="QSCORE_WORKER_MIDDLEWARE")
     message = str(raised.value)
     assert message.startswith("QSCORE_WORKER_MIDDLEWARE=") and says in message and "\n" not in message
 
@@ -219,7 +219,7 @@ def test_qscore_worker_with_a_bad_middleware_variable_says_so_in_one_line() -> N
 
 def test_the_documented_example_is_the_shipped_audit_middleware() -> None:
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
-    assert AUDIT_MODULE.read_text() in blocks, "docs/worker.md must show workers/middleware/audit.py as it is"
+    assert AUDIT_MODULE.read_text() in blocks, "docs/worker.md must show qscore/middleware/audit.py as it is"
 
 
 def _audit_outcomes(records: list[logging.LogRecord]) -> dict[str, list[str]]:

@@ -18,6 +18,8 @@ from azure.servicebus.aio import ServiceBusClient
 from qscore.claimcheck import ClaimCheckSettings
 from qscore.claimcheck.replies import ReplyClaims
 from qscore.inference.errors import ModelNotFound
+from qscore.middleware import Middleware, MiddlewareStack
+from qscore.middleware.loading import load_middleware
 from qscore.registry import ModelRegistry
 from qscore.scoring import InferenceBackend, RequestPreparer, SpecSource
 from qscore.transport import ReplySender, sdk_hooks, servicebus_client
@@ -26,9 +28,7 @@ from workers.health import HealthServer, WorkerState
 from workers.hooks import WorkerHooks
 from workers.job import JobLimits
 from workers.loop import ReceiveLoop
-from workers.middleware import Middleware, MiddlewareStack
 from workers.middleware.assembly import worker_middleware
-from workers.middleware.loading import load_middleware
 from workers.registry_watch import watch_registry
 from workers.settings import WorkerSettings
 from workers.signals import StopRequest, install_signal_handlers
@@ -101,7 +101,7 @@ async def run_worker(
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop.request()`); injected parts are not closed here.
 
-    `middleware` runs after the built-in middleware, before QSCORE_WORKER_MIDDLEWARE's
+    `middleware` runs after the built-in middleware, before QSCORE_MIDDLEWARE's
     (`settings.worker_middleware`; a bad reference raises SettingsError before anything starts)."""
     extra = [*middleware, *load_middleware(settings.worker_middleware)]
     stop = stop or StopRequest()

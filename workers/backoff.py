@@ -6,6 +6,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from qscore.backoff import backoff_delay
+
 
 @dataclass
 class Backoff:
@@ -30,7 +32,7 @@ class Backoff:
         """
         if self.paused:
             return self.remaining_s()
-        delay = min(self.max_s, self.initial_s * (2 ** min(self.failures, 30)))
+        delay = backoff_delay(self.initial_s, self.failures + 1, cap=self.max_s)
         delay *= 1 + random.uniform(-self.jitter, self.jitter)
         self.failures += 1
         self.reason = reason

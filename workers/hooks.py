@@ -11,8 +11,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from qscore.middleware import Middleware
 from qscore.scoring import InteractionRoute, InteractionSink
-from workers.middleware import Middleware
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Final
 
-COMPLETED: Final = "completed"
-DEAD_LETTERED: Final = "dead_lettered"
-ABANDONED: Final = "abandoned"
+from qscore.transport.settle_outcomes import ABANDONED, COMPLETED, DEAD_LETTERED
+
+__all__ = ["ABANDONED", "COMPLETED", "DEAD_LETTERED", "JobLimits"]
 
 
 @dataclass

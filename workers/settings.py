@@ -10,9 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qscore.middleware.loading import VARIABLES as MIDDLEWARE_VARIABLES
+from qscore.middleware.loading import check_reference, variable_in_use
+from qscore.middleware.loading import references_in as middleware_references
 from qscore.scoring import ReplyPolicy
-from qscore.settings import DEFAULT_REPLY_QUEUE, DEFAULT_REQUEST_QUEUE, DEFAULT_TRITON_URL, settings_from_env
-from workers.middleware.loading import check_reference
+from qscore.settings import (
+    DEFAULT_REPLY_QUEUE,
+    DEFAULT_REQUEST_QUEUE,
+    DEFAULT_TRITON_URL,
+    SettingsError,
+    settings_from_env,
+)
+
+# Fields whose variable is not QSCORE_<FIELD>: the deployment's middleware is both runtimes'.
+_VARIABLES = {"worker_middleware": MIDDLEWARE_VARIABLES}
 
 
 def default_worker_id() -> str:
@@ -76,8 +87,9 @@ class WorkerSettings:
     exit_after_messages: int | None = None
     # ... or once nothing was received (and nothing held) for this long.
     exit_when_idle_s: float | None = None
-    # Middleware of the deployment's own, loaded by name (workers/middleware/loading.py):
-    # QSCORE_WORKER_MIDDLEWARE=package.module:factory[,another.module:factory]
+    # Middleware of the deployment's own, loaded by name (qscore/middleware/loading.py), the
+    # Functions app's too: QSCORE_MIDDLEWARE=package.module:factory[,another.module:factory]
+    # (QSCORE_WORKER_MIDDLEWARE, deprecated, when QSCORE_MIDDLEWARE is unset)
     worker_middleware: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -109,7 +121,12 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
         """Settings from `QSCORE_*` variables; keyword `overrides` (CLI flags) win, None = not given."""
-        return settings_from_env(cls, environ, overrides=overrides)
+        for reference in middleware_references(environ):  # so the message names the variable set
+            try:
+                check_reference(reference, variable_in_use(environ))
+            except ValueError as exc:
+                raise SettingsError(f"invalid settings: {exc}") from None
+        return settings_from_env(cls, environ, variables=_VARIABLES, overrides=overrides)
 
     def lanes(self) -> dict[str, int]:
         """The request queues to receive from, highest lane first, with their turn weights."""

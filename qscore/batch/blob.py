@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient
 
 from qscore.batch.store import WORK_SUFFIX
+from qscore.blob_clients import blob_service
 
-BLOB_CONNECTION_ENV = "QSCORE_BLOB_CONNECTION"
 AZURE_BLOB_HOST = ".blob.core.windows.net"
 DOWNLOAD_CONCURRENCY = 4
 UPLOAD_BLOCK_BYTES = 8 << 20
@@ -62,12 +61,9 @@ def parse_blob_url(url: str) -> BlobLocation:
 
 
 def service_client(account_url: str) -> BlobServiceClient:
-    connection = os.environ.get(BLOB_CONNECTION_ENV)
-    if connection:
-        return BlobServiceClient.from_connection_string(connection)
-    from azure.identity.aio import DefaultAzureCredential
-
-    return BlobServiceClient(account_url, credential=DefaultAzureCredential())
+    """With the short retry policy every Blob client has (qscore.blob_clients)."""
+    client: BlobServiceClient = blob_service(account_url)
+    return client
 
 
 async def download_input(url: str, target: Path) -> str:

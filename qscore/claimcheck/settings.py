@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-BLOB_CONNECTION_ENV = "QSCORE_BLOB_CONNECTION"
+from qscore.blob_clients import BLOB_CONNECTION_ENV
+
 BLOB_ACCOUNT_URL_ENV = "QSCORE_BLOB_ACCOUNT_URL"
 CONTAINER_ENV = "QSCORE_CLAIM_CHECK_CONTAINER"
 THRESHOLD_ENV = "QSCORE_CLAIM_CHECK_THRESHOLD_BYTES"

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 
+from qscore.blob_clients import blob_service
 from qscore.claimcheck.reference import ClaimCheck, sha256_hex
 from qscore.claimcheck.settings import ClaimCheckSettings
 
@@ -37,22 +38,16 @@ class ClaimTooLarge(Exception):
 
 
 def service_client(settings: ClaimCheckSettings) -> BlobServiceClient:
-    # The Storage SDK's default retry waits 15 s and more between attempts; a message waiting on
-    # it would hold its lock for a minute. Short retries here, then the message is abandoned.
-    from azure.storage.blob.aio import BlobServiceClient, LinearRetry
-
-    retry = LinearRetry(backoff=1, retry_total=settings.retry_total, random_jitter_range=1)
-    options: dict[str, Any] = {
-        "retry_policy": retry,
-        "connection_timeout": settings.timeout_s,
-        "read_timeout": settings.timeout_s,
-    }
-    if settings.connection:
-        return BlobServiceClient.from_connection_string(settings.connection, **options)
-    from azure.identity.aio import DefaultAzureCredential
-
-    assert settings.account_url is not None
-    return BlobServiceClient(settings.account_url, credential=DefaultAzureCredential(), **options)
+    # Short retries (qscore.blob_clients), then the message is abandoned: the SDK's default would
+    # hold its lock for a minute.
+    client: BlobServiceClient = blob_service(
+        settings.account_url,
+        connection=settings.connection or None,
+        retry_total=settings.retry_total,
+        timeout_s=settings.timeout_s,
+        connection_from_env=False,
+    )
+    return client
 
 
 class ClaimStore:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from qscore.blob_clients import DEFAULT_RETRY_TOTAL, blob_service
 from qscore.monitoring.interaction_log import InteractionLog, RecordSource, _Stop, count_dropped
 from qscore.monitoring.records import InteractionRecord
 from qscore.monitoring.spill import SpillDirectory, default_spill_dir, default_spill_max_bytes
@@ -39,7 +39,6 @@ from qscore.monitoring.spill import SpillDirectory, default_spill_dir, default_s
 logger = logging.getLogger(__name__)
 
 INTERACTION_LOG_URL_ENV = "QSCORE_INTERACTION_LOG_URL"
-BLOB_CONNECTION_ENV = "QSCORE_BLOB_CONNECTION"
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_RETRY_INITIAL_S = 1.0
 DEFAULT_RETRY_MAX_S = 60.0
@@ -67,20 +66,8 @@ def parse_log_url(url: str) -> LogLocation:
     return LogLocation(account_url, rest[0], prefix + "/" if prefix else "")
 
 
-def _sync_container(location: LogLocation, *, retry_total: int = 3) -> Any:
-    from azure.storage.blob import BlobServiceClient, LinearRetry
-
-    # The SDK's default waits 15 s+
-    retry = LinearRetry(backoff=1, retry_total=retry_total, random_jitter_range=1)
-    connection = os.environ.get(BLOB_CONNECTION_ENV)
-    if connection:
-        service = BlobServiceClient.from_connection_string(connection, retry_policy=retry)
-    else:
-        from azure.identity import DefaultAzureCredential
-
-        service = BlobServiceClient(
-            location.account_url, credential=DefaultAzureCredential(), retry_policy=retry
-        )
+def _sync_container(location: LogLocation, *, retry_total: int = DEFAULT_RETRY_TOTAL) -> Any:
+    service = blob_service(location.account_url, retry_total=retry_total, sync=True)
     return service.get_container_client(location.container)
 
 

@@ -113,7 +113,7 @@ def reply_address_of(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAdd
 def check_content_type(envelope: RequestEnvelope) -> None:
     """Raises ContractViolation `unsupported_content_type` (answered: the caller can be reached)
     for a content type other than a v1 request's."""
-    if is_batch_content_type(envelope.content_type):  # the worker takes it apart before this check
+    if is_batch_content_type(envelope.content_type):  # both runtimes take it apart before this check
         raise ContractViolation(
             ErrorCode.UNSUPPORTED_CONTENT_TYPE,
             f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is served by the queue "

@@ -109,6 +109,11 @@ class RequestPreparer:
             request_id=request_id, request=request, received_at=received_at, enqueued_at=enqueued_at
         )
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The body limit of a request (and of a request-batch message's whole body)."""
+        return self._max_message_bytes
+
     async def prepare_request(
         self,
         *,

@@ -6,7 +6,8 @@ cannot be answered is dead-lettered with its reason: no usable reply address (`r
 raised), a reply the broker refused, a failure on qscore's side that outlived its retries.
 An operator who also wants answered rejections kept turns on `keep_answered_rejections`: such
 a request is then answered AND dead-lettered (a message is settled once: dead-lettering takes
-the place of completing it).
+the place of completing it). An item of a request-batch message is always answered alone:
+dead-lettering or keeping it would settle the message its batch-mates travel in.
 """
 
 from __future__ import annotations
@@ -28,10 +29,17 @@ class Disposition(StrEnum):
 
 
 def rejection_disposition(
-    violation: ContractViolation, address: ReplyAddress | None, policy: ReplyPolicy
+    violation: ContractViolation,
+    address: ReplyAddress | None,
+    policy: ReplyPolicy,
+    *,
+    batch_item: bool = False,
 ) -> Disposition:
     """Error reply when the caller is reachable (`address`, from `reply_address_of`) and the
-    table answers the code; dead-letter otherwise."""
+    table answers the code; dead-letter otherwise. `batch_item`: an item of a request-batch
+    message (reachable by its message's address): always an error reply of its own."""
+    if batch_item and address is not None:
+        return Disposition.REPLY
     if address is None or violation.outcome == DEAD_LETTERED:
         return Disposition.DEAD_LETTER
     return Disposition.REPLY_AND_KEEP if policy.keep_answered_rejections else Disposition.REPLY

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY, accepts_binary_reply
+from qscore.telemetry.propagation import trace_carrier
 from qscore.transport.replies import ReplyAddress
 
 TRACEPARENT = "traceparent"
@@ -60,11 +61,9 @@ def application_properties(message: ReceivedMessage) -> dict[str, str]:
 
 
 def traceparent(message: ReceivedMessage) -> str | None:
-    """The producer's W3C traceparent, if it sent one."""
-    for key, value in (message.application_properties or {}).items():
-        if key in (TRACEPARENT, TRACEPARENT.encode()):
-            return _text(value)
-    return None
+    """The producer's W3C traceparent, if it sent one, read as the Functions app reads it
+    (`trace_carrier`: any case of the name, Azure's `Diagnostic-Id` when there is none)."""
+    return trace_carrier(message.application_properties).get(TRACEPARENT)
 
 
 def application_property(message: ReceivedMessage, name: str) -> Any:

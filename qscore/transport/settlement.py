@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.settle_outcomes import ABANDONED, COMPLETED
 from qscore.transport.windowing import LinkPool
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 # Control receivers (connections) one settler may open: a window of 8 requests of ~50 messages
 # each keeps ~20,000 messages/s settling at a 20 ms round trip.
 MAX_CONTROLS = 8
-COMPLETED = "completed"
-ABANDONED = "abandoned"
 _PUBLIC_METHOD = {COMPLETED: "complete_message", ABANDONED: "abandon_message"}
 
 

@@ -1,11 +1,16 @@
-"""Hooks around the worker's steps (receive, validate, score, reply, settle): see base.py.
+"""The worker's built-in middleware, one concern per module (tracing, metrics, interactions,
+shadow, jobs); `assembly.worker_middleware` puts the worker's stack together. The `Middleware`
+base and the stack are the core's (qscore.middleware), shared with the Functions app."""
 
-The built-in middleware lives one concern per module (tracing, metrics, interactions, shadow,
-jobs); `assembly.worker_middleware` puts the worker's stack together.
-"""
-
-from workers.middleware.base import Middleware, Replied, ScoreBatch, ScoreResult, Settled, SettleOutcome
-from workers.middleware.stack import MiddlewareStack
+from qscore.middleware import (
+    Middleware,
+    MiddlewareStack,
+    Replied,
+    ScoreBatch,
+    ScoreResult,
+    Settled,
+    SettleOutcome,
+)
 
 __all__ = [
     "Middleware",

@@ -1,19 +1,18 @@
 """The worker's middleware stack: the start-up/shut-down hooks, the built-in concerns, then the
-deployment's own (keyword `middleware=` of run_worker, then QSCORE_WORKER_MIDDLEWARE)."""
+deployment's own (keyword `middleware=` of run_worker, then QSCORE_MIDDLEWARE)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from qscore.middleware import Middleware, MiddlewareStack
+from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.scoring import InferenceBackend
 from workers.hooks import WorkerHooks
 from workers.job import JobLimits
-from workers.middleware.base import Middleware
-from workers.middleware.interactions import InteractionsMiddleware
 from workers.middleware.jobs import JobsMiddleware
 from workers.middleware.metrics import MetricsMiddleware
 from workers.middleware.shadow import ShadowScorer
-from workers.middleware.stack import MiddlewareStack
 from workers.middleware.tracing import TracingMiddleware
 from workers.signals import StopRequest
 from workers.telemetry import WorkerTelemetry
@@ -29,8 +28,11 @@ def worker_middleware(
     extra: Sequence[Middleware] = (),
 ) -> MiddlewareStack:
     """In this order: hooks, tracing (when spans are on), metrics, jobs, interaction log (when
-    there is one), shadow scoring, then `extra`. Tracing comes first so the request span exists
-    for every later `after_validate`, and the batch span covers the others' score hooks."""
+    there is one), shadow scoring, then `extra` (each at the end, or where its `place_before`/
+    `place_after` puts it). Tracing comes early so its batch span wraps the others' score hooks
+    (its `before_score` runs before theirs, its `after_score` after theirs); its `after_validate`
+    therefore runs after theirs too: a middleware that reads the request span there is placed
+    `place_before = "TracingMiddleware"`."""
     stack: list[Middleware] = [hooks]
     if telemetry.spans:
         stack.append(TracingMiddleware(telemetry))

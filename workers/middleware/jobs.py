@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from qscore.middleware import Middleware, Settled
 from workers.job import JobLimits
-from workers.middleware.base import Middleware, Settled
 from workers.signals import StopRequest
 
 

@@ -7,8 +7,9 @@ Always in the stack; with `WorkerTelemetry(enabled=False)` every call returns at
 
 from __future__ import annotations
 
+from qscore.middleware import Middleware, Replied, ScoreResult, Settled
 from qscore.scoring import ModelOutputMismatch
-from workers.middleware.base import Middleware, Replied, ScoreResult, Settled
+from qscore.transport.settle_outcomes import ABANDONED, DEAD_LETTERED
 from workers.telemetry import WorkerTelemetry
 
 
@@ -28,8 +29,8 @@ class MetricsMiddleware(Middleware):
             self._telemetry.replied([each.reply for each in replied.sent])
 
     async def after_settle(self, settled: Settled) -> None:
-        if settled.outcome == "abandoned":
+        if settled.outcome == ABANDONED:
             for _ in settled.messages:
                 self._telemetry.abandoned(settled.reason or "unknown")
-        elif settled.outcome == "dead_lettered" and not settled.refused:
+        elif settled.outcome == DEAD_LETTERED and not settled.refused:
             self._telemetry.dead_lettered(settled.reason or "unknown")

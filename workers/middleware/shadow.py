@@ -14,9 +14,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from qscore.middleware import Middleware, Replied
 from qscore.scoring import InferenceBackend, InteractionSink, ShadowGroup, score_shadow, shadow_groups
 from workers.held import HeldRequest
-from workers.middleware.base import Middleware, Replied
 
 log = logging.getLogger(__name__)
 

@@ -12,17 +12,18 @@ import contextlib
 import dataclasses
 from typing import Any
 
+from qscore.middleware import Middleware, ScoreBatch, ScoreResult, Settled
+from qscore.transport.settle_outcomes import COMPLETED, DEAD_LETTERED
 from workers.batch_items import MessageItem
 from workers.held import HeldRequest
-from workers.middleware.base import Middleware, ScoreBatch, ScoreResult, Settled
 from workers.telemetry import WorkerTelemetry
 
 
 def span_outcome(settled: Settled) -> str:
     """The `qscore.outcome` a request span ends with."""
-    if settled.outcome == "completed":
+    if settled.outcome == COMPLETED:
         return "replied"  # a request is completed only after its reply was sent
-    if settled.outcome == "dead_lettered":
+    if settled.outcome == DEAD_LETTERED:
         return f"dead_lettered:{settled.reason}"
     return "reply_send_failed" if settled.reason == "reply_send_failed" else "abandoned"
 
