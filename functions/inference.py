@@ -11,7 +11,7 @@ from functions.middleware import ValidatedMessage, around_score
 from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
-from functions.telemetry import record_batch, record_output_mismatch, scoring_span
+from functions.telemetry import scoring_span
 from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import (
     Disposition,
@@ -120,7 +120,7 @@ async def _score(
                 runtime.hooks(), group.model, group.version, validated, call, retry=retry
             )
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
-        record_output_mismatch(group.model, group.version)
+        # (counted by the metrics middleware's after_score, as in the worker)
         for member in members:
             result.refuse(member, mismatch, runtime)
         return
@@ -134,7 +134,6 @@ async def _score(
         for member in members:
             result.refuse(member, violation, runtime)
         return
-    record_batch(group.model, group.version, len(items))
     ok = [
         ok_reply(
             each, scored_by=runtime.settings.scored_by, binary=accepts_binary_reply(member.envelope.accept)

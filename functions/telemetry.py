@@ -19,7 +19,6 @@ its instances come and go with the host's scaling and a scrape would reach one a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,18 +26,14 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from functions.payloads import Envelope
-from qscore.contracts import ScoreReply
 from qscore.telemetry import (
     batch_span,
     configure,
     extract_trace_context,
-    scoring_metrics,
     span_traceparent,
     start_message_span,
     traces_exported,
 )
-
-log = logging.getLogger("qscore.functions")
 
 
 def configure_from_environment(service_name: str = "qscore-functions") -> bool:
@@ -54,30 +49,6 @@ def reply_traceparent(spans: dict[str, Span], message: Envelope) -> str | None:
     span = spans.get(message.message_id)
     own = span_traceparent(span) if span is not None else None
     return own or message.traceparent
-
-
-def record_batch(model: str, version: str, size: int) -> None:
-    scoring_metrics().record_batch(model, version, size)
-
-
-def record_output_mismatch(model: str, version: str) -> None:
-    scoring_metrics().record_output_mismatch(model, version)
-
-
-def record_replies(replies: list[ScoreReply]) -> None:
-    metrics = scoring_metrics()
-    for reply in replies:
-        code = reply.error.code if reply.error is not None else None
-        metrics.record_reply(
-            reply.model, reply.model_version or "", reply.status, reply.timings, error_code=code
-        )
-
-
-def record_dead_letters(reasons: list[str]) -> None:
-    metrics = scoring_metrics()
-    for reason in reasons:
-        log.warning("request stored as dead letter: %s", reason)
-        metrics.record_dead_letter(reason)
 
 
 def trace_properties(message: Envelope) -> dict[str, str]:
