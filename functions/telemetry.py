@@ -30,10 +30,10 @@ from qscore.telemetry import (
     batch_span,
     configure,
     extract_trace_context,
-    span_traceparent,
     start_message_span,
     traces_exported,
 )
+from qscore.telemetry import reply_traceparent as traceparent_of_reply
 
 
 def configure_from_environment(service_name: str = "qscore-functions") -> bool:
@@ -45,10 +45,9 @@ def configure_from_environment(service_name: str = "qscore-functions") -> bool:
 
 
 def reply_traceparent(spans: dict[str, Span], message: Envelope) -> str | None:
-    """The traceparent a reply carries: its reply span's, else the request's own."""
-    span = spans.get(message.message_id)
-    own = span_traceparent(span) if span is not None else None
-    return own or message.traceparent
+    """The traceparent a reply carries (`qscore.telemetry.reply_traceparent`, as the worker's):
+    its reply span's, else the request's own."""
+    return traceparent_of_reply(spans.get(message.message_id), message.traceparent)
 
 
 def trace_properties(message: Envelope) -> dict[str, str]:

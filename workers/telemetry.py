@@ -81,12 +81,8 @@ class WorkerTelemetry(ScoringRecorder):
             yield
 
     def reply_traceparent(self, message: Any, span: Any) -> str | None:
-        """The traceparent a reply carries: the worker's span when there is one, else the
-        request's own (the producer's span), so the reply lands in the producer's trace."""
-        if span is not None:
-            from qscore.telemetry import span_traceparent
+        """The traceparent a reply carries (`qscore.telemetry.reply_traceparent`, as the
+        Functions app's): the worker's span when there is one, else the request's own."""
+        from qscore.telemetry import reply_traceparent
 
-            own = span_traceparent(span)
-            if own is not None:
-                return own
-        return traceparent(message)
+        return reply_traceparent(span, traceparent(message))

@@ -45,6 +45,14 @@ def span_traceparent(span: Any) -> str | None:
     return carrier.get(TRACEPARENT)
 
 
+def reply_traceparent(span: Any, request_traceparent: str | None) -> str | None:
+    """The traceparent a reply carries, in both runtimes: the span made for its request when
+    there is one, else the request's own (the producer's span), so the producer's trace shows
+    the reply arriving either way."""
+    own = span_traceparent(span) if span is not None else None
+    return own if own is not None else request_traceparent
+
+
 def trace_carrier(properties: Mapping[Any, Any] | None) -> dict[str, str]:
     """The trace-context properties of a message with str keys and values."""
     carrier: dict[str, str] = {}
