@@ -14,6 +14,7 @@ recorded the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from functions.documents import decode_replies
@@ -24,8 +25,6 @@ from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, error_for, finish_timings, load_members, reply_queue_of
 from functions.telemetry import (
     finish_reply_spans,
-    record_dead_letters,
-    record_replies,
     reply_traceparent,
     start_reply_spans,
 )
@@ -34,6 +33,8 @@ from qscore.scoring import undeliverable
 from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
+
+log = logging.getLogger("qscore.functions")
 
 REPLY_UNDELIVERABLE = ErrorCode.REPLY_UNDELIVERABLE.value
 INFERENCE_FAILED = ErrorCode.INFERENCE_FAILED.value
@@ -168,7 +169,7 @@ async def send_replies(
         Rejection(request_id=i, model=models.get(i, ""), code=REPLY_UNDELIVERABLE, description=why)
         for i, why in failed.items()
     ]
-    record_replies(sent)
+    # The metrics middleware counts the sent replies (after_reply), as in the worker.
     # The interaction log keeps every outcome: ok replies were logged with their scores
     # (functions/inference.py), error replies by its middleware here, failure records in
     # record_failures (qscore/middleware/interactions.py).
@@ -209,7 +210,8 @@ async def record_failures(
 ) -> int:
     records = failure_records(instance_id, batch, rejected)
     recorded = await runtime.failures.record(records)
-    record_dead_letters([r.code for r in rejected])
+    for rejection in rejected:  # counted by the metrics middleware (after_settle, dead_lettered)
+        log.warning("request stored as dead letter: %s", rejection.code)
     await _settled(runtime, batch, rejected, records)
     return recorded
 

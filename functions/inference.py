@@ -11,7 +11,6 @@ from functions.middleware import ValidatedMessage, around_score
 from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
-from functions.telemetry import record_batch, record_output_mismatch, scoring_span
 from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import (
     Disposition,
@@ -101,26 +100,18 @@ async def _score(
     items = [member.request.item for member in members]
     routes = [member.request.route for member in members]
     try:
-        with scoring_span(
-            "qscore.functions.infer",
-            [member.envelope for member in members],
-            model=group.model,
-            version=group.version,
-            route=routes[0] if len(set(routes)) == 1 else "mixed",
-        ):
-            timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
-            spec = members[0].request.spec
+        # The span around the call is the tracing middleware's (functions/telemetry.py InferSpans).
+        timeout_s = time_left_s(items)  # the tightest deadline bounds the Triton call
+        spec = members[0].request.spec
 
-            async def call(requests: Sequence[ValidatedMessage]) -> list[ScoredItem]:
-                chosen = [request.prepared.item for request in requests]  # as before_score left them
-                return await score_group(runtime.triton, spec, group.version, chosen, timeout_s=timeout_s)
+        async def call(requests: Sequence[ValidatedMessage]) -> list[ScoredItem]:
+            chosen = [request.prepared.item for request in requests]  # as before_score left them
+            return await score_group(runtime.triton, spec, group.version, chosen, timeout_s=timeout_s)
 
-            validated = [ValidatedMessage(member.envelope, member.request) for member in members]
-            scored = await around_score(
-                runtime.hooks(), group.model, group.version, validated, call, retry=retry
-            )
+        validated = [ValidatedMessage(member.envelope, member.request) for member in members]
+        scored = await around_score(runtime.hooks(), group.model, group.version, validated, call, retry=retry)
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
-        record_output_mismatch(group.model, group.version)
+        # (counted by the metrics middleware's after_score, as in the worker)
         for member in members:
             result.refuse(member, mismatch, runtime)
         return
@@ -134,7 +125,6 @@ async def _score(
         for member in members:
             result.refuse(member, violation, runtime)
         return
-    record_batch(group.model, group.version, len(items))
     ok = [
         ok_reply(
             each, scored_by=runtime.settings.scored_by, binary=accepts_binary_reply(member.envelope.accept)

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from functions.middleware import app_middleware
 from functions.payload_store import PayloadStore, payload_store_for
 from functions.settings import FunctionsSettings
-from qscore.middleware import MiddlewareStack
+from functions.telemetry import InferSpans
+from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.interactions import InteractionsMiddleware
+from qscore.middleware.metrics import MetricsMiddleware
 from qscore.registry import ModelRegistry
 from qscore.scoring import InteractionSink, RequestPreparer
+from qscore.telemetry.recorder import ScoringRecorder
 
 log = logging.getLogger("qscore.functions")
 
@@ -48,11 +51,13 @@ class ScoringRuntime:
     _hooks: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
 
     def hooks(self) -> MiddlewareStack:
-        """The stack the activities call: the interaction log's middleware (the worker's, when
-        there is a log), then the deployment's. Made again when either is replaced."""
+        """The stack the activities call: the Triton call's span (`InferSpans`, first so it
+        wraps the others' score hooks, as in the worker), the scoring metrics' and the
+        interaction log's middleware (the worker's, the latter when there is a log), then the
+        deployment's. Made again when either is replaced."""
         made = self._hooks
         if made is None or made[0] is not self.interactions or made[1] is not self.middleware:
-            built_in = []
+            built_in: list[Middleware] = [InferSpans(), MetricsMiddleware(ScoringRecorder())]
             if self.interactions is not None:
                 scored_by = self.settings.scored_by
                 built_in.append(

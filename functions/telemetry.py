@@ -5,7 +5,10 @@ orchestrator would count and trace everything again).
 The producer's `traceparent` travels from the trigger (the message's application properties)
 through the orchestration input and each request's envelope in the stored documents
 (`Envelope.traceparent`) to the activities, which:
-- score: one span per Triton call (`batch_span`), linked to every request's producer span;
+- score: one span per Triton call (`batch_span`), linked to every request's producer span: made
+  by `InferSpans`, the tracing middleware in the app's stack (`before_score` opens it,
+  `after_score` ends it, recording a failed call's error), as the worker's tracing middleware
+  makes its batch span; the shadow activity's span is made around its call (no hooks run there);
 - reply: one CONSUMER span per request, child of its producer span (and linked to it), so the
   producer's trace shows its request answered; the send itself is a batch span linked to those.
   The reply message carries that span's `traceparent`, so the producer records the reply's
@@ -19,7 +22,7 @@ its instances come and go with the host's scaling and a scrape would reach one a
 
 from __future__ import annotations
 
-import logging
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,18 +30,15 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from functions.payloads import Envelope
-from qscore.contracts import ScoreReply
+from qscore.middleware import Middleware, ScoreBatch, ScoreResult
 from qscore.telemetry import (
     batch_span,
     configure,
     extract_trace_context,
-    scoring_metrics,
-    span_traceparent,
     start_message_span,
     traces_exported,
 )
-
-log = logging.getLogger("qscore.functions")
+from qscore.telemetry import reply_traceparent as traceparent_of_reply
 
 
 def configure_from_environment(service_name: str = "qscore-functions") -> bool:
@@ -50,34 +50,9 @@ def configure_from_environment(service_name: str = "qscore-functions") -> bool:
 
 
 def reply_traceparent(spans: dict[str, Span], message: Envelope) -> str | None:
-    """The traceparent a reply carries: its reply span's, else the request's own."""
-    span = spans.get(message.message_id)
-    own = span_traceparent(span) if span is not None else None
-    return own or message.traceparent
-
-
-def record_batch(model: str, version: str, size: int) -> None:
-    scoring_metrics().record_batch(model, version, size)
-
-
-def record_output_mismatch(model: str, version: str) -> None:
-    scoring_metrics().record_output_mismatch(model, version)
-
-
-def record_replies(replies: list[ScoreReply]) -> None:
-    metrics = scoring_metrics()
-    for reply in replies:
-        code = reply.error.code if reply.error is not None else None
-        metrics.record_reply(
-            reply.model, reply.model_version or "", reply.status, reply.timings, error_code=code
-        )
-
-
-def record_dead_letters(reasons: list[str]) -> None:
-    metrics = scoring_metrics()
-    for reason in reasons:
-        log.warning("request stored as dead letter: %s", reason)
-        metrics.record_dead_letter(reason)
+    """The traceparent a reply carries (`qscore.telemetry.reply_traceparent`, as the worker's):
+    its reply span's, else the request's own."""
+    return traceparent_of_reply(spans.get(message.message_id), message.traceparent)
 
 
 def trace_properties(message: Envelope) -> dict[str, str]:
@@ -124,3 +99,36 @@ def finish_reply_spans(spans: dict[str, Span], *, outcome: str) -> None:
     for span in spans.values():
         span.set_attribute("qscore.outcome", outcome)
         span.end()
+
+
+class InferSpans(Middleware):
+    """`qscore.functions.infer` around each Triton call of the inference activity, as middleware:
+    first in the app's stack, so the span wraps the other middleware's score hooks (as the
+    worker's tracing middleware does). Opened and ended within one activity invocation."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, contextlib.ExitStack] = {}  # ScoreBatch.call -> its open span
+
+    async def before_score(self, batch: ScoreBatch) -> None:
+        routes = {request.prepared.route for request in batch.requests}
+        opened = contextlib.ExitStack()
+        opened.enter_context(
+            scoring_span(
+                "qscore.functions.infer",
+                [request.message for request in batch.requests],
+                model=batch.model,
+                version=batch.version,
+                route=routes.pop() if len(routes) == 1 else "mixed",
+            )
+        )
+        self._calls[batch.call] = opened
+
+    async def after_score(self, result: ScoreResult) -> None:
+        opened = self._calls.pop(result.batch.call, None)
+        if opened is None:
+            return
+        error = result.error
+        if error is None:
+            opened.close()
+        else:  # the span records the error, as it did around the call
+            opened.__exit__(type(error), error, error.__traceback__)

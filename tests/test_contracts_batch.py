@@ -65,4 +65,4 @@ def test_the_content_type_and_the_functions_app_refusal() -> None:
     with pytest.raises(ContractViolation) as caught:
         check_envelope(envelope, ReplyPolicy.create("scoring-replies"))
     assert caught.value.code == ErrorCode.UNSUPPORTED_CONTENT_TYPE
-    assert "queue worker only" in caught.value.description
+    assert "queue intake of both runtimes" in caught.value.description

@@ -49,7 +49,10 @@ def assert_history_carries_no_payloads(history: list[dict[str, Any]]) -> None:
 
 
 async def test_batch_end_to_end_through_the_driver(
-    functions_app: Any, runtime: ScoringRuntime, monkeypatch: pytest.MonkeyPatch
+    functions_app: Any,
+    runtime: ScoringRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+    telemetry_capture: InMemoryTelemetry,
 ) -> None:
     import qscore.scoring.prepare
 
@@ -103,6 +106,20 @@ async def test_batch_end_to_end_through_the_driver(
         assert_history_carries_no_payloads(record.history)
     # The stored documents (prepared groups, replies, the batch's copy) were released.
     assert not list(runtime.settings.payload_dir.glob("sha256-*"))
+    # The scoring metrics, counted by the core's metrics middleware as in the worker.
+    from qscore.telemetry import metrics as metric_names
+
+    by_status: dict[str, int] = {}
+    for point in telemetry_capture.metric_points(metric_names.REQUESTS):
+        status = point.attributes["status"]  # type: ignore[attr-defined]
+        by_status[status] = by_status.get(status, 0) + point.value  # type: ignore[attr-defined]
+    assert by_status == {"ok": 4, "error": 2}
+    assert sum(p.sum for p in telemetry_capture.metric_points(metric_names.BATCH_SIZE)) == 4  # type: ignore[attr-defined]
+    dead_letters = {
+        p.attributes["reason"]: p.value  # type: ignore[attr-defined]
+        for p in telemetry_capture.metric_points(metric_names.DEAD_LETTERS)
+    }
+    assert dead_letters == {"unknown_model": 1, "invalid_encoding": 1, "no_reply_address": 1}
 
 
 async def test_transient_triton_failure_is_retried_then_recorded_as_failure(

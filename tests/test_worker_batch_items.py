@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
+import pytest
+
 from qscore.contracts import ContractViolation, ErrorCode
 from qscore.transport import ReplyAddress
 from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
@@ -71,3 +73,14 @@ async def test_refused_replies_dead_letter_the_message_naming_the_items() -> Non
     ((kind, message, words),) = settled.log
     assert (kind, message) == ("dead_letter", "the-message")
     assert words.startswith("reply_undeliverable") and "r1" in words and "queue not found" in words
+
+
+async def test_an_item_is_never_kept_alone() -> None:
+    """Whether an item is answered is the core's decision (rejection_disposition(batch_item=True):
+    always); the settler does not decide it again, and refuses to keep an item on its own."""
+    settled = _Settled()
+    settler = _settler(settled)
+    _, items = _items(2)
+    with pytest.raises(TypeError):
+        await settler.keep_answered(items[0], ContractViolation(ErrorCode.SCHEMA_VIOLATION, "bad"))
+    assert settled.log == []

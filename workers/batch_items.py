@@ -6,7 +6,8 @@ that travels through the batcher, Triton and the reply path like a single-reques
 
 - an item whose request can never be scored (bad input, Triton refused it alone) gets an
   error reply with the code, instead of the dead-letter a single request would get, so its
-  batch-mates are answered and the message is not redelivered;
+  batch-mates are answered and the message is not redelivered: the core decides this
+  (`qscore.scoring.rejection_disposition(batch_item=True)`), the pipeline and intake ask it;
 - an item whose reply the broker refuses for good is recorded; an item that must be retried
   (Triton unreachable, a reply send that may pass) marks the message for redelivery;
 - when the last item is settled the message is completed, or abandoned (any item to retry:
@@ -89,21 +90,21 @@ class ItemSettler:
         await self._items_done(items)
 
     async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
+        """A whole message is dead-lettered; an item is recorded as not answered, and its message
+        dead-lettered naming it once the last item is settled. Whether an item is answered is the
+        core's decision (`rejection_disposition(batch_item=True)`: always, with an error reply of
+        its own), so the one item that arrives here is one whose reply the broker refused."""
         if not isinstance(message, MessageItem):
             await self._settler.dead_letter(message, violation)
             return
-        if violation.code == ErrorCode.REPLY_UNDELIVERABLE:
-            message.parent.refused.append((message.request_id, violation))
-            await self._items_done([message])
-            return
-        await self.reply_errors([(message, violation)])
+        message.parent.refused.append((message.request_id, violation))
+        await self._items_done([message])
 
     async def keep_answered(self, message: Any, violation: ContractViolation) -> None:
-        """An answered rejection to keep: a whole message is kept; an item is settled as answered
-        (its message carries answered batch-mates, and is settled once for all of them)."""
+        """An answered rejection to keep (a whole message). The core never asks to keep an item
+        (`rejection_disposition(batch_item=True)`): that would settle its batch-mates' message."""
         if isinstance(message, MessageItem):
-            await self._items_done([message])
-            return
+            raise TypeError("an item of a request-batch message is never kept (rejection_disposition)")
         await self._settler.keep_answered(message, violation)
 
     async def reply_errors(self, failed: Sequence[tuple[MessageItem, ContractViolation]]) -> None:

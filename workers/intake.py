@@ -222,6 +222,13 @@ class Intake:
         if unavailable:
             await self._settler.abandon(unavailable, reason="inference_unavailable")
         if failed:
+            # The core's decision for an item (`rejection_disposition(batch_item=True)`): an error
+            # reply of its own, whatever the code, so its batch-mates' message is settled once.
+            for item, refusal in failed:
+                disposition = rejection_disposition(
+                    refusal, item.address, self._options.reply_policy, batch_item=True
+                )
+                assert disposition == Disposition.REPLY
             await self._settler.reply_errors(failed)
 
     async def _reply_refused(self, refused: list[_Refused], received_at: float) -> None:

@@ -37,6 +37,7 @@ from qscore.scoring import (
 )
 from qscore.settings import DEFAULT_REPLY_QUEUE
 from qscore.transport import ReplySender, with_deadline
+from workers.batch_items import MessageItem
 from workers.held import HeldRequest
 from workers.middleware import MiddlewareStack, ScoreBatch, ScoreResult
 from workers.replying import OutgoingReply, SettlesMessages, reply_and_settle
@@ -119,7 +120,12 @@ class BatchScorer:
         (kept on the dead-letter queue too when the operator asks), else the dead-letter queue."""
         outgoing = []
         for request, violation in refused:
-            disposition = rejection_disposition(violation, request.address, self._options.reply_policy)
+            disposition = rejection_disposition(
+                violation,
+                request.address,
+                self._options.reply_policy,
+                batch_item=isinstance(request.message, MessageItem),
+            )
             if disposition == Disposition.DEAD_LETTER:
                 await self._settler.dead_letter(request.message, violation)
                 continue

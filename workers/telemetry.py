@@ -1,7 +1,8 @@
 """The worker's telemetry calls in one place: a span per message (child of the producer's
 traceparent), a batch span per Triton call (linked to every request span in it), the
-traceparent its reply carries, and the scoring metrics from `qscore.telemetry`. The tracing
-and metrics middleware (workers/middleware/tracing.py, metrics.py) make these calls.
+traceparent its reply carries, and the scoring metrics (the core's `ScoringRecorder`, which
+the Functions app uses too). The tracing middleware (workers/middleware/tracing.py) and the
+core's metrics middleware (qscore/middleware/metrics.py) make these calls.
 
 Everything goes through `WorkerTelemetry` so tests (or a deployment without OpenTelemetry)
 can pass `WorkerTelemetry(enabled=False)` and pay nothing per message. Spans cost about
@@ -17,19 +18,22 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from qscore.contracts import ScoreReply
 from qscore.telemetry import traces_exported as traces_exported
+from qscore.telemetry.metrics import ScoringMetrics
+from qscore.telemetry.recorder import ScoringRecorder
 from qscore.transport import traceparent
 
 
-class WorkerTelemetry:
-    """Spans and metrics for the worker; every method is cheap and never raises into scoring."""
+class WorkerTelemetry(ScoringRecorder):
+    """Spans and metrics for the worker; every method is cheap and never raises into scoring.
+    The metrics calls are the core's `ScoringRecorder` (the Functions app's too), with the
+    instruments looked up once."""
 
     def __init__(self, *, enabled: bool = True, spans: bool | None = None, queue: str | None = None) -> None:
-        self.enabled = enabled
+        super().__init__(enabled=enabled)
         self.spans = enabled and (traces_exported() if spans is None else spans)
         self._queue = queue
-        self._metrics: Any = None
+        self._metrics: ScoringMetrics | None = None
         self._held: Callable[[], int] = lambda: 0
         self._held_limit: Callable[[], int] = lambda: 0
         if enabled:
@@ -37,6 +41,9 @@ class WorkerTelemetry:
 
             self._metrics = scoring_metrics()
             self._metrics.observe_in_flight(lambda: self._held(), lambda: self._held_limit())
+
+    def instruments(self) -> ScoringMetrics | None:
+        return self._metrics
 
     def watch_held(self, held: Any) -> None:
         """Report `held` (a session's HeldMessages: `.count`, `.limit`) as the in-flight gauges."""
@@ -74,37 +81,8 @@ class WorkerTelemetry:
             yield
 
     def reply_traceparent(self, message: Any, span: Any) -> str | None:
-        """The traceparent a reply carries: the worker's span when there is one, else the
-        request's own (the producer's span), so the reply lands in the producer's trace."""
-        if span is not None:
-            from qscore.telemetry import span_traceparent
+        """The traceparent a reply carries (`qscore.telemetry.reply_traceparent`, as the
+        Functions app's): the worker's span when there is one, else the request's own."""
+        from qscore.telemetry import reply_traceparent
 
-            own = span_traceparent(span)
-            if own is not None:
-                return own
-        return traceparent(message)
-
-    def replied(self, replies: Sequence[ScoreReply]) -> None:
-        if self._metrics is None:
-            return
-        for reply in replies:
-            code = reply.error.code if reply.error is not None else None
-            self._metrics.record_reply(
-                reply.model, reply.model_version, reply.status, reply.timings, error_code=code
-            )
-
-    def batch(self, model: str, version: str, size: int) -> None:
-        if self._metrics is not None:
-            self._metrics.record_batch(model, version, size)
-
-    def dead_lettered(self, reason: str) -> None:
-        if self._metrics is not None:
-            self._metrics.record_dead_letter(reason)
-
-    def output_mismatch(self, model: str, version: str) -> None:
-        if self._metrics is not None:
-            self._metrics.record_output_mismatch(model, version)
-
-    def abandoned(self, reason: str) -> None:
-        if self._metrics is not None:
-            self._metrics.record_abandon(reason)
+        return reply_traceparent(span, traceparent(message))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from qscore.transport.failures import failure_fields
 from qscore.transport.received import application_properties, message_body
+from qscore.wire_text import wire_text
 
 if TYPE_CHECKING:
     from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
@@ -105,10 +106,6 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value or "")
-
-
 def to_dead_letter(message: ServiceBusReceivedMessage, source: Source, entity: str) -> DeadLetter:
     properties = application_properties(message)
     if source is Source.FAILURES:
@@ -116,7 +113,8 @@ def to_dead_letter(message: ServiceBusReceivedMessage, source: Source, entity: s
         reason, description = fields.get("reason", ""), fields.get("description", "")
         reply_to, session = fields.get("reply_to"), fields.get("reply_to_session_id")
     else:
-        reason, description = _text(message.dead_letter_reason), _text(message.dead_letter_error_description)
+        reason = wire_text(message.dead_letter_reason)
+        description = wire_text(message.dead_letter_error_description)
         reply_to, session = message.reply_to, message.reply_to_session_id
     return DeadLetter(
         source=source,

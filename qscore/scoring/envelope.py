@@ -116,9 +116,9 @@ def check_content_type(envelope: RequestEnvelope) -> None:
     if is_batch_content_type(envelope.content_type):  # both runtimes take it apart before this check
         raise ContractViolation(
             ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-            f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is served by the queue "
-            f"worker only, not the Functions app: send each item as its own {REQUEST_CONTENT_TYPE!r} "
-            "message to this queue",
+            f"{REQUEST_BATCH_CONTENT_TYPE!r} (many requests in one message) is taken apart by the "
+            "queue intake of both runtimes (the worker and the Functions app), not inside one: send it "
+            f"to the scoring queue, or each item as its own {REQUEST_CONTENT_TYPE!r} message",
         )
     if envelope.content_type and _media_type(envelope.content_type) not in (
         REQUEST_CONTENT_TYPE,

@@ -9,6 +9,7 @@ from qscore.telemetry.metrics import ScoringMetrics, scoring_metrics
 from qscore.telemetry.propagation import (
     extract_trace_context,
     inject_trace_context,
+    reply_traceparent,
     span_traceparent,
     trace_carrier,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "meter",
     "producer_span",
     "prometheus_text",
+    "reply_traceparent",
     "reset",
     "scoring_metrics",
     "span_traceparent",

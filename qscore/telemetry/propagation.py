@@ -16,17 +16,13 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from qscore.wire_text import wire_text
+
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 AZURE_DIAGNOSTIC_ID = "Diagnostic-Id"
 
 _propagator = TraceContextTextMapPropagator()
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
 
 
 def inject_trace_context(properties: MutableMapping[Any, Any], context: Context | None = None) -> None:
@@ -49,15 +45,23 @@ def span_traceparent(span: Any) -> str | None:
     return carrier.get(TRACEPARENT)
 
 
+def reply_traceparent(span: Any, request_traceparent: str | None) -> str | None:
+    """The traceparent a reply carries, in both runtimes: the span made for its request when
+    there is one, else the request's own (the producer's span), so the producer's trace shows
+    the reply arriving either way."""
+    own = span_traceparent(span) if span is not None else None
+    return own if own is not None else request_traceparent
+
+
 def trace_carrier(properties: Mapping[Any, Any] | None) -> dict[str, str]:
     """The trace-context properties of a message with str keys and values."""
     carrier: dict[str, str] = {}
     for key, value in (properties or {}).items():
-        name = _text(key)
+        name = wire_text(key)
         if name.lower() in (TRACEPARENT, TRACESTATE):
-            carrier[name.lower()] = _text(value)
+            carrier[name.lower()] = wire_text(value)
         elif name == AZURE_DIAGNOSTIC_ID:
-            carrier.setdefault(TRACEPARENT, _text(value))
+            carrier.setdefault(TRACEPARENT, wire_text(value))
     return carrier
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY, accepts_binary_reply
 from qscore.telemetry.propagation import trace_carrier
 from qscore.transport.replies import ReplyAddress
+from qscore.wire_text import wire_text
 
 TRACEPARENT = "traceparent"
 
@@ -35,10 +36,6 @@ class ReceivedMessage(Protocol):
     def enqueued_time_utc(self) -> Any: ...
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
-
-
 def message_body(message: ReceivedMessage) -> bytes:
     """The body as one bytes object (data sections joined; a str body UTF-8 encoded)."""
     body = message.body
@@ -57,7 +54,7 @@ def message_body(message: ReceivedMessage) -> bytes:
 
 def application_properties(message: ReceivedMessage) -> dict[str, str]:
     """Application properties with str keys and values."""
-    return {_text(key): _text(value) for key, value in (message.application_properties or {}).items()}
+    return {wire_text(key): wire_text(value) for key, value in (message.application_properties or {}).items()}
 
 
 def traceparent(message: ReceivedMessage) -> str | None:
@@ -82,7 +79,7 @@ def header_length(message: ReceivedMessage) -> Any:
 def accept(message: ReceivedMessage) -> str | None:
     """The reply form the producer asked for (`accept`), if it did."""
     value = application_property(message, ACCEPT_PROPERTY)
-    return None if value is None else _text(value)
+    return None if value is None else wire_text(value)
 
 
 def enqueued_at(message: ReceivedMessage) -> float | None:
