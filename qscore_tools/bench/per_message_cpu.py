@@ -4,7 +4,9 @@ metrics, jobs, the interaction log (a file) and shadow scoring's check.
 One worker process drains N single-row requests (half JSON bodies, half binary) from the local
 bus; its user + system CPU-seconds over the drain (psutil) give messages per CPU-second. CPU time
 is robust to a shared, noisy machine where wall time is not. With `--profile PATH` py-spy samples
-the worker during the drain (raw collapsed stacks, `summarize_collapsed` reads them).
+the worker during the drain (raw collapsed stacks, `summarize_collapsed` reads them), only the
+thread holding the GIL (--gil): the samples then follow CPU, not threads waiting for it.
+`--no-tracing`: no spans (the other middleware stay on), to see their share.
 
     python -m qscore_tools.bench.per_message_cpu --messages 5000 [--profile /tmp/worker.txt]
 """
@@ -39,14 +41,17 @@ def _requests(count: int) -> list[OutgoingRequest]:
     ]
 
 
-async def _drain(connection: str, triton_url: str, messages: int, profile: Path | None) -> dict[str, float]:
+async def _drain(
+    connection: str, triton_url: str, messages: int, profile: Path | None, *, tracing: bool = True
+) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="qscore-percpu-"))
     env = {
         "QSCORE_SERVICEBUS_CONNECTION": connection,
         "QSCORE_TRITON_URL": triton_url,
         "QSCORE_INTERACTION_LOG": str(work / "interactions.jsonl"),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{pick_free_port()}",
     }
+    if tracing:  # spans are made only when they are exported somewhere; nothing listens there
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{pick_free_port()}"
     pool = WorkerPool(count=0, env=env, log_dir=work, drain_grace_s=5)
     settings = ProducerSettings(connection=connection, reply_timeout_s=300)
     try:
@@ -83,7 +88,7 @@ async def _drain(connection: str, triton_url: str, messages: int, profile: Path 
     }
 
 
-async def _standalone(messages: int, profile: Path | None) -> dict[str, float]:
+async def _standalone(messages: int, profile: Path | None, tracing: bool) -> dict[str, float]:
     from qscore_local.bus.launcher import LocalBus
     from qscore_local.triton.launcher import LocalTriton
     from qscore_tools.bench.workload import ROOT
@@ -93,7 +98,8 @@ async def _standalone(messages: int, profile: Path | None) -> dict[str, float]:
     triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
     try:
         endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        return await _drain(endpoint.connection_string, endpoints.grpc_url, messages, profile)
+        connection = endpoint.connection_string
+        return await _drain(connection, endpoints.grpc_url, messages, profile, tracing=tracing)
     finally:
         await asyncio.to_thread(triton.stop)
         await asyncio.to_thread(bus.stop)
@@ -103,8 +109,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output path")
+    parser.add_argument("--no-tracing", action="store_true", help="no spans (the other middleware stay on)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_standalone(args.messages, args.profile))))
+    print(json.dumps(asyncio.run(_standalone(args.messages, args.profile, not args.no_tracing))))
 
 
 if __name__ == "__main__":
