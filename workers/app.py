@@ -32,7 +32,7 @@ from workers.middleware.assembly import worker_middleware
 from workers.registry_watch import watch_registry
 from workers.settings import WorkerSettings
 from workers.signals import StopRequest, install_signal_handlers
-from workers.telemetry import WorkerTelemetry, fix_sdk_tracing_setting
+from workers.telemetry import WorkerTelemetry
 
 if TYPE_CHECKING:
     from qscore.inference import TritonClient
@@ -107,7 +107,6 @@ async def run_worker(
     stop = stop or StopRequest()
     hooks = hooks or WorkerHooks(interactions=_interaction_sink(settings))
     telemetry = telemetry or WorkerTelemetry(queue=settings.request_queue)
-    fix_sdk_tracing_setting()
     state = state or WorkerState()
     restore_signals = install_signal_handlers(stop) if handle_signals else (lambda: None)
     triton: TritonClient | None = None

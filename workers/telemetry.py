@@ -108,13 +108,3 @@ class WorkerTelemetry:
     def abandoned(self, reason: str) -> None:
         if self._metrics is not None:
             self._metrics.record_abandon(reason)
-
-
-def fix_sdk_tracing_setting() -> None:
-    """Resolve azure-core's tracing implementation once, for the process: the Service Bus SDK
-    asks for it for every message it adds to a batch, and each ask reads the environment
-    (AZURE_SDK_TRACING_IMPLEMENTATION), 5% of a worker's CPU per message. The resolved value is
-    what every ask would answer; a later `settings.tracing_implementation = ...` still wins."""
-    from azure.core.settings import settings
-
-    settings.tracing_implementation.set_value(settings.tracing_implementation())
