@@ -6,6 +6,7 @@ not from constants in the worker, so a model's `config.pbtxt` is the one source 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -85,8 +86,20 @@ class ModelSpec(BaseModel):
     class_output: str | None = None  # the config's qscore.predicted_class_output, if set
 
     def input(self, name: str) -> TensorSpec | None:
-        """The input spec called `name`, if the model has one."""
-        return next((spec for spec in self.inputs if spec.name == name), None)
+        """The input spec called `name`, if the model has one (a dict lookup: it runs for every
+        input of every request)."""
+        inputs, by_name = self._inputs_by_name
+        if inputs is not self.inputs:  # a copy with other inputs (model_copy copies the cache)
+            del self.__dict__["_inputs_by_name"]
+            inputs, by_name = self._inputs_by_name
+        return by_name.get(name)
+
+    @cached_property
+    def _inputs_by_name(self) -> tuple[list[TensorSpec], dict[str, TensorSpec]]:
+        by_name: dict[str, TensorSpec] = {}
+        for spec in self.inputs:
+            by_name.setdefault(spec.name, spec)  # the first of a name, as a linear search found
+        return self.inputs, by_name
 
     @classmethod
     def from_triton_config(cls, config: dict[str, Any], versions: list[str]) -> ModelSpec:
