@@ -22,7 +22,6 @@ its instances come and go with the host's scaling and a scrape would reach one a
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +30,7 @@ from opentelemetry.trace import Span
 
 from functions.payloads import Envelope
 from qscore.middleware import Middleware, ScoreBatch, ScoreResult
+from qscore.middleware.call_spans import CallSpans
 from qscore.telemetry import (
     batch_span,
     configure,
@@ -107,28 +107,18 @@ class InferSpans(Middleware):
     worker's tracing middleware does). Opened and ended within one activity invocation."""
 
     def __init__(self) -> None:
-        self._calls: dict[int, contextlib.ExitStack] = {}  # ScoreBatch.call -> its open span
+        self._calls = CallSpans()
 
     async def before_score(self, batch: ScoreBatch) -> None:
         routes = {request.prepared.route for request in batch.requests}
-        opened = contextlib.ExitStack()
-        opened.enter_context(
-            scoring_span(
-                "qscore.functions.infer",
-                [request.message for request in batch.requests],
-                model=batch.model,
-                version=batch.version,
-                route=routes.pop() if len(routes) == 1 else "mixed",
-            )
+        span = scoring_span(
+            "qscore.functions.infer",
+            [request.message for request in batch.requests],
+            model=batch.model,
+            version=batch.version,
+            route=routes.pop() if len(routes) == 1 else "mixed",
         )
-        self._calls[batch.call] = opened
+        self._calls.begin(batch, span)
 
     async def after_score(self, result: ScoreResult) -> None:
-        opened = self._calls.pop(result.batch.call, None)
-        if opened is None:
-            return
-        error = result.error
-        if error is None:
-            opened.close()
-        else:  # the span records the error, as it did around the call
-            opened.__exit__(type(error), error, error.__traceback__)
+        self._calls.end(result)

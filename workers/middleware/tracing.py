@@ -8,11 +8,11 @@ reply still carries the request's own traceparent and no span costs anything.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
 from qscore.middleware import Middleware, ScoreBatch, ScoreResult, Settled
+from qscore.middleware.call_spans import CallSpans
 from qscore.transport.settle_outcomes import COMPLETED, DEAD_LETTERED
 from workers.batch_items import MessageItem
 from workers.held import HeldRequest
@@ -32,7 +32,7 @@ class TracingMiddleware(Middleware):
     def __init__(self, telemetry: WorkerTelemetry) -> None:
         self._telemetry = telemetry
         self._spans: dict[int, Any] = {}  # id(message) -> its open span, until it is settled
-        self._calls: dict[int, contextlib.ExitStack] = {}  # ScoreBatch.call -> its open batch span
+        self._calls = CallSpans()  # ScoreBatch.call -> its open batch span
 
     async def after_validate(self, request: HeldRequest) -> None:
         if isinstance(request.message, MessageItem):
@@ -46,20 +46,11 @@ class TracingMiddleware(Middleware):
         request.address = dataclasses.replace(request.address, traceparent=parent)
 
     async def before_score(self, batch: ScoreBatch) -> None:
-        opened = contextlib.ExitStack()
         spans = [request.span for request in batch.requests]
-        opened.enter_context(self._telemetry.batch_span(batch.model, batch.version, spans))
-        self._calls[batch.call] = opened
+        self._calls.begin(batch, self._telemetry.batch_span(batch.model, batch.version, spans))
 
     async def after_score(self, result: ScoreResult) -> None:
-        opened = self._calls.pop(result.batch.call, None)
-        if opened is None:
-            return
-        error = result.error
-        if error is None:
-            opened.close()
-        else:  # the span records the error, as it did around the call
-            opened.__exit__(type(error), error, error.__traceback__)
+        self._calls.end(result)
 
     async def after_settle(self, settled: Settled) -> None:
         if not self._spans:
