@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
 import re
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from qscore_local.azurite import AzuriteEndpoint
 from qscore_local.processes import stop_process
 from qscore_tools.scaling.manifests import OVERLAYS, find, render_overlay
 from tests.fixtures.dashboard import QUALITY_ROW, concrete, load_dashboard, panels_by_row
+from tests.fixtures.parts import missing_part, require_tool
 from tests.fixtures.ports import free_port
 from tests.fixtures.prometheus import LocalPrometheus, serving_exposition, start_prometheus
 
@@ -114,9 +114,7 @@ def _series(name: str, labels: tuple[tuple[str, str], ...]) -> str:
 def test_the_jobs_output_fires_the_alerts_for_the_drifting_version_only(
     logged_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed (Debian's prometheus package; scripts/bootstrap.sh)")
+    promtool = require_tool("promtool", "Debian's prometheus package (scripts/bootstrap.sh installs it)")
     samples = _watch(*logged_run, tmp_path / "model-quality.prom")
     psi = {
         dict(labels)["version"]: value
@@ -272,10 +270,7 @@ def test_the_job_runs_in_every_environment() -> None:
 def _pushgateway() -> str:
     found = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if found is None:
-        message = "the Pushgateway is not installed (Debian's prometheus-pushgateway; scripts/bootstrap.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part("the Pushgateway", "Debian's prometheus-pushgateway (scripts/bootstrap.sh installs it)")
     return found
 
 
