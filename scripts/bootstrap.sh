@@ -36,34 +36,31 @@ else
   echo "bootstrap: npm not found; Blob tests need Azurite (apt-get install nodejs npm, then rerun;" \
     "they skip without it, and fail under CI=true)" >&2
 fi
+# Debian packages the tests need, installed as root or through sudo (apt-get update first).
+# Without root or sudo it says what to install by hand; the tests that need them skip, and
+# fail under CI=true.
+apt_install() {
+  local why="$1"
+  shift
+  local sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "bootstrap: not root and no sudo: install Debian's $* yourself ($why)" >&2
+    return 0
+  fi
+  echo "bootstrap: installing Debian's $* ($why)" >&2
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 # Debian's Prometheus (prometheus + promtool): the monitoring tests scrape a real worker and
 # unit-test the alert rules with it; its Pushgateway receives the model-quality job's metrics
 # (tests/test_model_quality.py). apt-get update only when one is missing.
 if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
   || ! command -v prometheus-pushgateway >/dev/null 2>&1; then
-  sudo_cmd=""
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
-  if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "bootstrap: not root and no sudo: install Debian's prometheus package yourself" \
-      "(without it the Prometheus and promtool tests skip, and fail under CI=true)" >&2
-  else
-    echo "bootstrap: installing Debian's prometheus and prometheus-pushgateway packages" >&2
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
-      prometheus prometheus-pushgateway >/dev/null
-  fi
+  apt_install "the Prometheus, promtool and Pushgateway tests" prometheus prometheus-pushgateway
 fi
 # Java for Spark (pyspark, the spark extra: tests/test_batch_spark.py runs Spark local[2]).
 # pyspark 4 needs Java 17+; Debian's headless JRE, only when no java is on the PATH.
 if ! command -v java >/dev/null 2>&1; then
-  sudo_cmd=""
-  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
-  if [ -n "$sudo_cmd" ] && ! command -v sudo >/dev/null 2>&1; then
-    echo "bootstrap: not root and no sudo: install Debian's openjdk-17-jre-headless yourself" \
-      "(the Spark tests need java)" >&2
-  else
-    echo "bootstrap: installing Debian's openjdk-17-jre-headless (Spark)" >&2
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
-  fi
+  apt_install "the Spark tests" openjdk-17-jre-headless
 fi
