@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class SettlesMessages(Protocol):
-    """`workers.settle.Settler`, or `workers.batch_items.ItemSettler` (items of batch messages)."""
+    """`workers.settle.Settler` (whole messages and items of request-batch messages alike)."""
 
     async def complete(self, messages: Sequence[Any]) -> None: ...
 
