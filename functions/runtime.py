@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from functions.middleware import app_middleware
 from functions.payload_store import PayloadStore, payload_store_for
 from functions.settings import FunctionsSettings
-from functions.telemetry import InferSpans
+from functions.telemetry import InferSpans, ReplySpans
 from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.middleware.metrics import MetricsMiddleware
+from qscore.middleware.shadow import ShadowMiddleware
 from qscore.registry import ModelRegistry
 from qscore.scoring import InteractionSink, RequestPreparer
 from qscore.telemetry.recorder import ScoringRecorder
@@ -51,21 +52,26 @@ class ScoringRuntime:
     _hooks: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
 
     def hooks(self) -> MiddlewareStack:
-        """The stack the activities call: the Triton call's span (`InferSpans`, first so it
-        wraps the others' score hooks, as in the worker), the scoring metrics' and the
-        interaction log's middleware (the worker's, the latter when there is a log), then the
-        deployment's. Made again when either is replaced."""
+        """The stack the activities call: the Triton call's and the replies' spans (`InferSpans`,
+        `ReplySpans`, first so they wrap the others' hooks, as in the worker), the scoring
+        metrics', the interaction log's (when there is a log) and shadow scoring's middleware
+        (the worker's), then the deployment's. Made again when either is replaced."""
         made = self._hooks
         if made is None or made[0] is not self.interactions or made[1] is not self.middleware:
-            built_in: list[Middleware] = [InferSpans(), MetricsMiddleware(ScoringRecorder())]
+            scored_by = self.settings.scored_by
+            built_in: list[Middleware] = [InferSpans(), ReplySpans(), MetricsMiddleware(ScoringRecorder())]
             if self.interactions is not None:
-                scored_by = self.settings.scored_by
                 built_in.append(
                     InteractionsMiddleware(self.interactions, scored_by=scored_by, owns_sink=False)
                 )
+            built_in.append(ShadowMiddleware(self.triton, self.interactions, scored_by=scored_by))
             stack = MiddlewareStack([*built_in, *self.middleware.middleware])
             made = self._hooks = (self.interactions, self.middleware, stack)
         return made[2]
+
+    def shadow(self) -> ShadowMiddleware:
+        """Shadow scoring's middleware in the stack, which the shadow activity hands its requests."""
+        return next(each for each in self.hooks().middleware if isinstance(each, ShadowMiddleware))
 
     async def start_middleware(self) -> None:
         """The middleware's `startup`, once per process, before its first validation."""
