@@ -150,7 +150,7 @@ async def send_replies(
     ]
     # The reply spans are the tracing middleware's (functions/telemetry.py ReplySpans): its
     # before_reply opens them and gives each reply its span's traceparent, as the worker's does.
-    addresses = await runtime.hooks().before_reply(outgoing) if outgoing else None
+    addresses = await runtime.stack().before_reply(outgoing) if outgoing else None
     to_queue: list[ReplyAddressed] = [
         (each.address if addresses is None else addresses[index], each.reply)
         for index, each in enumerate(outgoing)
@@ -172,7 +172,7 @@ async def send_replies(
     # record_failures (qscore/middleware/interactions.py).
     handled = [HandledReply(message, reply) for message, reply in replies]
     await replied(
-        runtime.hooks(),
+        runtime.stack(),
         [each for each in handled if each.reply.request_id not in failed],
         [each for each in handled if each.reply.request_id in failed],
     )
@@ -180,10 +180,10 @@ async def send_replies(
 
 
 def failure_records(
-    instance_id: str, batch: Sequence[InboundMessage], rejected: Sequence[Rejection]
+    instance_id: str, messages: Sequence[InboundMessage], rejected: Sequence[Rejection]
 ) -> list[FailureRecord]:
     """Each rejected request as a failure record: its original body, reason and reply address."""
-    by_id = {message.message_id: message for message in batch}
+    by_id = {message.message_id: message for message in messages}
     records = []
     for rejection in rejected:
         message = by_id.get(rejection.request_id)
@@ -203,28 +203,28 @@ def failure_records(
 
 
 async def record_failures(
-    instance_id: str, batch: Sequence[InboundMessage], rejected: list[Rejection], runtime: ScoringRuntime
+    instance_id: str, messages: Sequence[InboundMessage], rejected: list[Rejection], runtime: ScoringRuntime
 ) -> int:
-    records = failure_records(instance_id, batch, rejected)
+    records = failure_records(instance_id, messages, rejected)
     recorded = await runtime.failures.record(records)
     for rejection in rejected:  # counted by the metrics middleware (after_settle, dead_lettered)
         log.warning("request stored as dead letter: %s", rejection.code)
-    await _settled(runtime, batch, rejected, records)
+    await _settled(runtime, messages, rejected, records)
     return recorded
 
 
 async def _settled(
     runtime: ScoringRuntime,
-    batch: Sequence[InboundMessage],
+    messages: Sequence[InboundMessage],
     rejected: list[Rejection],
     records: list[FailureRecord],
 ) -> None:
     """The middleware's `after_settle(dead_lettered)`, the interaction log's outcomes among them
     (a kept rejection's was logged as its error reply). A message without an id has none there,
     as in the worker."""
-    without_id = {m.message_id for m in batch if not m.has_message_id}
+    without_id = {m.message_id for m in messages if not m.has_message_id}
     await recorded(
-        runtime.hooks(),
+        runtime.stack(),
         [
             (
                 RecordedRequest(None if r.request_id in without_id else r.request_id, r.model, record.body),
@@ -238,13 +238,13 @@ async def _settled(
 
 
 def unanswered_after_failed_send(
-    batch: Sequence[InboundMessage], recorded: Sequence[Rejection], failure: str
+    messages: Sequence[InboundMessage], recorded: Sequence[Rejection], failure: str
 ) -> list[Rejection]:
     """The reply activity failed for good: every queue request not recorded otherwise."""
     already = {rejection.request_id for rejection in recorded}
     description = f"the reply activity failed after its retries, so no reply was confirmed: {failure}"
     return [
         Rejection(request_id=m.message_id, model="", code=REPLY_UNDELIVERABLE, description=description)
-        for m in dict((m.message_id, m) for m in batch).values()
+        for m in dict((m.message_id, m) for m in messages).values()
         if m.origin == "queue" and m.message_id not in already
     ]

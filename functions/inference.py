@@ -109,7 +109,7 @@ async def _score(
             return await score_group(runtime.triton, spec, group.version, chosen, timeout_s=timeout_s)
 
         validated = [ValidatedMessage(member.envelope, member.request) for member in members]
-        scored = await around_score(runtime.hooks(), group.model, group.version, validated, call, retry=retry)
+        scored = await around_score(runtime.stack(), group.model, group.version, validated, call, retry=retry)
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
         # (counted by the metrics middleware's after_score, as in the worker)
         for member in members:

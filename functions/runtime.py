@@ -49,14 +49,14 @@ class ScoringRuntime:
     middleware: MiddlewareStack = field(default_factory=MiddlewareStack)
     _registry_mtime: float | None = field(default=None, repr=False)
     _middleware_started: bool = field(default=False, repr=False)
-    _hooks: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
+    _stack: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
 
-    def hooks(self) -> MiddlewareStack:
+    def stack(self) -> MiddlewareStack:
         """The stack the activities call: the Triton call's and the replies' spans (`InferSpans`,
         `ReplySpans`, first so they wrap the others' hooks, as in the worker), the scoring
         metrics', the interaction log's (when there is a log) and shadow scoring's middleware
         (the worker's), then the deployment's. Made again when either is replaced."""
-        made = self._hooks
+        made = self._stack
         if made is None or made[0] is not self.interactions or made[1] is not self.middleware:
             scored_by = self.settings.scored_by
             built_in: list[Middleware] = [InferSpans(), ReplySpans(), MetricsMiddleware(ScoringRecorder())]
@@ -66,18 +66,18 @@ class ScoringRuntime:
                 )
             built_in.append(ShadowMiddleware(self.triton, self.interactions, scored_by=scored_by))
             stack = MiddlewareStack([*built_in, *self.middleware.middleware])
-            made = self._hooks = (self.interactions, self.middleware, stack)
+            made = self._stack = (self.interactions, self.middleware, stack)
         return made[2]
 
     def shadow(self) -> ShadowMiddleware:
         """Shadow scoring's middleware in the stack, which the shadow activity hands its requests."""
-        return next(each for each in self.hooks().middleware if isinstance(each, ShadowMiddleware))
+        return next(each for each in self.stack().middleware if isinstance(each, ShadowMiddleware))
 
     async def start_middleware(self) -> None:
         """The middleware's `startup`, once per process, before its first validation."""
         if not self._middleware_started:
             self._middleware_started = True
-            await self.hooks().startup()
+            await self.stack().startup()
 
     async def follow_registry(self) -> None:
         """Reload the registry file if it changed since the last look, so promotions, rollbacks
@@ -97,7 +97,7 @@ class ScoringRuntime:
     async def close(self) -> None:
         await self.replies.close()
         if self._middleware_started:
-            await self.hooks().shutdown()
+            await self.stack().shutdown()
         if self.interactions is not None:
             await self.interactions.close()
         if self.servicebus is not None:

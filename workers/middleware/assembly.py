@@ -9,7 +9,7 @@ from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.middleware.shadow import ShadowMiddleware
 from qscore.scoring import InferenceBackend
-from workers.hooks import WorkerHooks
+from workers.hooks import WorkerCallbacks
 from workers.job import JobLimits
 from workers.middleware.jobs import JobsMiddleware
 from workers.middleware.metrics import MetricsMiddleware
@@ -20,7 +20,7 @@ from workers.telemetry import WorkerTelemetry
 
 def worker_middleware(
     *,
-    hooks: WorkerHooks,
+    hooks: WorkerCallbacks,
     telemetry: WorkerTelemetry,
     backend: InferenceBackend,
     job: JobLimits,
