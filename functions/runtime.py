@@ -69,6 +69,12 @@ class ScoringRuntime:
             made = self._stack = (self.interactions, self.middleware, stack)
         return made[2]
 
+    def interaction_log(self) -> InteractionsMiddleware | None:
+        """The interaction log's middleware in the stack (None without a log), which the
+        inference activity hands the scored requests (the scores are that activity's)."""
+        found = (each for each in self.stack().middleware if isinstance(each, InteractionsMiddleware))
+        return next(found, None)
+
     def shadow(self) -> ShadowMiddleware:
         """Shadow scoring's middleware in the stack, which the shadow activity hands its requests."""
         return next(each for each in self.stack().middleware if isinstance(each, ShadowMiddleware))
