@@ -12,6 +12,10 @@ elsewhere consults what that function owns:
   by `reply_address_of` (qscore/scoring/envelope.py);
 - the envelope check: the content-type and unreadable-properties codes are raised only by
   `check_content_type` / `unreadable_properties` (qscore/scoring/envelope.py);
+- the model of a request that failed to parse: a request body is decoded only by the core's
+  preparer (`RequestPreparer`, qscore/scoring/prepare.py) and read for its model only by
+  `model_named_in` there; the runtimes never decode a request body themselves (the HTTP API
+  alone checks a submitted request's deadline before it accepts it, `functions/http_api.py`);
 - the trace context of a request: the `traceparent`/`tracestate` keys are read only from what
   `trace_carrier` (qscore/telemetry/propagation.py) returns (any case of the name, and Azure's
   `Diagnostic-Id`, which is named nowhere else), or from a carrier our own span was just
@@ -46,6 +50,8 @@ ENVELOPE_CODES = {
     "UNREADABLE_PROPERTIES",
 }
 TRACE_OWNER = "qscore/telemetry/propagation.py"
+REQUEST_DECODERS = {"decode_request", "decode_binary_request"}
+DECODER_USERS = {"qscore/scoring/prepare.py", "functions/http_api.py"}
 TRACE_KEYS = {"traceparent", "tracestate"}
 # Names of what a `.outcome` is read from that is a settlement's (Settled.outcome), not a code's.
 SETTLEMENT_NAMES = {"settled"}
@@ -149,6 +155,14 @@ def _node_problems(name: str, node: ast.AST, docstrings: set[int]) -> list[str]:
         elsewhere = name not in (ENVELOPE_OWNER, "qscore/contracts/errors.py")  # errors.py: the rows
         if node.attr in ENVELOPE_CODES and base == "ErrorCode" and elsewhere:
             found.append(f"{where} gives ErrorCode.{node.attr} (the envelope check's)")
+    decoder = (
+        node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+    )
+    if decoder in REQUEST_DECODERS and name not in DECODER_USERS and not name.startswith("qscore/contracts/"):
+        found.append(f"{where} decodes a request body ({decoder}: the preparer's, model_named_in's)")
+    imported = {alias.name for alias in node.names} if isinstance(node, ast.ImportFrom) else set()
+    if imported & REQUEST_DECODERS and name not in DECODER_USERS and not name.startswith("qscore/contracts/"):
+        found.append(f"{where} imports a request decoder (the preparer's)")
     text = node.value if isinstance(node, ast.Constant) and id(node) not in docstrings else None
     if isinstance(text, str) and text.lower() == "diagnostic-id" and name != TRACE_OWNER:
         found.append(f"{where} names Diagnostic-Id (trace_carrier reads it)")
@@ -192,6 +206,7 @@ SEEDED = {
     "code": "from qscore.contracts import ErrorCode\nX = ErrorCode.NO_REPLY_ADDRESS\n",
     "trace": "def f(message):\n    return message.application_properties.get('traceparent')\n",
     "diagnostic": "KEY = 'Diagnostic-Id'\n",
+    "decode": "def f(body):\n    return contracts.decode_request(body).model\n",
 }
 
 
