@@ -44,6 +44,7 @@ from qscore.telemetry import (
     start_message_span,
     traces_exported,
 )
+from qscore.telemetry.request_spans import end_request_span, scoring_call_span
 
 REPLY_UNDELIVERABLE = ErrorCode.REPLY_UNDELIVERABLE.value
 
@@ -72,12 +73,7 @@ def scoring_span(
 ) -> Iterator[Span]:
     """One Triton call for many requests, linked to each request's producer span."""
     parents = [extract_trace_context(trace_properties(message)) for message in messages]
-    attributes: dict[str, Any] = {
-        "qscore.model": model,
-        "qscore.model_version": version,
-        "qscore.route": route,
-    }
-    with batch_span(name, parents, attributes=attributes) as span:
+    with scoring_call_span(name, parents, model=model, version=version, route=route) as span:
         yield span
 
 
@@ -151,5 +147,4 @@ class ReplySpans(Middleware):
         for each, outcome in handled:
             span = self._spans.pop(each.message.message_id, None)
             if span is not None:
-                span.set_attribute("qscore.outcome", outcome)
-                span.end()
+                end_request_span(span, outcome)
