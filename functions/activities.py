@@ -57,11 +57,11 @@ async def store_dead_letters(payload: dict[str, Any]) -> int:
     (read from the batch, the only activity after validation that reads it)."""
     request = DeadLetterInput.model_validate(payload)
     runtime = current_runtime()
-    batch = await steps.load_batch(request.batch, runtime.payloads) if request.batch is not None else []
+    messages = await steps.load_messages(request.batch, runtime.payloads) if request.batch is not None else []
     rejected = list(request.rejected)
     if request.replies_failed is not None:
-        rejected += delivery.unanswered_after_failed_send(batch, rejected, request.replies_failed)
-    return await delivery.record_failures(request.instance_id, batch, rejected, runtime)
+        rejected += delivery.unanswered_after_failed_send(messages, rejected, request.replies_failed)
+    return await delivery.record_failures(request.instance_id, messages, rejected, runtime)
 
 
 @bp.activity_trigger(input_name="payload", activity=names.RELEASE)

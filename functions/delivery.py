@@ -18,19 +18,13 @@ import logging
 from collections.abc import Sequence
 
 from functions.documents import decode_replies
-from functions.middleware import HandledReply, RecordedRequest, recorded, replied
+from functions.middleware import HandledReply, QueuedReply, RecordedRequest, recorded, replied
 from functions.payloads import Envelope, GroupOutcome, InboundMessage, Rejection, SendSummary
 from functions.retry import policy_delay_s
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, error_for, finish_timings, load_members, reply_queue_of
-from functions.telemetry import (
-    finish_reply_spans,
-    reply_traceparent,
-    start_reply_spans,
-)
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply, accepts_binary_reply
 from qscore.scoring import undeliverable
-from qscore.telemetry import batch_span
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
 
@@ -140,26 +134,28 @@ async def send_replies(
             summary.http_replies[reply.request_id] = reply.model_dump(mode="json", exclude_none=True)
         else:
             queued.append((message, queue, reply))
-    spans = start_reply_spans(
-        [message for message, _, _ in queued], queue_of={m.message_id: q for m, q, _ in queued}
-    )
-    to_queue: list[ReplyAddressed] = [
-        (
+    outgoing = [
+        QueuedReply(
+            message,
+            reply,
             ReplyAddress(
                 queue,
                 message.reply_to_session_id,
-                reply_traceparent(spans, message),
+                message.traceparent,
                 message.deadline,
                 binary_reply=accepts_binary_reply(message.accept),
             ),
-            reply,
         )
         for message, queue, reply in queued
     ]
-    with batch_span("qscore.functions.send_replies", list(spans.values())):
-        failed = await send_to_queues(to_queue, runtime) if to_queue else {}
-    finish_reply_spans({k: v for k, v in spans.items() if k not in failed}, outcome="replied")
-    finish_reply_spans({k: v for k, v in spans.items() if k in failed}, outcome=REPLY_UNDELIVERABLE)
+    # The reply spans are the tracing middleware's (functions/telemetry.py ReplySpans): its
+    # before_reply opens them and gives each reply its span's traceparent, as the worker's does.
+    addresses = await runtime.stack().before_reply(outgoing) if outgoing else None
+    to_queue: list[ReplyAddressed] = [
+        (each.address if addresses is None else addresses[index], each.reply)
+        for index, each in enumerate(outgoing)
+    ]
+    failed = await send_to_queues(to_queue, runtime) if to_queue else {}
     sent = [reply for _, reply in replies if reply.request_id not in failed]
     summary.sent = len(to_queue) - len(failed)
     summary.ok = sum(reply.status == ReplyStatus.OK for reply in sent)
@@ -169,13 +165,14 @@ async def send_replies(
         Rejection(request_id=i, model=models.get(i, ""), code=REPLY_UNDELIVERABLE, description=why)
         for i, why in failed.items()
     ]
-    # The metrics middleware counts the sent replies (after_reply), as in the worker.
+    # The metrics middleware counts the sent replies (after_reply), as in the worker; the
+    # tracing middleware ends each reply span with its outcome (replied, reply_undeliverable).
     # The interaction log keeps every outcome: ok replies were logged with their scores
     # (functions/inference.py), error replies by its middleware here, failure records in
     # record_failures (qscore/middleware/interactions.py).
     handled = [HandledReply(message, reply) for message, reply in replies]
     await replied(
-        runtime.hooks(),
+        runtime.stack(),
         [each for each in handled if each.reply.request_id not in failed],
         [each for each in handled if each.reply.request_id in failed],
     )
@@ -183,10 +180,10 @@ async def send_replies(
 
 
 def failure_records(
-    instance_id: str, batch: Sequence[InboundMessage], rejected: Sequence[Rejection]
+    instance_id: str, messages: Sequence[InboundMessage], rejected: Sequence[Rejection]
 ) -> list[FailureRecord]:
     """Each rejected request as a failure record: its original body, reason and reply address."""
-    by_id = {message.message_id: message for message in batch}
+    by_id = {message.message_id: message for message in messages}
     records = []
     for rejection in rejected:
         message = by_id.get(rejection.request_id)
@@ -206,28 +203,28 @@ def failure_records(
 
 
 async def record_failures(
-    instance_id: str, batch: Sequence[InboundMessage], rejected: list[Rejection], runtime: ScoringRuntime
+    instance_id: str, messages: Sequence[InboundMessage], rejected: list[Rejection], runtime: ScoringRuntime
 ) -> int:
-    records = failure_records(instance_id, batch, rejected)
+    records = failure_records(instance_id, messages, rejected)
     recorded = await runtime.failures.record(records)
     for rejection in rejected:  # counted by the metrics middleware (after_settle, dead_lettered)
         log.warning("request stored as dead letter: %s", rejection.code)
-    await _settled(runtime, batch, rejected, records)
+    await _settled(runtime, messages, rejected, records)
     return recorded
 
 
 async def _settled(
     runtime: ScoringRuntime,
-    batch: Sequence[InboundMessage],
+    messages: Sequence[InboundMessage],
     rejected: list[Rejection],
     records: list[FailureRecord],
 ) -> None:
     """The middleware's `after_settle(dead_lettered)`, the interaction log's outcomes among them
     (a kept rejection's was logged as its error reply). A message without an id has none there,
     as in the worker."""
-    without_id = {m.message_id for m in batch if not m.has_message_id}
+    without_id = {m.message_id for m in messages if not m.has_message_id}
     await recorded(
-        runtime.hooks(),
+        runtime.stack(),
         [
             (
                 RecordedRequest(None if r.request_id in without_id else r.request_id, r.model, record.body),
@@ -241,13 +238,13 @@ async def _settled(
 
 
 def unanswered_after_failed_send(
-    batch: Sequence[InboundMessage], recorded: Sequence[Rejection], failure: str
+    messages: Sequence[InboundMessage], recorded: Sequence[Rejection], failure: str
 ) -> list[Rejection]:
     """The reply activity failed for good: every queue request not recorded otherwise."""
     already = {rejection.request_id for rejection in recorded}
     description = f"the reply activity failed after its retries, so no reply was confirmed: {failure}"
     return [
         Rejection(request_id=m.message_id, model="", code=REPLY_UNDELIVERABLE, description=description)
-        for m in dict((m.message_id, m) for m in batch).values()
+        for m in dict((m.message_id, m) for m in messages).values()
         if m.origin == "queue" and m.message_id not in already
     ]

@@ -11,14 +11,12 @@ from functions.middleware import ValidatedMessage, around_score
 from functions.payloads import Envelope, Group, GroupOutcome, Rejection
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, address_of, error_for, load_members
-from qscore.contracts import ContractViolation, ReplyStatus, ScoreReply, accepts_binary_reply
+from qscore.contracts import ContractViolation, ReplyStatus, accepts_binary_reply
 from qscore.scoring import (
     Disposition,
-    InteractionRoute,
     ModelOutputMismatch,
     ScoredItem,
     inference_violation,
-    log_interactions,
     ok_reply,
     rejection_disposition,
     score_group,
@@ -109,7 +107,7 @@ async def _score(
             return await score_group(runtime.triton, spec, group.version, chosen, timeout_s=timeout_s)
 
         validated = [ValidatedMessage(member.envelope, member.request) for member in members]
-        scored = await around_score(runtime.hooks(), group.model, group.version, validated, call, retry=retry)
+        scored = await around_score(runtime.stack(), group.model, group.version, validated, call, retry=retry)
     except ModelOutputMismatch as mismatch:  # the model's fault: the group fails, not retried
         # (counted by the metrics middleware's after_score, as in the worker)
         for member in members:
@@ -131,7 +129,11 @@ async def _score(
         )
         for member, each in zip(members, scored, strict=True)
     ]
-    await _log_by_route(runtime, scored, ok, routes)
+    # Logged by the interaction log's middleware, as in the worker (here: the scores are this
+    # activity's; the delivery activity's after_reply holds the replies only).
+    interaction_log = runtime.interaction_log()
+    if interaction_log is not None:
+        await interaction_log.log_scored(scored, ok, routes)
     result.replies.extend((_with_deadline(member), reply) for member, reply in zip(members, ok, strict=True))
 
 
@@ -139,17 +141,3 @@ def _with_deadline(member: PreparedMember) -> Envelope:
     """The member's envelope with its request's deadline, which sets its reply's time-to-live."""
     deadline = deadline_epoch(member.request.item.request.deadline)
     return member.envelope if deadline is None else member.envelope.model_copy(update={"deadline": deadline})
-
-
-async def _log_by_route(
-    runtime: ScoringRuntime, scored: list[ScoredItem], ok: list[ScoreReply], routes: list[InteractionRoute]
-) -> None:
-    for route in dict.fromkeys(routes):
-        picked = [index for index, each in enumerate(routes) if each == route]
-        await log_interactions(
-            runtime.interactions,
-            [scored[index] for index in picked],
-            [ok[index] for index in picked],
-            route=route,
-            scored_by=runtime.settings.scored_by,
-        )

@@ -4,7 +4,9 @@ receive here, and the calls the activities make, at the steps the worker calls t
 - validation: `after_receive` (the batch's InboundMessages), `after_validate` per accepted request;
 - inference: `before_score` (may return the requests to score instead) and `after_score` around
   each Triton call (a refused group is scored again one request at a time: `retry=True`);
-- delivery: `after_reply` once the replies are sent (`unsent`: those the broker refused), and
+- delivery: `before_reply` with the queue replies about to be sent (`QueuedReply`; the tracing
+  middleware opens the reply spans there), `after_reply` once the replies are sent (`unsent`:
+  those the broker refused), and
   `after_settle` (`dead_lettered`, reason = the code) once failure records are written, the
   app's twin of the worker's dead-letter. The trigger's messages are completed by the host, so
   no `completed` settlement is reported here, and nothing is ever abandoned.
@@ -46,6 +48,16 @@ class HandledReply:
     reply: ScoreReply
     request: Any = None
     scored: ScoredItem | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReply:
+    """One reply the delivery step is about to send to a queue (qscore.middleware.ReplyToSend):
+    the request's envelope (`message`), the reply, and its ReplyAddress."""
+
+    message: Any
+    reply: ScoreReply
+    address: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,10 @@ HTTP_STATUS = "http_score_status"
 INSTANCE_PREFIX = "qscore-"
 
 
-def batch_instance_id(message_ids: Iterable[str]) -> str:
+def messages_instance_id(message_ids: Iterable[str]) -> str:
     """One instance id per set of message ids, whatever order they arrived in.
 
-    A redelivered batch with the same messages maps to the same instance, so the trigger can see
+    The same messages redelivered map to the same instance, so the trigger can see
     that it is already running or done and not score it twice.
     """
     joined = "\n".join(sorted(message_ids))
@@ -36,4 +36,4 @@ def batch_instance_id(message_ids: Iterable[str]) -> str:
 def http_instance_id(submitter: str, request_id: str) -> str:
     """An HTTP request's instance, keyed by its submitter too: a caller's request id never
     reaches another caller's request (nor collides with it), and never a queue batch's."""
-    return batch_instance_id([f"http\n{submitter}\n{request_id}"])
+    return messages_instance_id([f"http\n{submitter}\n{request_id}"])

@@ -32,12 +32,12 @@ import azure.durable_functions as df
 
 from functions import names
 from functions.payloads import (
-    BatchOutcome,
     DeadLetterInput,
     Group,
     GroupOutcome,
     InferInput,
     OrchestrationInput,
+    OrchestrationOutcome,
     ReleaseInput,
     SendInput,
     SendSummary,
@@ -142,7 +142,7 @@ def release(
         yield context.call_activity(names.RELEASE, ReleaseInput(documents=documents).model_dump(mode="json"))
 
 
-def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+def score_messages(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     started = OrchestrationInput.model_validate(context.get_input())
     retry = BackoffRetryOptions(started.retry)
     checked = yield context.call_activity_with_retry(
@@ -163,7 +163,7 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
         shadow_scored, shadow_failed = yield from run_shadows(context, validation.shadow_groups)
     yield from release(context, validation, outcomes)
     context.set_custom_status({"stage": "done"})
-    return BatchOutcome(
+    return OrchestrationOutcome(
         instance_id=context.instance_id,
         messages=started.message_count,
         groups=len(validation.groups),
@@ -181,4 +181,4 @@ def score_batch(context: df.DurableOrchestrationContext) -> Generator[Any, Any, 
 @bp.orchestration_trigger(context_name="context", orchestration=names.ORCHESTRATOR)
 def score_batch_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Score one batch: validate, infer per group, reply, record the rest (all with retries)."""
-    return (yield from score_batch(context))
+    return (yield from score_messages(context))

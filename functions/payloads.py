@@ -64,7 +64,10 @@ class InboundMessage(Envelope):
         return base64.b64decode(self.body) if self.encoding == "base64" else self.body.encode("utf-8")
 
 
-class MessageBatch(BaseModel):
+class TriggeredMessages(BaseModel):
+    """The messages one trigger invocation hands over: one orchestration's requests (the
+    orchestration input's `batch` names them, a field name the Durable history keeps)."""
+
     messages: list[InboundMessage]
 
 
@@ -186,7 +189,7 @@ class ReleaseInput(BaseModel):
     documents: list[str]
 
 
-class BatchOutcome(BaseModel):
+class OrchestrationOutcome(BaseModel):
     """The orchestration output."""
 
     instance_id: str

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from functions.middleware import app_middleware
 from functions.payload_store import PayloadStore, payload_store_for
 from functions.settings import FunctionsSettings
-from functions.telemetry import InferSpans
+from functions.telemetry import InferSpans, ReplySpans
 from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.interactions import InteractionsMiddleware
 from qscore.middleware.metrics import MetricsMiddleware
+from qscore.middleware.shadow import ShadowMiddleware
 from qscore.registry import ModelRegistry
 from qscore.scoring import InteractionSink, RequestPreparer
 from qscore.telemetry.recorder import ScoringRecorder
@@ -48,30 +49,41 @@ class ScoringRuntime:
     middleware: MiddlewareStack = field(default_factory=MiddlewareStack)
     _registry_mtime: float | None = field(default=None, repr=False)
     _middleware_started: bool = field(default=False, repr=False)
-    _hooks: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
+    _stack: tuple[Any, Any, MiddlewareStack] | None = field(default=None, repr=False)
 
-    def hooks(self) -> MiddlewareStack:
-        """The stack the activities call: the Triton call's span (`InferSpans`, first so it
-        wraps the others' score hooks, as in the worker), the scoring metrics' and the
-        interaction log's middleware (the worker's, the latter when there is a log), then the
-        deployment's. Made again when either is replaced."""
-        made = self._hooks
+    def stack(self) -> MiddlewareStack:
+        """The stack the activities call: the Triton call's and the replies' spans (`InferSpans`,
+        `ReplySpans`, first so they wrap the others' hooks, as in the worker), the scoring
+        metrics', the interaction log's (when there is a log) and shadow scoring's middleware
+        (the worker's), then the deployment's. Made again when either is replaced."""
+        made = self._stack
         if made is None or made[0] is not self.interactions or made[1] is not self.middleware:
-            built_in: list[Middleware] = [InferSpans(), MetricsMiddleware(ScoringRecorder())]
+            scored_by = self.settings.scored_by
+            built_in: list[Middleware] = [InferSpans(), ReplySpans(), MetricsMiddleware(ScoringRecorder())]
             if self.interactions is not None:
-                scored_by = self.settings.scored_by
                 built_in.append(
                     InteractionsMiddleware(self.interactions, scored_by=scored_by, owns_sink=False)
                 )
+            built_in.append(ShadowMiddleware(self.triton, self.interactions, scored_by=scored_by))
             stack = MiddlewareStack([*built_in, *self.middleware.middleware])
-            made = self._hooks = (self.interactions, self.middleware, stack)
+            made = self._stack = (self.interactions, self.middleware, stack)
         return made[2]
+
+    def interaction_log(self) -> InteractionsMiddleware | None:
+        """The interaction log's middleware in the stack (None without a log), which the
+        inference activity hands the scored requests (the scores are that activity's)."""
+        found = (each for each in self.stack().middleware if isinstance(each, InteractionsMiddleware))
+        return next(found, None)
+
+    def shadow(self) -> ShadowMiddleware:
+        """Shadow scoring's middleware in the stack, which the shadow activity hands its requests."""
+        return next(each for each in self.stack().middleware if isinstance(each, ShadowMiddleware))
 
     async def start_middleware(self) -> None:
         """The middleware's `startup`, once per process, before its first validation."""
         if not self._middleware_started:
             self._middleware_started = True
-            await self.hooks().startup()
+            await self.stack().startup()
 
     async def follow_registry(self) -> None:
         """Reload the registry file if it changed since the last look, so promotions, rollbacks
@@ -91,7 +103,7 @@ class ScoringRuntime:
     async def close(self) -> None:
         await self.replies.close()
         if self._middleware_started:
-            await self.hooks().shutdown()
+            await self.stack().shutdown()
         if self.interactions is not None:
             await self.interactions.close()
         if self.servicebus is not None:

@@ -21,8 +21,8 @@ from functions.payloads import (
     Envelope,
     Group,
     InboundMessage,
-    MessageBatch,
     Rejection,
+    TriggeredMessages,
     ValidationResult,
 )
 from functions.runtime import ScoringRuntime
@@ -46,8 +46,8 @@ from qscore.transport import ReplyAddress
 Addressed = tuple[Envelope, ScoreReply]
 
 
-async def load_batch(carried: Carried, store: PayloadStore) -> list[InboundMessage]:
-    return MessageBatch.model_validate_json(await unpack(carried, store)).messages
+async def load_messages(carried: Carried, store: PayloadStore) -> list[InboundMessage]:
+    return TriggeredMessages.model_validate_json(await unpack(carried, store)).messages
 
 
 def _model_named_in(message: InboundMessage) -> str:
@@ -105,10 +105,10 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
     await runtime.follow_registry()  # routing (version, shadow version) is decided here only
     seen: set[str] = set()
     policy = runtime.settings.reply_policy()
-    batch = await load_batch(carried, runtime.payloads)
+    messages = await load_messages(carried, runtime.payloads)
     await runtime.start_middleware()
-    await runtime.hooks().after_receive(runtime.settings.request_queue, batch)
-    for message in batch:
+    await runtime.stack().after_receive(runtime.settings.request_queue, messages)
+    for message in messages:
         if message.message_id in seen:  # a producer's duplicate send: one reply is enough
             continue
         seen.add(message.message_id)
@@ -146,13 +146,13 @@ async def validate(carried: Carried, runtime: ScoringRuntime) -> ValidationResul
                 rejected.append((message.envelope(), error_for(message, rejection.model, violation, runtime)))
             continue
         accepted.append(prepared)
-        await runtime.hooks().after_validate(ValidatedMessage(message.envelope(), prepared))
+        await runtime.stack().after_validate(ValidatedMessage(message.envelope(), prepared))
         members[group_key(prepared.spec.name, prepared.version)].append(
             PreparedMember(envelope=message.envelope(), request=prepared)
         )
     await asyncio.gather(
         _store_documents(result, members, rejected, runtime.payloads),
-        _keep_originals(carried, batch, result, runtime.payloads),
+        _keep_originals(carried, messages, result, runtime.payloads),
     )
     result.shadow_groups = _shadow_groups(result.groups, accepted)
     return result
@@ -199,12 +199,12 @@ def _shadow_groups(groups: list[Group], accepted: list[PreparedRequest]) -> list
 
 
 async def _keep_originals(
-    carried: Carried, batch: list[InboundMessage], result: ValidationResult, store: PayloadStore
+    carried: Carried, messages: list[InboundMessage], result: ValidationResult, store: PayloadStore
 ) -> None:
-    """The batch as a reference for the failure records, which read the queue requests' bodies
-    from it (the history should not carry them again): the trigger's, or the inline batch
+    """The messages as a reference for the failure records, which read the queue requests' bodies
+    from it (the history should not carry them again): the trigger's, or the inline messages
     stored here. HTTP requests have no failure record."""
-    if not any(message.origin == "queue" for message in batch):
+    if not any(message.origin == "queue" for message in messages):
         return
     if carried.ref is not None or carried.inline is None:
         result.originals = carried
@@ -252,7 +252,7 @@ async def _batch_items(
             except ContractViolation as refused:
                 violation = refused
             else:
-                await runtime.hooks().after_validate(ValidatedMessage(envelope, prepared))
+                await runtime.stack().after_validate(ValidatedMessage(envelope, prepared))
                 outcomes.append((PreparedMember(envelope=envelope, request=prepared), None))
                 continue
         assert violation is not None

@@ -18,7 +18,7 @@ import azure.functions as func
 from functions import names
 from functions.claims import FunctionClaims
 from functions.payload_store import PayloadStore, carry
-from functions.payloads import InboundMessage, MessageBatch, OrchestrationInput
+from functions.payloads import InboundMessage, OrchestrationInput, TriggeredMessages
 from functions.runtime import current_settings, payload_store
 from functions.settings import FunctionsSettings
 from qscore.claimcheck import ClaimCheckSettings
@@ -85,9 +85,9 @@ def _read_properties(message: func.ServiceBusMessage, received_at: float) -> Inb
 async def orchestration_input(
     messages: Sequence[InboundMessage], store: PayloadStore, settings: FunctionsSettings
 ) -> OrchestrationInput:
-    document = MessageBatch(messages=list(messages)).model_dump_json(exclude_none=True)
-    batch = await carry(document, store, inline_limit_bytes=settings.inline_limit_bytes)
-    return OrchestrationInput(batch=batch, message_count=len(messages), retry=settings.retry)
+    document = TriggeredMessages(messages=list(messages)).model_dump_json(exclude_none=True)
+    carried = await carry(document, store, inline_limit_bytes=settings.inline_limit_bytes)
+    return OrchestrationInput(batch=carried, message_count=len(messages), retry=settings.retry)
 
 
 async def start_once(
@@ -118,7 +118,7 @@ async def score_requests_trigger(
     inbound = [inbound_message(message, received_at) for message in messages]
     if not inbound:
         return
-    instance_id = names.batch_instance_id(m.message_id for m in inbound)
+    instance_id = names.messages_instance_id(m.message_id for m in inbound)
     claims = FunctionClaims(ClaimCheckSettings.from_env())
     try:
         inbound = await claims.resolve(inbound)  # bodies by reference, fetched and checked

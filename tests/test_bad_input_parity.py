@@ -221,7 +221,7 @@ def _item(request_id: str, body: str, **fields: Any) -> dict[str, Any]:
 
 
 def batch_messages(session_id: str) -> tuple[list[OutgoingRequest], dict[str, tuple[str, str]]]:
-    """Request-batch messages with bad items among good ones, and one whose envelope is
+    """Request-batch messages with bad items among good ones, and one whose body is
     unreadable; (the messages, {item or message id: promised (outcome, code)})."""
     pixels = np.zeros((1, 64), np.float32)
     bad_shape = _item("item-bad-shape", digits_request(pixels))
@@ -275,7 +275,7 @@ async def test_request_batch_items_get_the_same_outcome_in_both_runtimes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each item of a request-batch message is answered on its own in both runtimes: a bad item
-    gets its own error reply and never touches its batch-mates; an unreadable envelope puts the
+    gets its own error reply and never touches its batch-mates; an unreadable body puts the
     whole message on the dead-letter queue (the worker) or the failures queue (the app)."""
     caplog.set_level(logging.INFO, logger="qscore.audit")
     outcomes: list[dict[str, Outcome]] = []

@@ -40,7 +40,7 @@ def _item(request_id: str, **fields: Any) -> dict[str, Any]:
         (_body([_item("a")] * 2000), ErrorCode.TOO_LARGE, "limit"),
     ],
 )
-def test_an_unreadable_envelope_is_one_violation_for_the_message(
+def test_an_unreadable_body_is_one_violation_for_the_message(
     body: bytes, code: ErrorCode, words: str
 ) -> None:
     with pytest.raises(ContractViolation) as caught:

@@ -106,7 +106,7 @@ async def test_trigger_starts_one_orchestration_per_batch(
     assert messages[0].reply_to_session_id == "producer-1" and messages[1].get_body() == b"\xff\xfe"
     trigger = user_function(functions_app, names.TRIGGER)
     await trigger(messages=messages, client=durable_api.binding_json())
-    instance_id = names.batch_instance_id(["m1", "m2"])
+    instance_id = names.messages_instance_id(["m1", "m2"])
     assert [(c.method, c.path.rsplit("/", 2)[-2:]) for c in durable_api.calls] == [
         ("GET", ["instances", instance_id]),
         ("POST", [names.ORCHESTRATOR, instance_id]),
@@ -137,7 +137,7 @@ async def test_large_batch_goes_by_reference(
 async def test_failed_instance_is_started_again(
     functions_app: Any, durable_api: LocalDurableApi, local_stores: FunctionsSettings
 ) -> None:
-    instance_id = names.batch_instance_id(["again"])
+    instance_id = names.messages_instance_id(["again"])
     durable_api.instances[instance_id] = InstanceRecord(
         instance_id, names.ORCHESTRATOR, None, status="Failed"
     )

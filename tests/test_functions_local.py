@@ -295,7 +295,7 @@ async def test_http_requests_are_answered_in_the_output(functions_app: Any, runt
     async with InProcessDriver(functions_app, runtime) as driver:
         engine = driver.api.engine
         assert engine is not None
-        instance = names.batch_instance_id(bodies)
+        instance = names.messages_instance_id(bodies)
         engine.start(names.ORCHESTRATOR, instance, json.dumps(started.model_dump(mode="json")))
         record = await engine.wait(instance, 60)
     assert record.status == "Completed", record.error

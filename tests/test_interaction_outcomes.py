@@ -32,7 +32,7 @@ from tests.fixtures.worker import (
     running_worker,
     send_requests,
 )
-from workers.hooks import WorkerHooks
+from workers.hooks import WorkerCallbacks
 
 GOOD = 4
 
@@ -117,7 +117,7 @@ async def test_the_worker_logs_every_outcome(
     log = InteractionLog(path)
     await send_requests(bus.connection_string, fresh_queue, sent)
     settings = worker_settings(request_queue=fresh_queue, max_message_bytes=MAX_MESSAGE_BYTES)
-    async with running_worker(settings, hooks=WorkerHooks(interactions=log)):
+    async with running_worker(settings, hooks=WorkerCallbacks(interactions=log)):
         await _wait_for(len(expected), path, log)
     await replies.close()
     _assert_every_outcome_logged_once(path, expected)

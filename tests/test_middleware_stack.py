@@ -4,10 +4,17 @@ reverse (as dramatiq's), placement before/after another, and the one setting bot
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
+from qscore.contracts import ReplyStatus, ScoreReply
 from qscore.middleware import Middleware, MiddlewareStack, Replied, ScoreBatch, ScoreResult, Settled
 from qscore.middleware.loading import references_in, variable_in_use
+from qscore.transport import ReplyAddress
 from workers.settings import WorkerSettings
 
 AUDIT = "qscore.middleware.audit:AuditMiddleware"
@@ -97,3 +104,37 @@ def test_one_setting_for_both_runtimes_with_the_old_name_still_read() -> None:
     assert references_in(both) == (AUDIT,) and variable_in_use(both) == "QSCORE_MIDDLEWARE"
     assert WorkerSettings.from_env({"QSCORE_MIDDLEWARE": AUDIT}).worker_middleware == (AUDIT,)
     assert WorkerSettings.from_env(both).worker_middleware == (AUDIT,)
+
+
+class Addressing(Middleware):
+    """Gives each reply a traceparent of its own (as the tracing middleware does) and records
+    the addresses it saw (what an earlier `before_reply` left)."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name, self.calls = name, calls
+
+    async def before_reply(self, replying: Sequence[Any]) -> list[Any]:
+        self.calls.append(
+            f"before_reply:{self.name}:" + ",".join(str(each.address.traceparent) for each in replying)
+        )
+        return [dataclasses.replace(each.address, traceparent=self.name) for each in replying]
+
+
+class Miscounting(Middleware):
+    async def before_reply(self, replying: Sequence[Any]) -> list[Any]:
+        return []
+
+
+async def test_before_reply_runs_in_order_and_gives_the_addresses() -> None:
+    """Both runtimes call it just before sending (workers/replying.py, functions/delivery.py):
+    in the stack's order, each hook seeing the addresses the one before it returned; a hook that
+    returns a different number is left out."""
+    calls: list[str] = []
+    stack = MiddlewareStack([Addressing("a", calls), Miscounting(), Addressing("b", calls)])
+    reply = ScoreReply(request_id="r1", status=ReplyStatus.OK, model="m", model_version="1")
+    replying = [SimpleNamespace(message="m1", reply=reply, address=ReplyAddress("q", "s"))]
+    addresses = await stack.before_reply(replying)
+    assert calls == ["before_reply:a:None", "before_reply:b:a"]
+    assert addresses == [ReplyAddress("q", "s", traceparent="b")]
+    assert stack.failures[("Miscounting", "before_reply")] == 1
+    assert await MiddlewareStack([Named("n", calls)]).before_reply(replying) is None

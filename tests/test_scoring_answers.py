@@ -196,7 +196,7 @@ async def test_the_functions_app_answers_every_request_of_a_mismatched_group_and
     group = Group(model="digits", version="2", request_ids=[each.message for each in held])
     result = GroupReplies(group=group)
     runtime = SimpleNamespace(
-        triton=backend, settings=FunctionsSettings(), interactions=None, hooks=MiddlewareStack
+        triton=backend, settings=FunctionsSettings(), interactions=None, stack=MiddlewareStack
     )
     await _score(result, members, runtime)  # type: ignore[arg-type]
     assert backend.calls == [3] and not result.dead_letters

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from qscore.contracts import REPLY_CONTENT_TYPE, ReplyStatus, ScoreReply
+from qscore.contracts import REPLY_CONTENT_TYPE, ContractViolation, ErrorCode, ReplyStatus, ScoreReply
+from qscore.scoring import ReplyPolicy, RequestEnvelope, reply_address_of
 from qscore.transport import (
     ReplyAddress,
     ReplySender,
@@ -19,7 +20,6 @@ from qscore.transport import (
     application_properties,
     enqueued_at,
     message_body,
-    reply_address,
     reply_message,
     servicebus_client,
     traceparent,
@@ -63,12 +63,25 @@ def test_the_worker_reads_the_trace_context_as_the_functions_app_does() -> None:
     assert traceparent(FakeMessage(application_properties=both)) == tp
 
 
+def _reply_address(message: FakeMessage) -> ReplyAddress | None:
+    """The reply address as the core decides it (`reply_address_of`, the one place), None when
+    the request names none (`no_reply_address`)."""
+    envelope = RequestEnvelope(
+        "m1", reply_to=message.reply_to, reply_to_session_id=message.reply_to_session_id
+    )
+    try:
+        return reply_address_of(envelope, ReplyPolicy.create("replies"))
+    except ContractViolation as violation:
+        assert violation.code == ErrorCode.NO_REPLY_ADDRESS
+        return None
+
+
 def test_enqueued_at_and_reply_address() -> None:
     when = datetime(2024, 1, 1, tzinfo=UTC)
     message = FakeMessage(enqueued_time_utc=when, reply_to="replies", reply_to_session_id="s1")
     assert enqueued_at(message) == when.timestamp()
-    assert reply_address(message) == ReplyAddress("replies", "s1")
-    assert reply_address(FakeMessage()) is None and enqueued_at(FakeMessage()) is None
+    assert _reply_address(message) == ReplyAddress("replies", "s1")
+    assert _reply_address(FakeMessage()) is None and enqueued_at(FakeMessage()) is None
 
 
 def _reply(request_id: str = "r1") -> ScoreReply:

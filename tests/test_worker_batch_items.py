@@ -1,5 +1,6 @@
-"""ItemSettler (unit, fakes): a request-batch message is settled once, when its last item is,
-by what became of all its items. The real-bus test is tests/test_worker_request_batch.py."""
+"""The worker's Settler with items of request-batch messages (unit, fakes for the broker): a
+request-batch message is settled once, when its last item is, by what became of all its
+items. The real-bus test is tests/test_worker_request_batch.py."""
 
 from __future__ import annotations
 
@@ -9,24 +10,45 @@ from typing import Any, cast
 import pytest
 
 from qscore.contracts import ContractViolation, ErrorCode
+from qscore.middleware import Middleware, MiddlewareStack, Settled
 from qscore.transport import ReplyAddress
-from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
-from workers.middleware import MiddlewareStack
+from qscore.transport.settle_outcomes import ABANDONED, COMPLETED, DEAD_LETTERED
+from qscore.transport.settlement import MessageSettler
+from workers.batch_items import BatchedMessage, MessageItem
+from workers.locks import HeldMessages
 from workers.settle import Settler
 
 
-class _Settled:
+class _Broker:
+    """A MessageSettler and its receiver that take every settlement."""
+
+    def __init__(self) -> None:
+        self.receiver = self
+
+    async def complete(self, messages: Sequence[Any]) -> list[Any]:
+        return []
+
+    async def abandon(self, messages: Sequence[Any]) -> list[Any]:
+        return []
+
+    async def dead_letter_message(
+        self, message: Any, reason: str | None = None, error_description: str | None = None
+    ) -> None:
+        return None
+
+
+class _Settled(Middleware):
+    """What was settled, and how, as the middleware is told (`after_settle`)."""
+
+    KIND = {COMPLETED: "complete", ABANDONED: "abandon", DEAD_LETTERED: "dead_letter"}
+
     def __init__(self) -> None:
         self.log: list[tuple[str, Any, str]] = []
 
-    async def complete(self, messages: Sequence[Any]) -> None:
-        self.log += [("complete", message, "") for message in messages]
-
-    async def abandon(self, messages: Sequence[Any], *, reason: str) -> None:
-        self.log += [("abandon", message, reason) for message in messages]
-
-    async def dead_letter(self, message: Any, violation: ContractViolation) -> None:
-        self.log.append(("dead_letter", message, f"{violation.code}: {violation.description}"))
+    async def after_settle(self, settled: Settled) -> None:
+        kind = self.KIND[settled.outcome]
+        words = f"{settled.reason}: {settled.description}" if kind == "dead_letter" else settled.reason or ""
+        self.log += [(kind, message, words) for message in settled.messages]
 
 
 def _items(count: int) -> tuple[BatchedMessage, list[MessageItem]]:
@@ -35,13 +57,8 @@ def _items(count: int) -> tuple[BatchedMessage, list[MessageItem]]:
     return parent, [MessageItem(parent, f"r{index}", address, "digits") for index in range(count)]
 
 
-def _settler(settled: _Settled) -> ItemSettler:
-    return ItemSettler(
-        cast(Settler, settled),
-        replies=cast(Any, None),
-        middleware=MiddlewareStack(),
-        worker_id="w",
-    )
+def _settler(settled: _Settled) -> Settler:
+    return Settler(cast(MessageSettler, _Broker()), HeldMessages(limit=10), MiddlewareStack([settled]))
 
 
 async def test_the_message_is_completed_once_when_its_last_item_is() -> None:

@@ -124,7 +124,7 @@ async def test_answered_rejections_are_also_kept_when_the_operator_asks(
     tmp_path: Path,
 ) -> None:
     from qscore.monitoring import InteractionLog
-    from workers.hooks import WorkerHooks
+    from workers.hooks import WorkerCallbacks
 
     bad = OutgoingRequest(
         "bad", digits_request(np.zeros((1, 64)), model="no-such-model"), session_id=replies.session_id
@@ -133,7 +133,7 @@ async def test_answered_rejections_are_also_kept_when_the_operator_asks(
     await send_requests(bus.connection_string, fresh_queue, [bad, good])
     settings = worker_settings(request_queue=fresh_queue, keep_answered_rejections=True)
     log = InteractionLog(tmp_path / "interactions.jsonl")
-    async with running_worker(settings, hooks=WorkerHooks(interactions=log)):
+    async with running_worker(settings, hooks=WorkerCallbacks(interactions=log)):
         await replies.collect(2, timeout_s=30)
         dead = await dead_letters(bus.connection_string, fresh_queue)
     (reply,) = replies.replies["bad"]

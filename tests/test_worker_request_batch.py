@@ -2,7 +2,7 @@
 
 One request-batch message whose items include bad ones among good ones: every good item gets
 exactly one ok reply, every bad item one error reply with its contract code, and the message is
-completed once (not redelivered, not dead-lettered). An unreadable envelope dead-letters the
+completed once (not redelivered, not dead-lettered). An unreadable body dead-letters the
 whole message.
 """
 

@@ -25,7 +25,7 @@ from qscore.scoring import InferenceBackend, RequestPreparer, SpecSource
 from qscore.transport import ReplySender, sdk_hooks, servicebus_client
 from workers.claims import WorkerClaims
 from workers.health import HealthServer, WorkerState
-from workers.hooks import WorkerHooks
+from workers.hooks import WorkerCallbacks
 from workers.job import JobLimits
 from workers.loop import ReceiveLoop
 from workers.middleware.assembly import worker_middleware
@@ -91,7 +91,7 @@ async def run_worker(
     settings: WorkerSettings,
     *,
     stop: StopRequest | None = None,
-    hooks: WorkerHooks | None = None,
+    hooks: WorkerCallbacks | None = None,
     telemetry: WorkerTelemetry | None = None,
     backend: WorkerBackend | None = None,
     client: ServiceBusClient | None = None,
@@ -105,7 +105,7 @@ async def run_worker(
     (`settings.worker_middleware`; a bad reference raises SettingsError before anything starts)."""
     extra = [*middleware, *load_middleware(settings.worker_middleware)]
     stop = stop or StopRequest()
-    hooks = hooks or WorkerHooks(interactions=_interaction_sink(settings))
+    hooks = hooks or WorkerCallbacks(interactions=_interaction_sink(settings))
     telemetry = telemetry or WorkerTelemetry(queue=settings.request_queue)
     state = state or WorkerState()
     restore_signals = install_signal_handlers(stop) if handle_signals else (lambda: None)

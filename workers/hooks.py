@@ -1,8 +1,10 @@
 """Start-up/shut-down callbacks and where scored interactions go: the simple way to hook in.
 
-`WorkerHooks` is a middleware (workers/middleware/base.py) that runs plain callbacks; for hooks
-around the steps themselves (receive, validate, score, reply, settle), write a `Middleware`.
-Its `interactions` sink is where the interaction log middleware and shadow scoring write.
+`WorkerCallbacks` is a middleware (qscore/middleware/base.py) whose `startup`/`shutdown` hooks
+run plain callbacks; for hooks around the steps themselves (receive, validate, score, reply,
+settle), write a `Middleware`. Its `interactions` sink is where the interaction log middleware
+and shadow scoring write. `WorkerHooks` is its old name, kept for deployments that pass it to
+`run_worker(hooks=...)`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ log = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
 
-__all__ = ["Hook", "InteractionRoute", "InteractionSink", "WorkerHooks"]
+__all__ = ["Hook", "InteractionRoute", "InteractionSink", "WorkerCallbacks", "WorkerHooks"]
 
 
 @dataclass(eq=False)
-class WorkerHooks(Middleware):
+class WorkerCallbacks(Middleware):
     """`on_startup` runs before the first receive (a failure stops the start), `on_shutdown`
     after the last settlement, once the clients are closed (a failure is logged)."""
 
@@ -40,3 +42,6 @@ class WorkerHooks(Middleware):
                 await hook()
             except Exception:
                 log.exception("shutdown hook failed")
+
+
+WorkerHooks = WorkerCallbacks  # the old name (it is a middleware, not a hook)

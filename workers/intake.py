@@ -47,7 +47,7 @@ from qscore.transport import (
     message_body,
     traceparent,
 )
-from workers.batch_items import BatchedMessage, ItemSettler, MessageItem
+from workers.batch_items import BatchedMessage, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
 from workers.middleware import MiddlewareStack
@@ -104,7 +104,7 @@ class Intake:
         *,
         preparer: RequestPreparer,
         batcher: MicroBatcher[tuple[str, str], HeldRequest],
-        settler: Settler | ItemSettler,
+        settler: Settler,
         replies: ReplySender,
         middleware: MiddlewareStack,
         options: IntakeOptions,
@@ -185,8 +185,6 @@ class Intake:
             assert disposition == Disposition.DEAD_LETTER
             await self._settler.dead_letter(message, violation)
             return
-        if not isinstance(self._settler, ItemSettler):
-            raise TypeError("request-batch messages need an ItemSettler")
         parent = BatchedMessage(message, pending=len(decoded))
         failed: list[tuple[MessageItem, ContractViolation]] = []
         unavailable: list[MessageItem] = []
@@ -229,7 +227,27 @@ class Intake:
                     refusal, item.address, self._options.reply_policy, batch_item=True
                 )
                 assert disposition == Disposition.REPLY
-            await self._settler.reply_errors(failed)
+            await self._reply_item_errors(failed)
+
+    async def _reply_item_errors(self, failed: Sequence[tuple[MessageItem, ContractViolation]]) -> None:
+        """Answer items that can never be scored with an error reply each (then settle them)."""
+        now = time.time()
+        outgoing = [
+            OutgoingReply(
+                item,
+                item.address,
+                error_reply(
+                    item.request_id,
+                    item.model,
+                    violation,
+                    received_at=now,
+                    enqueued_at=enqueued_at(item.parent.message),
+                    scored_by=self._options.worker_id,
+                ),
+            )
+            for item, violation in failed
+        ]
+        await reply_and_settle(outgoing, self._replies, self._settler, self._middleware)
 
     async def _reply_refused(self, refused: list[_Refused], received_at: float) -> None:
         outgoing = []

@@ -24,7 +24,6 @@ from qscore.transport import ReplySender
 from qscore.transport.receiving import receive_ready, set_further_pull
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
-from workers.batch_items import ItemSettler
 from workers.claims import WorkerClaims
 from workers.health import WorkerState
 from workers.held import HeldRequest
@@ -202,17 +201,12 @@ class ReceiveLoop:
             held = HeldMessages(limit=settings.max_held_messages)
             self._held_by_lane.lanes[queue] = held
             self._telemetry.watch_held(self._held_by_lane)
-            settler = ItemSettler(
-                Settler(
-                    message_settler,
-                    held,
-                    self._middleware,
-                    on_settled=self._on_settled,
-                    after_settled=self.claims.after_settled,
-                ),
-                replies=self._replies,
-                middleware=self._middleware,
-                worker_id=settings.worker_id,
+            settler = Settler(
+                message_settler,
+                held,
+                self._middleware,
+                on_settled=self._on_settled,
+                after_settled=self.claims.after_settled,
             )
             batcher = self._batcher(settler)
             intake = Intake(
@@ -244,7 +238,7 @@ class ReceiveLoop:
                     renewer.cancel()
                     await message_settler.close()
 
-    def _batcher(self, settler: ItemSettler) -> MicroBatcher[tuple[str, str], HeldRequest]:
+    def _batcher(self, settler: Settler) -> MicroBatcher[tuple[str, str], HeldRequest]:
         settings = self.settings
         scorer = BatchScorer(
             backend=self._backend,
@@ -330,7 +324,7 @@ class ReceiveLoop:
             if start + chunk < len(messages):
                 await asyncio.sleep(0)
 
-    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: ItemSettler) -> None:
+    async def _drain(self, batcher: MicroBatcher[tuple[str, str], HeldRequest], settler: Settler) -> None:
         if self._stop.is_set:
             self.state.draining = True
             self.state.detail = "draining"

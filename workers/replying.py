@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class SettlesMessages(Protocol):
-    """`workers.settle.Settler`, or `workers.batch_items.ItemSettler` (items of batch messages)."""
+    """`workers.settle.Settler` (whole messages and items of request-batch messages alike)."""
 
     async def complete(self, messages: Sequence[Any]) -> None: ...
 
@@ -62,10 +62,15 @@ async def reply_and_settle(
     settler: SettlesMessages,
     middleware: MiddlewareStack,
 ) -> list[int]:
-    """Send every reply (batched), settle each message by its own outcome, then tell the
-    middleware (`after_reply`); returns the indexes of the replies that were sent."""
+    """Send every reply (batched) where the middleware's `before_reply` leaves it, settle each
+    message by its own outcome, then tell the middleware (`after_reply`); returns the indexes of
+    the replies that were sent."""
+    addresses = await middleware.before_reply(outgoing)  # None: as the replies carry them
+    sending = [(each.address, each.reply) for each in outgoing]
+    if addresses is not None:
+        sending = [(address, reply) for address, (_, reply) in zip(addresses, sending, strict=True)]
     try:
-        failures = await replies.deliver([(each.address, each.reply) for each in outgoing])
+        failures = await replies.deliver(sending)
     except Exception as exc:  # deliver reports per reply; anything else may pass: send them again later
         failures = [SendFailure(permanent=False, detail=repr(exc))] * len(outgoing)
     sent = [index for index, failure in enumerate(failures) if failure is None]

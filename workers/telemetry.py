@@ -2,7 +2,9 @@
 traceparent), a batch span per Triton call (linked to every request span in it), the
 traceparent its reply carries, and the scoring metrics (the core's `ScoringRecorder`, which
 the Functions app uses too). The tracing middleware (workers/middleware/tracing.py) and the
-core's metrics middleware (qscore/middleware/metrics.py) make these calls.
+core's metrics middleware (qscore/middleware/metrics.py) make these calls. What goes on the
+call span and how a request span ends is the core's, shared with the Functions app
+(`qscore.telemetry.request_spans`).
 
 Everything goes through `WorkerTelemetry` so tests (or a deployment without OpenTelemetry)
 can pass `WorkerTelemetry(enabled=False)` and pay nothing per message. Spans cost about
@@ -65,8 +67,9 @@ class WorkerTelemetry(ScoringRecorder):
 
     def finish_message(self, span: Any, *, outcome: str) -> None:
         if span is not None:
-            span.set_attribute("qscore.outcome", outcome)
-            span.end()
+            from qscore.telemetry.request_spans import end_request_span
+
+            end_request_span(span, outcome)
 
     @contextlib.contextmanager
     def batch_span(self, model: str, version: str, spans: Sequence[Any]) -> Iterator[None]:
@@ -74,10 +77,10 @@ class WorkerTelemetry(ScoringRecorder):
         if not self.spans:
             yield
             return
-        from qscore.telemetry import batch_span
+        from qscore.telemetry.request_spans import scoring_call_span
 
-        attributes = {"qscore.model": model, "qscore.model_version": version}
-        with batch_span("qscore.worker.batch", [s for s in spans if s is not None], attributes=attributes):
+        parents = [s for s in spans if s is not None]
+        with scoring_call_span("qscore.worker.batch", parents, model=model, version=version):
             yield
 
     def reply_traceparent(self, message: Any, span: Any) -> str | None:

@@ -4,7 +4,7 @@ One Service Bus message may carry up to `MAX_BATCH_ITEMS` requests ("items"), ea
 request id, inputs, deadline and reply session. The envelope (this message's `message_id`,
 content type and reply address) is judged once; each item is then judged, scored and answered
 on its own: its reply carries `correlation_id` = the item's `request_id`. Only an unreadable
-envelope (not JSON, no `items` list, an item without a usable `request_id`, duplicate request
+body (not JSON, no `items` list, an item without a usable `request_id`, duplicate request
 ids) dead-letters the whole message; a bad item gets an error reply of its own. See
 docs/contract.md.
 """
@@ -52,8 +52,9 @@ class ScoreRequestBatch(BaseModel):
     items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
-class _Envelope(BaseModel):
-    """What must be readable for the items to be answered one by one."""
+class _RequestBatchBody(BaseModel):
+    """The outer object of a request-batch body: what must be readable for the items to be
+    answered one by one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -79,17 +80,18 @@ def is_batch_content_type(content_type: str | None) -> bool:
 
 
 def decode_batch(body: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[DecodedItem]:
-    """The items of a batch body; raises ContractViolation (dead-letter the message) only when the
-    envelope is unreadable. A bad item is returned with its violation (answer it with an error)."""
+    """The items of a request-batch body; raises ContractViolation (dead-letter the message) only
+    when its outer object (`schema_version`, `items`) is unreadable. A bad item is returned with
+    its violation (answer it with an error)."""
     if len(body) > max_message_bytes:
         raise ContractViolation(
             ErrorCode.TOO_LARGE, f"body is {len(body)} bytes; the limit is {max_message_bytes}"
         )
     try:
-        envelope = _Envelope.model_validate_json(body)
+        outer = _RequestBatchBody.model_validate_json(body)
     except ValidationError as exc:
         raise violation_from(exc, what="request batch") from None
-    items = [_item_identity(index, raw) for index, raw in enumerate(envelope.items)]
+    items = [_item_identity(index, raw) for index, raw in enumerate(outer.items)]
     seen: set[str] = set()
     for request_id, _ in items:
         if request_id in seen:
@@ -98,7 +100,7 @@ def decode_batch(body: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BY
                 f"items: request_id {request_id!r} appears twice; every item needs its own id",
             )
         seen.add(request_id)
-    return [_decode_item(raw, identity) for raw, identity in zip(envelope.items, items, strict=True)]
+    return [_decode_item(raw, identity) for raw, identity in zip(outer.items, items, strict=True)]
 
 
 def _item_identity(index: int, raw: dict[str, Any]) -> tuple[str, str | None]:

@@ -3,7 +3,7 @@ by both runtimes (the worker, workers/; the Functions app, functions/).
 
 A request goes receive -> validate -> score -> reply -> settle (docs/worker.md, docs/functions.md).
 Each step calls the matching hook of every middleware; every hook is a no-op here, so a
-middleware overrides only what it needs. `startup` and `before_score` run in the stack's order,
+middleware overrides only what it needs. `startup` and the `before_*` hooks run in the stack's order,
 every `after_*` hook and `shutdown` in reverse order (as dramatiq's), so the first middleware
 wraps all others. A deployment adds its own (audit, custom logging, request enrichment) with
 `QSCORE_MIDDLEWARE` (qscore/middleware/loading.py), read by both runtimes, or in the worker with
@@ -11,7 +11,8 @@ wraps all others. A deployment adds its own (audit, custom logging, request enri
 
 What both runtimes guarantee (qscore/middleware/stack.py): a hook that raises is logged and
 counted and changes nothing: every request still ends as exactly one reply or one dead-letter
-record. Only `before_score` may change what is scored, by returning the requests to score.
+record. Only `before_score` may change what is scored, by returning the requests to score, and
+`before_reply` where a reply goes, by returning its addresses (e.g. with a span's traceparent).
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ class ValidatedRequest(Protocol):
     prepared: PreparedRequest
     address: Any
     span: Any
+
+
+class ReplyToSend(Protocol):
+    """One reply a reply step is about to send: the reply, the message it answers, and where it
+    goes (`address`, a `qscore.transport.ReplyAddress`)."""
+
+    message: Any
+    reply: ScoreReply
+    address: Any
 
 
 class SentReply(Protocol):
@@ -131,6 +141,12 @@ class Middleware:
 
     async def after_score(self, result: ScoreResult) -> None:
         """After each Triton call, whether it succeeded (`result.scored`) or raised (`result.error`)."""
+
+    async def before_reply(self, replying: Sequence[Any]) -> Sequence[Any] | None:
+        """Just before a reply step sends its replies to their queues (each a ReplyToSend).
+        Return the addresses to send them to instead (same number, same order, e.g. with the
+        traceparent of a span opened for each), or None to leave them as they are."""
+        return None
 
     async def after_reply(self, replied: Replied) -> None:
         """After a reply step (scored requests, `expired` and other error replies), once the

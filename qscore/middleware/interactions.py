@@ -5,18 +5,23 @@ reply (qscore.scoring.log_interactions, log_outcomes). The sink is closed at shu
 middleware owns it.
 
 Both runtimes run it. The worker's reply steps carry the scored items, so it logs scored
-requests here too; the Functions app logs those in its inference activity (its delivery
-activity, which calls `after_reply`, holds the replies only), and its error replies and failure
-records here."""
+requests from `after_reply`; the Functions app's delivery activity, which calls `after_reply`
+there, holds the replies only, so its inference activity, which holds the scores, hands them
+to this middleware (`log_scored`, the one way scored requests are logged). Error replies and
+failure records are logged from the hooks in both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from qscore.contracts import ScoreReply
 from qscore.middleware import Middleware, Replied, Settled
 from qscore.scoring import (
+    InteractionRoute,
     InteractionSink,
     RequestOutcome,
+    ScoredItem,
     log_interactions,
     log_outcomes,
     outcome_of_dead_letter,
@@ -40,14 +45,19 @@ class InteractionsMiddleware(Middleware):
     async def after_reply(self, replied: Replied) -> None:
         scored = [each for each in replied.sent if each.scored is not None and each.request is not None]
         if scored:
-            await log_interactions(
-                self.sink,
+            await self.log_scored(
                 [each.scored for each in scored if each.scored is not None],
                 [each.reply for each in scored],
-                route=[each.request.prepared.route for each in scored if each.request is not None],
+                [each.request.prepared.route for each in scored if each.request is not None],
             )
         errors = [_error_outcome(each) for each in replied.sent if each.scored is None]
         await log_outcomes(self.sink, errors)
+
+    async def log_scored(
+        self, scored: Sequence[ScoredItem], replies: Sequence[ScoreReply], routes: Sequence[InteractionRoute]
+    ) -> None:
+        """Log scored requests with the replies made for them, under each one's route."""
+        await log_interactions(self.sink, scored, replies, route=list(routes), scored_by=self.scored_by)
 
     async def after_settle(self, settled: Settled) -> None:
         if settled.outcome != DEAD_LETTERED or settled.answered:  # a kept one: logged as its reply

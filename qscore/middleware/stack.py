@@ -1,6 +1,6 @@
 """Calls each middleware's hooks; a failing hook is logged and counted, never more.
 
-`startup` and `before_score` run in the stack's order, the `after_*` hooks and `shutdown` in
+`startup` and the `before_*` hooks run in the stack's order, the `after_*` hooks and `shutdown` in
 reverse (as dramatiq's), so the first middleware wraps the others. Only the hooks a middleware
 overrides are called (a per-message hook nobody overrides costs one empty loop), so the
 built-in middleware a runtime always carries adds no work per message.
@@ -25,13 +25,14 @@ HOOKS = (
     "after_validate",
     "before_score",
     "after_score",
+    "before_reply",
     "after_reply",
     "after_settle",
     "after_drain",
     "shutdown",
 )
 # Run in the stack's order; every other hook runs in reverse.
-IN_ORDER = frozenset({"startup", "before_score"})
+IN_ORDER = frozenset({"startup", "before_score", "before_reply"})
 # After the first failure of a (middleware, hook) with its traceback, one line per this many.
 LOG_EVERY = 1000
 # Counted for operators too (docs/operations.md): a failing hook changes no outcome, so nothing
@@ -75,6 +76,22 @@ def placed(
         raise ValueError(f"{type(middleware).__name__}: no middleware {name} to place it by")
     index = found[0] if before is not None else found[-1] + 1
     return [*result[:index], middleware, *result[index:]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ReplyTo:
+    """A reply to send with the address an earlier `before_reply` gave it (what the next sees)."""
+
+    outgoing: Any
+    address: Any
+
+    @property
+    def message(self) -> Any:
+        return self.outgoing.message
+
+    @property
+    def reply(self) -> Any:
+        return self.outgoing.reply
 
 
 class MiddlewareStack:
@@ -148,6 +165,25 @@ class MiddlewareStack:
 
     async def after_score(self, result: ScoreResult) -> None:
         await self._each("after_score", result)
+
+    async def before_reply(self, replying: Sequence[Any]) -> list[Any] | None:
+        """The addresses to send the replies to, as each `before_reply` returned them; None when
+        no middleware changed them. A hook that raises, or returns a different number of
+        addresses, is logged and left out: the replies go on without it."""
+        addresses: list[Any] | None = None
+        for middleware in self._hooked["before_reply"]:
+            try:
+                changed = await middleware.before_reply(replying)
+                if changed is None:
+                    continue
+                if len(changed) != len(replying):
+                    raise ValueError(f"before_reply returned {len(changed)} addresses for {len(replying)}")
+            except Exception:
+                self._failed(middleware, "before_reply")
+                continue
+            addresses = list(changed)
+            replying = [_ReplyTo(each, address) for each, address in zip(replying, addresses, strict=True)]
+        return addresses
 
     async def after_reply(self, replied: Replied) -> None:
         await self._each("after_reply", replied)

@@ -1,5 +1,5 @@
 """Service Bus plumbing shared by the worker and the Functions app: client factory, reply sender,
-helpers that read a received message's body, reply address, enqueued time and trace context,
+helpers that read a received message's body, enqueued time and trace context,
 and batch settlement (`MessageSettler`)."""
 
 from qscore.transport.client import TransportConfigError, check_connection_string, servicebus_client
@@ -9,7 +9,6 @@ from qscore.transport.received import (
     enqueued_at,
     header_length,
     message_body,
-    reply_address,
     traceparent,
 )
 from qscore.transport.replies import (
@@ -38,7 +37,6 @@ __all__ = [
     "enqueued_at",
     "header_length",
     "message_body",
-    "reply_address",
     "reply_message",
     "servicebus_client",
     "traceparent",

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY, accepts_binary_reply
+from qscore.contracts import ACCEPT_PROPERTY, HEADER_LENGTH_PROPERTY
 from qscore.telemetry.propagation import trace_carrier
-from qscore.transport.replies import ReplyAddress
 from qscore.wire_text import wire_text
 
 TRACEPARENT = "traceparent"
@@ -86,15 +85,3 @@ def enqueued_at(message: ReceivedMessage) -> float | None:
     """When the broker accepted the message, as epoch seconds."""
     enqueued = message.enqueued_time_utc
     return enqueued.timestamp() if enqueued is not None else None
-
-
-def reply_address(message: ReceivedMessage) -> ReplyAddress | None:
-    """Where the reply goes, or None when the request names no reply queue."""
-    if not message.reply_to:
-        return None
-    return ReplyAddress(
-        queue=message.reply_to,
-        session_id=message.reply_to_session_id,
-        traceparent=traceparent(message),
-        binary_reply=accepts_binary_reply(accept(message)),
-    )

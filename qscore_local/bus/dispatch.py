@@ -22,18 +22,18 @@ def send_available(broker: Broker, consumer: Consumer, now_ms: int) -> int:
         return 0
     sent = 0
     while link.credit > 0:
-        envelope = broker.acquire(
+        stored = broker.acquire(
             consumer.entity, consumer.session_id, delete=consumer.receive_and_delete, now_ms=now_ms
         )
-        if envelope is None:
+        if stored is None:
             break
-        token = envelope.lock_token or uuid.uuid4()
+        token = stored.lock_token or uuid.uuid4()
         payload = codec.encode_delivery(
-            envelope.payload,
-            sequence_number=envelope.seq,
-            enqueued_ms=envelope.enqueued_ms,
-            delivery_count=envelope.delivery_count,
-            locked_until_ms=None if consumer.receive_and_delete else envelope.locked_until_ms,
+            stored.payload,
+            sequence_number=stored.seq,
+            enqueued_ms=stored.enqueued_ms,
+            delivery_count=stored.delivery_count,
+            locked_until_ms=None if consumer.receive_and_delete else stored.locked_until_ms,
             lock_token=None if consumer.receive_and_delete else token,
         )
         delivery = link.delivery(codec.lock_token_tag(token))  # type: ignore[arg-type]

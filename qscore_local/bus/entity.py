@@ -12,7 +12,7 @@ from qscore_local.bus.store import StoredRow
 
 
 @dataclass(slots=True, eq=False)
-class Envelope:
+class StoredMessage:
     """A message the broker holds, with its delivery bookkeeping.
 
     `uid` keys it across the endpoint (store rows, timers); `seq` is its sequence number in its
@@ -53,24 +53,24 @@ class Backlog:
 
     def __init__(self) -> None:
         self._heap: list[int] = []
-        self._items: dict[int, Envelope] = {}
+        self._items: dict[int, StoredMessage] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, envelope: Envelope) -> None:
-        self._items[envelope.seq] = envelope
-        heapq.heappush(self._heap, envelope.seq)
+    def push(self, stored: StoredMessage) -> None:
+        self._items[stored.seq] = stored
+        heapq.heappush(self._heap, stored.seq)
 
-    def pop(self) -> Envelope | None:
+    def pop(self) -> StoredMessage | None:
         # Lazy deletion: seqs removed out of order stay in the heap until they surface.
         while self._heap:
-            envelope = self._items.pop(heapq.heappop(self._heap), None)
-            if envelope is not None:
-                return envelope
+            stored = self._items.pop(heapq.heappop(self._heap), None)
+            if stored is not None:
+                return stored
         return None
 
-    def remove(self, seq: int) -> Envelope | None:
+    def remove(self, seq: int) -> StoredMessage | None:
         return self._items.pop(seq, None)
 
     def __contains__(self, seq: int) -> bool:
@@ -93,14 +93,14 @@ class Entity:
     name: str
     config: QueueConfig
     is_dead_letter: bool = False
-    messages: dict[int, Envelope] = field(default_factory=dict)
+    messages: dict[int, StoredMessage] = field(default_factory=dict)
     backlog: Backlog = field(default_factory=Backlog)
     session_backlogs: dict[str, Backlog] = field(default_factory=dict)
     session_locks: dict[str, SessionLock] = field(default_factory=dict)
     session_states: dict[str, bytes] = field(default_factory=dict)
-    scheduled: dict[int, Envelope] = field(default_factory=dict)
-    locked: dict[uuid.UUID, Envelope] = field(default_factory=dict)
-    deferred: dict[int, Envelope] = field(default_factory=dict)
+    scheduled: dict[int, StoredMessage] = field(default_factory=dict)
+    locked: dict[uuid.UUID, StoredMessage] = field(default_factory=dict)
+    deferred: dict[int, StoredMessage] = field(default_factory=dict)
     next_seq: int = 1
     # Message ids seen within the duplicate detection window: id -> when it leaves the window.
     recent_ids: dict[str, int] = field(default_factory=dict)
@@ -114,52 +114,52 @@ class Entity:
     def dead_letter_name(self) -> str:
         return self.name if self.is_dead_letter else self.name + DEAD_LETTER_SUFFIX
 
-    def _backlog_for(self, envelope: Envelope) -> Backlog:
+    def _backlog_for(self, stored: StoredMessage) -> Backlog:
         if not self.requires_session:
             return self.backlog
-        session_id = envelope.session_id or ""
+        session_id = stored.session_id or ""
         backlog = self.session_backlogs.get(session_id)
         if backlog is None:
             backlog = self.session_backlogs[session_id] = Backlog()
         return backlog
 
-    def add(self, envelope: Envelope, now_ms: int) -> None:
+    def add(self, stored: StoredMessage, now_ms: int) -> None:
         """Hold a new (or moved-in) message: ready now, or scheduled for later."""
-        self.messages[envelope.seq] = envelope
-        if envelope.deferred:
-            self.deferred[envelope.seq] = envelope
-        elif envelope.visible_ms is not None and envelope.visible_ms > now_ms:
-            self.scheduled[envelope.seq] = envelope
+        self.messages[stored.seq] = stored
+        if stored.deferred:
+            self.deferred[stored.seq] = stored
+        elif stored.visible_ms is not None and stored.visible_ms > now_ms:
+            self.scheduled[stored.seq] = stored
         else:
-            self._backlog_for(envelope).push(envelope)
+            self._backlog_for(stored).push(stored)
 
-    def make_ready(self, envelope: Envelope) -> None:
+    def make_ready(self, stored: StoredMessage) -> None:
         """A scheduled message whose time came, or a locked one given back."""
-        self.scheduled.pop(envelope.seq, None)
-        self._backlog_for(envelope).push(envelope)
+        self.scheduled.pop(stored.seq, None)
+        self._backlog_for(stored).push(stored)
 
-    def take(self, session_id: str | None) -> Envelope | None:
+    def take(self, session_id: str | None) -> StoredMessage | None:
         """Next ready message (of the session, on session queues), removed from the backlog."""
         if not self.requires_session:
             return self.backlog.pop()
         backlog = self.session_backlogs.get(session_id or "")
         return backlog.pop() if backlog is not None else None
 
-    def drop(self, envelope: Envelope) -> None:
+    def drop(self, stored: StoredMessage) -> None:
         """Forget a message entirely (completed, expired, moved to the dead-letter queue)."""
-        self.messages.pop(envelope.seq, None)
-        self.scheduled.pop(envelope.seq, None)
-        self.deferred.pop(envelope.seq, None)
-        if envelope.lock_token is not None:
-            self.locked.pop(envelope.lock_token, None)
-        self._backlog_for(envelope).remove(envelope.seq)
+        self.messages.pop(stored.seq, None)
+        self.scheduled.pop(stored.seq, None)
+        self.deferred.pop(stored.seq, None)
+        if stored.lock_token is not None:
+            self.locked.pop(stored.lock_token, None)
+        self._backlog_for(stored).remove(stored.seq)
         if self.requires_session:
-            backlog = self.session_backlogs.get(envelope.session_id or "")
-            if backlog is not None and not len(backlog) and envelope.session_id not in self.session_locks:
-                self.session_backlogs.pop(envelope.session_id or "", None)
+            backlog = self.session_backlogs.get(stored.session_id or "")
+            if backlog is not None and not len(backlog) and stored.session_id not in self.session_locks:
+                self.session_backlogs.pop(stored.session_id or "", None)
 
-    def is_ready(self, envelope: Envelope) -> bool:
-        return envelope.seq in self._backlog_for(envelope)
+    def is_ready(self, stored: StoredMessage) -> bool:
+        return stored.seq in self._backlog_for(stored)
 
     def free_session(self, now_ms: int) -> str | None:
         """A session with ready messages that no receiver holds (or whose lock lapsed)."""

@@ -18,7 +18,7 @@ from proton import Array, Data, Message, symbol, timestamp
 from qscore_local.bus import codec
 from qscore_local.bus.broker import Broker
 from qscore_local.bus.config import DEAD_LETTER_SUFFIX
-from qscore_local.bus.entity import Entity, Envelope
+from qscore_local.bus.entity import Entity, StoredMessage
 from qscore_local.bus.errors import ARGUMENT_ERROR, NOT_FOUND, BrokerError
 
 VENDOR = "com.microsoft:"
@@ -144,30 +144,30 @@ class ManagementNode:
         limit = int(body.get("message-count", 1))
         session_id = body.get("session-id")
         chosen = [
-            envelope
-            for seq, envelope in sorted(entity.messages.items())
-            if seq >= start and (session_id is None or envelope.session_id == session_id)
+            stored
+            for seq, stored in sorted(entity.messages.items())
+            if seq >= start and (session_id is None or stored.session_id == session_id)
         ][:limit]
         if not chosen:
             return Outcome(204, "No Content", None)
-        messages = [{"message": self._encoded(entity, envelope, locked=False)} for envelope in chosen]
+        messages = [{"message": self._encoded(entity, stored, locked=False)} for stored in chosen]
         return Outcome(200, "OK", {"messages": messages})
 
     @staticmethod
-    def _encoded(entity: Entity, envelope: Envelope, *, locked: bool) -> bytes:
-        if envelope.deferred:
+    def _encoded(entity: Entity, stored: StoredMessage, *, locked: bool) -> bytes:
+        if stored.deferred:
             state = codec.STATE_DEFERRED
-        elif envelope.seq in entity.scheduled:
+        elif stored.seq in entity.scheduled:
             state = codec.STATE_SCHEDULED
         else:
             state = codec.STATE_ACTIVE
         return codec.encode_delivery(
-            envelope.payload,
-            sequence_number=envelope.seq,
-            enqueued_ms=envelope.enqueued_ms,
-            delivery_count=envelope.delivery_count,
-            locked_until_ms=envelope.locked_until_ms if locked else None,
-            lock_token=envelope.lock_token if locked else None,
+            stored.payload,
+            sequence_number=stored.seq,
+            enqueued_ms=stored.enqueued_ms,
+            delivery_count=stored.delivery_count,
+            locked_until_ms=stored.locked_until_ms if locked else None,
+            lock_token=stored.lock_token if locked else None,
             state=state,
         )
 
@@ -186,10 +186,10 @@ class ManagementNode:
             now_ms=now_ms,
         )
         messages = []
-        for envelope in chosen:
-            item: dict[str, Any] = {"message": self._encoded(entity, envelope, locked=not delete)}
-            if not delete and envelope.lock_token is not None:
-                item["lock-token"] = envelope.lock_token
+        for stored in chosen:
+            item: dict[str, Any] = {"message": self._encoded(entity, stored, locked=not delete)}
+            if not delete and stored.lock_token is not None:
+                item["lock-token"] = stored.lock_token
             messages.append(item)
         return Outcome(200, "OK", {"messages": messages})
 
@@ -216,17 +216,17 @@ class ManagementNode:
     def _schedule(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
         entity = self._broker.entity(entity_name)
         raws = [bytes(item["message"]) for item in body["messages"]]
-        sequence_numbers = [envelope.seq for envelope in self._broker.enqueue_all(entity, raws, now_ms)]
+        sequence_numbers = [stored.seq for stored in self._broker.enqueue_all(entity, raws, now_ms)]
         return Outcome(200, "OK", {"sequence-numbers": Array(Data.NULL, Data.LONG, *sequence_numbers)})
 
     def _cancel_scheduled(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:
         entity = self._broker.entity(entity_name)
         raw = body.get("sequence-numbers")
         for seq in raw.elements if isinstance(raw, Array) else raw or []:
-            envelope = entity.scheduled.get(int(seq))
-            if envelope is None:
+            stored = entity.scheduled.get(int(seq))
+            if stored is None:
                 raise BrokerError(VENDOR + "message-not-found", f"No scheduled message {seq}.")
-            self._broker.forget(entity, envelope)
+            self._broker.forget(entity, stored)
         return Outcome(200, "OK", {})
 
     def _queue_counts(self, entity_name: str, body: dict[str, Any], now_ms: int) -> Outcome:

@@ -55,7 +55,7 @@ class InProcessDriver:
     async def invoke_trigger(self, messages: list[func.ServiceBusMessage]) -> str:
         """Call the trigger function as the host would; returns the batch's instance id."""
         await self._trigger(messages=messages, client=self.api.binding_json())
-        return names.batch_instance_id(tracking_id(m) for m in messages)
+        return names.messages_instance_id(tracking_id(m) for m in messages)
 
     async def run_batch(self, receiver: Any, *, timeout_s: float = 60.0) -> InstanceRecord | None:
         """Receive one batch, trigger, settle, wait for its orchestration. None if the queue was empty."""

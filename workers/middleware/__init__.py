@@ -1,6 +1,7 @@
-"""The worker's built-in middleware, one concern per module (tracing, metrics, interactions,
-shadow, jobs); `assembly.worker_middleware` puts the worker's stack together. The `Middleware`
-base and the stack are the core's (qscore.middleware), shared with the Functions app."""
+"""The worker's built-in middleware, one concern per module (tracing, jobs; metrics, interactions
+and shadow re-export the core's); `assembly.worker_middleware` puts the worker's stack together.
+The `Middleware` base and the stack are the core's (qscore.middleware), shared with the
+Functions app."""
 
 from qscore.middleware import (
     Middleware,

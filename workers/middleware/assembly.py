@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.interactions import InteractionsMiddleware
+from qscore.middleware.shadow import ShadowMiddleware
 from qscore.scoring import InferenceBackend
-from workers.hooks import WorkerHooks
+from workers.hooks import WorkerCallbacks
 from workers.job import JobLimits
 from workers.middleware.jobs import JobsMiddleware
 from workers.middleware.metrics import MetricsMiddleware
-from workers.middleware.shadow import ShadowScorer
 from workers.middleware.tracing import TracingMiddleware
 from workers.signals import StopRequest
 from workers.telemetry import WorkerTelemetry
@@ -20,7 +20,7 @@ from workers.telemetry import WorkerTelemetry
 
 def worker_middleware(
     *,
-    hooks: WorkerHooks,
+    hooks: WorkerCallbacks,
     telemetry: WorkerTelemetry,
     backend: InferenceBackend,
     job: JobLimits,
@@ -39,6 +39,6 @@ def worker_middleware(
     stack += [MetricsMiddleware(telemetry), JobsMiddleware(job, stop)]
     if hooks.interactions is not None:
         stack.append(InteractionsMiddleware(hooks.interactions))
-    stack.append(ShadowScorer(backend, hooks.interactions))
+    stack.append(ShadowMiddleware(backend, hooks.interactions))
     stack += extra
     return MiddlewareStack(stack)
