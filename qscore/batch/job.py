@@ -101,7 +101,7 @@ class BatchRun:
         self.observer.started(self.plan, self.summary.rows_resumed)
         chunk_indices = await self._score_all(set(done))
         await self._assemble(chunk_indices)
-        self.summary.elapsed_s = time.perf_counter() - self.summary.started
+        self.summary.finish()
         await self.manifest.finish(self.summary.as_dict())
         return self.summary
 
