@@ -15,6 +15,8 @@ async def test_batch_bench_quick(tmp_path: Path) -> None:
     results = await run_batch_bench(options)
     (run,) = results["runs"]
     assert run["rows"] == 3000 and run["accuracy"] >= 0.95 and run["peak_rss_mb"] > 0
+    # What bounds a run on a shared machine: the engine's CPU per row against Triton's.
+    assert run["cpu_us_per_row"] > 0 and run["triton_cpu_us_per_row"] > 0
     assert (tmp_path / "batch.json").is_file()
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qscore.batch.direct_requests import RawRequests
 from qscore.batch.engines import DirectEngine
 from qscore.batch.formats import Format, format_of, output_format
 from qscore.batch.job import BatchRun
@@ -105,11 +106,13 @@ class FileScorer:
         self.settings = settings
         self.registry = ModelRegistry(settings.registry_path)
         self._client: TritonClient | None = None
+        self._requests: RawRequests | None = None
         self._spec: ModelSpec | None = None
 
     async def open(self) -> None:
         settings = self.settings
         self._client = TritonClient(settings.triton_url, timeout_s=settings.triton_timeout_s)
+        self._requests = RawRequests(settings.triton_url, timeout_s=settings.triton_timeout_s)
         await self._client.wait_ready(timeout=settings.triton_timeout_s)
         self._spec = await self._client.model_spec(settings.model)
         # An unknown version fails init(), before any mini-batch, as the CLI fails before scoring.
@@ -142,6 +145,7 @@ class FileScorer:
             requested_version=settings.version,
             registry=self.registry,
             outputs=[o.name for o in plan.mapping.outputs],
+            requests=self._requests,
         )
         run = BatchRun(
             plan,
@@ -154,6 +158,8 @@ class FileScorer:
         return await run.run()
 
     async def close(self) -> None:
+        if self._requests is not None:
+            await self._requests.close()
         if self._client is not None:
             await self._client.close()
 

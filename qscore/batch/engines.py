@@ -13,9 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
+from qscore.batch.direct_requests import RawRequests, has_raw_form
 from qscore.batch.rows import PreparedChunk
 from qscore.contracts.model_spec import ModelSpec
-from qscore.inference.client import TritonClient
+from qscore.inference.client import InferResult, TritonClient
 from qscore.registry import ModelRegistry
 
 
@@ -46,8 +47,9 @@ class Engine(Protocol):
 
 
 class DirectEngine:
-    """gRPC to Triton; a chunk above max_batch_size goes as several requests at once (the
-    client splits it), and the job keeps several chunks in flight."""
+    """gRPC to Triton; a chunk above max_batch_size goes as several requests at once, and the
+    job keeps several chunks in flight. Numeric inputs go as `ModelInfer` messages built
+    directly (qscore.batch.direct_requests: less Python a request than `client.infer`)."""
 
     name = "direct"
 
@@ -59,12 +61,15 @@ class DirectEngine:
         requested_version: str | None,
         registry: ModelRegistry,
         outputs: list[str] | None = None,
+        requests: RawRequests | None = None,
     ) -> None:
         self.client = client
         self.spec = spec
         self.requested_version = requested_version
         self.registry = registry
         self.outputs = outputs
+        # A process that scores many files with one client (Azure ML) shares one `requests`.
+        self.raw = requests or RawRequests(client.url, timeout_s=client.timeout_s)
 
     def routes(self, chunk: PreparedChunk) -> np.ndarray:
         """The version for each row: one lookup unless a canary flight splits rows by id."""
@@ -87,19 +92,12 @@ class DirectEngine:
         versions = self.routes(chunk).astype(str)
         distinct = np.unique(versions)
         if len(distinct) == 1:  # the common case: the whole chunk, no copies
-            result = await self.client.infer(
-                self.spec.name, chunk.inputs, version=str(distinct[0]), outputs=self.outputs
-            )
+            result = await self._infer(chunk.inputs, str(distinct[0]))
             return Scored(result.outputs, np.full(chunk.rows, result.model_version))
         groups = {str(v): np.flatnonzero(versions == v) for v in distinct}
         results = await asyncio.gather(
             *(
-                self.client.infer(
-                    self.spec.name,
-                    {name: array[rows] for name, array in chunk.inputs.items()},
-                    version=version,
-                    outputs=self.outputs,
-                )
+                self._infer({name: array[rows] for name, array in chunk.inputs.items()}, version)
                 for version, rows in groups.items()
             )
         )
@@ -112,5 +110,17 @@ class DirectEngine:
                 target[rows] = values
         return Scored(outputs, scored_versions.astype(str))
 
+    async def _infer(self, inputs: dict[str, np.ndarray], version: str) -> InferResult:
+        if has_raw_form(inputs):
+            return await self.raw.infer(
+                self.spec.name,
+                inputs,
+                version=version,
+                outputs=self.outputs,
+                max_batch_size=self.spec.max_batch_size,
+            )
+        return await self.client.infer(self.spec.name, inputs, version=version, outputs=self.outputs)
+
     async def close(self) -> None:
+        await self.raw.close()
         await self.client.close()

@@ -317,10 +317,26 @@ class OutputWriter:
 
 def _table_writer(target: Path, fmt: Format, schema: pa.Schema) -> Any:
     if fmt is Format.PARQUET:
-        return pq.ParquetWriter(target, schema)
+        return pq.ParquetWriter(target, schema, use_dictionary=dictionary_columns(schema))
     if fmt is Format.CSV:
         return _CsvWriter(target)
     return _JsonLinesWriter(target)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Parquet dictionary encoding for every column but floating-point ones (and lists of them).
+
+    Scores such as probabilities rarely repeat: their dictionary only grows until the writer
+    gives up on it, which made encoding the output about 4x the CPU (and the file larger) than
+    with plain encoding. Labels, versions and ids keep it. The values read back are the same."""
+    names = []
+    for column in schema:
+        value_type = column.type
+        while pa.types.is_list(value_type) or pa.types.is_fixed_size_list(value_type):
+            value_type = value_type.value_type
+        if not pa.types.is_floating(value_type):
+            names.append(column.name)
+    return names
 
 
 class _CsvWriter:

@@ -24,6 +24,8 @@ class BatchSummary:
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     started: float = field(default_factory=time.perf_counter)
     elapsed_s: float = 0.0
+    cpu_started: float = field(default_factory=time.process_time)
+    cpu_s: float = 0.0  # this process's CPU (all threads) over elapsed_s: what the engine itself costs
     already_complete: bool = False
     chunks_by_reference: int = 0  # queue engine: chunks sent through the claim-check (Blob)
 
@@ -34,6 +36,10 @@ class BatchSummary:
     @property
     def rows_per_s(self) -> float:
         return self.rows_this_run / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def finish(self) -> None:
+        self.elapsed_s = time.perf_counter() - self.started
+        self.cpu_s = time.process_time() - self.cpu_started
 
     def add_stage(self, stage: str, seconds: float) -> None:
         self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
@@ -63,5 +69,6 @@ class BatchSummary:
             "stage_s": {k: round(v, 3) for k, v in self.stage_s.items()},
             "elapsed_s": round(self.elapsed_s, 3),
             "rows_per_s": round(self.rows_per_s, 1),
+            "cpu_s": round(self.cpu_s, 3),
             "chunks_by_reference": self.chunks_by_reference,
         }

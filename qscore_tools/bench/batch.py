@@ -5,7 +5,11 @@
 2. Direct-Triton ceiling: the benchmark's own gRPC load generator at rising concurrency with
    batches of the model's max_batch_size (the request size the direct engine sends).
 3. `qscore batch score --engine direct` as a child process: rows/s (from its summary), peak
-   RSS (os.wait4), accuracy against the labels. Optionally again for other file sizes (RSS).
+   RSS (os.wait4), accuracy against the labels, and CPU per row: the engine's own (its
+   summary's `cpu_s`) and Triton's (server and backend stubs, psutil) over the same run. On a
+   machine whose cores Triton and the engine share, the ratio to the ceiling follows these:
+   the ceiling spends Triton's CPU plus its load generator's on a row, the engine run Triton's
+   plus the engine's. Optionally again for other file sizes (RSS).
 4. `--engine queue` with 1 and 2 worker processes (as `qscore demo` starts them) on the bus.
 Figures go to a JSON file and a Markdown table on stdout.
 """
@@ -33,6 +37,7 @@ from qscore_local.bus.launcher import LocalBus
 from qscore_local.triton.launcher import LocalTriton
 from qscore_local.workers import WorkerPool
 from qscore_tools.bench.direct import CeilingSearch, find_ceiling
+from qscore_tools.bench.metering import ProcessMeter
 
 CLI = (sys.executable, "-c", "from qscore_cli import main; main()")
 MODEL = "digits"
@@ -63,6 +68,18 @@ class EngineRun:
     accuracy: float
     chunk_rows: int
     stage_s: dict[str, float]
+    cpu_us_per_row: float  # the engine process's own CPU (all its threads) over its run
+    triton_cpu_us_per_row: float  # Triton's (server and backend stubs) over the same run
+
+
+@dataclass(frozen=True)
+class TritonCpu:
+    """CPU-seconds of the Triton process and its children (the Python-backend stubs)."""
+
+    pid: int
+
+    def cpu_s(self) -> float:
+        return ProcessMeter("triton", [self.pid]).cpu_s()
 
 
 def write_digits_parquet(path: Path, rows: int) -> np.ndarray:
@@ -124,6 +141,7 @@ async def score_once(
     extra: list[str],
     env: dict[str, str] | None = None,
     workers: int = 0,
+    triton_cpu: TritonCpu,
 ) -> EngineRun:
     tag = f"{engine}-{len(labels)}-{workers}w"
     output = workdir / f"{tag}.parquet"
@@ -149,7 +167,9 @@ async def score_once(
         str(workdir / "registry.json"),
         *extra,
     ]
+    triton_cpu_before = triton_cpu.cpu_s()
     code, rss_mb, stderr = await run_cli(args, env)
+    triton_cpu_s = triton_cpu.cpu_s() - triton_cpu_before
     if code != 0:
         raise RuntimeError(f"qscore batch score ({tag}) exited {code}: {stderr}")
     summary = json.loads(summary_path.read_text())
@@ -164,10 +184,13 @@ async def score_once(
         accuracy(output, labels),
         header["chunk_rows"],
         summary["stage_s"],
+        round(1e6 * summary.get("cpu_s", 0.0) / len(labels), 2),
+        round(1e6 * triton_cpu_s / len(labels), 2),
     )
     output.unlink()
     rate = f"{run.rows_per_s:,.0f} rows/s"
-    print(f"  {tag}: {rate}, peak RSS {run.peak_rss_mb:.0f} MB, accuracy {run.accuracy:.4f}")
+    cpu = f"CPU per row: engine {run.cpu_us_per_row:.2f} us, Triton {run.triton_cpu_us_per_row:.2f} us"
+    print(f"  {tag}: {rate}, peak RSS {run.peak_rss_mb:.0f} MB, accuracy {run.accuracy:.4f}, {cpu}")
     return run
 
 
@@ -178,12 +201,15 @@ async def run_batch_bench(options: BatchBenchOptions) -> dict[str, Any]:
     labels = await asyncio.to_thread(write_digits_parquet, source, options.rows)
     print(f"wrote {source} ({source.stat().st_size / 1e6:.0f} MB)")
     results: dict[str, Any] = {"rows": options.rows, "runs": [], "started": time.time()}
-    async with LocalTriton(models=[MODEL], log_path=workdir / "triton.log") as triton:
-        url = triton.grpc_url
+    server = LocalTriton(models=[MODEL], log_path=workdir / "triton.log")
+    async with server as triton:
+        assert server.pid is not None
+        url, triton_cpu = triton.grpc_url, TritonCpu(server.pid)
         if "direct" in options.engines:
-            results.update(await _direct(options, source, labels, workdir, url))
+            results.update(await _direct(options, source, labels, workdir, url, triton_cpu))
         if "queue" in options.engines:
-            results["runs"] += [r.__dict__ for r in await _queue(options, source, labels, workdir, url)]
+            runs = await _queue(options, source, labels, workdir, url, triton_cpu)
+            results["runs"] += [r.__dict__ for r in runs]
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(results, indent=2))
     source.unlink()
@@ -192,17 +218,30 @@ async def run_batch_bench(options: BatchBenchOptions) -> dict[str, Any]:
 
 
 async def _direct(
-    options: BatchBenchOptions, source: Path, labels: np.ndarray, workdir: Path, url: str
+    options: BatchBenchOptions,
+    source: Path,
+    labels: np.ndarray,
+    workdir: Path,
+    url: str,
+    triton_cpu: TritonCpu,
 ) -> dict[str, Any]:
     ceiling_rows_per_s = 0.0
-    ceiling_concurrency = 0
+    ceiling_concurrency = ceiling_processes = 0
+    ceiling_client_cpu = 0.0
     if options.ceiling_s > 0:  # 0 skips it (a peak-RSS run on a large file)
         search = CeilingSearch(levels=(4, 8, 16, 32, 64), patience=2)
         ceiling = await find_ceiling(
             url, MODEL, batch_size=256, warmup_s=1.0, duration_s=options.ceiling_s, search=search
         )
         ceiling_rows_per_s, ceiling_concurrency = ceiling.samples_per_s, ceiling.concurrency
-        print(f"  direct-Triton ceiling: {ceiling_rows_per_s:,.0f} rows/s (c={ceiling_concurrency})")
+        ceiling_processes = ceiling.processes
+        best = next(p for p in ceiling.points if p.concurrency == ceiling.concurrency)
+        ceiling_client_cpu = best.client_cpu_fraction
+        print(
+            f"  direct-Triton ceiling: {ceiling_rows_per_s:,.0f} rows/s (c={ceiling_concurrency}, "
+            f"{ceiling_processes} load-generator process(es), "
+            f"the busiest at {ceiling_client_cpu:.2f} of a core)"
+        )
     extra = [
         "--triton-url",
         url,
@@ -211,16 +250,21 @@ async def _direct(
         "--in-flight",
         str(options.direct_in_flight),
     ]
-    run = await score_once(source, labels, workdir, engine="direct", extra=extra)
+    run = await score_once(source, labels, workdir, engine="direct", extra=extra, triton_cpu=triton_cpu)
     rss = []
     for rows in options.rss_rows:
         other = workdir / f"digits-{rows}.parquet"
         other_labels = await asyncio.to_thread(write_digits_parquet, other, rows)
-        rss.append((await score_once(other, other_labels, workdir, engine="direct", extra=extra)).__dict__)
+        other_run = await score_once(
+            other, other_labels, workdir, engine="direct", extra=extra, triton_cpu=triton_cpu
+        )
+        rss.append(other_run.__dict__)
         other.unlink()
     return {
         "ceiling_rows_per_s": ceiling_rows_per_s,
         "ceiling_concurrency": ceiling_concurrency,
+        "ceiling_processes": ceiling_processes,
+        "ceiling_client_cpu_fraction": ceiling_client_cpu,
         "direct_over_ceiling": run.rows_per_s / ceiling_rows_per_s if ceiling_rows_per_s else None,
         "runs": [run.__dict__],
         "rss_runs": rss,
@@ -228,7 +272,12 @@ async def _direct(
 
 
 async def _queue(
-    options: BatchBenchOptions, source: Path, labels: np.ndarray, workdir: Path, url: str
+    options: BatchBenchOptions,
+    source: Path,
+    labels: np.ndarray,
+    workdir: Path,
+    url: str,
+    triton_cpu: TritonCpu,
 ) -> list[EngineRun]:
     runs = []
     async with LocalBus(log_path=workdir / "bus.log") as bus:
@@ -244,7 +293,15 @@ async def _queue(
             try:
                 extra = ["--connection", bus.connection_string, "--in-flight", str(options.queue_in_flight)]
                 runs.append(
-                    await score_once(source, labels, workdir, engine="queue", extra=extra, workers=count)
+                    await score_once(
+                        source,
+                        labels,
+                        workdir,
+                        engine="queue",
+                        extra=extra,
+                        workers=count,
+                        triton_cpu=triton_cpu,
+                    )
                 )
             finally:
                 await pool.stop()
@@ -253,13 +310,15 @@ async def _queue(
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "| engine | rows | workers | chunk rows | rows/s | peak RSS MB | accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | rows | workers | chunk rows | rows/s | peak RSS MB | accuracy "
+        "| CPU us/row: engine, Triton |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"] + results.get("rss_runs", []):
         lines.append(
             f"| {run['engine']} | {run['rows']:,} | {run['workers'] or '-'} | {run['chunk_rows']:,} | "
-            f"{run['rows_per_s']:,.0f} | {run['peak_rss_mb']:.0f} | {run['accuracy']:.4f} |"
+            f"{run['rows_per_s']:,.0f} | {run['peak_rss_mb']:.0f} | {run['accuracy']:.4f} | "
+            f"{run.get('cpu_us_per_row', 0):.2f}, {run.get('triton_cpu_us_per_row', 0):.2f} |"
         )
     if results.get("direct_over_ceiling"):
         direct = next(run for run in results["runs"] if run["engine"] == "direct")

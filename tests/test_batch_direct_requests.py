@@ -1,0 +1,67 @@
+"""The direct engine's own `ModelInfer` messages (qscore.batch.direct_requests) against the real
+Triton: the same outputs, versions and error types as `TritonClient.infer` for the same rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qscore.batch.direct_requests import RawRequests, has_raw_form
+from qscore.inference.client import TritonClient
+from qscore.inference.errors import InferenceRejected, ModelNotFound
+from qscore.inference.testset import DigitsTestSet
+from qscore_local.triton.launcher import TritonEndpoints
+
+OUTPUTS = ["probabilities", "label"]
+
+
+async def test_same_outputs_as_the_client_across_a_split_and_for_each_version(
+    triton: TritonEndpoints, triton_client: TritonClient, digits_test_set: DigitsTestSet
+) -> None:
+    pixels = np.ascontiguousarray(digits_test_set.pixels[:300])  # above max_batch_size (256): 2 requests
+    spec = await triton_client.model_spec("digits")
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0)
+    try:
+        for version in spec.versions:
+            raw = await requests.infer(
+                "digits",
+                {"pixels": pixels},
+                version=version,
+                outputs=OUTPUTS,
+                max_batch_size=spec.max_batch_size,
+            )
+            expected = await triton_client.infer(
+                "digits", {"pixels": pixels}, version=version, outputs=OUTPUTS
+            )
+            assert raw.model_version == expected.model_version == version
+            assert set(raw.outputs) == set(OUTPUTS)
+            for name in OUTPUTS:
+                assert raw.outputs[name].dtype == expected.outputs[name].dtype
+                np.testing.assert_array_equal(raw.outputs[name], expected.outputs[name])
+    finally:
+        await requests.close()
+
+
+async def test_errors_are_the_clients_error_types(triton: TritonEndpoints) -> None:
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0)
+    pixels = np.zeros((2, 64), dtype=np.float32)
+    try:
+        with pytest.raises(ModelNotFound):
+            await requests.infer(
+                "no_such_model", {"pixels": pixels}, version="", outputs=None, max_batch_size=0
+            )
+        with pytest.raises(InferenceRejected):  # wrong width: Triton refuses the request
+            await requests.infer(
+                "digits",
+                {"pixels": np.zeros((2, 3), dtype=np.float32)},
+                version="",
+                outputs=None,
+                max_batch_size=256,
+            )
+    finally:
+        await requests.close()
+
+
+def test_only_numeric_inputs_take_the_raw_form() -> None:
+    assert has_raw_form({"pixels": np.zeros((2, 64), dtype=np.float32), "n": np.zeros(2, dtype=np.int64)})
+    assert not has_raw_form({"text": np.array([b"a", b"b"], dtype=object)})
