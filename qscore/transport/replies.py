@@ -87,35 +87,99 @@ def _reply_body(address: ReplyAddress, reply: ScoreReply) -> tuple[bytes, str, d
     return encoded.body, BINARY_REPLY_CONTENT_TYPE, properties
 
 
+@dataclass
+class OutgoingReply:
+    """One reply ready to send: its body and AMQP fields, made once. A batch takes it encoded
+    once (`encoded`, through qscore.transport.sdk_hooks); a send of it alone, or a batch the
+    hooks cannot fill, takes it as the AmqpAnnotatedMessage the SDK sends (`amqp`)."""
+
+    correlation_id: str
+    session_id: str | None
+    body: bytes
+    content_type: str
+    application_properties: dict[str, str | int] | None
+    time_to_live_s: float | None
+    message_id: str  # a fresh one per reply, as the SDK would give
+
+    @property
+    def time_to_live_ms(self) -> int | None:
+        return None if self.time_to_live_s is None else int(self.time_to_live_s * 1000)
+
+    def amqp(self) -> AmqpAnnotatedMessage:
+        from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageHeader, AmqpMessageProperties
+
+        properties = AmqpMessageProperties(
+            message_id=self.message_id,
+            group_id=self.session_id,  # the AMQP name of a Service Bus session id
+            correlation_id=self.correlation_id,
+            content_type=self.content_type,
+        )
+        ttl_ms = self.time_to_live_ms
+        header = None if ttl_ms is None else AmqpMessageHeader(time_to_live=ttl_ms)
+        return AmqpAnnotatedMessage(
+            data_body=self.body,
+            properties=properties,
+            header=header,
+            application_properties=self.application_properties,
+        )
+
+    def encoded(self, now_ms: int) -> bytes | None:
+        """The AMQP bytes the SDK would send for `amqp()`; None when its hooks are missing."""
+        from qscore.transport import sdk_hooks
+
+        return sdk_hooks.encode_message(
+            self.body,
+            message_id=self.message_id,
+            correlation_id=self.correlation_id,
+            session_id=self.session_id,
+            content_type=self.content_type,
+            application_properties=self.application_properties,
+            time_to_live_ms=self.time_to_live_ms,
+            now_ms=now_ms,
+        )
+
+
+def outgoing_reply(
+    address: ReplyAddress,
+    reply: ScoreReply,
+    *,
+    reference: bytes | None = None,
+    time_to_live_s: float | None = None,
+    message_id: str | None = None,
+) -> OutgoingReply:
+    """The reply's body and fields in the form its request asked for. With a claim-check
+    `reference`, that reference instead of the body (qscore.claimcheck.replies; a reply by
+    reference is JSON whatever form its request asked for). `time_to_live_s`: the broker
+    expires the reply after it (qscore.transport.reply_ttl)."""
+    if reference is None:
+        body, content_type, application = _reply_body(address, reply)
+    else:
+        body, content_type, application = reference, CLAIM_CHECK_CONTENT_TYPE, _trace_properties(address)
+    return OutgoingReply(
+        correlation_id=reply.request_id,
+        session_id=address.session_id,
+        body=body,
+        content_type=content_type,
+        application_properties=application,
+        time_to_live_s=time_to_live_s,
+        message_id=message_id or str(uuid.uuid4()),
+    )
+
+
 def reply_amqp_message(
     address: ReplyAddress,
     reply: ScoreReply,
     *,
     reference: bytes | None = None,
     time_to_live_s: float | None = None,
+    message_id: str | None = None,
 ) -> AmqpAnnotatedMessage:
     """The same message as `reply_message`, built as the AMQP message the SDK sends: about 15 us
     cheaper per reply (ServiceBusMessage's property setters re-list its fields many times), and
-    the sender packs it into a batch just the same. A fresh message id, as the SDK would give.
-    With a claim-check `reference`, that reference instead of the body (qscore.claimcheck.replies;
-    a reply by reference is JSON whatever form its request asked for).
-    `time_to_live_s`: the broker expires the reply after it (qscore.transport.reply_ttl)."""
-    from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageHeader, AmqpMessageProperties
-
-    if reference is None:
-        body, content_type, application = _reply_body(address, reply)
-    else:
-        body, content_type, application = reference, CLAIM_CHECK_CONTENT_TYPE, _trace_properties(address)
-    properties = AmqpMessageProperties(
-        message_id=str(uuid.uuid4()),
-        group_id=address.session_id,  # the AMQP name of a Service Bus session id
-        correlation_id=reply.request_id,
-        content_type=content_type,
-    )
-    header = None if time_to_live_s is None else AmqpMessageHeader(time_to_live=int(time_to_live_s * 1000))
-    return AmqpAnnotatedMessage(
-        data_body=body, properties=properties, header=header, application_properties=application
-    )
+    the sender packs it into a batch just the same (`outgoing_reply` for the arguments)."""
+    return outgoing_reply(
+        address, reply, reference=reference, time_to_live_s=time_to_live_s, message_id=message_id
+    ).amqp()
 
 
 @dataclass(frozen=True)
@@ -198,11 +262,38 @@ class _QueueRefused(Exception):
         self.failure = failure
 
 
-Indexed = list[tuple[int, "AmqpAnnotatedMessage"]]
+Indexed = list[tuple[int, OutgoingReply]]
 
 
 # Sender links (connections) per reply queue: sends in flight at once, as the window asks.
 MAX_REPLY_LINKS = 8
+
+
+class _Packer:
+    """Adds replies to a sender's batches: each encoded once when the SDK hooks allow it
+    (qscore.transport.sdk_hooks.add_encoded: the same size rule as the SDK's), else through
+    the batch's own `add_message`."""
+
+    def __init__(self, batch: Any) -> None:
+        from qscore.transport import sdk_hooks
+
+        self._encoded = sdk_hooks.encoded_adds(batch)
+        self._now_ms = sdk_hooks.creation_time_ms() if self._encoded else 0
+
+    def add(self, batch: Any, message: OutgoingReply) -> bool:
+        if self._encoded:
+            from qscore.transport.sdk_hooks import add_encoded
+
+            encoded = message.encoded(self._now_ms)
+            if encoded is not None:
+                return add_encoded(
+                    batch, encoded, message_id=message.message_id, session_id=message.session_id
+                )
+        try:
+            batch.add_message(message.amqp())
+        except ValueError:  # MessageSizeExceededError: this batch is full
+            return False
+        return True
 
 
 class ReplySender:
@@ -256,13 +347,13 @@ class ReplySender:
                 results[index] = failure
         return results
 
-    async def _message(self, address: ReplyAddress, reply: ScoreReply) -> AmqpAnnotatedMessage:
+    async def _message(self, address: ReplyAddress, reply: ScoreReply) -> OutgoingReply:
         ttl_s = self._lifetime.seconds(address.deadline)
         if self._claims is None:
-            return reply_amqp_message(address, reply, time_to_live_s=ttl_s)
+            return outgoing_reply(address, reply, time_to_live_s=ttl_s)
         body = reply.model_dump_json(exclude_none=True).encode()  # by reference: JSON (docs/contract.md)
         reference = await self._claims.offload(reply.request_id, body)
-        return reply_amqp_message(address, reply, reference=reference, time_to_live_s=ttl_s)
+        return outgoing_reply(address, reply, reference=reference, time_to_live_s=ttl_s)
 
     async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
         sent: set[int] = set()
@@ -281,15 +372,16 @@ class ReplySender:
         # Pack as many messages per transfer as the link's max message size allows.
         failed: dict[int, SendFailure] = {}
         batch = await sender.create_message_batch()
+        packer = _Packer(batch)
         chunk: Indexed = []
         for index, message in indexed:
-            if self._add(batch, message):
+            if packer.add(batch, message):
                 chunk.append((index, message))
                 continue
             if chunk:  # this transfer is full: send it and start the next one
                 failed.update(await self._send_chunk(sender, batch, chunk, sent))
                 batch, chunk = await sender.create_message_batch(), []
-                if self._add(batch, message):
+                if packer.add(batch, message):
                     chunk.append((index, message))
                     continue
             limit = getattr(batch, "max_size_in_bytes", "?")
@@ -297,14 +389,6 @@ class ReplySender:
         if chunk:
             failed.update(await self._send_chunk(sender, batch, chunk, sent))
         return failed
-
-    @staticmethod
-    def _add(batch: Any, message: AmqpAnnotatedMessage) -> bool:
-        try:
-            batch.add_message(message)
-        except ValueError:  # MessageSizeExceededError: this batch is full
-            return False
-        return True
 
     async def _send_chunk(
         self, sender: ServiceBusSender, batch: Any, chunk: Indexed, sent: set[int]
@@ -324,7 +408,7 @@ class ReplySender:
         found: dict[int, SendFailure] = {}
         for index, message in chunk:
             try:
-                await sender.send_messages(message, timeout=self._send_timeout_s)
+                await sender.send_messages(message.amqp(), timeout=self._send_timeout_s)
             except Exception as exc:
                 found[index] = classify_send_error(exc)
             else:
