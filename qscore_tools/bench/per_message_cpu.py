@@ -6,9 +6,11 @@ bus; its user + system CPU-seconds over the drain (psutil) give messages per CPU
 is robust to a shared, noisy machine where wall time is not. With `--profile PATH` py-spy samples
 the worker during the drain (raw collapsed stacks, `summarize_collapsed` reads them), only the
 thread holding the GIL (--gil): the samples then follow CPU, not threads waiting for it.
-`--no-tracing`: no spans (the other middleware stay on), to see their share.
+`--no-tracing`: no spans (the other middleware stay on), to see their share. `--rounds N`: N
+drains by the same worker, each figure and their median (the figure moves ±20% run to run on a
+shared machine; rounds cost less than whole runs, which start their own bus and Triton).
 
-    python -m qscore_tools.bench.per_message_cpu --messages 5000 [--profile /tmp/worker.txt]
+    python -m qscore_tools.bench.per_message_cpu --messages 5000 [--rounds 3] [--profile /tmp/worker.txt]
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ def _requests(count: int) -> list[OutgoingRequest]:
 
 
 async def _drain(
-    connection: str, triton_url: str, messages: int, profile: Path | None, *, tracing: bool = True
-) -> dict[str, float]:
+    connection: str,
+    triton_url: str,
+    messages: int,
+    profile: Path | None,
+    *,
+    tracing: bool = True,
+    rounds: int = 1,
+) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="qscore-percpu-"))
     env = {
         "QSCORE_SERVICEBUS_CONNECTION": connection,
@@ -58,7 +66,6 @@ async def _drain(
         worker = await pool.add()
         async with ScoringProducer(settings=settings) as producer:
             await producer.score_many(_requests(20))  # warm: connections, model metadata
-            requests = _requests(messages)
             process = psutil.Process(worker.pid)
             spy = None
             if profile is not None:
@@ -67,16 +74,30 @@ async def _drain(
                     "--pid", str(worker.pid), "--nonblocking", "--gil",
                     stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip
-            before = process.cpu_times()
-            started = time.monotonic()
-            outcomes = await producer.score_many(requests)
-            wall = time.monotonic() - started
-            after = process.cpu_times()
+            figures = [await _one_round(producer, process, messages) for _ in range(rounds)]
             if spy is not None:
                 spy.send_signal(2)
                 await spy.wait()
     finally:
         await pool.stop()
+    rates = sorted(figure["messages_per_cpu_s"] for figure in figures)
+    summary: dict[str, object] = dict(figures[0]) if rounds == 1 else {
+        "messages": messages,
+        "failed": sum(figure["failed"] for figure in figures),
+        "rounds": [figure["messages_per_cpu_s"] for figure in figures],
+        "messages_per_cpu_s": rates[len(rates) // 2],  # the median round
+    }  # fmt: skip
+    return summary
+
+
+async def _one_round(producer: ScoringProducer, process: psutil.Process, messages: int) -> dict[str, float]:
+    """One drain of `messages` requests: the worker's CPU-seconds over it."""
+    requests = _requests(messages)
+    before = process.cpu_times()
+    started = time.monotonic()
+    outcomes = await producer.score_many(requests)
+    wall = time.monotonic() - started
+    after = process.cpu_times()
     failed = sum(not outcome.ok for outcome in outcomes)
     cpu = (after.user - before.user) + (after.system - before.system)
     return {
@@ -88,7 +109,7 @@ async def _drain(
     }
 
 
-async def _standalone(messages: int, profile: Path | None, tracing: bool) -> dict[str, float]:
+async def _standalone(messages: int, profile: Path | None, tracing: bool, rounds: int) -> dict[str, object]:
     from qscore_local.bus.launcher import LocalBus
     from qscore_local.triton.launcher import LocalTriton
     from qscore_tools.bench.workload import ROOT
@@ -99,7 +120,7 @@ async def _standalone(messages: int, profile: Path | None, tracing: bool) -> dic
     try:
         endpoints = await asyncio.to_thread(triton.start, timeout=120)
         connection = endpoint.connection_string
-        return await _drain(connection, endpoints.grpc_url, messages, profile, tracing=tracing)
+        return await _drain(connection, endpoints.grpc_url, messages, profile, tracing=tracing, rounds=rounds)
     finally:
         await asyncio.to_thread(triton.stop)
         await asyncio.to_thread(bus.stop)
@@ -110,8 +131,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw output path")
     parser.add_argument("--no-tracing", action="store_true", help="no spans (the other middleware stay on)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="drains of --messages by the same worker; reports the median"
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_standalone(args.messages, args.profile, not args.no_tracing))))
+    result = asyncio.run(_standalone(args.messages, args.profile, not args.no_tracing, args.rounds))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
