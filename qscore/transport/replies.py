@@ -88,7 +88,7 @@ def _reply_body(address: ReplyAddress, reply: ScoreReply) -> tuple[bytes, str, d
 
 
 @dataclass
-class OutgoingReply:
+class PreparedReply:
     """One reply ready to send: its body and AMQP fields, made once. A batch takes it encoded
     once (`encoded`, through qscore.transport.sdk_hooks); a send of it alone, or a batch the
     hooks cannot fill, takes it as the AmqpAnnotatedMessage the SDK sends (`amqp`)."""
@@ -146,7 +146,7 @@ def outgoing_reply(
     reference: bytes | None = None,
     time_to_live_s: float | None = None,
     message_id: str | None = None,
-) -> OutgoingReply:
+) -> PreparedReply:
     """The reply's body and fields in the form its request asked for. With a claim-check
     `reference`, that reference instead of the body (qscore.claimcheck.replies; a reply by
     reference is JSON whatever form its request asked for). `time_to_live_s`: the broker
@@ -155,7 +155,7 @@ def outgoing_reply(
         body, content_type, application = _reply_body(address, reply)
     else:
         body, content_type, application = reference, CLAIM_CHECK_CONTENT_TYPE, _trace_properties(address)
-    return OutgoingReply(
+    return PreparedReply(
         correlation_id=reply.request_id,
         session_id=address.session_id,
         body=body,
@@ -262,7 +262,7 @@ class _QueueRefused(Exception):
         self.failure = failure
 
 
-Indexed = list[tuple[int, OutgoingReply]]
+Indexed = list[tuple[int, PreparedReply]]
 
 
 # Sender links (connections) per reply queue: sends in flight at once, as the window asks.
@@ -280,7 +280,7 @@ class _Packer:
         self._encoded = sdk_hooks.encoded_adds(batch)
         self._now_ms = sdk_hooks.creation_time_ms() if self._encoded else 0
 
-    def add(self, batch: Any, message: OutgoingReply) -> bool:
+    def add(self, batch: Any, message: PreparedReply) -> bool:
         if self._encoded:
             from qscore.transport.sdk_hooks import add_encoded
 
@@ -347,7 +347,7 @@ class ReplySender:
                 results[index] = failure
         return results
 
-    async def _message(self, address: ReplyAddress, reply: ScoreReply) -> OutgoingReply:
+    async def _message(self, address: ReplyAddress, reply: ScoreReply) -> PreparedReply:
         ttl_s = self._lifetime.seconds(address.deadline)
         if self._claims is None:
             return outgoing_reply(address, reply, time_to_live_s=ttl_s)
