@@ -149,6 +149,35 @@ def test_an_encoded_reply_that_does_not_fit_is_refused_as_the_sdk_refuses_it() -
         assert (ours.size_in_bytes, len(ours)) == (theirs.size_in_bytes, len(theirs))
 
 
+def test_the_direct_reply_encoder_makes_the_sdks_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker encodes replies itself only while that gives the SDK's bytes (checked once per
+    process on samples of every form); otherwise (say, after an SDK upgrade) the SDK encodes."""
+    from qscore.transport import amqp_encoding, sdk_hooks
+
+    assert amqp_encoding.matches_sdk()
+    outgoing = outgoing_reply(
+        ReplyAddress("replies", "s1", traceparent="tp"), _reply("r1"), time_to_live_s=30
+    )
+    sdk = sdk_hooks.encode_message(
+        outgoing.body,
+        message_id=outgoing.message_id,
+        correlation_id=outgoing.correlation_id,
+        session_id=outgoing.session_id,
+        content_type=outgoing.content_type,
+        application_properties=outgoing.application_properties,
+        time_to_live_ms=outgoing.time_to_live_ms,
+        now_ms=1_000,
+    )
+    assert outgoing.encoded(1_000) == sdk
+    amqp_encoding.matches_sdk.cache_clear()
+    monkeypatch.setattr(amqp_encoding, "encode_reply_message", lambda *args, **kwargs: b"different")
+    try:
+        assert not amqp_encoding.matches_sdk()
+        assert outgoing.encoded(1_000) == sdk
+    finally:
+        amqp_encoding.matches_sdk.cache_clear()
+
+
 def test_client_needs_exactly_one_way_to_connect() -> None:
     with pytest.raises(TransportConfigError):
         servicebus_client()

@@ -105,10 +105,15 @@ class PreparedReply:
         )
 
     def encoded(self, now_ms: int) -> bytes | None:
-        """The AMQP bytes the SDK would send for `amqp()`; None when its hooks are missing."""
-        from qscore.transport import sdk_hooks
+        """The AMQP bytes the SDK would send for `amqp()`: encoded directly when that encoder
+        makes the SDK's bytes (qscore.transport.amqp_encoding, checked once), else by the SDK's
+        encoder; None when its hooks are missing."""
+        from qscore.transport import amqp_encoding, sdk_hooks
 
-        return sdk_hooks.encode_message(
+        encode = (
+            amqp_encoding.encode_reply_message if amqp_encoding.matches_sdk() else sdk_hooks.encode_message
+        )
+        return encode(
             self.body,
             message_id=self.message_id,
             correlation_id=self.correlation_id,
