@@ -314,7 +314,7 @@ def readiness_report() -> dict[str, object]:
 # `encode_message` builds the same AMQP message the SDK's to_outgoing_amqp_message would and
 # encodes it once; `add_encoded` puts those bytes into the batch under the same size rule as
 # ServiceBusMessageBatch._add, so a batch never exceeds the link's max message size.
-_ENCODED_HOOKS = ("batch.message", "batch.size", "batch.count", "batch.amqp_transport")
+_ENCODED_HOOKS: tuple[str, ...] = ("batch.message", "batch.size", "batch.count", "batch.amqp_transport")
 _ENCODED_HOOKS += ("pyamqp.encode_payload", "pyamqp.message")
 _BATCH_OVERHEAD = (5, 8)  # bytes a message adds to the batch: under 256 bytes encoded, else
 _MAX_DURATION_MS = 922337203685477  # the SDK's MAX_DURATION_VALUE: a time-to-live that never ends
