@@ -122,3 +122,28 @@ async def test_log_is_off_unless_configured(tmp_path: Path, monkeypatch: pytest.
     log = InteractionLog.from_env()
     assert log is not None and log.path == tmp_path / "x.jsonl"
     await log.close()
+
+
+def test_small_output_summaries_in_python_match_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs of a few values are summarized in Python (cheaper on the log's thread): the same
+    predictions and confidences as the numpy path, NaN, negatives and ties included."""
+    from qscore.monitoring import records
+
+    rng = np.random.default_rng(7)
+    cases = []
+    for trial in range(400):
+        rows, width = int(rng.integers(1, 5)), int(rng.integers(1, 12))
+        values = rng.random((rows, width)).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 3 == 0:
+            values = values / values.sum(axis=1, keepdims=True)
+        if trial % 7 == 0:
+            values[0, 0] = np.nan
+        if trial % 11 == 0:
+            values[0, 0] = -0.1
+        if trial % 13 == 0:
+            values[:] = 1.0 / width  # every class tied
+        outputs = {"p": values} if trial % 2 else {"p": values, "label": np.arange(rows).reshape(rows, 1)}
+        cases.append(outputs)
+    in_python = [repr(records.summarize_outputs(outputs)) for outputs in cases]
+    monkeypatch.setattr(records, "SMALL_OUTPUT_VALUES", 0)
+    assert [repr(records.summarize_outputs(outputs)) for outputs in cases] == in_python

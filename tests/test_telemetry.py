@@ -151,3 +151,25 @@ def test_in_flight_gauges_follow_the_latest_source(telemetry_capture: telemetry.
     held = telemetry_capture.metric_points(names.IN_FLIGHT)
     limit = telemetry_capture.metric_points(names.IN_FLIGHT_LIMIT)
     assert [p.value for p in held] == [7] and [p.value for p in limit] == [20]  # type: ignore[attr-defined]
+
+
+def test_a_spans_traceparent_is_what_the_w3c_propagator_writes() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from qscore.telemetry.propagation import span_traceparent
+
+    def propagated(span: trace.Span) -> str | None:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
+        return carrier.get("traceparent")
+
+    spans = [
+        TracerProvider().get_tracer("test").start_span("a"),
+        trace.INVALID_SPAN,
+        trace.NonRecordingSpan(trace.SpanContext(1, 0, is_remote=False)),
+        trace.NonRecordingSpan(trace.SpanContext(2**127, 5, is_remote=True, trace_flags=trace.TraceFlags(1))),
+    ]
+    for span in spans:
+        assert span_traceparent(span) == propagated(span)

@@ -25,7 +25,7 @@ from qscore.transport import (
     traceparent,
 )
 from qscore.transport.receiving import buffered_count, receive_ready, set_further_pull
-from qscore.transport.replies import reply_amqp_message
+from qscore.transport.replies import outgoing_reply, reply_amqp_message
 
 
 @dataclass
@@ -105,6 +105,90 @@ def test_reply_amqp_message_matches_reply_message() -> None:
     expected = reply_message(ReplyAddress("replies", "s1"), _reply("r1"))
     assert (sent.correlation_id, sent.session_id, sent.content_type) == ("r1", "s1", REPLY_CONTENT_TYPE)
     assert b"".join(sent.body) == b"".join(expected.body) and sent.message_id
+
+
+@pytest.mark.parametrize("ttl_s", [None, 0.0, 30.0])
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_reply_encoded_once_is_the_sdks_encoding(ttl_s: float | None, binary: bool) -> None:
+    """The worker's reply batches take each reply encoded once (sdk_hooks.encode_message +
+    add_encoded): the same bytes, batch size and envelope as ServiceBusMessageBatch.add_message."""
+    import numpy as np
+    from azure.servicebus import ServiceBusMessageBatch
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    from qscore.contracts import Tensor
+    from qscore.transport import sdk_hooks
+
+    outputs = {"label": Tensor.from_numpy(np.array([[3]], np.int64), binary=binary)}
+    reply = ScoreReply(request_id="r1", status=ReplyStatus.OK, model="digits", outputs=outputs)
+    traceparent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    address = ReplyAddress("replies", "s1", traceparent=traceparent, binary_reply=binary)
+    for _ in range(3):  # the SDK's creation time is in whole seconds: retry across a second's edge
+        now_ms = sdk_hooks.creation_time_ms()
+        theirs = ServiceBusMessageBatch(max_size_in_bytes=1 << 20, amqp_transport=PyamqpTransport)
+        ours = ServiceBusMessageBatch(max_size_in_bytes=1 << 20, amqp_transport=PyamqpTransport)
+        assert sdk_hooks.encoded_adds(ours)
+        for message_id in ("m1", "m2"):
+            outgoing = outgoing_reply(address, reply, time_to_live_s=ttl_s, message_id=message_id)
+            theirs.add_message(outgoing.amqp())
+            encoded = outgoing.encoded(now_ms)
+            assert encoded is not None
+            assert sdk_hooks.add_encoded(ours, encoded, message_id=message_id, session_id="s1")
+        if sdk_hooks.creation_time_ms() == now_ms:
+            break
+    assert ours._message == theirs._message  # envelope and data sections, byte for byte
+    assert (ours.size_in_bytes, len(ours)) == (theirs.size_in_bytes, len(theirs))
+
+
+def test_an_encoded_reply_that_does_not_fit_is_refused_as_the_sdk_refuses_it() -> None:
+    from azure.servicebus import ServiceBusMessageBatch
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    from qscore.transport import sdk_hooks
+
+    outgoing = outgoing_reply(ReplyAddress("replies", "s1"), _reply("r1"), message_id="m1")
+    encoded = outgoing.encoded(0)
+    assert encoded is not None
+    for limit in range(len(encoded), len(encoded) + 80):
+        theirs = ServiceBusMessageBatch(max_size_in_bytes=limit, amqp_transport=PyamqpTransport)
+        ours = ServiceBusMessageBatch(max_size_in_bytes=limit, amqp_transport=PyamqpTransport)
+        try:
+            theirs.add_message(outgoing.amqp())
+        except ValueError:
+            fits = False
+        else:
+            fits = True
+        assert sdk_hooks.add_encoded(ours, encoded, message_id="m1", session_id="s1") is fits
+        assert (ours.size_in_bytes, len(ours)) == (theirs.size_in_bytes, len(theirs))
+
+
+def test_the_direct_reply_encoder_makes_the_sdks_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker encodes replies itself only while that gives the SDK's bytes (checked once per
+    process on samples of every form); otherwise (say, after an SDK upgrade) the SDK encodes."""
+    from qscore.transport import amqp_encoding, sdk_hooks
+
+    assert amqp_encoding.matches_sdk()
+    outgoing = outgoing_reply(
+        ReplyAddress("replies", "s1", traceparent="tp"), _reply("r1"), time_to_live_s=30
+    )
+    sdk = sdk_hooks.encode_message(
+        outgoing.body,
+        message_id=outgoing.message_id,
+        correlation_id=outgoing.correlation_id,
+        session_id=outgoing.session_id,
+        content_type=outgoing.content_type,
+        application_properties=outgoing.application_properties,
+        time_to_live_ms=outgoing.time_to_live_ms,
+        now_ms=1_000,
+    )
+    assert outgoing.encoded(1_000) == sdk
+    amqp_encoding.matches_sdk.cache_clear()
+    monkeypatch.setattr(amqp_encoding, "encode_reply_message", lambda *args, **kwargs: b"different")
+    try:
+        assert not amqp_encoding.matches_sdk()
+        assert outgoing.encoded(1_000) == sdk
+    finally:
+        amqp_encoding.matches_sdk.cache_clear()
 
 
 def test_client_needs_exactly_one_way_to_connect() -> None:

@@ -86,6 +86,8 @@ class WorkerTelemetry(ScoringRecorder):
     def reply_traceparent(self, message: Any, span: Any) -> str | None:
         """The traceparent a reply carries (`qscore.telemetry.reply_traceparent`, as the
         Functions app's): the worker's span when there is one, else the request's own."""
-        from qscore.telemetry import reply_traceparent
+        from qscore.telemetry import reply_traceparent, span_traceparent
 
-        return reply_traceparent(span, traceparent(message))
+        # The same choice as reply_traceparent's, reading the request's own only when it is needed.
+        own = span_traceparent(span) if span is not None else None
+        return own if own is not None else reply_traceparent(None, traceparent(message))

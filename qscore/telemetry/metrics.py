@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
+from opentelemetry.util.types import AttributeValue
 
 from qscore.contracts import Timings
 from qscore.telemetry.setup import generation, meter
@@ -93,16 +94,36 @@ class ScoringMetrics:
         Batch wait and inference are recorded only for scored requests: a rejected request
         never reached Triton and its zeros would drag the percentiles down.
         """
-        attributes = {"model": model, "version": version or "", "status": _status_text(status)}
-        if error_code:
-            attributes["error_code"] = _status_text(error_code)
-        self.requests.add(1, attributes)
-        version = version or ""
-        stages = [("queue_wait", timings.queue_wait_ms), ("total", timings.total_ms)]
-        if attributes["status"] == "ok":
-            stages += [("batch_wait", timings.batch_wait_ms), ("inference", timings.inference_ms)]
-        for stage, milliseconds in stages:
-            self.duration.record(milliseconds / 1000, {"model": model, "version": version, "stage": stage})
+        self.record_replies([(model, version or "", status, timings, error_code)])
+
+    def record_replies(self, replies: Iterable[tuple[str, str, object, Timings, str | None]]) -> None:
+        """Replies sent together, each (model, version, status, timings, error code): one
+        `qscore.requests` add of their count per (model, version, status, error code), and each
+        reply's stage durations (`record_reply`'s figures; a histogram takes one value a record)."""
+        counts: dict[tuple[str, str, str, str | None], int] = {}
+        stages: dict[tuple[str, str, str], dict[str, AttributeValue]] = {}  # one attribute dict each
+        record = self.duration.record
+        for model, version, reply_status, timings, error_code in replies:
+            status = _status_text(reply_status)
+            key = (model, version, status, _status_text(error_code) if error_code else None)
+            counts[key] = counts.get(key, 0) + 1
+            values = [("queue_wait", timings.queue_wait_ms), ("total", timings.total_ms)]
+            if status == "ok":
+                values += [("batch_wait", timings.batch_wait_ms), ("inference", timings.inference_ms)]
+            for stage, milliseconds in values:
+                attributes = stages.get((model, version, stage))
+                if attributes is None:
+                    attributes = stages[(model, version, stage)] = {
+                        "model": model,
+                        "version": version,
+                        "stage": stage,
+                    }
+                record(milliseconds / 1000, attributes)
+        for (model, version, status, error_code), count in counts.items():
+            attributes = {"model": model, "version": version, "status": status}
+            if error_code:
+                attributes["error_code"] = error_code
+            self.requests.add(count, attributes)
 
     def record_batch(self, model: str, version: str, size: int) -> None:
         """One Triton call carrying `size` requests."""

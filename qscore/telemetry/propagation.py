@@ -37,12 +37,14 @@ def inject_trace_context(properties: MutableMapping[Any, Any], context: Context 
 
 def span_traceparent(span: Any) -> str | None:
     """The W3C traceparent naming `span` (for a message sent on its behalf, e.g. a reply);
-    None when the span is not valid (tracing off)."""
+    None when the span is not valid (tracing off). The string the propagator's `inject` writes,
+    formatted here without the context and carrier it builds for it (once per message)."""
     from opentelemetry import trace
 
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(span))
-    return carrier.get(TRACEPARENT)
+    context = span.get_span_context()
+    if context == trace.INVALID_SPAN_CONTEXT:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
 
 
 def reply_traceparent(span: Any, request_traceparent: str | None) -> str | None:

@@ -30,11 +30,16 @@ class ScoringRecorder:
         metrics = self.instruments()
         if metrics is None:
             return
-        for reply in replies:
-            code = reply.error.code if reply.error is not None else None
-            metrics.record_reply(
-                reply.model, reply.model_version or "", reply.status, reply.timings, error_code=code
+        metrics.record_replies(
+            (
+                reply.model,
+                reply.model_version or "",
+                reply.status,
+                reply.timings,
+                reply.error.code if reply.error is not None else None,
             )
+            for reply in replies
+        )
 
     def batch(self, model: str, version: str, size: int) -> None:
         metrics = self.instruments()
