@@ -88,6 +88,13 @@ async def _drain(
     }
 
 
+async def measure_worker_cpu_per_message(
+    connection: str, triton_url: str, messages: int, *, tracing: bool = True
+) -> dict[str, float]:
+    """One worker, all middleware on, drains `messages` single-row requests (`qscore bench` calls this)."""
+    return await _drain(connection, triton_url, messages, None, tracing=tracing)
+
+
 async def _standalone(messages: int, profile: Path | None, tracing: bool) -> dict[str, float]:
     from qscore_local.bus.launcher import LocalBus
     from qscore_local.triton.launcher import LocalTriton
