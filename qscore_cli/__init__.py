@@ -1,61 +1,43 @@
 """The `qscore` command line.
 
-Each command group lives in its own module and registers a Typer sub-app here. Modules
-import heavy dependencies (numpy, tritonclient, azure SDK) inside the command bodies so
-that `qscore --help` stays fast.
+Each command group lives in its own module and registers a Typer sub-app on the root app
+(qscore_cli/commands.py). Modules import heavy dependencies (numpy, tritonclient, azure SDK)
+inside the command bodies so that `qscore --help` stays fast, and `qscore worker` with no
+arguments (how a pod or `qscore_local.workers` starts one; settings from `QSCORE_*`) does not
+import the command tree or Typer at all: a worker's cold start is measured to its first reply.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import typer
-
-from qscore_cli import (
-    azurite,
-    batch,
-    bench,
-    bus,
-    dead_letters,
-    demo,
-    enqueue,
-    functions,
-    registry,
-    release,
-    release_images,
-    scale,
-    triton,
-    worker,
-)
 from qscore_cli.errors import UserError
 
-app = typer.Typer(
-    name="qscore",
-    help="Queue-driven model scoring: local stack, workers, producers, benchmarks, model registry.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(triton.app, name="triton")
-app.add_typer(bus.app, name="bus")
-app.add_typer(functions.app, name="functions")
-app.add_typer(registry.app, name="model")
-app.add_typer(release.app, name="release")
-app.add_typer(batch.app, name="batch")
-app.add_typer(azurite.app, name="azurite")
-app.add_typer(dead_letters.app, name="dead-letters")
-release_images.register(release.app)
-worker.register(app)
-demo.register(app)
-enqueue.register(app)
-bench.register(app)
-scale.register(app)
+
+def __getattr__(name: str) -> Any:
+    """`qscore_cli.app`, the root Typer app, built on first use."""
+    if name == "app":
+        from qscore_cli.commands import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console entry point: a person gets one line for a usage error, never a traceback."""
     try:
-        app()
+        if sys.argv[1:] == ["worker"]:
+            from qscore_cli.worker_start import run_from_env
+
+            run_from_env()
+        else:
+            from qscore_cli.commands import app
+
+            app()
     except UserError as exc:
+        import typer
+
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
     except KeyboardInterrupt:

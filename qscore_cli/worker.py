@@ -6,14 +6,11 @@ Every flag has a `QSCORE_*` variable (see docs/worker.md); a flag wins over the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
-from qscore_cli.errors import UserError
-
-if TYPE_CHECKING:
-    from workers.settings import WorkerSettings
+from qscore_cli.worker_start import _run, _settings
 
 
 def register(app: typer.Typer) -> None:
@@ -72,48 +69,3 @@ def worker(
     overrides["servicebus_namespace"] = overrides.pop("namespace")
     overrides["request_queue"] = overrides.pop("queue")
     _run(_settings(overrides, no_health=no_health), log_level)
-
-
-def _settings(overrides: dict[str, Any], *, no_health: bool) -> WorkerSettings:
-    """Flags over `QSCORE_*` variables over defaults; bad values become one-line errors."""
-    import dataclasses
-
-    from qscore.transport import TransportConfigError, check_connection_string
-    from workers.settings import WorkerSettings
-
-    try:
-        settings = WorkerSettings.from_env(**overrides)
-        if no_health:
-            settings = dataclasses.replace(settings, health_port=None)
-        if bool(settings.servicebus_connection) == bool(settings.servicebus_namespace):
-            raise TransportConfigError(
-                "set exactly one of --connection/QSCORE_SERVICEBUS_CONNECTION "
-                "or --namespace/QSCORE_SERVICEBUS_NAMESPACE"
-            )
-        if settings.servicebus_connection:
-            check_connection_string(settings.servicebus_connection)
-    except (ValueError, TransportConfigError) as exc:
-        raise UserError(str(exc)) from None
-    return settings
-
-
-def _run(settings: WorkerSettings, log_level: str) -> None:
-    import asyncio
-    import logging
-
-    from qscore.settings import SettingsError
-    from qscore.telemetry import configure
-    from workers.app import run_worker
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-    # The SDK logs every link event at INFO; a worker's own log should stay readable.
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    configure("qscore-worker", prometheus=settings.health_port is not None)
-    try:
-        asyncio.run(run_worker(settings))
-    except OSError as exc:  # e.g. the health port is taken
-        raise UserError(f"worker could not start: {exc}") from None
-    except SettingsError as exc:  # e.g. QSCORE_MIDDLEWARE names nothing importable
-        raise UserError(str(exc)) from None

@@ -243,7 +243,7 @@ def _drain(rows: int, latency_ms: float, messages_per_s: float) -> DrainPoint:
         samples_per_s=messages_per_s * rows,
         worker_cores=0.4,
         bus_cores=0.2,
-        body="json list",
+        body="binary",
     )
 
 
@@ -261,14 +261,30 @@ def test_network_latency_goals_and_report(tmp_path: Path) -> None:
     slow = goals["single-row drain throughput, bus at 25 ms one way / at 0"]
     assert slow.measured == pytest.approx(0.5) and slow.met is False
     assert "waits on broker round trips" in slow.bottleneck
-    many = goals["128-row drain throughput, bus at 5 ms one way / at 0"]
+    many = goals["128-row (binary body) drain throughput, bus at 5 ms one way / at 0"]
     assert many.measured is None and many.met is None
+    # The 128-row drain at 0 against digits' direct ceiling (1,000 samples/s): 400 x 128 / 1,000.
+    ceiling = goals["128-row (binary body) drain samples/s at 0 / direct-Triton ceiling (digits)"]
+    assert ceiling.measured == pytest.approx(51.2) and ceiling.met
     files, document = write_results(run, tmp_path)
     assert document["network"]["points"][0]["throughput_ratio"] == pytest.approx(0.75)
     summary = files.markdown_path.read_text()
     assert "## The queue path with the bus 5 ms away" in summary
     assert "| digits | x | 4,000 | 3,000 | 0.75 |" in summary
     assert "| 1 | 25 | 300 | 500 | 500 | 0.50 |" in summary
+    # Issue 23's table: its eight goals in its order, a row for each even when not measured here.
+    issue = summary.split("## Issue 23's goals")[1].split("\n## ")[0]
+    rows = [line for line in issue.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| single-row drain throughput, bus at 5 ms one way / at 0",
+        "| single-row drain throughput, bus at 25 ms one way / at 0",
+        "| 128-row (binary body) drain throughput, bus at 5 ms one way / at 0",
+        "| 128-row (binary body) drain samples/s at 0 / direct-Triton ceiling (digits)",
+        "| bytes on the wire per sample, 128-row binary body / raw tensor bytes",
+        "| worker messages per CPU-second, single-row, all middleware on",
+        "| digits p99 at half peak (ms)",
+        "| worker cold start to first reply (s)",
+    ]
     with pytest.raises(ValueError, match="latency"):
         BenchSettings(bus_latency_ms=-1)
 

@@ -125,7 +125,18 @@ def test_bench_quick_end_to_end(tmp_path: Path) -> None:
     drains = {(drain["rows"], drain["latency_ms"]): drain for drain in network["drains"]}
     assert set(drains) == {(1, 0), (1, 5), (1, 25), (128, 0), (128, 5)}
     assert all(d["completed"] == d["messages"] and d["messages_per_s"] > 0 for d in drains.values())
-    assert "## The queue path with the bus 5 ms away" in next(tmp_path.glob("*.md")).read_text()
+    assert {d["body"] for d in drains.values()} == {"binary"}  # the producer's default body
+    summary = next(tmp_path.glob("*.md")).read_text()
+    assert "## The queue path with the bus 5 ms away" in summary
+    # Issue 23's goal table: exactly its eight rows, each with a figure (or why not).
+    issue = summary.split("## Issue 23's goals")[1].split("\n## ")[0]
+    rows = [line for line in issue.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 8, issue
+    keys = [goal["key"] for goal in document["goals"] if goal["key"]]
+    assert len(keys) == len(set(keys)) == 8
+    ceiling = next(goal for goal in document["goals"] if goal["key"] == "drain_rows_ceiling")
+    assert "binary body" in ceiling["name"] and ceiling["measured"] > 0
+    assert document["worker_cpu_all_middleware"]["messages_per_cpu_s"] > 0
 
 
 @pytest.mark.slow

@@ -57,6 +57,21 @@ def _rows(request: HeldRequest) -> int:
     return request.rows
 
 
+async def open_together(links: contextlib.AsyncExitStack, *receivers: ServiceBusReceiver) -> None:
+    """Open the receivers at once, each closed with `links`: each open is a connection, its
+    authentication and a link attach (several round trips), so one after another they cost a
+    starting worker their sum (about 0.5 s each on a loaded 2-core machine). If any fails, the
+    others still finish opening (and are closed with `links`) before the first error is raised."""
+
+    async def open_one(receiver: ServiceBusReceiver) -> None:
+        await links.enter_async_context(receiver)
+
+    results = await asyncio.gather(*(open_one(r) for r in receivers), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 @dataclass
 class _HeldByLane:
     """The held sets of every lane together, for the in-flight gauges (workers/telemetry.py)."""
@@ -124,6 +139,7 @@ class ReceiveLoop:
         self.window = PrefetchWindow(ceiling=settings.prefetch)
         self.turns = WeightedTurns(settings.lanes())
         self._waited_before = False
+        self._first_probe: asyncio.Future[bool] | None = None
         self._held_by_lane = _HeldByLane()
         self.job = job
 
@@ -132,7 +148,11 @@ class ReceiveLoop:
             self.window.finished(count)
 
     async def run(self) -> None:
-        await self._wait_for_triton()
+        # The first session opens its links beside one readiness probe of Triton: each costs a
+        # starting worker round trips and the SDK's polling (~0.5 s), so not one after the other.
+        # Triton not ready then: the session closes its links before its first receive, which
+        # releases what the link's credit had fetched, and the loop waits as after an outage.
+        self._first_probe = asyncio.ensure_future(self._probe_triton())
         while not self._stop.is_set:
             await self._session()
             if not self._stop.is_set:
@@ -158,16 +178,22 @@ class ReceiveLoop:
             await self._sleep_unless_stopped(self.backoff.remaining_s())
             if self._stop.is_set:
                 return
-            backend = self._backend
-            if not isinstance(backend, ReadinessProbe) or await backend.is_ready():
-                if self._waited_before and isinstance(backend, SpecCache):
-                    backend.forget_spec()  # a restarted server may serve other versions
-                # (not the first time: the specs the start-up warm-up fetched are this server's)
-                self._waited_before = True
-                self.state.triton_ok = True
-                self.state.detail = "receiving"
+            if await self._probe_triton():
                 return
-            self._triton_unavailable("not ready")
+
+    async def _probe_triton(self) -> bool:
+        """Ask Triton once whether it is ready; not ready: mark the outage (and its backoff)."""
+        backend = self._backend
+        if not isinstance(backend, ReadinessProbe) or await backend.is_ready():
+            if self._waited_before and isinstance(backend, SpecCache):
+                backend.forget_spec()  # a restarted server may serve other versions
+            # (not the first time: the specs the start-up warm-up fetched are this server's)
+            self._waited_before = True
+            self.state.triton_ok = True
+            self.state.detail = "receiving"
+            return True
+        self._triton_unavailable("not ready")
+        return False
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         if seconds > 0:
@@ -179,7 +205,10 @@ class ReceiveLoop:
         lanes = self.settings.lanes()
         self.turns = WeightedTurns(lanes)
         over = asyncio.Event()
-        await asyncio.gather(*(self._lane_session(queue, over) for queue in lanes))
+        try:
+            await asyncio.gather(*(self._lane_session(queue, over) for queue in lanes))
+        finally:
+            self._first_probe = None  # later sessions open after _wait_for_triton
 
     async def _lane_session(self, queue: str, over: asyncio.Event) -> None:
         settings = self.settings
@@ -197,7 +226,8 @@ class ReceiveLoop:
 
         control = open_control()
         message_settler = MessageSettler(receiver, control=control, open_control=open_control)
-        async with receiver, control:
+        async with contextlib.AsyncExitStack() as links:
+            await open_together(links, receiver, control)
             held = HeldMessages(limit=settings.max_held_messages)
             self._held_by_lane.lanes[queue] = held
             self._telemetry.watch_held(self._held_by_lane)
@@ -228,7 +258,8 @@ class ReceiveLoop:
             self.state.connected = True
             try:
                 lane = _Lane(queue, receiver, held, intake, message_settler, batcher, slots, over)
-                await self._receive(lane)
+                if self._first_probe is None or await self._first_probe:
+                    await self._receive(lane)
             finally:
                 over.set()
                 self.state.connected = False

@@ -7,6 +7,7 @@ callers decide retry-vs-dead-letter from the type alone.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class TritonClient:
 
     async def _call(self, make_call: Callable[[], Awaitable[T]]) -> T:
         """Run one RPC, translating tritonclient/gRPC failures into InferenceError subclasses."""
+        if self._grpc is None:  # the first call imports gRPC's client (~0.3 s): beside the event loop
+            await asyncio.to_thread(importlib.import_module, "tritonclient.grpc.aio")
         from tritonclient.utils import InferenceServerException
 
         try:

@@ -6,6 +6,12 @@ starts one `qscore worker` (the launcher every part of the repo uses), with Trit
 already up, and times: ready (`/readyz` answers 200) and first reply (at the producer).
 
     python -m qscore_tools.bench.cold_start --trials 3   # starts its own bus and Triton
+    python -m qscore_tools.bench.cold_start --trials 5 --compare /tmp/main-copy   # before/after
+
+`--compare DIR` alternates trial by trial between this checkout's code and DIR's (a copy of the
+repository, e.g. `git archive main | tar -x -C DIR`; the worker runs with DIR first on
+PYTHONPATH), on the same bus and Triton: on a shared, noisy machine only such interleaved
+trials compare.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -91,7 +98,7 @@ async def measure_cold_start(
     return ColdStart(trials=trials, ready_s=ready, first_reply_s=replied)
 
 
-async def _standalone(trials: int) -> ColdStart:
+async def _standalone(trials: int, compare: str | None = None) -> dict[str, ColdStart]:
     from qscore_local.bus.launcher import LocalBus
     from qscore_local.triton.launcher import LocalTriton
     from qscore_tools.bench.workload import ROOT
@@ -101,9 +108,27 @@ async def _standalone(trials: int) -> ColdStart:
     triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
     try:
         endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        return await measure_cold_start(
-            connection=endpoint.connection_string, triton_url=endpoints.grpc_url, trials=trials
-        )
+        trees = {"this": os.environ.get("PYTHONPATH", "")}
+        if compare is not None:
+            trees = {"compare": compare, **trees}
+        results: dict[str, ColdStart] = {}
+        for _ in range(trials):
+            for name, path in trees.items():
+                os.environ["PYTHONPATH"] = path  # the worker process inherits it
+                one = await measure_cold_start(
+                    connection=endpoint.connection_string, triton_url=endpoints.grpc_url, trials=1
+                )
+                so_far = results.get(name)
+                results[name] = (
+                    one
+                    if so_far is None
+                    else ColdStart(
+                        so_far.trials + 1,
+                        so_far.ready_s + one.ready_s,
+                        so_far.first_reply_s + one.first_reply_s,
+                    )
+                )
+        return results
     finally:
         await asyncio.to_thread(triton.stop)
         await asyncio.to_thread(bus.stop)
@@ -112,10 +137,17 @@ async def _standalone(trials: int) -> ColdStart:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--compare", type=Path, help="another copy of the repository, trials interleaved")
     args = parser.parse_args()
     started = time.time()
-    result = asyncio.run(_standalone(args.trials))
-    print(json.dumps(result.as_dict() | {"wall_s": round(time.time() - started, 1)}, indent=2))
+    compare = None if args.compare is None else os.path.abspath(args.compare)
+    results = asyncio.run(_standalone(args.trials, compare))
+    document = (
+        results["this"].as_dict()
+        if args.compare is None
+        else {name: result.as_dict() for name, result in results.items()}
+    )
+    print(json.dumps(document | {"wall_s": round(time.time() - started, 1)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from qscore_tools.bench.cold_start import COLD_START_TARGET_S
+from qscore_tools.bench.network import DrainPoint, NetworkResults
 from qscore_tools.bench.queue_path import QueueMeasurement
 from qscore_tools.bench.runner import BenchRun, ModelResults
 from qscore_tools.bench.throughput_goals import throughput_goals
@@ -22,6 +23,24 @@ SATURATED_CORES = 0.85
 # Issue 23: drain throughput with the bus at network distance, over the same drain at 0:
 # (rows per request, one-way latency in ms, target ratio).
 DRAIN_RATIO_TARGETS = ((1, 5.0, 0.9), (1, 25.0, 0.8), (128, 5.0, 0.9))
+DRAIN_CEILING_TARGET = 0.4  # many-row drain samples/s at 0 over the direct-Triton ceiling
+# Issue 23's goal table, in its order: key -> (name, target) for when this run has no row for it.
+ISSUE_23_GOALS = {
+    "drain_single_5ms": ("single-row drain throughput, bus at 5 ms one way / at 0", ">= 0.9"),
+    "drain_single_25ms": ("single-row drain throughput, bus at 25 ms one way / at 0", ">= 0.8"),
+    "drain_rows_5ms": ("128-row (binary body) drain throughput, bus at 5 ms one way / at 0", ">= 0.9"),
+    "drain_rows_ceiling": ("128-row (binary body) drain samples/s at 0 / direct-Triton ceiling", ">= 0.4"),
+    "wire_bytes": ("bytes on the wire per sample, binary body / raw tensor bytes", "<= 1.1"),
+    "worker_cpu_all_middleware": (
+        "worker messages per CPU-second, single-row, all middleware on",
+        ">= 3,000",
+    ),
+    "p99_half_peak": (
+        "single-row p99 at half the peak, loopback (ms)",
+        "<= direct p99 + 2 x max batch delay + 5 ms",
+    ),
+    "cold_start": ("worker cold start to first reply (s)", "<= 1.5"),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,7 @@ class Goal:
     measured: float | None  # None: not measured in this run (e.g. the model was not selected)
     met: bool | None
     bottleneck: str = ""
+    key: str = ""  # an issue's goal this row stands for (ISSUE_23_GOALS), if any
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,11 +180,29 @@ def _worker_goals(run: BenchRun, cores: int) -> list[Goal]:
     return goals
 
 
+def _worker_cpu_goal(run: BenchRun) -> Goal:
+    """Issue 23: messages per worker CPU-second, single-row digits, every middleware on."""
+    name = ISSUE_23_GOALS["worker_cpu_all_middleware"][0]
+    target = f">= {WORKER_MESSAGES_PER_CORE_TARGET:,.0f}"
+    figures = run.worker_cpu
+    if figures is None or not figures.get("messages_per_cpu_s"):
+        return Goal(name, target, None, None, "digits not selected", key="worker_cpu_all_middleware")
+    measured = figures["messages_per_cpu_s"]
+    met = measured >= WORKER_MESSAGES_PER_CORE_TARGET
+    detail = (
+        ""
+        if met
+        else f"the worker process's own CPU per message: {figures['worker_cpu_s']:.2f} CPU-s for "
+        f"{figures['messages']:,.0f} messages (profile: qscore_tools.bench.per_message_cpu --profile)"
+    )
+    return Goal(name, target, measured, met, detail, key="worker_cpu_all_middleware")
+
+
 def _cold_start_goal(run: BenchRun) -> Goal:
     name = "worker cold start to first reply (s)"
     target = f"<= {COLD_START_TARGET_S:g}"
     if run.cold_start is None:
-        return unmeasured(name, target, "digits not selected")
+        return Goal(name, target, None, None, "digits not selected", key="cold_start")
     measured = run.cold_start.first_reply_median_s
     met = measured <= COLD_START_TARGET_S
     detail = (
@@ -172,7 +210,7 @@ def _cold_start_goal(run: BenchRun) -> Goal:
         if met
         else f"ready after {run.cold_start.ready_median_s:.2f} s (median of {run.cold_start.trials})"
     )
-    return Goal(name, target, measured, met, detail)
+    return Goal(name, target, measured, met, detail, key="cold_start")
 
 
 def _network_goals(run: BenchRun) -> list[Goal]:
@@ -183,30 +221,64 @@ def _network_goals(run: BenchRun) -> list[Goal]:
     goals = []
     for many_rows, latency_ms, target in DRAIN_RATIO_TARGETS:
         rows = run.settings.drain_rows if many_rows > 1 else 1
+        zero = network.drain(rows, 0.0)
+        body = f" ({zero.body} body)" if zero is not None and rows > 1 else ""
         name = (
-            f"{'single' if rows == 1 else rows}-row drain throughput, bus at {latency_ms:g} ms one way / at 0"
+            f"{'single' if rows == 1 else rows}-row{body} drain throughput, "
+            f"bus at {latency_ms:g} ms one way / at 0"
         )
+        key = f"drain_{'single' if rows == 1 else 'rows'}_{latency_ms:g}ms"
         ratio = network.drain_ratio(rows, latency_ms)
         if ratio is None:
-            goals.append(unmeasured(name, f">= {target}", f"no {rows}-row drain at 0 and {latency_ms:g} ms"))
+            why = f"no {rows}-row drain at 0 and {latency_ms:g} ms"
+            goals.append(Goal(name, f">= {target}", None, None, why, key=key))
             continue
         met = ratio >= target
         detail = ""
         if not met:
             zero, delayed = network.drain(rows, 0.0), network.drain(rows, latency_ms)
             assert zero is not None and delayed is not None
-            bound = (
-                "worker saturated"
-                if delayed.worker_cores >= SATURATED_CORES
-                else "no process saturated: the worker waits on broker round trips"
-            )
             detail = (
-                f"{bound}; {delayed.messages_per_s:,.0f} msg/s at {latency_ms:g} ms vs "
+                f"{_drain_bound(delayed)}; {delayed.messages_per_s:,.0f} msg/s at {latency_ms:g} ms vs "
                 f"{zero.messages_per_s:,.0f} at 0; worker {delayed.worker_cores:.2f} vs "
                 f"{zero.worker_cores:.2f} cores, bus {delayed.bus_cores:.2f} vs {zero.bus_cores:.2f}"
             )
-        goals.append(Goal(name, f">= {target}", ratio, met, detail))
+        goals.append(Goal(name, f">= {target}", ratio, met, detail, key=key))
+    goals.append(_drain_ceiling_goal(run, network))
     return goals
+
+
+def _drain_bound(drain: DrainPoint) -> str:
+    """Which process bound a drain, from its cores over the drain (worker, then the bus)."""
+    if drain.worker_cores >= SATURATED_CORES:
+        return "worker saturated"
+    if drain.bus_cores >= SATURATED_CORES:
+        return "bus saturated"
+    return "no process saturated: the worker waits on broker round trips"
+
+
+def _drain_ceiling_goal(run: BenchRun, network: NetworkResults) -> Goal:
+    """The many-row drain at 0 (binary body) in samples/s over the drain model's direct ceiling."""
+    rows = run.settings.drain_rows
+    zero = network.drain(rows, 0.0)
+    model = run.settings.throughput_model
+    results = run.models.get(model)
+    ceiling = results.ceiling.samples_per_s if results and results.ceiling else 0.0
+    body = f" ({zero.body} body)" if zero is not None else ""
+    name = f"{rows}-row{body} drain samples/s at 0 / direct-Triton ceiling ({model})"
+    target = f">= {DRAIN_CEILING_TARGET}"
+    if zero is None or not zero.completed or ceiling <= 0:
+        why = "no drain at 0" if zero is None or not zero.completed else "no direct ceiling measured"
+        return Goal(name, target, None, None, why, key="drain_rows_ceiling")
+    ratio = zero.samples_per_s / ceiling
+    met = ratio >= DRAIN_CEILING_TARGET
+    detail = (
+        ""
+        if met
+        else f"{_drain_bound(zero)}; {zero.samples_per_s:,.0f} samples/s vs ceiling {ceiling:,.0f}; "
+        f"worker {zero.worker_cores:.2f} cores, bus {zero.bus_cores:.2f}"
+    )
+    return Goal(name, target, ratio, met, detail, key="drain_rows_ceiling")
 
 
 WIRE_BYTES_TARGET = 1.1
@@ -222,7 +294,7 @@ def _wire_bytes_goal() -> Goal:
     met = ratio <= WIRE_BYTES_TARGET
     detail = "" if met else f"body {figures.body_bytes['binary']} bytes for {figures.raw_bytes} raw"
     name = f"bytes on the wire per sample, {WIRE_ROWS}-row binary body / raw tensor bytes"
-    return Goal(name, f"<= {WIRE_BYTES_TARGET:g}", ratio, met, detail)
+    return Goal(name, f"<= {WIRE_BYTES_TARGET:g}", ratio, met, detail, key="wire_bytes")
 
 
 def evaluate(run: BenchRun) -> list[Goal]:
@@ -230,7 +302,18 @@ def evaluate(run: BenchRun) -> list[Goal]:
     goals = [_ratio_goal(run, cores), _batching_goal(run, cores)]
     for results in run.models.values():
         goals += [_latency_goal(run, results, cores, fraction) for fraction in (0.25, 0.5)]
+        if results.model == OVERHEAD_BOUND_MODEL:  # single-row digits: issue 23's p99 goal
+            goals[-1] = replace(goals[-1], key="p99_half_peak")
     goals += throughput_goals(run, cores)
     goals += _network_goals(run)
     goals.append(_wire_bytes_goal())
-    return [*goals, *_worker_goals(run, cores), _cold_start_goal(run)]
+    return [*goals, *_worker_goals(run, cores), _worker_cpu_goal(run), _cold_start_goal(run)]
+
+
+def issue_23_goals(goals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 23's table: exactly its goals, in its order, each this run's row or "not measured"."""
+    by_key = {goal.get("key"): goal for goal in goals if goal.get("key")}
+    return [
+        by_key.get(key) or Goal(name, target, None, None, "not in this run", key=key).as_dict()
+        for key, (name, target) in ISSUE_23_GOALS.items()
+    ]

@@ -68,13 +68,16 @@ async def _drain(
     pool = WorkerPool(count=0, env=env, log_dir=work, drain_grace_s=5)
     # --against: a second worker running the code at that checkout (its directory first on the
     # path: `python -c` puts the working directory before PYTHONPATH), on the same queue at once
-    other_env = {**env, "PYTHONPATH": str(against), "QSCORE_INTERACTION_LOG": str(work / "against.jsonl")}
-    (work / "against").mkdir()
-    other_pool = WorkerPool(count=0, env=other_env, log_dir=work / "against", drain_grace_s=5, cwd=against)
+    other_pool = None
+    if against is not None:
+        other_env = {**env, "PYTHONPATH": str(against), "QSCORE_INTERACTION_LOG": str(work / "against.jsonl")}
+        other_logs = work / "against"
+        other_logs.mkdir()
+        other_pool = WorkerPool(count=0, env=other_env, log_dir=other_logs, drain_grace_s=5, cwd=against)
     settings = ProducerSettings(connection=connection, reply_timeout_s=300)
     try:
         worker = await pool.add()
-        other = await other_pool.add() if against is not None else None
+        other = await other_pool.add() if other_pool is not None else None
         async with ScoringProducer(settings=settings) as producer:
             await producer.score_many(_requests(20))  # warm: connections, model metadata
             process = psutil.Process(worker.pid)
@@ -95,7 +98,8 @@ async def _drain(
                 await spy.wait()
     finally:
         await pool.stop()
-        await other_pool.stop()
+        if other_pool is not None:
+            await other_pool.stop()
     rates = sorted(figure["messages_per_cpu_s"] for figure in figures)
     summary: dict[str, object] = dict(figures[0]) if rounds == 1 else {
         "messages": messages,
@@ -150,6 +154,14 @@ def _compare(rounds: list[dict[str, dict[str, float]]]) -> dict[str, object]:
     """Per round, each worker's messages per CPU-second and this / against; the median ratio."""
     ratios = sorted(round(each["this"]["rate"] / each["against"]["rate"], 3) for each in rounds)
     return {"rounds": rounds, "ratio_this_to_against": ratios[len(ratios) // 2]}
+
+
+async def measure_worker_cpu_per_message(
+    connection: str, triton_url: str, messages: int, *, tracing: bool = True
+) -> dict[str, float]:
+    """One worker, all middleware on, drains `messages` single-row requests (`qscore bench` calls this)."""
+    figures = await _drain(connection, triton_url, messages, None, tracing=tracing)
+    return {name: float(value) for name, value in figures.items() if isinstance(value, int | float)}
 
 
 async def _standalone(

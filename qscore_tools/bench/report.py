@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qscore_tools.bench.goals import OVERHEAD_BOUND_MODEL, Goal, evaluate
+from qscore_tools.bench.goals import OVERHEAD_BOUND_MODEL, Goal, evaluate, issue_23_goals
 from qscore_tools.bench.runner import BenchRun, ModelResults
 from qscore_tools.bench.settings import results_stamp
 
@@ -87,6 +87,7 @@ def results_document(run: BenchRun, goals: list[Goal]) -> dict[str, Any]:
         "cold_start": None if run.cold_start is None else run.cold_start.as_dict(),
         "throughput": None if run.throughput is None else run.throughput.as_dict(),
         "network": None if run.network is None else run.network.as_dict(),
+        "worker_cpu_all_middleware": run.worker_cpu,
         "profiles": [summary.as_dict() for summary in run.profiles],
         "goals": [goal.as_dict() for goal in goals],
     }
@@ -146,9 +147,9 @@ def _point_label(point: dict[str, Any]) -> str:
     return str(point["label"])
 
 
-def _goal_rows(document: dict[str, Any]) -> list[str]:
+def _goal_rows(document: dict[str, Any], goals: list[dict[str, Any]] | None = None) -> list[str]:
     rows = ["| goal | target | measured | met | bottleneck |", "|---|---|---|---|---|"]
-    for goal in document["goals"]:
+    for goal in document["goals"] if goals is None else goals:
         met = {True: "yes", False: "**no**", None: "not measured"}[goal["met"]]
         rows.append(
             f"| {goal['name']} | {goal['target']} | {_fmt(goal['measured'], 2)} | {met} "
@@ -170,6 +171,10 @@ def markdown_summary(document: dict[str, Any]) -> str:
         f"Settings: {settings['workers']} worker(s), max batch {settings['max_batch_size']}, "
         f"max batch delay {settings['max_batch_delay_ms']} ms, {settings['duration_s']} s per point "
         f"after {settings['warmup_s']} s warm-up, {settings['producer_processes']} producer process(es).",
+        "",
+        "## Issue 23's goals (the bus at network distance, binary body, worker CPU, cold start)",
+        "",
+        *_goal_rows(document, issue_23_goals(document["goals"])),
         "",
         "## Goals",
         "",

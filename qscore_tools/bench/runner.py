@@ -81,6 +81,7 @@ class BenchRun:
     cold_start: ColdStart | None = None
     throughput: ThroughputResults | None = None
     network: NetworkResults | None = None  # the queue path with the bus at network distance
+    worker_cpu: dict[str, float] | None = None  # per message, every middleware on (issue 23)
     profiler: Profiler | None = None
 
     @property
@@ -89,9 +90,10 @@ class BenchRun:
 
 
 def total_phases(settings: BenchSettings) -> int:
-    """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, batching off,
+    """Phases the progress bar counts: 4 per model, the bus, the stack, cold start, worker CPU per
+    message, batching off,
     issue 16's three (items per message, coalescing, lanes) and one per bus latency (issue 23)."""
-    cold_start = 1 if "digits" in settings.models else 0
+    cold_start = 2 if "digits" in settings.models else 0  # and the worker CPU per message
     throughput = 3 if settings.throughput_involved() else 0
     network = len(phase_latencies(settings))
     batching = 1 if settings.batching_involved() else 0
@@ -259,6 +261,26 @@ async def measure_worker_cold_start(
     )
 
 
+WORKER_CPU_MESSAGES = 3000  # single-row requests the all-middleware worker drains (300 quick)
+
+
+async def measure_worker_cpu(
+    stack: BenchStack, connection: str, settings: BenchSettings, progress: ProgressSink
+) -> dict[str, float] | None:
+    """Worker CPU per message with every middleware on (spans, metrics, jobs, interaction log,
+    shadow scoring's check; qscore_tools/bench/per_message_cpu.py), one fresh worker against the
+    run's bus and Triton; the stack's own workers stay stopped."""
+    if "digits" not in settings.models:
+        return None
+    from qscore_tools.bench.per_message_cpu import measure_worker_cpu_per_message
+
+    progress.phase("worker CPU per message, all middleware on")
+    await wait_for_empty_queue(connection, "scoring-requests")
+    await stack.stop_workers()
+    messages = WORKER_CPU_MESSAGES // 10 if settings.quick else WORKER_CPU_MESSAGES
+    return await measure_worker_cpu_per_message(connection, stack.triton_url, messages)
+
+
 async def run_bench(settings: BenchSettings, progress: ProgressSink | None = None) -> BenchRun:
     """Measure everything `settings` asks for; the caller writes the results (qscore_tools.bench.report)."""
     progress = progress or SilentProgress()
@@ -279,6 +301,7 @@ async def run_bench(settings: BenchSettings, progress: ProgressSink | None = Non
             if settings.throughput_involved():
                 run.throughput = await measure_throughput(stack, settings, progress, run.profiler)
             run.cold_start = await measure_worker_cold_start(stack, connection, settings, progress)
+            run.worker_cpu = await measure_worker_cpu(stack, connection, settings, progress)
             if phase_latencies(settings):
                 run.network = await measure_network_latency(stack, run, (connection, bus_pid), progress)
         if settings.batching_involved():
