@@ -10,6 +10,7 @@ once with its own outcome; without the opt-in, one reply message per item as bef
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -80,11 +81,11 @@ def test_addresses_decide_the_key_and_the_limit_leaves_room_for_properties() -> 
         (ReplyAddress("replies", "s1"), _reply("r3")),  # did not ask
         (replace(batch, session_id="s2"), _reply("r4")),
     ]
-    plans = plan_reply_messages(replies, link_max_bytes=PROPERTY_ROOM_BYTES + 10_000)
+    plans = plan_reply_messages(replies, link_max_bytes={"replies": PROPERTY_ROOM_BYTES + 10_000})
     assert [plan.indexes for plan in plans] == [[0, 2], [1, 4], [3]]
     assert [reply.request_id for reply in decode_reply_batch(plans[0].body or b"")] == ["r0", "r2"]
     # Under a claim-check threshold the bodies stay under it (so they always go inline).
-    small = plan_reply_messages(replies, link_max_bytes=1_000_000, claim_threshold_bytes=10)
+    small = plan_reply_messages(replies, link_max_bytes={}, claim_threshold_bytes=10)
     assert all(plan.body is None for plan in small)
 
 
@@ -210,3 +211,51 @@ async def test_items_replies_share_reply_batch_messages_in_both_runtimes(
         assert len(plain.messages) == items and all(count == 1 for *_, count in plain.messages)
         assert REPLY_BATCH_CONTENT_TYPE not in plain.content_types
     assert found["worker"] == found["functions"] and labels["worker"] == labels["functions"]
+
+
+async def test_the_sender_splits_by_the_links_max_size_and_fails_a_shared_message_for_all(bus: Any) -> None:
+    """On the local bus: a queue of 4 KiB messages gets several reply-batch messages, each within
+    it, carrying every reply once; a queue that does not exist refuses every reply of one."""
+    from azure.servicebus import ServiceBusReceiveMode
+    from azure.servicebus.aio import ServiceBusClient
+
+    from qscore.contracts import ReplyError
+    from qscore.transport import ReplySender
+
+    small_queue, batch_id = "test-small", f"rb-split-{uuid.uuid4().hex[:8]}"  # 4 KiB messages
+
+    def reply(index: int) -> ScoreReply:
+        error = ReplyError(code=ErrorCode.BAD_SHAPE, message="x" * 700)
+        return ScoreReply(
+            request_id=f"{batch_id}/{index}", model="digits", status=ReplyStatus.ERROR, error=error
+        )
+
+    address = ReplyAddress(small_queue, reply_batch=batch_id)
+    async with ServiceBusClient.from_connection_string(bus.connection_string) as client:
+        sender = ReplySender(client)
+        try:
+            failures = await sender.deliver([(address, reply(index)) for index in range(10)])
+            gone = replace(address, queue="no-such-queue")
+            refused = await sender.deliver([(gone, reply(index)) for index in range(3)])
+        finally:
+            await sender.close()
+        received: list[tuple[int, list[str]]] = []
+        receiver = client.get_queue_receiver(
+            small_queue, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        )
+        async with receiver:  # the queue is shared with other tests: count only this test's
+            while sum(len(ids) for _, ids in received) < 10 and (
+                batch := await receiver.receive_messages(20, max_wait_time=3)
+            ):
+                for message in batch:
+                    body = b"".join(message.body)
+                    if message.correlation_id == batch_id:
+                        ids = [each.request_id for each in decode_reply_batch(body)]
+                        received.append((len(body), ids))
+                    elif str(message.correlation_id).startswith(f"{batch_id}/"):  # one left alone
+                        received.append((len(body), [ScoreReply.model_validate_json(body).request_id]))
+    assert failures == [None] * 10
+    assert sorted(i for _, ids in received for i in ids) == sorted(f"{batch_id}/{i}" for i in range(10))
+    assert len(received) > 1 and all(size <= 4096 for size, _ in received), received
+    assert all(failure is not None and failure.permanent for failure in refused)
+    assert len({failure.detail for failure in refused if failure}) == 1  # one message: one refusal
