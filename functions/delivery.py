@@ -24,7 +24,7 @@ from functions.retry import policy_delay_s
 from functions.runtime import ScoringRuntime
 from functions.steps import Addressed, error_for, finish_timings, load_members, reply_queue_of
 from qscore.contracts import ContractViolation, ErrorCode, ReplyStatus, ScoreReply, accepts_binary_reply
-from qscore.scoring import undeliverable
+from qscore.scoring import reply_batch_of, undeliverable
 from qscore.transport import ReplyAddress
 from qscore.transport.failures import FailureRecord
 
@@ -144,6 +144,8 @@ async def send_replies(
                 message.traceparent,
                 message.deadline,
                 binary_reply=accepts_binary_reply(message.accept),
+                # The core's rule: a request-batch message's items share reply-batch messages.
+                reply_batch=reply_batch_of(message.item_of, message.accept),
             ),
         )
         for message, queue, reply in queued

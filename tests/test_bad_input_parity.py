@@ -310,6 +310,7 @@ async def test_request_batch_items_get_the_same_outcome_in_both_runtimes(
             records = [r for r in await failures.entries(source=Source.FAILURES) if r.message_id in promised]
             await replies.collect(answered, timeout_s=30, settle_s=0.5)
         await replies.close()
+        assert all(count == 1 for *_, count in replies.messages), runtime  # no opt-in: one reply each
         found = batch_outcomes(records, replies.replies)
         assert {key: outcome[:2] for key, outcome in found.items()} == promised, runtime
         outcomes.append(found)

@@ -19,7 +19,11 @@ elsewhere consults what that function owns:
 - the trace context of a request: the `traceparent`/`tracestate` keys are read only from what
   `trace_carrier` (qscore/telemetry/propagation.py) returns (any case of the name, and Azure's
   `Diagnostic-Id`, which is named nowhere else), or from a carrier our own span was just
-  injected into (`inject_trace_context`).
+  injected into (`inject_trace_context`);
+- the reply-batch form: whether a request-batch message's items share reply messages
+  (`accepts_reply_batch`) is asked only by `reply_batch_of` (qscore/scoring/envelope.py), and
+  which replies share one (`reply_messages`) only by the reply sender's `plan_reply_messages`
+  (qscore/transport/reply_batches.py), which both runtimes send through.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ ENVELOPE_CODES = {
     "UNREADABLE_PROPERTIES",
 }
 TRACE_OWNER = "qscore/telemetry/propagation.py"
+# The reply-batch rules (defined in qscore/contracts/reply_batch.py) and their one caller each.
+REPLY_BATCH_CALLERS = {
+    "accepts_reply_batch": ENVELOPE_OWNER,
+    "reply_messages": "qscore/transport/reply_batches.py",
+}
 REQUEST_DECODERS = {"decode_request", "decode_binary_request"}
 DECODER_USERS = {"qscore/scoring/prepare.py", "functions/http_api.py"}
 TRACE_KEYS = {"traceparent", "tracestate"}
@@ -163,6 +172,10 @@ def _node_problems(name: str, node: ast.AST, docstrings: set[int]) -> list[str]:
     imported = {alias.name for alias in node.names} if isinstance(node, ast.ImportFrom) else set()
     if imported & REQUEST_DECODERS and name not in DECODER_USERS and not name.startswith("qscore/contracts/"):
         found.append(f"{where} imports a request decoder (the preparer's)")
+    called = _called(node) if isinstance(node, ast.Call) else None
+    owner = REPLY_BATCH_CALLERS.get(called or "")
+    if owner is not None and name != owner and not name.startswith("qscore/contracts/"):
+        found.append(f"{where} calls {called} ({owner}'s)")
     text = node.value if isinstance(node, ast.Constant) and id(node) not in docstrings else None
     if isinstance(text, str) and text.lower() == "diagnostic-id" and name != TRACE_OWNER:
         found.append(f"{where} names Diagnostic-Id (trace_carrier reads it)")
@@ -207,6 +220,8 @@ SEEDED = {
     "trace": "def f(message):\n    return message.application_properties.get('traceparent')\n",
     "diagnostic": "KEY = 'Diagnostic-Id'\n",
     "decode": "def f(body):\n    return contracts.decode_request(body).model\n",
+    "reply_batch": "def f(message):\n    return accepts_reply_batch(message.accept)\n",
+    "reply_messages": "def f(keys):\n    return reply_batch.reply_messages(keys, entry_of=g)\n",
 }
 
 

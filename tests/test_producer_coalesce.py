@@ -116,3 +116,5 @@ async def test_concurrent_score_calls_share_messages_and_each_gets_its_own_outco
     # By default score() raises the error reply's code at once (issue 24), not a timeout.
     assert isinstance(raised, ScoringError) and raised.code == ErrorCode.BAD_SHAPE, raised
     assert state.counters.get("received", 0) < len(pixels)  # the calls shared messages
+    # ... and their replies shared reply-batch messages (the producer asks for them).
+    assert producer.stats.reply_messages < producer.stats.replied, producer.stats

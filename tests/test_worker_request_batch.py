@@ -72,6 +72,7 @@ async def test_bad_items_get_their_own_error_and_batch_mates_are_scored(
         dead = await dead_letters(bus.connection_string, fresh_queue, wait_s=0.5)
     assert all(len(each) == 1 for each in replies.replies.values()), replies.replies
     assert set(replies.replies) == {item["request_id"] for item in items}
+    assert len(replies.messages) == len(items)  # not asked for reply-batch messages: one reply each
     for name in ("good-0", "good-1", "good-2"):
         reply = replies.first(name)
         assert reply.status == ReplyStatus.OK

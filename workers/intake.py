@@ -36,6 +36,7 @@ from qscore.scoring import (
     model_named_in,
     rejection_disposition,
     reply_address_of,
+    reply_batch_of,
     unreadable_properties,
 )
 from qscore.transport import (
@@ -186,6 +187,8 @@ class Intake:
             await self._settler.dead_letter(message, violation)
             return
         parent = BatchedMessage(message, pending=len(decoded))
+        # The core's rule: whether the items' replies to one session share reply-batch messages.
+        reply_batch = reply_batch_of(str(message.message_id), envelope.accept)
         failed: list[tuple[MessageItem, ContractViolation]] = []
         unavailable: list[MessageItem] = []
         for each in decoded:
@@ -193,6 +196,7 @@ class Intake:
                 address.queue,
                 each.reply_to_session_id or address.session_id,
                 binary_reply=address.binary_reply,
+                reply_batch=reply_batch,
             )
             item = MessageItem(parent, each.request_id, item_address, each.model)
             if each.request is None:

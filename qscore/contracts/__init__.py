@@ -41,6 +41,13 @@ from qscore.contracts.messages import (
     Timings,
 )
 from qscore.contracts.model_spec import ModelSpec, TensorSpec
+from qscore.contracts.reply_batch import (
+    REPLY_BATCH_CONTENT_TYPE,
+    ScoreReplyBatch,
+    accepts_reply_batch,
+    decode_reply_batch,
+    is_reply_batch,
+)
 from qscore.contracts.validation import check_deadline, decode_request, request_arrays
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "HEADER_LENGTH_PROPERTY",
     "MAX_BATCH_ITEMS",
     "PRODUCTION_LABEL",
+    "REPLY_BATCH_CONTENT_TYPE",
     "REPLY_CONTENT_TYPE",
     "REQUEST_BATCH_CONTENT_TYPE",
     "REQUEST_CONTENT_TYPE",
@@ -66,17 +74,20 @@ __all__ = [
     "ReplyError",
     "ReplyStatus",
     "ScoreReply",
+    "ScoreReplyBatch",
     "ScoreRequest",
     "ScoreRequestBatch",
     "Tensor",
     "TensorSpec",
     "Timings",
     "accepts_binary_reply",
+    "accepts_reply_batch",
     "binary_request_arrays",
     "check_deadline",
     "decode_batch",
     "decode_binary_reply",
     "decode_binary_request",
+    "decode_reply_batch",
     "decode_request",
     "encode_binary_reply",
     "encode_binary_request",
@@ -84,5 +95,6 @@ __all__ = [
     "is_batch_content_type",
     "is_binary_reply",
     "is_binary_request",
+    "is_reply_batch",
     "request_arrays",
 ]

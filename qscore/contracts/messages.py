@@ -199,11 +199,13 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     """The published JSON Schema documents, keyed by file name."""
     from qscore.contracts.batch import ScoreRequestBatch  # it builds on the models above
     from qscore.contracts.binary import BinaryReplyHeader, BinaryRequestHeader
+    from qscore.contracts.reply_batch import ScoreReplyBatch
 
     return {
         "score-request.v1.json": ScoreRequest.model_json_schema(),
         "score-request-batch.v1.json": ScoreRequestBatch.model_json_schema(),
         "score-reply.v1.json": ScoreReply.model_json_schema(),
+        "score-reply-batch.v1.json": ScoreReplyBatch.model_json_schema(),
         "score-request-binary-header.v1.json": BinaryRequestHeader.model_json_schema(),
         "score-reply-binary-header.v1.json": BinaryReplyHeader.model_json_schema(),
     }

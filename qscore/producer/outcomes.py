@@ -81,6 +81,7 @@ class ProducerStats:
     late: int = 0  # a reply for a request that had already timed out
     stray: int = 0  # a reply on our session for no request we know (e.g. an earlier run)
     malformed: int = 0  # a reply body that is not a ScoreReply
+    reply_messages: int = 0  # reply messages read (a reply-batch message carries several replies)
 
     @property
     def pending(self) -> int:

@@ -24,7 +24,7 @@ from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from qscore.claimcheck import ClaimCheckSettings
-from qscore.contracts import BINARY_REPLY_CONTENT_TYPE
+from qscore.contracts import BINARY_REPLY_CONTENT_TYPE, REPLY_BATCH_CONTENT_TYPE
 from qscore.producer.claims import ProducerClaims
 from qscore.producer.coalesce import Coalescer, PendingCall
 from qscore.producer.collector import ReplyCollector
@@ -336,8 +336,16 @@ class ScoringProducer:
             reply_to=self.settings.reply_queue,
             reply_to_session_id=self.settings.session_id,
             traceparent=traceparent,
-            accept=self._accept,
+            accept=self._batch_accept,
         )
+
+    @property
+    def _batch_accept(self) -> str:
+        """The `accept` property of our request-batch messages: the items' replies to our session
+        in reply-batch messages (fewer messages: the broker's cost is per message), and a reply
+        that goes alone in the form `_accept` asks for."""
+        single = self._accept
+        return REPLY_BATCH_CONTENT_TYPE if single is None else f"{REPLY_BATCH_CONTENT_TYPE}, {single}"
 
     @property
     def _accept(self) -> str | None:

@@ -13,6 +13,7 @@ from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusRe
 from azure.servicebus.exceptions import ServiceBusError
 from pydantic import ValidationError
 
+from qscore.contracts import ScoreReply, decode_reply_batch, is_reply_batch
 from qscore.producer.claims import ProducerClaims
 from qscore.producer.collector import ReplyCollector
 from qscore.producer.outcomes import body_bytes, parse_reply
@@ -117,15 +118,25 @@ class ReplySession:
             return None
 
     def _accept(self, message: ServiceBusReceivedMessage, received_at: float, body: bytes | None) -> None:
+        self._collector.stats.reply_messages += 1
         try:
             if body is None:
                 raise ValueError("no body")
+            if is_reply_batch(message.content_type):  # several items' replies: each by its request id
+                for reply in decode_reply_batch(body):
+                    self._replied(message, reply.request_id, reply, received_at)
+                return
             reply = parse_reply(body, content_type=message.content_type, header_length=header_length(message))
         except (ValidationError, ValueError):
             log.warning("dropping a reply that is not a ScoreReply (message id %s)", message.message_id)
             self._collector.on_malformed()
             return
+        self._replied(message, message.correlation_id, reply, received_at)
+
+    def _replied(
+        self, message: ServiceBusReceivedMessage, correlation: str | None, reply: ScoreReply, at: float
+    ) -> None:
         reply_received(
             message.application_properties, queue=self._settings.reply_queue, request_id=reply.request_id
         )
-        self._collector.on_reply(message.correlation_id, reply, received_at=received_at)
+        self._collector.on_reply(correlation, reply, received_at=at)

@@ -23,6 +23,7 @@ from qscore.scoring.envelope import (
     check_envelope,
     inference_violation,
     reply_address_of,
+    reply_batch_of,
     undeliverable,
     unreadable_properties,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "outcome_of_reply",
     "rejection_disposition",
     "reply_address_of",
+    "reply_batch_of",
     "score_group",
     "score_shadow",
     "shadow_groups",

@@ -18,6 +18,7 @@ from qscore.contracts import (
     ContractViolation,
     ErrorCode,
     accepts_binary_reply,
+    accepts_reply_batch,
     is_batch_content_type,
 )
 from qscore.transport.replies import ReplyAddress
@@ -138,6 +139,16 @@ def check_envelope(envelope: RequestEnvelope, policy: ReplyPolicy) -> ReplyAddre
     address = reply_address_of(envelope, policy)
     check_content_type(envelope)
     return address
+
+
+def reply_batch_of(batch_message_id: str | None, accept: str | None) -> str | None:
+    """For an item of a request-batch message (`batch_message_id`; None for a single request):
+    the id its reply's address carries (`ReplyAddress.reply_batch`) when the message's `accept`
+    asked for reply-batch messages, so its batch-mates' replies to the same session share
+    messages (qscore.contracts.reply_batch); None otherwise: one reply message per item."""
+    if batch_message_id is None or not accepts_reply_batch(accept):
+        return None
+    return batch_message_id
 
 
 def unreadable_properties(detail: str) -> ContractViolation:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import ScoreReply
+from qscore.contracts.reply_batch import ReplyMessagePlan
+from qscore.transport.reply_batches import DEFAULT_LINK_MAX_BYTES, plan_reply_messages, reply_batch_message
 from qscore.transport.reply_messages import (
     BatchPacker,
     PreparedReply,
@@ -45,6 +47,10 @@ class ReplyAddress:
     deadline: float | None = None  # the request's deadline (epoch s): it sets the reply's time-to-live
     # The request asked for its reply in the binary form (its `accept` property, docs/contract.md).
     binary_reply: bool = False
+    # For an item of a request-batch message that asked for reply-batch messages: that message's
+    # id (`qscore.scoring.reply_batch_of`). Its batch-mates' replies to the same queue and session
+    # sent in one delivery share reply-batch messages (qscore.contracts.reply_batch).
+    reply_batch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,7 @@ class ReplySender:
         self._claims = claims  # replies over its threshold go by reference
         self._send_timeout_s = send_timeout_s
         self._senders: dict[str, LinkPool[ServiceBusSender]] = {}
+        self._link_max_bytes: dict[str, int] = {}  # per reply queue, once its link told it
 
     async def send(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> None:
         """Send all replies; returns once the broker has accepted every one (ReplySendError otherwise)."""
@@ -173,9 +180,18 @@ class ReplySender:
         """Send all replies; per reply (same order): None when the broker accepted it, else why not."""
         results: list[SendFailure | None] = [None] * len(replies)
         by_queue: dict[str, Indexed] = defaultdict(list)
-        for index, (address, reply) in enumerate(replies):
+        # A reply message is known by its first reply's index; `shared` lists the others of
+        # a reply-batch message, whose outcome is theirs too.
+        shared: dict[int, list[int]] = {}
+        for plan in await self._plans(replies):
+            index = plan.indexes[0]
+            address, reply = replies[index]
             try:
-                message = await self._message(address, reply)
+                if plan.body is None:
+                    message = await self._message(address, reply)
+                else:
+                    message = self._batch_message([replies[each][0] for each in plan.indexes], plan.body)
+                    shared[index] = plan.indexes[1:]
             except ClaimStoreUnavailable as exc:  # may pass: the request is redelivered
                 results[index] = SendFailure(False, f"reply by reference: {exc}")
                 continue
@@ -185,7 +201,43 @@ class ReplySender:
         for outcome in outcomes:
             for index, failure in outcome.items():
                 results[index] = failure
+                for other in shared.get(index, ()):
+                    results[other] = failure
         return results
+
+    async def _plans(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> list[ReplyMessagePlan]:
+        # A reply-batch body fits its link's max message size and stays under the claim-check
+        # threshold, so it always goes inline.
+        queues = {address.queue for address, _ in replies if address.reply_batch}
+        limits = {queue: await self._link_max(queue) for queue in queues}  # known after the first
+        threshold = None if self._claims is None else self._claims.threshold_bytes
+        return plan_reply_messages(replies, link_max_bytes=limits, claim_threshold_bytes=threshold)
+
+    async def _link_max(self, queue: str) -> int:
+        """The max message size of `queue`'s sender link (opened for it now, the first time)."""
+        known = self._link_max_bytes.get(queue)
+        if known is None:
+            try:
+                async with self._sender(queue).use() as sender:
+                    batch = await sender.create_message_batch()
+            except Exception:  # the send that follows reports why (queue not found, ...)
+                return DEFAULT_LINK_MAX_BYTES
+            known = int(getattr(batch, "max_size_in_bytes", 0) or DEFAULT_LINK_MAX_BYTES)
+            # The batch limit is the SDK's; the entity's own max message size may be smaller.
+            from qscore.transport import sdk_hooks
+
+            entity_max = getattr(sender, "_max_message_size_on_link", None)
+            if isinstance(entity_max, int) and entity_max > 0:
+                known = min(known, entity_max)
+            else:
+                sdk_hooks.fallback("sender.max_message_size")
+            self._link_max_bytes[queue] = known
+        return known
+
+    def _batch_message(self, addresses: Sequence[ReplyAddress], body: bytes) -> PreparedReply:
+        deadlines = [address.deadline for address in addresses]  # the longest-lived reply's
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        return reply_batch_message(addresses[0], body, time_to_live_s=self._lifetime.seconds(deadline))
 
     async def _message(self, address: ReplyAddress, reply: ScoreReply) -> PreparedReply:
         ttl_s = self._lifetime.seconds(address.deadline)

@@ -62,6 +62,14 @@ HOOKS: tuple[SdkHook, ...] = (
         "those hooks report unavailable and take their fallbacks",
     ),
     SdkHook(
+        "sender.max_message_size",
+        "azure.servicebus.aio:ServiceBusSender",
+        "_max_message_size_on_link",
+        "size reply-batch messages to the entity's max message size (the link's, on attach)",
+        "reply-batch bodies sized to the batch limit (max_size_in_bytes): on an entity with a "
+        "smaller limit a body over it is refused, and its replies dead-lettered reply_undeliverable",
+    ),
+    SdkHook(
         "receiver.settle_via_mgmt_link",
         _RECEIVER,
         "_settle_message_via_mgmt_link",
