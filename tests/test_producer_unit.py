@@ -108,6 +108,16 @@ async def test_collector_times_out_and_counts_late_replies() -> None:
     assert collector.pending_count == 0 and collector.stream_idle
 
 
+async def test_collector_times_out_a_reply_past_its_deadline_before_the_tick() -> None:
+    collector = ReplyCollector()
+    waiter: asyncio.Future = asyncio.get_running_loop().create_future()
+    collector.track("short", sent_at=0.0, timeout_s=0.001, waiter=waiter)
+    collector.on_reply("short", _reply("short"), received_at=0.013)  # no expire() call in between
+    outcome = waiter.result()
+    assert outcome.kind is OutcomeKind.TIMED_OUT and outcome.reply is None
+    assert (collector.stats.timed_out, collector.stats.late, collector.stats.replied) == (1, 1, 0)
+
+
 async def test_collector_stream_waits_for_pending_outcome() -> None:
     collector = ReplyCollector()
     collector.track("x", sent_at=0.0, timeout_s=60)

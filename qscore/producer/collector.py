@@ -76,6 +76,13 @@ class ReplyCollector:
         if pending is None:
             self._count_unmatched(request_id)
             return
+        if received_at >= pending.expires_at:
+            # Past its own timeout, before the expiry tick came round (a reply-batch message can
+            # carry it beside batch-mates that are in time): timed out, and this reply is late.
+            self.stats.timed_out += 1
+            self._finish(request_id, pending, OutcomeKind.TIMED_OUT, pending.expires_at, None)
+            self._count_unmatched(request_id)
+            return
         self.stats.replied += 1
         self._finish(request_id, pending, OutcomeKind.REPLIED, received_at, reply)
 
