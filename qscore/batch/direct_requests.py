@@ -13,15 +13,14 @@ through the same `classify`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from qscore.contracts.model_spec import BYTES, NUMPY_TO_TRITON, numpy_dtype
-from qscore.inference.client import InferResult
-from qscore.inference.errors import InferenceRejected, InferenceUnavailable, classify
+from qscore.inference.client import InferResult, infer_in_parts
+from qscore.inference.errors import InferenceUnavailable, classify
 
 MAX_MESSAGE_BYTES = 2**31 - 1  # as tritonclient's channel: the model's limits apply, not gRPC's
 
@@ -65,22 +64,9 @@ class RawRequests:
     ) -> InferResult:
         """As `TritonClient.infer`: rows above `max_batch_size` go as concurrent requests of
         `max_batch_size` rows, their outputs joined in order."""
-        rows = {len(array) for array in inputs.values()}
-        if len(rows) != 1:
-            raise InferenceRejected(f"inputs disagree on batch size: {sorted(rows)}")
-        batch = rows.pop()
-        if max_batch_size <= 0 or batch <= max_batch_size:
-            return await self._once(model, inputs, version, outputs)
-        parts = await asyncio.gather(
-            *(
-                self._once(
-                    model, {k: v[start : start + max_batch_size] for k, v in inputs.items()}, version, outputs
-                )
-                for start in range(0, batch, max_batch_size)
-            )
+        return await infer_in_parts(
+            inputs, max_batch_size, lambda part: self._once(model, part, version, outputs)
         )
-        joined = {name: np.concatenate([p.outputs[name] for p in parts]) for name in parts[0].outputs}
-        return InferResult(outputs=joined, model_version=parts[0].model_version)
 
     async def _once(
         self, model: str, inputs: dict[str, np.ndarray], version: str, outputs: Sequence[str] | None

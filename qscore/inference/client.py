@@ -45,6 +45,29 @@ class InferResult:
     model_version: str
 
 
+async def infer_in_parts(
+    inputs: dict[str, np.ndarray],
+    max_batch_size: int,
+    infer_once: Callable[[dict[str, np.ndarray]], Awaitable[InferResult]],
+) -> InferResult:
+    """Rows above `max_batch_size` go as concurrent requests of `max_batch_size` rows (Triton
+    refuses more), their outputs joined in order; inputs that disagree on rows are refused."""
+    rows = {len(array) for array in inputs.values()}
+    if len(rows) != 1:
+        raise InferenceRejected(f"inputs disagree on batch size: {sorted(rows)}")
+    batch = rows.pop()
+    if max_batch_size <= 0 or batch <= max_batch_size:
+        return await infer_once(inputs)
+    parts = await asyncio.gather(
+        *(
+            infer_once({k: v[start : start + max_batch_size] for k, v in inputs.items()})
+            for start in range(0, batch, max_batch_size)
+        )
+    )
+    joined = {name: np.concatenate([p.outputs[name] for p in parts]) for name in parts[0].outputs}
+    return InferResult(outputs=joined, model_version=parts[0].model_version)
+
+
 class TritonClient:
     """Async client for one Triton server. Create one per process and share it."""
 
@@ -146,23 +169,10 @@ class TritonClient:
 
         `timeout_s` shortens the client's timeout for this call (a request's remaining deadline)."""
         timeout = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
-        rows = {len(array) for array in inputs.values()}
-        if len(rows) != 1:
-            raise InferenceRejected(f"inputs disagree on batch size: {sorted(rows)}")
-        batch = rows.pop()
         limit = (await self.model_spec(model)).max_batch_size
-        if limit <= 0 or batch <= limit:
-            return await self._infer_once(model, inputs, version, outputs, timeout)
-        parts = await asyncio.gather(
-            *(
-                self._infer_once(
-                    model, {k: v[start : start + limit] for k, v in inputs.items()}, version, outputs, timeout
-                )
-                for start in range(0, batch, limit)
-            )
+        return await infer_in_parts(
+            inputs, limit, lambda part: self._infer_once(model, part, version, outputs, timeout)
         )
-        joined = {name: np.concatenate([p.outputs[name] for p in parts]) for name in parts[0].outputs}
-        return InferResult(outputs=joined, model_version=parts[0].model_version)
 
     async def _infer_once(
         self,
