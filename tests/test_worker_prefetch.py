@@ -180,3 +180,57 @@ async def test_slow_model_with_a_large_prefetch_scores_each_request_once(
     assert backend.calls == count  # nothing scored twice
     counts = (await queue_counts(bus.connection_string))[SHORT_LOCK_QUEUE]
     assert (counts.active, counts.locked) == (0, 0)
+
+
+def test_a_window_taken_whole_doubles_between_samples(clock: FakeClock) -> None:
+    window = PrefetchWindow(ceiling=512)
+    window.received(1, buffered=0, room=1000)
+    window.received(2, buffered=0, room=1000)
+    assert window.size == 4
+    window.received(4, buffered=1, room=1000)  # some left in the buffer: the worker set the pace
+    window.received(3, buffered=0, room=1000)  # less than the window came
+    window.received(4, buffered=0, room=5)  # no room in the held set for as much again
+    assert window.size == 4
+    for _ in range(5):
+        window.received(window.size, buffered=0, room=1000)
+    assert window.size == 16  # the floor, until the rate is measured
+
+
+def test_doubling_stops_at_the_lock_rule(clock: FakeClock) -> None:
+    window = PrefetchWindow(ceiling=512)
+    window.lock_s = 2.0
+    _run(window, clock, rate=10, seconds=3)
+    for _ in range(5):
+        window.received(window.size, buffered=0, room=1000)
+    assert window.size == 5  # 10 msg/s x 2 s x 0.25, as the sampled window
+
+
+class FakeLink:
+    def __init__(self, credit: int) -> None:
+        self.current_link_credit = credit
+        self.flows: list[int] = []
+
+    async def flow(self, *, link_credit: int) -> None:
+        self.flows.append(link_credit)
+        self.current_link_credit = link_credit
+
+
+def _receiver(credit: int, buffered: int) -> Any:
+    from queue import Queue
+
+    messages: Queue[int] = Queue()
+    for index in range(buffered):
+        messages.put(index)
+    return SimpleNamespace(_handler=SimpleNamespace(_link=FakeLink(credit), _received_messages=messages))
+
+
+async def test_link_credit_is_topped_up_once_half_the_window_is_used() -> None:
+    from qscore.transport.receiving import top_up_link_credit
+
+    receiver = _receiver(credit=60, buffered=0)
+    assert not await top_up_link_credit(receiver, 100)  # more than half still coming
+    receiver = _receiver(credit=30, buffered=10)
+    assert await top_up_link_credit(receiver, 100)
+    assert receiver._handler._link.flows == [90]  # buffered + credit = the window, never more
+    receiver = _receiver(credit=0, buffered=100)
+    assert not await top_up_link_credit(receiver, 100)  # the buffer holds the window already

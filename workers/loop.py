@@ -21,7 +21,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from qscore.batching import BatchPolicy, MicroBatcher
 from qscore.scoring import InferenceBackend, ReadinessProbe, RequestPreparer, SpecCache
 from qscore.transport import ReplySender
-from qscore.transport.receiving import receive_ready, set_further_pull
+from qscore.transport.receiving import buffered_count, receive_ready, set_further_pull, top_up_link_credit
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
 from workers.claims import WorkerClaims
@@ -328,6 +328,8 @@ class ReceiveLoop:
                 await self._sleep_unless_stopped(0.05)
                 continue
             try:
+                if self.settings.prefetch > 0:  # the next window on its way while this one is taken
+                    await top_up_link_credit(receiver, self.window.size)
                 messages = await receive_ready(receiver, max_count=batch_size, wait_s=wait_s)
             except Exception as exc:  # connection lost, or the SDK shut the receiver down
                 pause = self.broker_backoff.failure(f"receive: {exc!r}")
@@ -336,6 +338,8 @@ class ReceiveLoop:
             self.broker_backoff.success()
             if messages:
                 held.add(messages)
+                if self.settings.prefetch > 0:
+                    self.window.received(len(messages), buffered=buffered_count(receiver), room=held.room)
                 await self._middleware.after_receive(lane.queue, messages)
                 self.window.observe_lock(messages)
                 self.state.count("received", len(messages))

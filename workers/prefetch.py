@@ -19,7 +19,13 @@ halved queue wait). The round trip is the measured one of the worker's settlemen
 rate x 0.1 s let only that much arrive per round trip: at 50 ms, a third of the loopback rate.
 
 The lock rule wins over the floor. Until the first measurement the window is 1 (a slow start:
-nothing is known about the model yet); it grows within a sample or two under load. The rate is
+nothing is known about the model yet). Between samples it also grows the way TCP's slow start
+does: a receive that took the whole window at once, with nothing left buffered and room in the
+held set for as much again, says the window, not the worker, set the pace, so it doubles, up to
+FLOOR until the rate is measured and the lock rule after. Growing only once per SAMPLE_S, from
+a rate the small window itself held down, took 1.5 s to reach the rate of a drain with the bus
+5 ms away: a quarter of a 3,000-message drain ran at a fraction of its speed
+(`python -m qscore_tools.bench.drain`, docs/benchmarks.md). The rate is
 finished messages (completed or dead-lettered) per second of time the worker held work, so idle
 time does not drag it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
 lower one smoothed, and is kept while idle.
@@ -71,6 +77,18 @@ class PrefetchWindow:
 
     def finished(self, count: int) -> None:
         self._finished += count
+
+    def received(self, count: int, *, buffered: int, room: int) -> None:
+        """A receive took `count` messages, left `buffered` in the SDK's buffer, and the held set
+        has `room` left: double the window if it was all taken at once and there is room for it."""
+        if self.ceiling == 0 or count < self.size or buffered or room < 2 * self.size:
+            return
+        cap = self.floor if self.rate is None else self.ceiling
+        if self.rate is not None and self.lock_s is not None:
+            cap = min(cap, max(1, int(self.rate * self.lock_s * LOCK_FRACTION)))
+        grown = min(self.ceiling, cap, 2 * self.size)
+        if grown > self.size:
+            self.size = grown
 
     def tick(self, *, held: int, round_trip_s: float | None = None) -> int:
         """Account the time since the last tick; re-size once per SAMPLE_S; returns the size.

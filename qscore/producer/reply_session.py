@@ -20,7 +20,7 @@ from qscore.producer.outcomes import body_bytes, parse_reply
 from qscore.producer.settings import ProducerSettings
 from qscore.producer.tracing import reply_received
 from qscore.transport.received import header_length
-from qscore.transport.receiving import receive_ready, set_further_pull
+from qscore.transport.receiving import receive_ready, set_further_pull, top_up_link_credit
 from qscore.transport.settlement import top_up_management_credit
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,9 @@ class ReplySession:
         return receiver
 
     async def _receive_some(self, receiver: ServiceBusReceiver) -> None:
+        # The next replies on their way while these are read (the SDK grants credit again only
+        # once all of it is used: a round trip with nothing coming, per `prefetch` replies).
+        await top_up_link_credit(receiver, self._settings.prefetch)
         messages = await receive_ready(
             receiver, max_count=self._settings.receive_batch_size, wait_s=self._settings.receive_wait_s
         )
