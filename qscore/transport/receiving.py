@@ -59,7 +59,7 @@ async def top_up_link_credit(receiver: Any, window: int) -> bool:
     link = getattr(handler, "_link", None)
     credit = getattr(link, "current_link_credit", None)
     if link is None or not isinstance(credit, int):
-        sdk_hooks.fallback("client.link")
+        sdk_hooks.fallback("client.link" if link is None else "link.current_link_credit")
         return False
     buffered = buffered_count(receiver)
     if window < 1 or credit + buffered > window // 2 or credit >= window - buffered:

@@ -191,8 +191,8 @@ HOOKS: tuple[SdkHook, ...] = (
         "link.current_link_credit",
         "azure.servicebus._pyamqp.aio._link_async:Link",
         "current_link_credit",
-        "read how much response credit a management link has left",
-        "no top-up (as for client.mgmt_links)",
+        "read how much credit a link has left (management response links; the receiving link's top-up)",
+        "no top-up (as for client.mgmt_links); receive credit only once all of it is used",
     ),
     SdkHook(
         "stream_reader.buffer",
