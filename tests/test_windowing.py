@@ -145,3 +145,23 @@ def test_batch_slots_add_the_batches_waiting_on_the_broker() -> None:
         started += 5000
         limit = slots.tick(started, broker_wait_s=0.5)
     assert limit == 4 * MAX_FACTOR
+
+
+def test_batch_slots_go_straight_to_the_setting_scoring_when_batches_wait_on_the_broker() -> None:
+    clock = FakeClock()
+    slots = BatchSlots(4, clock=clock)
+    # 4 slots full, 20 batches/s: each holds its slot 0.2 s, 0.15 s of it on the broker (f = 0.75),
+    # so one batch is scoring; 4 scoring needs 4 / (1 - 0.75) = 16 slots, at once.
+    slots.tick(0, broker_wait_s=0.15, in_flight=4)
+    clock.now += 0.5
+    assert slots.tick(10, broker_wait_s=0.15, in_flight=4) == 16
+    # Triton binds: 0.5 s a batch in its slot, 0.01 s of it on the broker: the setting is enough.
+    triton_bound = BatchSlots(4, clock=clock)
+    triton_bound.tick(0, broker_wait_s=0.01, in_flight=4)
+    clock.now += 0.5
+    assert triton_bound.tick(4, broker_wait_s=0.01, in_flight=4) == 5  # 4 + ceil(8 x 0.01)
+    # Everything on the broker (f >= 1): the most the bound allows.
+    on_broker = BatchSlots(4, clock=clock)
+    on_broker.tick(0, broker_wait_s=0.5, in_flight=4)
+    clock.now += 0.5
+    assert on_broker.tick(10, broker_wait_s=0.5, in_flight=4) == 4 * MAX_FACTOR

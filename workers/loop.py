@@ -296,7 +296,9 @@ class ReceiveLoop:
         """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
         held, receiver = lane.held, lane.receiver
         broker_wait_s = (lane.settler.round_trip_s or 0.0) + (self._replies.round_trip_s or 0.0)
-        limit = lane.slots.tick(lane.batcher.started, broker_wait_s)
+        batcher = lane.batcher  # batches holding a slot: those counted in flight, less any queued
+        running = min(batcher.in_flight_batches, batcher.max_in_flight)
+        limit = lane.slots.tick(batcher.started, broker_wait_s, running)
         if limit != lane.batcher.max_in_flight:
             lane.batcher.resize_in_flight(limit)
         size = held.room

@@ -11,7 +11,17 @@ broker at the measured batch rate:
 
 within [setting, setting x MAX_FACTOR]. A limit that holds the rate down still grows: the
 extra slots are a share of the limit (round trip / time a batch holds its slot), so it climbs
-geometrically to the point where the setting's worth of batches is scoring.
+geometrically to the point where the setting's worth of batches is scoring. That climb took
+seconds where a batch spends most of its slot time on the broker (with the bus 25 ms away,
+a fresh worker's limit was still 6-7 at the end of a 2,000-message drain while hundreds of
+messages waited for a slot), so given the batches in flight the bound also goes straight to
+that point: a batch holds its slot for in-flight / rate seconds (Little's law), of which the
+share f = rate x round trip / in-flight waits on the broker, so
+
+    limit >= ceil(setting / (1 - f))     (f >= 1: setting x MAX_FACTOR)
+
+keeps the setting's worth scoring. Where Triton binds, a batch's slot time is mostly Triton's
+and f is small: the bound stays near the setting.
 """
 
 from __future__ import annotations
@@ -35,18 +45,31 @@ class BatchSlots:
         self._clock = clock
         self._sample_started = clock()
         self._started_before = 0
+        self._in_flight = 0  # batches in flight at the last tick (None given: not tracked)
+        self._in_flight_s = 0.0  # batch-seconds in flight this sample
+        self._last_tick = self._sample_started
 
-    def tick(self, started: int, broker_wait_s: float) -> int:
+    def tick(self, started: int, broker_wait_s: float, in_flight: int | None = None) -> int:
+        """`started`: batches started so far; `in_flight`: batches holding a slot now."""
         now = self._clock()
+        if in_flight is not None:
+            self._in_flight_s += self._in_flight * (now - self._last_tick)
+            self._in_flight = in_flight
+        self._last_tick = now
         elapsed = now - self._sample_started
         if elapsed < SAMPLE_S:
             return self.limit
         sample = (started - self._started_before) / elapsed
-        self._started_before, self._sample_started = started, now
+        average_in_flight = self._in_flight_s / elapsed
+        self._started_before, self._sample_started, self._in_flight_s = started, now, 0.0
         if sample == 0:  # idle: keep the last bound
             return self.limit
         smoothed = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
         self.rate = max(sample, smoothed)  # up at once, down smoothed (as workers/prefetch.py)
-        waiting = math.ceil(self.rate * broker_wait_s)
-        self.limit = min(self.setting * MAX_FACTOR, self.setting + waiting)
+        ceiling = self.setting * MAX_FACTOR
+        limit = self.setting + math.ceil(self.rate * broker_wait_s)
+        if average_in_flight > 0:
+            on_broker = sample * broker_wait_s / average_in_flight  # f: this sample's own share
+            limit = max(limit, ceiling if on_broker >= 1 else math.ceil(self.setting / (1 - on_broker)))
+        self.limit = min(ceiling, limit)
         return self.limit
