@@ -1,7 +1,8 @@
 """The producer's CPU per request: the bench's own queue-path load client (queue_client, one process
 with one ScoringProducer) sends single-row digits requests at a fixed open-loop rate through a real
 local bus, one worker and Triton; its user + system CPU-seconds inside the window (what `qscore
-bench` meters as PRODUCER) divided by the requests completed there.
+bench` meters as PRODUCER) divided by the requests completed there, and by those offered there
+(--rate x the window; the fair figure when the worker falls behind and replies land late).
 
 Clients (queue_client --client): `transfer` (send() of whatever is queued + replies(): the bench's
 latency points), `coalesce` (score() with producer-side coalescing, the library default), `single`
@@ -39,15 +40,20 @@ WARMUP_S = 3.0
 PROFILE_FRAMES = 8
 
 
-def _figures(sample: dict[str, Any]) -> dict[str, float]:
+def _figures(sample: dict[str, Any], offered: int) -> dict[str, float]:
+    """Per completed request, and per request offered in the window: when the worker falls behind
+    (`completed` well under `offered`) only the latter compares two clients fairly, since one
+    whose replies come later completes fewer inside the window for the same CPU."""
     completed = int(sample["completed"])
     latency = summarize(sample["latencies_ms"])
     cpu_s = float(sample["client_cpu_s"])
     return {
+        "offered": offered,
         "completed": completed,
         "errors": int(sample["errors"]),
         "client_cpu_s": round(cpu_s, 3),
         "cpu_ms_per_request": round(cpu_s / completed * 1000, 4) if completed else float("nan"),
+        "cpu_ms_per_offered": round(cpu_s / offered * 1000, 4),
         "p50_ms": round(latency.p50_ms, 1),
         "p99_ms": round(latency.p99_ms, 1),
     }
@@ -102,11 +108,11 @@ async def measure_point(
     profiling = _profile(profiler, f"producer {client}", window) if profiler is not None else None
     results = await asyncio.gather(*runs, *([profiling] if profiling is not None else []))
     figures: dict[str, Any] = {
-        label: _figures(result[0][0]) for label, result in zip(checkouts, results, strict=False)
+        label: _figures(result[0][0], messages) for label, result in zip(checkouts, results, strict=False)
     }
     if against is not None:
-        this, other = figures["this"]["cpu_ms_per_request"], figures["against"]["cpu_ms_per_request"]
-        figures["ratio_this_to_against"] = round(this / other, 3)
+        this, other = figures["this"]["cpu_ms_per_offered"], figures["against"]["cpu_ms_per_offered"]
+        figures["ratio_this_to_against"] = round(this / other, 3)  # CPU per offered request
     return figures
 
 
