@@ -8,9 +8,10 @@ same model, version and lane that arrive within `linger_s` of the first go out t
 group is sent at once when it reaches `max_rows` rows or `max_bytes`. A group whose linger ends
 while a send on its lane is in flight keeps gathering calls until that send finishes (its send
 would wait for the lane's sender anyway): under load fewer, fuller messages, and with them less
-producer CPU per request (a message costs the SDK ~0.2 ms of CPU to build, encode and send). Each call keeps its own
-request id, so its reply, its timeout and its outcome stay its own. A group of one is sent as a
-plain single request (what a Functions app or an older worker understands).
+producer CPU per request (a message costs the SDK ~0.2 ms of CPU to build, encode and send).
+Each call keeps its own request id, so its reply, its timeout and its outcome stay its own. A
+group of one is sent as a plain single request (what a Functions app or an older worker
+understands).
 """
 
 from __future__ import annotations
