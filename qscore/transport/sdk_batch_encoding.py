@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from qscore.transport.sdk_hooks import check_hooks, fallback
+from qscore.transport.sdk_hooks import all_available, fallback
 
 # Replies encoded once (qscore.transport.replies): ServiceBusMessageBatch.add_message converts an
 # AmqpAnnotatedMessage, encodes it to measure it and encodes it again to add it (~60 us a reply).
@@ -30,8 +30,7 @@ _MAX_EXPIRY_MS = 253402243199000  # the SDK's MAX_ABSOLUTE_EXPIRY_TIME
 @cache
 def _encoding() -> tuple[Any, ...] | None:
     """(encode_payload, Message, Header, Properties), or None when a hook is missing."""
-    available = {status.hook.name for status in check_hooks() if status.available}
-    if not set(_ENCODED_HOOKS) <= available:
+    if not all_available(*_ENCODED_HOOKS):
         return None
     from azure.servicebus._pyamqp._encode import encode_payload
     from azure.servicebus._pyamqp.message import Header, Message, Properties

@@ -2,9 +2,10 @@
 
 The fast paths of the worker (batch settlement and renewal through the management link, the
 management-credit top-up, reading the prefetch buffer, the further-pull wait, prefetch
-re-sizing) use SDK internals. Each use is guarded and falls back to the public API, but a
-silent fallback after an SDK upgrade can cost a lot: without the credit top-up a worker stalls
-after ~10,000 batches, without prefetch re-sizing throughput drops for good. So:
+re-sizing, opening links without the SDK's 50 ms polling) use SDK internals. Each use is
+guarded and falls back to the public API, but a silent fallback after an SDK upgrade can cost
+a lot: without the credit top-up a worker stalls after ~10,000 batches, without prefetch
+re-sizing throughput drops for good. So:
 
 - `HOOKS` names each one: what it speeds up, and what happens without it;
 - `check_hooks()` looks for each in the installed SDK's classes (no connection needed); the
@@ -15,7 +16,7 @@ after ~10,000 batches, without prefetch re-sizing throughput drops for good. So:
   azure-servicebus to the minor range these were checked against.
 
 The code that uses them lives with its concern (receiving.py, settlement.py, replies.py,
-workers/prefetch.py; the reply encoding in sdk_batch_encoding.py), and only ever names hooks
+link_open.py, workers/prefetch.py; the reply encoding in sdk_batch_encoding.py), and only ever names hooks
 declared here.
 """
 
@@ -40,6 +41,8 @@ _MESSAGE = "azure.servicebus:ServiceBusReceivedMessage"
 _BATCH = "azure.servicebus:ServiceBusMessageBatch"
 _PYAMQP = "azure.servicebus._pyamqp"
 _AS_BATCH = "as for batch.message"
+_SENDER = "azure.servicebus.aio:ServiceBusSender"
+_AS_OPEN = "as for receiver.create_handler"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ HOOKS: tuple[SdkHook, ...] = (
     ),
     SdkHook(
         "sender.max_message_size",
-        "azure.servicebus.aio:ServiceBusSender",
+        _SENDER,
         "_max_message_size_on_link",
         "size reply-batch messages to the entity's max message size (the link's, on attach)",
         "reply-batch bodies sized to the batch limit (max_size_in_bytes): on an entity with a "
@@ -214,6 +217,28 @@ HOOKS: tuple[SdkHook, ...] = (
     SdkHook("pyamqp.encode_payload", f"{_PYAMQP}:_encode", "encode_payload", "encode a reply", _AS_BATCH),
     SdkHook("pyamqp.message", f"{_PYAMQP}:message", "Message", "build a reply's AMQP message", _AS_BATCH),
     SdkHook(
+        "receiver.create_handler",
+        _RECEIVER,
+        "_create_handler",
+        "open a receiving link reading its handshake frame by frame (qscore.transport.link_open)",
+        "the SDK's open: 50 ms asleep after each handshake frame (~0.5 s a link at start)",
+    ),
+    SdkHook(
+        "sender.create_handler",
+        _SENDER,
+        "_create_handler",
+        "open a reply link reading its handshake frame by frame (as above)",
+        "as for receiver.create_handler",
+    ),
+    SdkHook("sender.handler", _SENDER, "_handler", "reach the reply link's AMQP client (as above)", _AS_OPEN),
+    SdkHook(
+        "client.client_ready",
+        "azure.servicebus._pyamqp.aio._client_async:AMQPClientAsync",
+        "client_ready_async",
+        "step the link's handshake one frame at a time (as above)",
+        _AS_OPEN,
+    ),
+    SdkHook(
         "error.condition",
         "azure.servicebus.exceptions:ServiceBusError",
         "_condition",
@@ -232,17 +257,24 @@ class HookStatus:
     detail: str = ""
 
 
+@cache
+def _class_source(klass: type) -> str | None:
+    """A class's source, read once: many hooks share a class, and each read parses the class's
+    whole module (~30 ms), so unshared the check took ~1 s of CPU at every worker start."""
+    try:
+        return inspect.getsource(klass)
+    except (OSError, TypeError):
+        return None
+
+
 def _assigns(owner: type, attribute: str) -> bool:
     """The class (or a base) defines `attribute`, or its code assigns `self.<attribute>`."""
     pattern = re.compile(rf"self\.{re.escape(attribute)}\s*[:=]")
     for klass in owner.__mro__:
         if attribute in vars(klass):
             return True
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        if pattern.search(source):
+        source = _class_source(klass)
+        if source is not None and pattern.search(source):
             return True
     return False
 
@@ -261,10 +293,19 @@ def probe(hook: SdkHook) -> HookStatus:
     return HookStatus(hook, False, f"{hook.owner} has no {hook.attribute}")
 
 
+_probe_once = cache(probe)
+
+
 @cache
 def check_hooks() -> tuple[HookStatus, ...]:
     """Each hook against the installed SDK (once per process)."""
-    return tuple(probe(hook) for hook in HOOKS)
+    return tuple(_probe_once(hook) for hook in HOOKS)
+
+
+def all_available(*names: str) -> bool:
+    """Whether the installed SDK has each of these hooks: probes only those (once per process),
+    so a fast path's first use does not wait for the whole check (`log_hooks`, at start)."""
+    return all(_probe_once(BY_NAME[name]).available for name in names)
 
 
 def log_hooks() -> tuple[HookStatus, ...]:
