@@ -5,7 +5,7 @@ faster: pyamqp describes every field as a dict and dispatches on it (about 30 us
 The SDK's encoding is the reference: `matches_sdk()` encodes sample replies both ways (sizes
 on both sides of each short/long form, with and without time-to-live and session, text and
 integer properties) and the worker uses this encoder only when every one is byte-identical,
-else `qscore.transport.sdk_hooks.encode_message` (checked once per process).
+else `qscore.transport.sdk_batch_encoding.encode_message` (checked once per process).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def encode_reply_message(
     time_to_live_ms: int | None,
     now_ms: int,
 ) -> bytes:
-    """The AMQP bytes of one reply (`sdk_hooks.encode_message`'s arguments and result)."""
+    """The AMQP bytes of one reply (`sdk_batch_encoding.encode_message`'s arguments and result)."""
     parts = []
     created = expires = None
     if time_to_live_ms is not None:
@@ -131,10 +131,10 @@ def _samples() -> list[dict[str, object]]:
 def matches_sdk() -> bool:
     """Whether this encoder makes the SDK's bytes for every sample (once per process); False
     (logged) when they differ or the SDK's encoder is unavailable."""
-    from qscore.transport import sdk_hooks
+    from qscore.transport import sdk_batch_encoding
 
     for sample in _samples():
-        theirs = sdk_hooks.encode_message(**sample)  # type: ignore[arg-type]
+        theirs = sdk_batch_encoding.encode_message(**sample)  # type: ignore[arg-type]
         if theirs is None:
             return False
         if encode_reply_message(**sample) != theirs:  # type: ignore[arg-type]
