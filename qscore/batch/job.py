@@ -37,8 +37,8 @@ from qscore.batch.summary import BatchSummary
 VERSION_COLUMN = "model_version"
 # Young-generation collections during a run: one per this many new container objects instead
 # of Python's 700. Each gRPC request makes dozens (call, futures, task, messages) that die
-# within the request; at 700 the collector ran ~300 times a million rows, walking the
-# requests in flight each time, and promoted them to be walked again by older collections.
+# within the request; at 700 the collector ran ~165 times a million rows (0.085 s, on the
+# event loop), walking the requests in flight each time; at 50,000, once.
 RUN_GC_THRESHOLD = 50_000
 
 
