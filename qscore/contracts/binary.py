@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from qscore.contracts.messages import (
     ScoreRequest,
     Tensor,
     Timings,
+    assembled,
 )
 from qscore.contracts.model_spec import BYTES, NUMPY_TO_TRITON, TRITON_TO_NUMPY, ModelSpec
 from qscore.contracts.validation import (
@@ -213,13 +215,17 @@ def decode_binary_request(
         header = BinaryRequestHeader.model_validate_json(header_bytes.tobytes())
     except ValidationError as exc:
         raise violation_from(exc, what="binary request header") from None
-    request = ScoreRequest.model_construct(
-        schema_version=header.schema_version,
-        model=header.model,
-        version=header.version,
-        inputs={},  # the inputs are the views in `tensors`
-        deadline=header.deadline,
-        priority=header.priority,
+    # assembled: the header was validated just now, field by field as a ScoreRequest's.
+    request = assembled(
+        ScoreRequest,
+        {
+            "schema_version": header.schema_version,
+            "model": header.model,
+            "version": header.version,
+            "inputs": {},  # the inputs are the views in `tensors`
+            "deadline": header.deadline,
+            "priority": header.priority,
+        },
     )
     return BinaryRequest(request=request, tensors=_segments(header.inputs, data))
 
@@ -240,7 +246,7 @@ def binary_request_arrays(decoded: BinaryRequest, spec: ModelSpec) -> dict[str, 
 
 
 def _element_count(shape: list[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return math.prod(shape)  # exact, and a tenth of np.prod's cost for a list this short
 
 
 def _array(name: str, tensor: BinaryTensor, raw: memoryview) -> np.ndarray:
