@@ -37,6 +37,7 @@ from qscore.contracts.messages import (
     ScoreRequest,
     Tensor,
     Timings,
+    assembled,
 )
 from qscore.contracts.model_spec import BYTES, NUMPY_TO_TRITON, TRITON_TO_NUMPY, ModelSpec
 from qscore.contracts.validation import (
@@ -214,13 +215,17 @@ def decode_binary_request(
         header = BinaryRequestHeader.model_validate_json(header_bytes.tobytes())
     except ValidationError as exc:
         raise violation_from(exc, what="binary request header") from None
-    request = ScoreRequest.model_construct(
-        schema_version=header.schema_version,
-        model=header.model,
-        version=header.version,
-        inputs={},  # the inputs are the views in `tensors`
-        deadline=header.deadline,
-        priority=header.priority,
+    # assembled: the header was validated just now, field by field as a ScoreRequest's.
+    request = assembled(
+        ScoreRequest,
+        {
+            "schema_version": header.schema_version,
+            "model": header.model,
+            "version": header.version,
+            "inputs": {},  # the inputs are the views in `tensors`
+            "deadline": header.deadline,
+            "priority": header.priority,
+        },
     )
     return BinaryRequest(request=request, tensors=_segments(header.inputs, data))
 
