@@ -47,15 +47,18 @@ def encode_message(
     body: bytes,
     *,
     message_id: str,
-    correlation_id: str,
+    correlation_id: str | None,
     session_id: str | None,
     content_type: str,
     application_properties: Mapping[str, str | int] | None,
     time_to_live_ms: int | None,
     now_ms: int,
+    reply_to: str | None = None,
+    reply_to_session_id: str | None = None,
 ) -> bytes | None:
     """The AMQP bytes of one message, as the SDK would encode it from an AmqpAnnotatedMessage
-    with these fields (`now_ms`: `creation_time_ms()`); None when a hook is missing (counted)."""
+    (or a ServiceBusMessage) with these fields (`now_ms`: `creation_time_ms()`): a reply, or a
+    request (`reply_to`, `reply_to_session_id`); None when a hook is missing (counted)."""
     encoding = _encoding()
     if encoding is None:
         fallback("pyamqp.message")
@@ -67,11 +70,13 @@ def encode_message(
         created, expires = now_ms, min(_MAX_EXPIRY_MS, now_ms + time_to_live_ms)
     properties = properties_type(
         message_id=message_id,
+        reply_to=reply_to,
         correlation_id=correlation_id,
         content_type=content_type,
         creation_time=created,
         absolute_expiry_time=expires,
         group_id=session_id,
+        reply_to_group_id=reply_to_session_id,
     )
     message = message_type(
         header=header, properties=properties, application_properties=application_properties, data=[body]
