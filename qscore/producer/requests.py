@@ -178,9 +178,9 @@ def encoded_request(
 
 def _request_fields(
     outgoing: OutgoingRequest, traceparent: str | None, reference: bytes | None, accept: str | None
-) -> tuple[bytes, str, dict[str, Any] | None]:
+) -> tuple[bytes, str, dict[str | bytes, Any] | None]:
     """A request message's body, content type and application properties."""
-    properties: dict[str, Any] = {}
+    properties: dict[str | bytes, Any] = {}
     if traceparent:
         properties["traceparent"] = traceparent
     if outgoing.header_length is not None:

@@ -116,7 +116,23 @@ def encode_reply_message(
 
 def _samples() -> list[dict[str, object]]:
     long_text = "x" * 300
-    return [
+    requests: list[dict[str, object]] = [  # requests (qscore.producer): a reply address, no correlation id
+        {
+            "body": body,
+            "message_id": "5f0c3a1e-0000-4000-8000-000000000002",
+            "correlation_id": None,
+            "session_id": None,
+            "content_type": "application/vnd.qscore.request.v1+binary",
+            "application_properties": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "h": 145},
+            "time_to_live_ms": None,
+            "now_ms": 1796670178000,
+            "reply_to": "replies",
+            "reply_to_session_id": session,
+        }
+        for body in (b"{}", b"b" * 256)
+        for session in ("s-1", long_text)
+    ]
+    return requests + [
         {
             "body": body,
             "message_id": message_id,
@@ -135,21 +151,6 @@ def _samples() -> list[dict[str, object]]:
             {"h": 7, "l": 70_000},
         )
         for ttl in (None, 0, 200, 300_000)
-    ] + [  # requests (qscore.producer): a reply address, no correlation id
-        {
-            "body": body,
-            "message_id": "5f0c3a1e-0000-4000-8000-000000000002",
-            "correlation_id": None,
-            "session_id": None,
-            "content_type": "application/vnd.qscore.request.v1+binary",
-            "application_properties": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "h": 145},
-            "time_to_live_ms": None,
-            "now_ms": 1796670178000,
-            "reply_to": "replies",
-            "reply_to_session_id": session,
-        }
-        for body in (b"{}", b"b" * 256)
-        for session in ("s-1", long_text)
     ]
 
 
