@@ -1,4 +1,4 @@
-"""Replies encoded once, through the SDK's private batch fields and pyamqp encoder.
+"""Replies and requests encoded once, through the SDK's private batch fields and pyamqp encoder.
 
 The private attributes used here are declared with the rest in `qscore.transport.sdk_hooks.HOOKS`
 (batch.message, batch.size, batch.count, batch.amqp_transport, pyamqp.encode_payload,
@@ -15,8 +15,9 @@ from typing import Any
 
 from qscore.transport.sdk_hooks import all_available, fallback
 
-# Replies encoded once (qscore.transport.replies): ServiceBusMessageBatch.add_message converts an
-# AmqpAnnotatedMessage, encodes it to measure it and encodes it again to add it (~60 us a reply).
+# Replies (qscore.transport.replies) and the producer's requests (qscore.producer) encoded once:
+# ServiceBusMessageBatch.add_message converts an AmqpAnnotatedMessage (or a ServiceBusMessage),
+# encodes it to measure it and encodes it again to add it (~60 us a reply).
 # `encode_message` builds the same AMQP message the SDK's to_outgoing_amqp_message would and
 # encodes it once; `add_encoded` puts those bytes into the batch under the same size rule as
 # ServiceBusMessageBatch._add, so a batch never exceeds the link's max message size.
