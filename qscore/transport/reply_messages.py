@@ -108,14 +108,9 @@ class PreparedReply:
         """The AMQP bytes the SDK would send for `amqp()`: encoded directly when that encoder
         makes the SDK's bytes (qscore.transport.amqp_encoding, checked once), else by the SDK's
         encoder; None when its hooks are missing."""
-        from qscore.transport import amqp_encoding, sdk_batch_encoding
+        from qscore.transport import amqp_encoding
 
-        encode = (
-            amqp_encoding.encode_reply_message
-            if amqp_encoding.matches_sdk()
-            else sdk_batch_encoding.encode_message
-        )
-        return encode(
+        return amqp_encoding.encoder()(
             self.body,
             message_id=self.message_id,
             correlation_id=self.correlation_id,

@@ -1,4 +1,4 @@
-"""Replies encoded once, through the SDK's private batch fields and pyamqp encoder.
+"""Replies and requests encoded once, through the SDK's private batch fields and pyamqp encoder.
 
 The private attributes used here are declared with the rest in `qscore.transport.sdk_hooks.HOOKS`
 (batch.message, batch.size, batch.count, batch.amqp_transport, pyamqp.encode_payload,
@@ -15,8 +15,9 @@ from typing import Any
 
 from qscore.transport.sdk_hooks import all_available, fallback
 
-# Replies encoded once (qscore.transport.replies): ServiceBusMessageBatch.add_message converts an
-# AmqpAnnotatedMessage, encodes it to measure it and encodes it again to add it (~60 us a reply).
+# Replies (qscore.transport.replies) and the producer's requests (qscore.producer) encoded once:
+# ServiceBusMessageBatch.add_message converts an AmqpAnnotatedMessage (or a ServiceBusMessage),
+# encodes it to measure it and encodes it again to add it (~60 us a reply).
 # `encode_message` builds the same AMQP message the SDK's to_outgoing_amqp_message would and
 # encodes it once; `add_encoded` puts those bytes into the batch under the same size rule as
 # ServiceBusMessageBatch._add, so a batch never exceeds the link's max message size.
@@ -47,15 +48,18 @@ def encode_message(
     body: bytes,
     *,
     message_id: str,
-    correlation_id: str,
+    correlation_id: str | None,
     session_id: str | None,
     content_type: str,
     application_properties: Mapping[str, str | int] | None,
     time_to_live_ms: int | None,
     now_ms: int,
+    reply_to: str | None = None,
+    reply_to_session_id: str | None = None,
 ) -> bytes | None:
     """The AMQP bytes of one message, as the SDK would encode it from an AmqpAnnotatedMessage
-    with these fields (`now_ms`: `creation_time_ms()`); None when a hook is missing (counted)."""
+    (or a ServiceBusMessage) with these fields (`now_ms`: `creation_time_ms()`): a reply, or a
+    request (`reply_to`, `reply_to_session_id`); None when a hook is missing (counted)."""
     encoding = _encoding()
     if encoding is None:
         fallback("pyamqp.message")
@@ -67,11 +71,13 @@ def encode_message(
         created, expires = now_ms, min(_MAX_EXPIRY_MS, now_ms + time_to_live_ms)
     properties = properties_type(
         message_id=message_id,
+        reply_to=reply_to,
         correlation_id=correlation_id,
         content_type=content_type,
         creation_time=created,
         absolute_expiry_time=expires,
         group_id=session_id,
+        reply_to_group_id=reply_to_session_id,
     )
     message = message_type(
         header=header, properties=properties, application_properties=application_properties, data=[body]
