@@ -137,3 +137,24 @@ def test_b64_of_the_wrong_length_is_still_a_shape_error() -> None:
     with pytest.raises(ContractViolation) as caught:
         request_arrays(request, SPEC)
     assert caught.value.code == ErrorCode.BAD_SHAPE
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_assembled_reply_is_the_validated_reply(binary: bool) -> None:
+    """ok_reply builds its reply without validation (qscore.contracts.messages.assembled): it must
+    be the very reply validation makes of the same fields, in equality and in both body forms."""
+    from qscore.contracts import ScoreReply, encode_binary_reply
+    from qscore.scoring.core import ScoredItem, ScoringItem, ok_reply
+
+    pixels = Tensor.from_numpy(np.zeros((1, 64), np.float32))
+    request = ScoreRequest(model="digits", inputs={"pixels": pixels})
+    item = ScoringItem(request_id="r1", request=request, arrays={}, received_at=10.0, enqueued_at=9.5)
+    outputs = {"probabilities": np.full((1, 10), 0.1, np.float32), "label": np.array([[3]], np.int64)}
+    scored = ScoredItem(item, outputs, model_version="2", batch_started_at=10.25, inference_ms=4)
+    reply = ok_reply(scored, scored_by="w-1", binary=binary)
+    validated = ScoreReply.model_validate(reply.model_dump())
+    assert reply == validated
+    assert reply.model_dump_json(exclude_none=True) == validated.model_dump_json(exclude_none=True)
+    assert encode_binary_reply(reply) == encode_binary_reply(validated)
+    assert isinstance(reply.timings.inference_ms, float)
+    np.testing.assert_array_equal(reply.output_arrays()["label"], outputs["label"])

@@ -60,6 +60,30 @@ async def test_a_group_is_sent_when_full_by_rows_or_bytes() -> None:
     assert [len(calls) for _, calls in flushes.groups] == [2, 2, 1]
 
 
+async def test_a_group_lingering_out_while_its_lane_sends_gathers_until_that_send_ends() -> None:
+    release = asyncio.Event()
+    groups: list[tuple[str, int]] = []
+
+    async def flush(lane: str, calls: list[PendingCall]) -> None:
+        groups.append((lane, len(calls)))
+        if len(groups) == 1:
+            await release.wait()  # the first send stays in flight
+
+    coalescer = Coalescer(flush=flush, linger_s=0.01, max_rows=100, max_bytes=1_000_000)
+    coalescer.submit(_request(), lane="q", timeout_s=1)
+    await asyncio.sleep(0.05)  # lingered out and sent: in flight
+    for _ in range(2):
+        coalescer.submit(_request(), lane="q", timeout_s=1)
+    coalescer.submit(_request(), lane="other", timeout_s=1)  # another lane is not held
+    await asyncio.sleep(0.05)  # their linger is over: "q"'s group is held, "other"'s goes
+    coalescer.submit(_request(), lane="q", timeout_s=1)  # joins the held group
+    assert groups == [("q", 1), ("other", 1)]
+    release.set()
+    await asyncio.sleep(0.01)
+    assert groups == [("q", 1), ("other", 1), ("q", 3)]
+    await coalescer.close()
+
+
 async def test_a_failed_send_reaches_every_caller_of_its_group_only() -> None:
     flushes = _Flushes(fail=ConnectionError("broker gone"))
     coalescer = Coalescer(flush=flushes, linger_s=0.01, max_rows=100, max_bytes=1_000_000)

@@ -142,3 +142,81 @@ async def test_collector_stream_can_wait_through_idle_gaps() -> None:
     await asyncio.sleep(0)
     collector.close()
     assert await asyncio.wait_for(closing, 1) is None
+
+
+class _BatchSender:
+    """A sender that hands out real ServiceBusMessageBatch objects and keeps what it is sent."""
+
+    def __init__(self, max_size_in_bytes: int) -> None:
+        self.max_size_in_bytes = max_size_in_bytes
+        self.sent: list[object] = []
+
+    async def create_message_batch(self) -> object:
+        from azure.servicebus import ServiceBusMessageBatch
+        from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+        return ServiceBusMessageBatch(
+            max_size_in_bytes=self.max_size_in_bytes, amqp_transport=PyamqpTransport
+        )
+
+    async def send_messages(self, batch: object) -> None:
+        self.sent.append(batch)
+
+
+async def _fill_batches(
+    requests: list[OutgoingRequest], max_size_in_bytes: int, *, encoded: bool, monkeypatch: pytest.MonkeyPatch
+) -> list[object]:
+    """Send the requests (the fourth by claim-check reference) through the producer's batch
+    path, encoded once or through add_message; the batches it sent."""
+    from qscore.producer import ScoringProducer
+    from qscore.producer import producer as producer_module
+
+    if not encoded:
+        monkeypatch.setattr(producer_module, "encoded_adds", lambda batch: False)
+    settings = ProducerSettings(connection="Endpoint=sb://unused/", session_id="s-1", reply_queue="replies")
+    producer = ScoringProducer(settings=settings, claim_check=None)
+    producer._references[requests[3].request_id] = b'{"ref":"blob"}'
+    sender = _BatchSender(max_size_in_bytes)
+    start = 0
+    while start < len(requests):
+        start = await producer._send_one_batch(sender, requests, start, 60.0, None)
+    assert not producer._references  # each reference used once, none left behind
+    producer._collector.close()
+    return sender.sent
+
+
+@pytest.mark.parametrize("max_size_in_bytes", [1 << 20, 900])
+async def test_requests_encoded_once_are_the_sdks_batches(
+    max_size_in_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The producer adds each request to its batch encoded once (sdk_batch_encoding.add_encoded,
+    no ServiceBusMessage): the same bytes, sizes, envelope and split into batches as the SDK's
+    add_message of request_message, also when batches fill (900 bytes: one or two requests a batch)."""
+    from qscore.transport import sdk_batch_encoding
+
+    requests = [
+        OutgoingRequest.build("digits", {"pixels": np.full((1, 64), i, np.float32)}, body_format="binary")
+        for i in range(5)
+    ]
+    ours = await _fill_batches(requests, max_size_in_bytes, encoded=True, monkeypatch=monkeypatch)
+    theirs = await _fill_batches(requests, max_size_in_bytes, encoded=False, monkeypatch=monkeypatch)
+    assert sdk_batch_encoding.encoded_adds(ours[0])
+    assert len(ours) == len(theirs) and (len(ours) == 1) is (max_size_in_bytes > 900)
+    for mine, sdk in zip(ours, theirs, strict=True):
+        assert mine._message[5] == sdk._message[5]  # type: ignore[attr-defined]  # data sections
+        assert (mine.size_in_bytes, len(mine)) == (sdk.size_in_bytes, len(sdk))  # type: ignore[attr-defined]
+
+
+async def test_requests_take_the_sdks_add_message_when_a_hook_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the encode-once hooks the producer adds through the SDK's public add_message, and
+    the fallback is counted (qscore.transport.sdk_hooks)."""
+    from qscore.transport import sdk_batch_encoding, sdk_hooks
+
+    requests = [OutgoingRequest.build("digits", {"pixels": np.zeros((1, 64), np.float32)}) for _ in range(5)]
+    before = sdk_hooks.fallback_counts().get("batch.message", 0)
+    monkeypatch.setattr(sdk_batch_encoding, "_encoding", lambda: None)
+    (batch,) = await _fill_batches(requests, 1 << 20, encoded=True, monkeypatch=monkeypatch)
+    assert len(batch._messages) == len(requests)  # type: ignore[attr-defined]  # added by add_message
+    assert sdk_hooks.fallback_counts()["batch.message"] == before + 1

@@ -110,31 +110,31 @@ def test_reply_amqp_message_matches_reply_message() -> None:
 @pytest.mark.parametrize("ttl_s", [None, 0.0, 30.0])
 @pytest.mark.parametrize("binary", [False, True])
 def test_a_reply_encoded_once_is_the_sdks_encoding(ttl_s: float | None, binary: bool) -> None:
-    """The worker's reply batches take each reply encoded once (sdk_hooks.encode_message +
+    """The worker's reply batches take each reply encoded once (sdk_batch_encoding.encode_message +
     add_encoded): the same bytes, batch size and envelope as ServiceBusMessageBatch.add_message."""
     import numpy as np
     from azure.servicebus import ServiceBusMessageBatch
     from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 
     from qscore.contracts import Tensor
-    from qscore.transport import sdk_hooks
+    from qscore.transport import sdk_batch_encoding
 
     outputs = {"label": Tensor.from_numpy(np.array([[3]], np.int64), binary=binary)}
     reply = ScoreReply(request_id="r1", status=ReplyStatus.OK, model="digits", outputs=outputs)
     traceparent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
     address = ReplyAddress("replies", "s1", traceparent=traceparent, binary_reply=binary)
     for _ in range(3):  # the SDK's creation time is in whole seconds: retry across a second's edge
-        now_ms = sdk_hooks.creation_time_ms()
+        now_ms = sdk_batch_encoding.creation_time_ms()
         theirs = ServiceBusMessageBatch(max_size_in_bytes=1 << 20, amqp_transport=PyamqpTransport)
         ours = ServiceBusMessageBatch(max_size_in_bytes=1 << 20, amqp_transport=PyamqpTransport)
-        assert sdk_hooks.encoded_adds(ours)
+        assert sdk_batch_encoding.encoded_adds(ours)
         for message_id in ("m1", "m2"):
             outgoing = outgoing_reply(address, reply, time_to_live_s=ttl_s, message_id=message_id)
             theirs.add_message(outgoing.amqp())
             encoded = outgoing.encoded(now_ms)
             assert encoded is not None
-            assert sdk_hooks.add_encoded(ours, encoded, message_id=message_id, session_id="s1")
-        if sdk_hooks.creation_time_ms() == now_ms:
+            assert sdk_batch_encoding.add_encoded(ours, encoded, message_id=message_id, session_id="s1")
+        if sdk_batch_encoding.creation_time_ms() == now_ms:
             break
     assert ours._message == theirs._message  # envelope and data sections, byte for byte
     assert (ours.size_in_bytes, len(ours)) == (theirs.size_in_bytes, len(theirs))
@@ -144,7 +144,7 @@ def test_an_encoded_reply_that_does_not_fit_is_refused_as_the_sdk_refuses_it() -
     from azure.servicebus import ServiceBusMessageBatch
     from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 
-    from qscore.transport import sdk_hooks
+    from qscore.transport import sdk_batch_encoding
 
     outgoing = outgoing_reply(ReplyAddress("replies", "s1"), _reply("r1"), message_id="m1")
     encoded = outgoing.encoded(0)
@@ -158,20 +158,20 @@ def test_an_encoded_reply_that_does_not_fit_is_refused_as_the_sdk_refuses_it() -
             fits = False
         else:
             fits = True
-        assert sdk_hooks.add_encoded(ours, encoded, message_id="m1", session_id="s1") is fits
+        assert sdk_batch_encoding.add_encoded(ours, encoded, message_id="m1", session_id="s1") is fits
         assert (ours.size_in_bytes, len(ours)) == (theirs.size_in_bytes, len(theirs))
 
 
 def test_the_direct_reply_encoder_makes_the_sdks_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker encodes replies itself only while that gives the SDK's bytes (checked once per
     process on samples of every form); otherwise (say, after an SDK upgrade) the SDK encodes."""
-    from qscore.transport import amqp_encoding, sdk_hooks
+    from qscore.transport import amqp_encoding, sdk_batch_encoding
 
     assert amqp_encoding.matches_sdk()
     outgoing = outgoing_reply(
         ReplyAddress("replies", "s1", traceparent="tp"), _reply("r1"), time_to_live_s=30
     )
-    sdk = sdk_hooks.encode_message(
+    sdk = sdk_batch_encoding.encode_message(
         outgoing.body,
         message_id=outgoing.message_id,
         correlation_id=outgoing.correlation_id,

@@ -137,7 +137,9 @@ class Intake:
                 body, content_type = message_body(message), envelope.content_type
                 resolved = await self._options.claims.resolve(message, body)
                 body, content_type = resolved.body, resolved.content_type
-                check_content_type(dataclasses.replace(envelope, content_type=resolved.content_type))
+                if resolved.content_type != envelope.content_type:  # a claim-checked body's own
+                    envelope = dataclasses.replace(envelope, content_type=resolved.content_type)
+                check_content_type(envelope)
                 prepared = await self._preparer.prepare(
                     request_id=str(message.message_id),
                     body=resolved.body,

@@ -21,6 +21,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from qscore.batching import BatchPolicy, MicroBatcher
 from qscore.scoring import InferenceBackend, ReadinessProbe, RequestPreparer, SpecCache
 from qscore.transport import ReplySender
+from qscore.transport.link_open import fast_open
 from qscore.transport.receiving import buffered_count, receive_ready, set_further_pull, top_up_link_credit
 from qscore.transport.settlement import MessageSettler
 from workers.backoff import Backoff
@@ -217,12 +218,15 @@ class ReceiveLoop:
             queue, prefetch_count=self.window.size, socket_timeout=RECEIVE_SOCKET_TIMEOUT_S
         )
         set_further_pull(receiver, FURTHER_PULL_S)
+        fast_open(receiver)  # its handshake read frame by frame, not every 50 ms (link_open.py)
 
         # Idle receivers (own connections, no prefetch) carry batch settlement and lock renewal,
         # so they never wait behind the receive loop; several at once, as many as the measured
         # rate x round trip asks for (qscore.transport.settlement).
         def open_control() -> ServiceBusReceiver:
-            return self._client.get_queue_receiver(queue, prefetch_count=0)
+            control = self._client.get_queue_receiver(queue, prefetch_count=0)
+            fast_open(control)
+            return control
 
         control = open_control()
         message_settler = MessageSettler(receiver, control=control, open_control=open_control)

@@ -90,10 +90,12 @@ class DirectEngine:
 
     async def score(self, chunk: PreparedChunk) -> Scored:
         versions = self.routes(chunk).astype(str)
-        distinct = np.unique(versions)
-        if len(distinct) == 1:  # the common case: the whole chunk, no copies
-            result = await self._infer(chunk.inputs, str(distinct[0]))
+        # The common case, one version for the whole chunk (one comparison, not np.unique's
+        # sort on the event loop): the chunk goes as it is, no copies.
+        if len(versions) and (versions == versions[0]).all():
+            result = await self._infer(chunk.inputs, str(versions[0]))
             return Scored(result.outputs, np.full(chunk.rows, result.model_version))
+        distinct = np.unique(versions)
         groups = {str(v): np.flatnonzero(versions == v) for v in distinct}
         results = await asyncio.gather(
             *(

@@ -6,6 +6,7 @@ unknown model) before any scoring; `run_job` then runs the plan with the chosen 
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 from qscore.batch.blob import download_input, is_blob_url
 from qscore.batch.engines import DirectEngine, Engine
 from qscore.batch.formats import Format, InputError, format_of
-from qscore.batch.job import BatchObserver, BatchRun
+from qscore.batch.job import BatchObserver, BatchRun, load_pyarrow_shims
 from qscore.batch.model_config import spec_from_repository
 from qscore.batch.plan import BatchJob, JobPlan, file_fingerprint, plan_job
 from qscore.batch.queue_engine import QueueEngine
@@ -62,7 +63,10 @@ async def open_job(job: BatchJob, backends: Backends) -> AsyncIterator[OpenedJob
                 # error a person can fix, whatever the state of the server.
                 raise InputError(f"{local}: no such file")
             fingerprint = file_fingerprint(local)
-        spec = await model_spec(job, backends)
+        # pyarrow's first array from numpy imports pandas when it is installed (~0.3 s of CPU,
+        # holding the GIL): here, beside the wait for the contract, rather than in the first
+        # chunk, where it stalls the event loop and every thread preparing a chunk.
+        spec, _ = await asyncio.gather(model_spec(job, backends), asyncio.to_thread(load_pyarrow_shims))
         plan = plan_job(job, local, input_format, spec)
         # An unknown version or label is bad input for either engine: say so before scoring
         # anything (the queue engine's workers would refuse every chunk of it).

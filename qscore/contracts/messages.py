@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -27,6 +28,22 @@ SCHEMA_VERSION: Literal["1"] = "1"
 REQUEST_CONTENT_TYPE = "application/vnd.qscore.request.v1+json"
 REPLY_CONTENT_TYPE = "application/vnd.qscore.reply.v1+json"
 PRODUCTION_LABEL = "production"
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def assembled(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance of `cls` from values that are valid by construction, as `model_construct`
+    makes it (the keys given are its set fields) but about twice as fast: that one walks every
+    field in Python, and it ran several times per reply on the worker's reply path. `values`
+    names every field of `cls`, in its order (serialization reads them by name)."""
+    instance = cls.__new__(cls)
+    object.__setattr__(instance, "__dict__", values)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 class TensorEncodingError(ValueError):
@@ -56,23 +73,24 @@ class Tensor(BaseModel):
         return self
 
     def element_count(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(self.shape)  # exact, and a tenth of np.prod's cost for a short list
 
     @classmethod
     def from_numpy(cls, array: np.ndarray, *, binary: bool = False) -> Tensor:
         """Encode an array; `binary=True` uses the compact base64 form."""
         datatype = NUMPY_TO_TRITON[array.dtype]
+        # assembled: an array's dtype and shape are valid by construction, and skipping
+        # per-element validation matters on the worker's reply path.
+        shape = list(array.shape)
         if datatype == BYTES:
             elements = [base64.b64encode(bytes(item)).decode() for item in array.ravel()]
-            return cls.model_construct(datatype=datatype, shape=list(array.shape), data=elements)
-        # model_construct: an array's dtype and shape are valid by construction, and skipping
-        # per-element validation matters on the worker's reply path.
+            return assembled(cls, {"datatype": datatype, "shape": shape, "data": elements, "b64": None})
         if binary:
             raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-            return cls.model_construct(
-                datatype=datatype, shape=list(array.shape), b64=base64.b64encode(raw).decode()
-            )
-        return cls.model_construct(datatype=datatype, shape=list(array.shape), data=array.ravel().tolist())
+            b64 = base64.b64encode(raw).decode()
+            return assembled(cls, {"datatype": datatype, "shape": shape, "data": None, "b64": b64})
+        data = array.ravel().tolist()
+        return assembled(cls, {"datatype": datatype, "shape": shape, "data": data, "b64": None})
 
     def to_numpy(self) -> np.ndarray:
         """Decode into an array of the declared dtype and shape (ValueError if they disagree)."""

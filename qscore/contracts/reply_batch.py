@@ -119,6 +119,13 @@ def decode_reply_batch(body: bytes) -> list[ScoreReply]:
     """The replies of a reply-batch body; ValueError (pydantic's ValidationError is one) when it
     is not one. Fields this version does not know, of the body or of an entry, are ignored
     (they may be added within schema version 1)."""
+    try:  # the common case, no unknown field: pydantic parses and checks in one pass (~2x faster)
+        batch = ScoreReplyBatch.model_validate_json(body)
+    except ValueError:
+        pass  # unknown fields of an entry (ScoreReply forbids them), or not a reply batch at all
+    else:
+        if "schema_version" in batch.model_fields_set:  # as required below
+            return batch.replies
     document = json.loads(body)
     if not isinstance(document, dict) or not isinstance(document.get("replies"), list):
         raise ValueError("a reply-batch body is a JSON object with a `replies` list")

@@ -71,6 +71,8 @@ def check_input_names(present: Iterable[str], spec: ModelSpec) -> list[str]:
     """The model's input names (sorted) when `present` names exactly them, else BAD_INPUT_NAME."""
     names = {tensor.name for tensor in spec.inputs}
     given = set(present)
+    if given == names:
+        return sorted(names)
     unknown = sorted(given - names)
     missing = sorted(names - given)
     if unknown or missing:
@@ -120,19 +122,22 @@ def _checked_array(name: str, request: ScoreRequest, spec: ModelSpec) -> np.ndar
 
 
 def _check_shape(name: str, shape: list[int], dims: list[int], spec: ModelSpec) -> None:
-    expected = (["batch"] if spec.max_batch_size > 0 else []) + [str(d) if d >= 0 else "any" for d in dims]
-    sample_shape = shape[1:] if spec.max_batch_size > 0 else shape
-    fits = len(sample_shape) == len(dims) and all(
-        d < 0 or d == s for d, s in zip(dims, sample_shape, strict=True)
+    batched = spec.max_batch_size > 0
+    sample_shape = shape[1:] if batched else shape
+    fits = sample_shape == dims or (
+        len(sample_shape) == len(dims)
+        and all(d < 0 or d == s for d, s in zip(dims, sample_shape, strict=True))
     )
-    if spec.max_batch_size > 0 and (not shape or shape[0] < 1):
+    if batched and (not shape or shape[0] < 1):
         fits = False
     if not fits:
+        # Spelled out only for the error: this check runs for every input of every request.
+        expected = (["batch"] if batched else []) + [str(d) if d >= 0 else "any" for d in dims]
         raise ContractViolation(
             ErrorCode.BAD_SHAPE,
             f"input {name!r} has shape {shape}; model {spec.name!r} takes [{', '.join(expected)}]",
         )
-    if spec.max_batch_size > 0 and shape[0] > spec.max_batch_size:
+    if batched and shape[0] > spec.max_batch_size:
         raise ContractViolation(
             ErrorCode.TOO_LARGE,
             f"input {name!r} carries {shape[0]} samples; "

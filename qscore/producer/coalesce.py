@@ -5,9 +5,13 @@ The broker costs about the same per message whatever its size (the worker's SDK 
 of CPU per received and settled message), so many single-row calls in flight at once are sent
 as the items of one message (docs/contract.md, "Many requests in one message"). Calls for the
 same model, version and lane that arrive within `linger_s` of the first go out together; a
-group is sent at once when it reaches `max_rows` rows or `max_bytes`. Each call keeps its own
-request id, so its reply, its timeout and its outcome stay its own. A group of one is sent as a
-plain single request (what a Functions app or an older worker understands).
+group is sent at once when it reaches `max_rows` rows or `max_bytes`. A group whose linger ends
+while a send on its lane is in flight keeps gathering calls until that send finishes (its send
+would wait for the lane's sender anyway): under load fewer, fuller messages, and with them less
+producer CPU per request (a message costs the SDK ~0.2 ms of CPU to build, encode and send).
+Each call keeps its own request id, so its reply, its timeout and its outcome stay its own. A
+group of one is sent as a plain single request (what a Functions app or an older worker
+understands).
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class Coalescer:
         self._max_bytes = max_bytes
         self._groups: dict[GroupKey, _Group] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, int] = {}  # lane -> its flushes not finished yet
+        self._held: set[GroupKey] = set()  # lingered out, gathering until their lane's send ends
 
     def submit(
         self, request: OutgoingRequest, *, lane: str, timeout_s: float
@@ -94,8 +100,9 @@ class Coalescer:
             return call.outcome
         key: GroupKey = (request.request.model, request.request.version, lane)
         group = self._groups.get(key)
+        rows = call.rows
         if group is not None and (
-            group.bytes + len(call.item) > self._max_bytes or group.rows + call.rows > self._max_rows
+            group.bytes + len(call.item) > self._max_bytes or group.rows + rows > self._max_rows
         ):
             self._send(key)
             group = None
@@ -103,14 +110,25 @@ class Coalescer:
             group = self._groups[key] = _Group()
         group.calls.append(call)
         group.bytes += len(call.item) + 1
-        group.rows += call.rows
+        group.rows += rows
         if group.rows >= self._max_rows or self._linger_s == 0:
             self._send(key)
-        elif group.timer is None:
-            group.timer = loop.call_later(self._linger_s, self._send, key)
+        elif group.timer is None and key not in self._held:
+            group.timer = loop.call_later(self._linger_s, self._linger_over, key)
         return call.outcome
 
+    def _linger_over(self, key: GroupKey) -> None:
+        group = self._groups.get(key)
+        if group is None:
+            return
+        group.timer = None
+        if self._in_flight.get(key[2]):
+            self._held.add(key)  # goes out when the lane's send in flight ends (`_flush_group`)
+        else:
+            self._send(key)
+
     def _send(self, key: GroupKey) -> None:
+        self._held.discard(key)
         group = self._groups.pop(key, None)
         if group is None:
             return
@@ -119,6 +137,7 @@ class Coalescer:
         self._start(key[2], group.calls)
 
     def _start(self, lane: str, calls: list[PendingCall]) -> None:
+        self._in_flight[lane] = self._in_flight.get(lane, 0) + 1
         task = asyncio.create_task(self._flush_group(lane, calls))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
@@ -132,6 +151,11 @@ class Coalescer:
                     call.outcome.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            self._in_flight[lane] -= 1
+            # Held groups of this lane go now: each waits for at most one send in flight.
+            for key in [key for key in self._held if key[2] == lane]:
+                self._send(key)
 
     async def close(self) -> None:
         """Send what is still grouped and wait for the sends in flight."""

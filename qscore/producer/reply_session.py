@@ -13,6 +13,7 @@ from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusRe
 from azure.servicebus.exceptions import ServiceBusError
 from pydantic import ValidationError
 
+from qscore.claimcheck import CLAIM_CHECK_CONTENT_TYPE
 from qscore.contracts import ScoreReply, decode_reply_batch, is_reply_batch
 from qscore.producer.claims import ProducerClaims
 from qscore.producer.collector import ReplyCollector
@@ -103,7 +104,11 @@ class ReplySession:
         )
         received_at = time.time()
         for message in messages:
-            self._accept(message, received_at, await self._reply_body(message))
+            # Only a reply by reference needs a round trip (Blob); the rest skip the coroutine.
+            inline = message.content_type != CLAIM_CHECK_CONTENT_TYPE
+            self._accept(
+                message, received_at, body_bytes(message) if inline else await self._reply_body(message)
+            )
         if self._settings.reply_receive_mode == "peek_lock":
             for message in messages:
                 await receiver.complete_message(message)

@@ -51,6 +51,9 @@ class RegistryDocument(BaseModel):
     models: dict[str, ModelEntry] = Field(default_factory=dict)
 
 
+_NO_ENTRY = ModelEntry()  # never handed out: `entry()` gives a fresh one to change
+
+
 class Route(BaseModel):
     """Where one request goes: the version that answers it, and a shadow version that also scores it."""
 
@@ -95,7 +98,9 @@ class ModelRegistry:
     def resolve(self, model: str, requested: str | None, *, available: list[str], routing_key: str) -> Route:
         """The version to score `model` with. `requested` is a version number, a label or None
         (= production). Without a production tag the newest available version serves."""
-        entry = self.entry(model)
+        # Read-only: a model the registry does not list routes as an empty entry would, without
+        # building one (this runs once per request).
+        entry = self._document.models.get(model, _NO_ENTRY)
         label = requested or PRODUCTION_LABEL
         if label.isdigit():
             if available and label not in available:

@@ -27,6 +27,7 @@ from qscore.contracts import (
     Timings,
     check_deadline,
 )
+from qscore.contracts.messages import SCHEMA_VERSION, assembled
 from qscore.contracts.model_spec import TRITON_TO_NUMPY
 
 # How a request's version was chosen, as the interaction log records it.
@@ -224,20 +225,30 @@ def ok_reply(scored: ScoredItem, *, scored_by: str | None = None, binary: bool =
     item = scored.item
     now = time.time()
     origin = item.enqueued_at if item.enqueued_at is not None else item.received_at
-    timings = Timings(
-        queue_wait_ms=max(0.0, (item.received_at - origin) * 1000),
-        batch_wait_ms=max(0.0, (scored.batch_started_at - item.received_at) * 1000),
-        inference_ms=scored.inference_ms,
-        total_ms=max(0.0, (now - origin) * 1000),
+    outputs = {name: Tensor.from_numpy(array, binary=binary) for name, array in scored.outputs.items()}
+    # assembled, not validated: every field is typed by construction here, once per reply.
+    timings = assembled(
+        Timings,
+        {
+            "queue_wait_ms": max(0.0, (item.received_at - origin) * 1000),
+            "batch_wait_ms": max(0.0, (scored.batch_started_at - item.received_at) * 1000),
+            "inference_ms": float(scored.inference_ms),
+            "total_ms": max(0.0, (now - origin) * 1000),
+        },
     )
-    return ScoreReply(
-        request_id=item.request_id,
-        status=ReplyStatus.OK,
-        model=item.request.model,
-        model_version=scored.model_version,
-        outputs={name: Tensor.from_numpy(array, binary=binary) for name, array in scored.outputs.items()},
-        timings=timings,
-        scored_by=scored_by,
+    return assembled(
+        ScoreReply,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "request_id": item.request_id,
+            "status": ReplyStatus.OK,
+            "model": item.request.model,
+            "model_version": scored.model_version,
+            "outputs": outputs,
+            "timings": timings,
+            "error": None,
+            "scored_by": scored_by,
+        },
     )
 
 

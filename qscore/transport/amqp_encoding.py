@@ -1,18 +1,20 @@
-"""A reply's AMQP 1.0 message encoded directly (header, properties, application properties, one
-data section), the bytes the SDK's pyamqp encoder makes for the same message, several times
-faster: pyamqp describes every field as a dict and dispatches on it (about 30 us a reply).
+"""A reply's (or a request's) AMQP 1.0 message encoded directly (header, properties, application
+properties, one data section), the bytes the SDK's pyamqp encoder makes for the same message,
+several times faster: pyamqp describes every field as a dict and dispatches on it (about 30 us a
+message).
 
-The SDK's encoding is the reference: `matches_sdk()` encodes sample replies both ways (sizes
-on both sides of each short/long form, with and without time-to-live and session, text and
-integer properties) and the worker uses this encoder only when every one is byte-identical,
-else `qscore.transport.sdk_hooks.encode_message` (checked once per process).
+The SDK's encoding is the reference: `matches_sdk()` encodes sample replies and requests both
+ways (sizes on both sides of each short/long form, with and without time-to-live, session and
+reply address, text and integer properties) and `encoder()` (the worker's replies, the
+producer's requests) is this encoder only when every one is byte-identical, else
+`qscore.transport.sdk_batch_encoding.encode_message` (checked once per process).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,10 @@ def _variable(small: bytes, large: bytes, raw: bytes) -> bytes:
 
 def _string(value: str) -> bytes:
     return _variable(b"\xa1", b"\xb1", value.encode("utf-8"))
+
+
+def _optional_string(value: str | None) -> bytes:
+    return _NULL if value is None else _string(value)
 
 
 def _uint(value: int) -> bytes:
@@ -65,14 +71,17 @@ def encode_reply_message(
     body: bytes,
     *,
     message_id: str,
-    correlation_id: str,
+    correlation_id: str | None,
     session_id: str | None,
     content_type: str,
     application_properties: Mapping[str, str | int] | None,
     time_to_live_ms: int | None,
     now_ms: int,
+    reply_to: str | None = None,
+    reply_to_session_id: str | None = None,
 ) -> bytes:
-    """The AMQP bytes of one reply (`sdk_hooks.encode_message`'s arguments and result)."""
+    """The AMQP bytes of one reply or request (`sdk_batch_encoding.encode_message`'s arguments
+    and result)."""
     parts = []
     created = expires = None
     if time_to_live_ms is not None:
@@ -83,14 +92,16 @@ def encode_reply_message(
     properties = b"".join(
         (
             _string(message_id),
-            _NULL * 4,  # user id, to, subject, reply to
-            _string(correlation_id),
+            _NULL * 3,  # user id, to, subject
+            _optional_string(reply_to),
+            _optional_string(correlation_id),
             _variable(b"\xa3", b"\xb3", content_type.encode("ascii")),  # a symbol
             _NULL,  # content encoding
             _timestamp(expires),
             _timestamp(created),
-            _NULL if session_id is None else _string(session_id),
-            _NULL * 2,  # group sequence, reply-to group id
+            _optional_string(session_id),
+            _NULL,  # group sequence
+            _optional_string(reply_to_session_id),
         )
     )
     parts.append(_PROPERTIES + _compound(b"\xc0", b"\xd0", 13, properties))
@@ -105,7 +116,23 @@ def encode_reply_message(
 
 def _samples() -> list[dict[str, object]]:
     long_text = "x" * 300
-    return [
+    requests: list[dict[str, object]] = [  # requests (qscore.producer): a reply address, no correlation id
+        {
+            "body": body,
+            "message_id": "5f0c3a1e-0000-4000-8000-000000000002",
+            "correlation_id": None,
+            "session_id": None,
+            "content_type": "application/vnd.qscore.request.v1+binary",
+            "application_properties": {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "h": 145},
+            "time_to_live_ms": None,
+            "now_ms": 1796670178000,
+            "reply_to": "replies",
+            "reply_to_session_id": session,
+        }
+        for body in (b"{}", b"b" * 256)
+        for session in ("s-1", long_text)
+    ]
+    return requests + [
         {
             "body": body,
             "message_id": message_id,
@@ -131,13 +158,21 @@ def _samples() -> list[dict[str, object]]:
 def matches_sdk() -> bool:
     """Whether this encoder makes the SDK's bytes for every sample (once per process); False
     (logged) when they differ or the SDK's encoder is unavailable."""
-    from qscore.transport import sdk_hooks
+    from qscore.transport import sdk_batch_encoding
 
     for sample in _samples():
-        theirs = sdk_hooks.encode_message(**sample)  # type: ignore[arg-type]
+        theirs = sdk_batch_encoding.encode_message(**sample)  # type: ignore[arg-type]
         if theirs is None:
             return False
         if encode_reply_message(**sample) != theirs:  # type: ignore[arg-type]
             log.warning("the direct AMQP reply encoder differs from the SDK's: replies use the SDK's")
             return False
     return True
+
+
+def encoder() -> Callable[..., bytes | None]:
+    """The encoder of a message's AMQP bytes (`encode_reply_message`'s arguments): this module's
+    when it makes the SDK's bytes, else the SDK's (None when its hooks are missing, counted)."""
+    from qscore.transport import sdk_batch_encoding
+
+    return encode_reply_message if matches_sdk() else sdk_batch_encoding.encode_message

@@ -4,7 +4,7 @@ encoded once.
 A reply carries `correlation_id` = request id and `session_id` = the request's
 `reply_to_session_id`, in the body form its request asked for (JSON, or binary with its header
 length in an application property), and the `traceparent` of its address. `PreparedReply`
-holds those fields once; a batch takes it encoded once (through qscore.transport.sdk_hooks,
+holds those fields once; a batch takes it encoded once (through qscore.transport.sdk_batch_encoding,
 byte for byte the SDK's encoding), a send of one reply alone takes it as the SDK's
 AmqpAnnotatedMessage.
 """
@@ -71,7 +71,7 @@ def _reply_body(address: ReplyAddress, reply: ScoreReply) -> tuple[bytes, str, d
 @dataclass
 class PreparedReply:
     """One reply ready to send: its body and AMQP fields, made once. A batch takes it encoded
-    once (`encoded`, through qscore.transport.sdk_hooks); a send of it alone, or a batch the
+    once (`encoded`, through qscore.transport.sdk_batch_encoding); a send of it alone, or a batch the
     hooks cannot fill, takes it as the AmqpAnnotatedMessage the SDK sends (`amqp`)."""
 
     correlation_id: str
@@ -108,12 +108,9 @@ class PreparedReply:
         """The AMQP bytes the SDK would send for `amqp()`: encoded directly when that encoder
         makes the SDK's bytes (qscore.transport.amqp_encoding, checked once), else by the SDK's
         encoder; None when its hooks are missing."""
-        from qscore.transport import amqp_encoding, sdk_hooks
+        from qscore.transport import amqp_encoding
 
-        encode = (
-            amqp_encoding.encode_reply_message if amqp_encoding.matches_sdk() else sdk_hooks.encode_message
-        )
-        return encode(
+        return amqp_encoding.encoder()(
             self.body,
             message_id=self.message_id,
             correlation_id=self.correlation_id,
@@ -170,18 +167,18 @@ def reply_amqp_message(
 
 class BatchPacker:
     """Adds replies to a sender's batches: each encoded once when the SDK hooks allow it
-    (qscore.transport.sdk_hooks.add_encoded: the same size rule as the SDK's), else through
-    the batch's own `add_message`."""
+    (qscore.transport.sdk_batch_encoding.add_encoded: the same size rule as the SDK's), else
+    through the batch's own `add_message`."""
 
     def __init__(self, batch: Any) -> None:
-        from qscore.transport import sdk_hooks
+        from qscore.transport import sdk_batch_encoding
 
-        self._encoded = sdk_hooks.encoded_adds(batch)
-        self._now_ms = sdk_hooks.creation_time_ms() if self._encoded else 0
+        self._encoded = sdk_batch_encoding.encoded_adds(batch)
+        self._now_ms = sdk_batch_encoding.creation_time_ms() if self._encoded else 0
 
     def add(self, batch: Any, message: PreparedReply) -> bool:
         if self._encoded:
-            from qscore.transport.sdk_hooks import add_encoded
+            from qscore.transport.sdk_batch_encoding import add_encoded
 
             encoded = message.encoded(self._now_ms)
             if encoded is not None:

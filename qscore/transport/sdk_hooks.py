@@ -2,9 +2,10 @@
 
 The fast paths of the worker (batch settlement and renewal through the management link, the
 management-credit top-up, reading the prefetch buffer, the further-pull wait, prefetch
-re-sizing) use SDK internals. Each use is guarded and falls back to the public API, but a
-silent fallback after an SDK upgrade can cost a lot: without the credit top-up a worker stalls
-after ~10,000 batches, without prefetch re-sizing throughput drops for good. So:
+re-sizing, opening links without the SDK's 50 ms polling) use SDK internals. Each use is
+guarded and falls back to the public API, but a silent fallback after an SDK upgrade can cost
+a lot: without the credit top-up a worker stalls after ~10,000 batches, without prefetch
+re-sizing throughput drops for good. So:
 
 - `HOOKS` names each one: what it speeds up, and what happens without it;
 - `check_hooks()` looks for each in the installed SDK's classes (no connection needed); the
@@ -13,6 +14,10 @@ after ~10,000 batches, without prefetch re-sizing throughput drops for good. So:
   `fallback_counts()` and as the OpenTelemetry counter `qscore.sdk_hook.fallbacks`;
 - tests/test_sdk_hooks.py fails when the installed SDK lacks one, and pyproject.toml pins
   azure-servicebus to the minor range these were checked against.
+
+The code that uses them lives with its concern (receiving.py, settlement.py, replies.py,
+link_open.py, workers/prefetch.py; the reply and request encoding in sdk_batch_encoding.py), and
+only ever names hooks declared here.
 """
 
 from __future__ import annotations
@@ -21,13 +26,9 @@ import importlib
 import inspect
 import logging
 import re
-import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
-from typing import Any
 
 from qscore.telemetry.setup import counter
 
@@ -40,6 +41,8 @@ _MESSAGE = "azure.servicebus:ServiceBusReceivedMessage"
 _BATCH = "azure.servicebus:ServiceBusMessageBatch"
 _PYAMQP = "azure.servicebus._pyamqp"
 _AS_BATCH = "as for batch.message"
+_SENDER = "azure.servicebus.aio:ServiceBusSender"
+_AS_OPEN = "as for receiver.create_handler"
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ HOOKS: tuple[SdkHook, ...] = (
     ),
     SdkHook(
         "sender.max_message_size",
-        "azure.servicebus.aio:ServiceBusSender",
+        _SENDER,
         "_max_message_size_on_link",
         "size reply-batch messages to the entity's max message size (the link's, on attach)",
         "reply-batch bodies sized to the batch limit (max_size_in_bytes): on an entity with a "
@@ -205,14 +208,38 @@ HOOKS: tuple[SdkHook, ...] = (
         "batch.message",
         _BATCH,
         "_message",
-        "encode each reply once: its bytes go straight into the batch (`add_encoded`)",
-        "ServiceBusMessageBatch.add_message, which encodes each reply twice (~60 us more)",
+        "encode each reply and producer request once: its bytes go straight into the batch "
+        "(`sdk_batch_encoding.add_encoded`)",
+        "ServiceBusMessageBatch.add_message, which encodes each message twice "
+        "(~60 us more a reply, ~150 us a request)",
     ),
     SdkHook("batch.size", _BATCH, "_size", "keep the batch's size (as above)", _AS_BATCH),
     SdkHook("batch.count", _BATCH, "_count", "keep the batch's message count", _AS_BATCH),
     SdkHook("batch.amqp_transport", _BATCH, "_amqp_transport", "set the batch envelope's ids", _AS_BATCH),
     SdkHook("pyamqp.encode_payload", f"{_PYAMQP}:_encode", "encode_payload", "encode a reply", _AS_BATCH),
     SdkHook("pyamqp.message", f"{_PYAMQP}:message", "Message", "build a reply's AMQP message", _AS_BATCH),
+    SdkHook(
+        "receiver.create_handler",
+        _RECEIVER,
+        "_create_handler",
+        "open a receiving link reading its handshake frame by frame (qscore.transport.link_open)",
+        "the SDK's open: 50 ms asleep after each handshake frame (~0.5 s a link at start)",
+    ),
+    SdkHook(
+        "sender.create_handler",
+        _SENDER,
+        "_create_handler",
+        "open a reply link reading its handshake frame by frame (as above)",
+        "as for receiver.create_handler",
+    ),
+    SdkHook("sender.handler", _SENDER, "_handler", "reach the reply link's AMQP client (as above)", _AS_OPEN),
+    SdkHook(
+        "client.client_ready",
+        "azure.servicebus._pyamqp.aio._client_async:AMQPClientAsync",
+        "client_ready_async",
+        "step the link's handshake one frame at a time (as above)",
+        _AS_OPEN,
+    ),
     SdkHook(
         "error.condition",
         "azure.servicebus.exceptions:ServiceBusError",
@@ -232,17 +259,24 @@ class HookStatus:
     detail: str = ""
 
 
+@cache
+def _class_source(klass: type) -> str | None:
+    """A class's source, read once: many hooks share a class, and each read parses the class's
+    whole module (~30 ms), so unshared the check took ~1 s of CPU at every worker start."""
+    try:
+        return inspect.getsource(klass)
+    except (OSError, TypeError):
+        return None
+
+
 def _assigns(owner: type, attribute: str) -> bool:
     """The class (or a base) defines `attribute`, or its code assigns `self.<attribute>`."""
     pattern = re.compile(rf"self\.{re.escape(attribute)}\s*[:=]")
     for klass in owner.__mro__:
         if attribute in vars(klass):
             return True
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        if pattern.search(source):
+        source = _class_source(klass)
+        if source is not None and pattern.search(source):
             return True
     return False
 
@@ -261,10 +295,19 @@ def probe(hook: SdkHook) -> HookStatus:
     return HookStatus(hook, False, f"{hook.owner} has no {hook.attribute}")
 
 
+_probe_once = cache(probe)
+
+
 @cache
 def check_hooks() -> tuple[HookStatus, ...]:
     """Each hook against the installed SDK (once per process)."""
-    return tuple(probe(hook) for hook in HOOKS)
+    return tuple(_probe_once(hook) for hook in HOOKS)
+
+
+def all_available(*names: str) -> bool:
+    """Whether the installed SDK has each of these hooks: probes only those (once per process),
+    so a fast path's first use does not wait for the whole check (`log_hooks`, at start)."""
+    return all(_probe_once(BY_NAME[name]).available for name in names)
 
 
 def log_hooks() -> tuple[HookStatus, ...]:
@@ -315,98 +358,3 @@ def readiness_report() -> dict[str, object]:
         "missing": [status.hook.name for status in statuses if not status.available],
         "fallbacks": fallback_counts(),
     }
-
-
-# Replies encoded once (qscore.transport.replies): ServiceBusMessageBatch.add_message converts an
-# AmqpAnnotatedMessage, encodes it to measure it and encodes it again to add it (~60 us a reply).
-# `encode_message` builds the same AMQP message the SDK's to_outgoing_amqp_message would and
-# encodes it once; `add_encoded` puts those bytes into the batch under the same size rule as
-# ServiceBusMessageBatch._add, so a batch never exceeds the link's max message size.
-_ENCODED_HOOKS: tuple[str, ...] = ("batch.message", "batch.size", "batch.count", "batch.amqp_transport")
-_ENCODED_HOOKS += ("pyamqp.encode_payload", "pyamqp.message")
-_BATCH_OVERHEAD = (5, 8)  # bytes a message adds to the batch: under 256 bytes encoded, else
-_MAX_DURATION_MS = 922337203685477  # the SDK's MAX_DURATION_VALUE: a time-to-live that never ends
-_MAX_EXPIRY_MS = 253402243199000  # the SDK's MAX_ABSOLUTE_EXPIRY_TIME
-
-
-@cache
-def _encoding() -> tuple[Any, ...] | None:
-    """(encode_payload, Message, Header, Properties), or None when a hook is missing."""
-    available = {status.hook.name for status in check_hooks() if status.available}
-    if not set(_ENCODED_HOOKS) <= available:
-        return None
-    from azure.servicebus._pyamqp._encode import encode_payload
-    from azure.servicebus._pyamqp.message import Header, Message, Properties
-
-    return encode_payload, Message, Header, Properties
-
-
-def creation_time_ms() -> int:
-    """A message's creation time as the SDK sets it when it has a time-to-live (whole seconds)."""
-    return int(time.mktime(datetime.now(UTC).timetuple()) * 1000)
-
-
-def encode_message(
-    body: bytes,
-    *,
-    message_id: str,
-    correlation_id: str,
-    session_id: str | None,
-    content_type: str,
-    application_properties: Mapping[str, str | int] | None,
-    time_to_live_ms: int | None,
-    now_ms: int,
-) -> bytes | None:
-    """The AMQP bytes of one message, as the SDK would encode it from an AmqpAnnotatedMessage
-    with these fields (`now_ms`: `creation_time_ms()`); None when a hook is missing (counted)."""
-    encoding = _encoding()
-    if encoding is None:
-        fallback("pyamqp.message")
-        return None
-    encode_payload, message_type, header_type, properties_type = encoding
-    header = None if time_to_live_ms is None else header_type(ttl=time_to_live_ms)
-    created = expires = None
-    if time_to_live_ms and time_to_live_ms != _MAX_DURATION_MS:
-        created, expires = now_ms, min(_MAX_EXPIRY_MS, now_ms + time_to_live_ms)
-    properties = properties_type(
-        message_id=message_id,
-        correlation_id=correlation_id,
-        content_type=content_type,
-        creation_time=created,
-        absolute_expiry_time=expires,
-        group_id=session_id,
-    )
-    message = message_type(
-        header=header, properties=properties, application_properties=application_properties, data=[body]
-    )
-    return bytes(encode_payload(bytearray(), message))
-
-
-def add_encoded(batch: Any, encoded: bytes, *, message_id: str, session_id: str | None) -> bool:
-    """Add an `encode_message` result to a ServiceBusMessageBatch: False when it does not fit
-    (the SDK's size rule: the batch's size + the message + its overhead <= max_size_in_bytes)."""
-    size = len(encoded)
-    size_after = batch._size + size + _BATCH_OVERHEAD[size >= 256]
-    if size_after > batch.max_size_in_bytes:
-        return False
-    batch._message[5].append(encoded)  # a pyamqp BatchMessage as a list: 5 is its data sections
-    batch._size = size_after
-    batch._count += 1
-    if batch._count == 1:  # the envelope takes its ids from the first message, as the SDK's
-        batch._amqp_transport.set_batch_envelope_properties(batch._message, message_id, session_id, None)
-    return True
-
-
-def encoded_adds(batch: Any) -> bool:
-    """Whether `add_encoded` works on `batch`: a pyamqp ServiceBusMessageBatch with every hook,
-    and no azure-core tracing (the SDK's add would put its trace context on each message).
-    A real batch without a hook is counted as a fallback; any other object (a test's) is not."""
-    from azure.core.settings import settings
-    from azure.servicebus import ServiceBusMessageBatch
-
-    if not isinstance(batch, ServiceBusMessageBatch) or settings.tracing_implementation() is not None:
-        return False
-    if _encoding() is None or not isinstance(getattr(batch, "_message", None), list):
-        fallback("batch.message")
-        return False
-    return True

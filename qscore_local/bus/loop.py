@@ -28,16 +28,16 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from cproton import PN_TRANSPORT_CLOSED, isnull, pn_collector_peek, pn_event_type
-from proton import Collector, Connection, Event, EventType, Transport
+from proton import Collector, Connection, Event, Transport
 
 from qscore_local.bus import codec
-from qscore_local.bus.delivery_ids import DeliveryIdRenumberer
 from qscore_local.bus.gateway import Gateway
 from qscore_local.bus.latency import DelayedConnection, DelayLine, NetworkLatency
+from qscore_local.bus.loop_clients import Client as _Client
+from qscore_local.bus.loop_clients import Unidentified as _Unidentified
+from qscore_local.bus.loop_clients import handlers_by_event_number as _handlers_by_event_number
 from qscore_local.bus.server import TICK_S, BusServer
 
 log = logging.getLogger("qscore_local.bus")
@@ -45,38 +45,6 @@ log = logging.getLogger("qscore_local.bus")
 READ_CHUNK = 64 * 1024
 MAX_FLUSH_ROUNDS = 4  # flush can cause engine events that need another flush; bound the chain
 LISTEN_BACKLOG = 128
-
-
-def _handlers_by_event_number(server: BusServer) -> dict[int, Callable[[Event], None]]:
-    """proton event number -> the server's `on_<event>` method, for the events the server handles."""
-    handlers: dict[int, Callable[[Event], None]] = {}
-    for number, event_type in EventType.TYPES.items():
-        method = getattr(server, event_type.method, None)
-        if method is not None:
-            handlers[number] = method
-    handlers.setdefault(PN_TRANSPORT_CLOSED, lambda event: None)  # the loop drops the socket
-    return handlers
-
-
-@dataclass(eq=False)
-class _Client:
-    """One accepted socket and the proton transport/connection that speak AMQP on it."""
-
-    sock: socket.socket
-    transport: Transport
-    connection: Connection
-    registered_mask: int = selectors.EVENT_READ
-    closed: bool = False
-    inbound: DeliveryIdRenumberer = field(default_factory=DeliveryIdRenumberer)
-    delay: DelayedConnection | None = None  # None: no latency emulated, bytes go straight through
-
-
-@dataclass(eq=False)
-class _Unidentified:
-    """An accepted socket whose first bytes have not said yet whether it speaks AMQP."""
-
-    sock: socket.socket
-    address: object
 
 
 class BusLoop:

@@ -8,11 +8,9 @@ replies sent only after that commit.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from proton import Connection, Delivery, Endpoint, Link, Message, Receiver, Sender, Terminus, symbol, ulong
@@ -31,6 +29,7 @@ from qscore_local.bus.errors import (
     BrokerError,
     error,
 )
+from qscore_local.bus.handler_guard import guarded
 from qscore_local.bus.links import (
     Consumer,
     PendingSessionAttach,
@@ -52,19 +51,6 @@ PRODUCER_CREDIT = 1000
 REQUEST_CREDIT = 100
 TICK_S = 0.05
 DEFAULT_SESSION_WAIT_MS = 65_000  # the service's default operation timeout
-
-
-def guarded(method: Callable[..., None]) -> Callable[..., None]:
-    """Log a failing event handler instead of letting it stop the reactor (the endpoint never crashes)."""
-
-    @functools.wraps(method)
-    def run(self: BusServer, event: Any) -> None:
-        try:
-            method(self, event)
-        except Exception:
-            log.exception("error handling %s", method.__name__)
-
-    return run
 
 
 class BusServer:

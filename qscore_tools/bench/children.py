@@ -44,7 +44,7 @@ class LoadGeneratorFailed(Exception):
 
 
 async def _run_one(
-    module: str, args: Sequence[str], out: Path, timeout_s: float, env: dict[str, str]
+    module: str, args: Sequence[str], out: Path, timeout_s: float, env: dict[str, str], cwd: Path = ROOT
 ) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -53,7 +53,7 @@ async def _run_one(
         *args,
         "--out",
         str(out),
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -88,14 +88,16 @@ async def run_children(
     window: Window,
     env: dict[str, str] | None = None,
     cpu_probes: Mapping[str, Callable[[], float]] | None = None,
+    cwd: Path = ROOT,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Start one child per argument list at once, wait for all; their results and the window's CPU use."""
+    """Start one child per argument list at once, wait for all; their results and the window's CPU use.
+    `cwd`: the checkout whose code the children run (`python -m` puts it first on their path)."""
     child_env = dict(os.environ) | (env or {})
     timeout_s = window.end_at - time.time() + FINISH_SLACK_S
     with tempfile.TemporaryDirectory(prefix="qscore-bench-") as tmp:
         outs = [Path(tmp) / f"child-{index}.json" for index in range(len(per_child_args))]
         children = (
-            _run_one(module, [*args, *window.child_args()], out, timeout_s, child_env)
+            _run_one(module, [*args, *window.child_args()], out, timeout_s, child_env, cwd)
             for args, out in zip(per_child_args, outs, strict=True)
         )
         metering = asyncio.create_task(measure_cpu(window, cpu_probes or {}))

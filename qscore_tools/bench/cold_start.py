@@ -10,8 +10,9 @@ already up, and times: ready (`/readyz` answers 200) and first reply (at the pro
 
 `--compare DIR` alternates trial by trial between this checkout's code and DIR's (a copy of the
 repository, e.g. `git archive main | tar -x -C DIR`; the worker runs with DIR first on
-PYTHONPATH), on the same bus and Triton: on a shared, noisy machine only such interleaved
-trials compare.
+PYTHONPATH, and in DIR as its working directory, which `python -c` puts before PYTHONPATH), on
+the same bus and Triton: on a shared, noisy machine only such interleaved trials compare. (Until
+2026-12-07 both arms ran in the caller's directory, so both ran the caller's code.)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from qscore.producer import OutgoingRequest, ProducerSettings, ScoringProducer
 from qscore_local.workers import WorkerPool
 
 COLD_START_TARGET_S = 1.5
+THIS_TREE = Path(__file__).resolve().parents[2]  # the checkout this module runs from
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,11 @@ class ColdStart:
         }
 
 
-async def one_trial(*, connection: str, triton_url: str, model: str, log_dir: Path) -> tuple[float, float]:
-    """(ready, first reply) seconds after the worker process was started."""
+async def one_trial(
+    *, connection: str, triton_url: str, model: str, log_dir: Path, cwd: Path | None = None
+) -> tuple[float, float]:
+    """(ready, first reply) seconds after the worker process was started (in `cwd`: the worker
+    runs `python -c`, which puts its working directory first on sys.path, before PYTHONPATH)."""
     settings = ProducerSettings(connection=connection, reply_timeout_s=60)
     loop = asyncio.get_running_loop()
     async with ScoringProducer(settings=settings) as producer:
@@ -64,7 +69,7 @@ async def one_trial(*, connection: str, triton_url: str, model: str, log_dir: Pa
         waiter = asyncio.ensure_future(producer.score_many([request]))
         await asyncio.sleep(0.2)  # the request is on the queue before the worker exists
         env = {"QSCORE_SERVICEBUS_CONNECTION": connection, "QSCORE_TRITON_URL": triton_url}
-        pool = WorkerPool(count=0, env=env, log_dir=log_dir, drain_grace_s=2)
+        pool = WorkerPool(count=0, env=env, log_dir=log_dir, drain_grace_s=2, cwd=cwd)
         started = loop.time()
         try:
             worker = await pool.add(wait=False)
@@ -86,13 +91,21 @@ async def one_trial(*, connection: str, triton_url: str, model: str, log_dir: Pa
 
 
 async def measure_cold_start(
-    *, connection: str, triton_url: str, model: str = "digits", trials: int = 3, log_dir: Path | None = None
+    *,
+    connection: str,
+    triton_url: str,
+    model: str = "digits",
+    trials: int = 3,
+    log_dir: Path | None = None,
+    cwd: Path | None = None,
 ) -> ColdStart:
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="qscore-cold-start-"))
     ready: list[float] = []
     replied: list[float] = []
     for _ in range(trials):
-        r, f = await one_trial(connection=connection, triton_url=triton_url, model=model, log_dir=log_dir)
+        r, f = await one_trial(
+            connection=connection, triton_url=triton_url, model=model, log_dir=log_dir, cwd=cwd
+        )
         ready.append(r)
         replied.append(f)
     return ColdStart(trials=trials, ready_s=ready, first_reply_s=replied)
@@ -108,15 +121,17 @@ async def _standalone(trials: int, compare: str | None = None) -> dict[str, Cold
     triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
     try:
         endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        trees = {"this": os.environ.get("PYTHONPATH", "")}
+        # Each tree's worker runs in that tree: `python -c` puts the working directory first on
+        # sys.path, so with one shared directory both would run the same code whatever PYTHONPATH.
+        trees = {"this": (os.environ.get("PYTHONPATH", ""), THIS_TREE)}
         if compare is not None:
-            trees = {"compare": compare, **trees}
+            trees = {"compare": (compare, Path(compare)), **trees}
         results: dict[str, ColdStart] = {}
         for _ in range(trials):
-            for name, path in trees.items():
+            for name, (path, tree) in trees.items():
                 os.environ["PYTHONPATH"] = path  # the worker process inherits it
                 one = await measure_cold_start(
-                    connection=endpoint.connection_string, triton_url=endpoints.grpc_url, trials=1
+                    connection=endpoint.connection_string, triton_url=endpoints.grpc_url, trials=1, cwd=tree
                 )
                 so_far = results.get(name)
                 results[name] = (

@@ -72,9 +72,11 @@ def summarize_collapsed(text: str, *, role: str, label: str, raw_path: Path) -> 
 class Profiler:
     """Records each named process with py-spy over a load point's measurement window."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, gil: bool = False) -> None:
         self.binary = py_spy_binary()
         self.out_dir = out_dir
+        # --gil: only the thread holding the GIL, so the samples follow CPU rather than threads
+        self.gil = gil
         self.summaries: list[ProfileSummary] = []
 
     async def _record_one(self, role: str, pid: int, label: str, window: Window) -> None:
@@ -96,6 +98,7 @@ class Profiler:
             "--nonblocking",
             "--output",
             str(raw_path),
+            *(["--gil"] if self.gil else []),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
