@@ -156,7 +156,7 @@ async def _start_aside(
     state: WorkerState,
     stack: contextlib.AsyncExitStack,
     receiving: asyncio.Event,
-    running: asyncio.Future[None],
+    running: asyncio.Future[Any],
 ) -> None:
     """The start-up steps the first request does not wait for: the check of the SDK internals
     the fast paths use (it reads the SDK's source, ~0.2 s of CPU) and the health server
@@ -166,7 +166,7 @@ async def _start_aside(
     a worker whose bus or Triton is down still serves /healthz and /readyz): run at once, their
     threads took the GIL from what the first receive waits for (tritonclient's gRPC import in
     the first readiness probe, the links' handshakes)."""
-    started = asyncio.ensure_future(receiving.wait())
+    started: asyncio.Future[Any] = asyncio.ensure_future(receiving.wait())
     try:
         await asyncio.wait({started, running}, timeout=ASIDE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
     finally:
