@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from qscore.inference import TritonClient
 
 log = logging.getLogger(__name__)
-# The longest the SDK hook check and the health server wait for the first receive to start.
+# The longest the SDK hook check and the health server wait for the first session to open.
 ASIDE_WAIT_S = 2.0
 
 
@@ -139,7 +139,7 @@ async def run_worker(
         log.info("worker %s consuming %s", settings.worker_id, ", ".join(settings.lanes()))
         running = asyncio.ensure_future(loop.run())
         try:
-            await _start_aside(settings, state, stack, loop.receiving, running)
+            await _start_aside(settings, state, stack, loop.started, running)
         except BaseException as exc:  # e.g. the health port is taken: drain what was taken, then raise
             if isinstance(exc, asyncio.CancelledError):
                 running.cancel()
@@ -155,18 +155,18 @@ async def _start_aside(
     settings: WorkerSettings,
     state: WorkerState,
     stack: contextlib.AsyncExitStack,
-    receiving: asyncio.Event,
+    loop_started: asyncio.Event,
     running: asyncio.Future[Any],
 ) -> None:
     """The start-up steps the first request does not wait for: the check of the SDK internals
     the fast paths use (it reads the SDK's source, ~0.2 s of CPU) and the health server
     (importing aiohttp, ~0.15 s), each in a thread where it would block the event loop.
 
-    They start once the first receive does, or the loop ends, or after ASIDE_WAIT_S at most (so
-    a worker whose bus or Triton is down still serves /healthz and /readyz): run at once, their
-    threads took the GIL from what the first receive waits for (tritonclient's gRPC import in
-    the first readiness probe, the links' handshakes)."""
-    started: asyncio.Future[Any] = asyncio.ensure_future(receiving.wait())
+    They start once the first session's links are open and Triton answered its first probe
+    (ready or not), or the loop ends, or after ASIDE_WAIT_S at most (so a worker whose bus is
+    down still serves /healthz and /readyz): run at once, their threads took the GIL from what
+    the first receive waits for (tritonclient's gRPC import in that probe, the handshakes)."""
+    started: asyncio.Future[Any] = asyncio.ensure_future(loop_started.wait())
     try:
         await asyncio.wait({started, running}, timeout=ASIDE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
     finally:

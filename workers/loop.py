@@ -141,9 +141,9 @@ class ReceiveLoop:
         self.turns = WeightedTurns(settings.lanes())
         self._waited_before = False
         self._first_probe: asyncio.Future[bool] | None = None
-        # Set when a session is about to receive (its links open, Triton answered): start-up
-        # work the first reply does not need waits for it (workers.app._start_aside).
-        self.receiving = asyncio.Event()
+        # Set once a session's links are open and Triton answered its probe (ready or not): the
+        # start-up work the first reply does not need waits for it (workers.app._start_aside).
+        self.started = asyncio.Event()
         self._held_by_lane = _HeldByLane()
         self.job = job
 
@@ -265,8 +265,9 @@ class ReceiveLoop:
             self.state.connected = True
             try:
                 lane = _Lane(queue, receiver, held, intake, message_settler, batcher, slots, over)
-                if self._first_probe is None or await self._first_probe:
-                    self.receiving.set()
+                ready = self._first_probe is None or await self._first_probe
+                self.started.set()
+                if ready:
                     await self._receive(lane)
             finally:
                 over.set()
