@@ -106,6 +106,9 @@ async def observed(
                 settings, telemetry=worker_telemetry, backend=FirstCallUnavailable(client)
             ):
                 telemetry.meter().create_counter(FALLBACKS, unit="{batch}").add(1, {"hook": "test"})
+                # /metrics is up (the health server starts once the first session has opened)
+                # and scraped before the load, so the load's waves land between scrapes: rates.
+                await _wait_for_scrapes(prometheus, 1)
                 # No reply address: dead-lettered (one with an address is answered, issue 24).
                 bad = OutgoingRequest(
                     "bad-shape", json.dumps({"model": "digits", "inputs": {}}), reply_to=None

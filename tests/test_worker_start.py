@@ -1,5 +1,5 @@
 """Worker start-up, arranged for a short cold start (workers/app.py, workers/loop.py): the health
-server and the SDK hook check start beside the receive loop, and the first session opens its
+server and the SDK hook check start once the first session has opened, and that session opens its
 links beside one readiness probe of Triton. These check the outcomes stay those of a start one
 step after the other: a health server that cannot start still stops the worker with its error,
 and a request waiting at start gets exactly one reply."""

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from qscore.inference import TritonClient
 
 log = logging.getLogger(__name__)
+# The longest the SDK hook check and the health server wait for the first session to open.
+ASIDE_WAIT_S = 2.0
 
 
 def _interaction_sink(settings: WorkerSettings) -> Any:
@@ -137,7 +139,7 @@ async def run_worker(
         log.info("worker %s consuming %s", settings.worker_id, ", ".join(settings.lanes()))
         running = asyncio.ensure_future(loop.run())
         try:
-            await _start_aside(settings, state, stack)
+            await _start_aside(settings, state, stack, loop.started, running)
         except BaseException as exc:  # e.g. the health port is taken: drain what was taken, then raise
             if isinstance(exc, asyncio.CancelledError):
                 running.cancel()
@@ -150,12 +152,25 @@ async def run_worker(
 
 
 async def _start_aside(
-    settings: WorkerSettings, state: WorkerState, stack: contextlib.AsyncExitStack
+    settings: WorkerSettings,
+    state: WorkerState,
+    stack: contextlib.AsyncExitStack,
+    loop_started: asyncio.Event,
+    running: asyncio.Future[Any],
 ) -> None:
-    """The start-up steps the first request does not wait for, run beside the receive loop's
-    start (Triton's readiness, the links' opening, the first receive): the check of the SDK
-    internals the fast paths use (it reads the SDK's source, ~0.3 s of CPU) and the health
-    server (importing aiohttp, ~0.15 s), each in a thread where it would block the event loop."""
+    """The start-up steps the first request does not wait for: the check of the SDK internals
+    the fast paths use (it reads the SDK's source, ~0.2 s of CPU) and the health server
+    (importing aiohttp, ~0.15 s), each in a thread where it would block the event loop.
+
+    They start once the first session's links are open and Triton answered its first probe
+    (ready or not), or the loop ends, or after ASIDE_WAIT_S at most (so a worker whose bus is
+    down still serves /healthz and /readyz): run at once, their threads took the GIL from what
+    the first receive waits for (tritonclient's gRPC import in that probe, the handshakes)."""
+    started: asyncio.Future[Any] = asyncio.ensure_future(loop_started.wait())
+    try:
+        await asyncio.wait({started, running}, timeout=ASIDE_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()
     steps: list[Awaitable[Any]] = [asyncio.to_thread(sdk_hooks.log_hooks)]
     if settings.health_port is not None:
         steps.append(asyncio.to_thread(importlib.import_module, "aiohttp.web"))

@@ -141,6 +141,9 @@ class ReceiveLoop:
         self.turns = WeightedTurns(settings.lanes())
         self._waited_before = False
         self._first_probe: asyncio.Future[bool] | None = None
+        # Set once a session's links are open and Triton answered its probe (ready or not): the
+        # start-up work the first reply does not need waits for it (workers.app._start_aside).
+        self.started = asyncio.Event()
         self._held_by_lane = _HeldByLane()
         self.job = job
 
@@ -262,7 +265,9 @@ class ReceiveLoop:
             self.state.connected = True
             try:
                 lane = _Lane(queue, receiver, held, intake, message_settler, batcher, slots, over)
-                if self._first_probe is None or await self._first_probe:
+                ready = self._first_probe is None or await self._first_probe
+                self.started.set()
+                if ready:
                     await self._receive(lane)
             finally:
                 over.set()
