@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import ScoreReply
 from qscore.contracts.reply_batch import ReplyMessagePlan
-from qscore.transport.link_open import fast_open_sender
+from qscore.transport.link_open import attach_link, fast_open_sender
 from qscore.transport.reply_batches import DEFAULT_LINK_MAX_BYTES, plan_reply_messages, reply_batch_message
 from qscore.transport.reply_messages import (
     BatchPacker,
@@ -317,7 +317,9 @@ class ReplySender:
     def _sender(self, queue: str) -> LinkPool[ServiceBusSender]:
         pool = self._senders.get(queue)
         if pool is None:
-            pool = LinkPool(lambda: fast_open_sender(self._client, queue), ceiling=MAX_REPLY_LINKS)
+            pool = LinkPool(
+                lambda: fast_open_sender(self._client, queue), ceiling=MAX_REPLY_LINKS, attach=attach_link
+            )
             self._senders[queue] = pool
         return pool
 
