@@ -11,6 +11,7 @@ producer's trace shows the reply arriving.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -138,6 +139,8 @@ Indexed = list[tuple[int, PreparedReply]]
 __all__ = ["ReplyAddress", "ReplySendError", "ReplySender", "SendFailure", "classify_send_error"]
 __all__ += ["outgoing_reply", "reply_amqp_message", "reply_message"]  # qscore.transport.reply_messages
 
+
+log = logging.getLogger(__name__)
 
 # Sender links (connections) per reply queue: sends in flight at once, as the window asks.
 MAX_REPLY_LINKS = 8
@@ -336,6 +339,7 @@ class ReplySender:
     async def close(self) -> None:
         if self._claims is not None:
             await self._claims.close()
-        pools, self._senders = list(self._senders.values()), {}
-        for pool in pools:
+        pools, self._senders = dict(self._senders), {}
+        for queue, pool in pools.items():
+            log.info("reply sends to %s: %s", queue, pool.describe())
             await pool.close()

@@ -200,6 +200,7 @@ class MessageSettler:
     async def close(self) -> None:
         """Close every control receiver (the first one too; closing it twice is harmless)."""
         if self.controls is not None:
+            log.info("settlement: %s", self.controls.describe())
             await self.controls.close()
 
 

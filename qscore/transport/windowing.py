@@ -114,6 +114,16 @@ class LinkPool(Generic[L]):
         self._attach = attach
         self._attaching: set[asyncio.Task[None]] = set()
         self.waited_s = 0.0  # total time requests waited for a link (diagnosis)
+        self.requests = 0
+
+    def describe(self) -> str:
+        """One line for a log at close: how many links, and how long requests waited for one."""
+        rtt = self.window.round_trip_s
+        round_trip = "-" if rtt is None else f"{rtt * 1000:.1f} ms"
+        return (
+            f"{len(self.links)} links (window {self.window.size}), {self.requests} requests waited "
+            f"{self.waited_s:.2f} s in all for a link, round trip {round_trip}"
+        )
 
     @property
     def in_flight(self) -> int:
@@ -122,6 +132,7 @@ class LinkPool(Generic[L]):
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[L]:
         self.window.asked(self._busy + len(self._waiters) + 1)
+        self.requests += 1
         link = await self._acquire()
         started = self._clock()
         answered = False
