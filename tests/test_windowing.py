@@ -124,6 +124,55 @@ async def test_a_link_busy_at_close_is_closed_when_its_request_ends() -> None:
             pass
 
 
+async def test_pool_attaches_links_ahead_of_need_and_never_makes_a_request_wait_for_one() -> None:
+    attached: list[FakeLink] = []
+    attach_may_end = asyncio.Event()
+
+    async def attach(link: FakeLink) -> None:
+        await attach_may_end.wait()
+        attached.append(link)
+
+    first = FakeLink()
+    pool: LinkPool[FakeLink] = LinkPool(FakeLink, ceiling=4, first=first, attach=attach)
+    pool.window.size = 2
+    held = pool.use()
+    assert await held.__aenter__() is first
+    await asyncio.sleep(0)
+    assert len(pool.links) == 2 and attached == []  # every link busy: the next one attaches now
+
+    second_use = pool.use()
+    second = asyncio.create_task(second_use.__aenter__())
+    await asyncio.sleep(0.01)
+    assert not second.done()  # its link still attaching
+    await held.__aexit__(None, None, None)
+    assert await second is first  # the link set free first carries it, not the attaching one
+    attach_may_end.set()
+    await asyncio.sleep(0.01)
+    assert attached == [pool.links[1]] and pool.in_flight == 1
+    await pool.close()
+    assert not first.closed and pool.links[1].closed  # `first` still carries `second`'s request
+    await second_use.__aexit__(None, None, None)
+    assert first.closed
+
+
+async def test_links_attaching_at_close_are_closed() -> None:
+    never = asyncio.Event()
+
+    async def attach(link: FakeLink) -> None:
+        await never.wait()
+
+    pool: LinkPool[FakeLink] = LinkPool(FakeLink, ceiling=4, attach=attach)
+    use = pool.use()
+    waiting = asyncio.create_task(use.__aenter__())
+    await asyncio.sleep(0.01)
+    assert len(pool.links) == 1 and not waiting.done()
+    await pool.close()
+    await asyncio.sleep(0.01)
+    assert pool.links[0].closed
+    with pytest.raises(RuntimeError):
+        await waiting
+
+
 def test_batch_slots_add_the_batches_waiting_on_the_broker() -> None:
     clock = FakeClock()
     slots = BatchSlots(4, clock=clock)

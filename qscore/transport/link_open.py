@@ -77,6 +77,12 @@ def fast_open_sender(client: ServiceBusClient, queue: str) -> ServiceBusSender:
     return sender
 
 
+async def attach_link(link: Any) -> None:
+    """Open `link` (a ServiceBusSender or ServiceBusReceiver) now: connection, token and attach,
+    several round trips, taken in the background by a link pool ahead of need."""
+    await link.__aenter__()
+
+
 def _wrap_client_ready(handler: Any) -> None:
     poll: Callable[[], Awaitable[bool]] | None = getattr(handler, "client_ready_async", None)
     if not callable(poll):

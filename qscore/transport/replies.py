@@ -11,6 +11,7 @@ producer's trace shows the reply arriving.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import ScoreReply
 from qscore.contracts.reply_batch import ReplyMessagePlan
-from qscore.transport.link_open import fast_open_sender
+from qscore.transport.link_open import attach_link, fast_open_sender
 from qscore.transport.reply_batches import DEFAULT_LINK_MAX_BYTES, plan_reply_messages, reply_batch_message
 from qscore.transport.reply_messages import (
     BatchPacker,
@@ -138,6 +139,8 @@ Indexed = list[tuple[int, PreparedReply]]
 __all__ = ["ReplyAddress", "ReplySendError", "ReplySender", "SendFailure", "classify_send_error"]
 __all__ += ["outgoing_reply", "reply_amqp_message", "reply_message"]  # qscore.transport.reply_messages
 
+
+log = logging.getLogger(__name__)
 
 # Sender links (connections) per reply queue: sends in flight at once, as the window asks.
 MAX_REPLY_LINKS = 8
@@ -317,7 +320,9 @@ class ReplySender:
     def _sender(self, queue: str) -> LinkPool[ServiceBusSender]:
         pool = self._senders.get(queue)
         if pool is None:
-            pool = LinkPool(lambda: fast_open_sender(self._client, queue), ceiling=MAX_REPLY_LINKS)
+            pool = LinkPool(
+                lambda: fast_open_sender(self._client, queue), ceiling=MAX_REPLY_LINKS, attach=attach_link
+            )
             self._senders[queue] = pool
         return pool
 
@@ -334,6 +339,7 @@ class ReplySender:
     async def close(self) -> None:
         if self._claims is not None:
             await self._claims.close()
-        pools, self._senders = list(self._senders.values()), {}
-        for pool in pools:
+        pools, self._senders = dict(self._senders), {}
+        for queue, pool in pools.items():
+            log.info("reply sends to %s: %s", queue, pool.describe())
             await pool.close()

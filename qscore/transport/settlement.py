@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.link_open import attach_link
 from qscore.transport.settle_outcomes import ABANDONED, COMPLETED
 from qscore.transport.windowing import LinkPool
 
@@ -99,7 +100,7 @@ class MessageSettler:
         self.control = control
         self.controls: LinkPool[Any] | None = None
         if control is not None:
-            self.controls = LinkPool(open_control, ceiling=max_controls, first=control)
+            self.controls = LinkPool(open_control, ceiling=max_controls, first=control, attach=attach_link)
         self.batch_requests = 0
         self.fallbacks = 0
 
@@ -199,6 +200,7 @@ class MessageSettler:
     async def close(self) -> None:
         """Close every control receiver (the first one too; closing it twice is harmless)."""
         if self.controls is not None:
+            log.info("settlement: %s", self.controls.describe())
             await self.controls.close()
 
 

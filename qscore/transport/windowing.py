@@ -21,7 +21,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 SAMPLE_S = 0.25
@@ -83,7 +83,13 @@ class LinkPool(Generic[L]):
     `window.size` requests at once; links are opened (`open_link`) as the window grows, up to its
     ceiling, and kept. `async with pool.use() as link:` waits for a free one, never for a lock
     held by another request's round trip. A link's first request (it opens the link: several
-    round trips) does not count towards the measured round trip."""
+    round trips) does not count towards the measured round trip.
+
+    With `attach` (an async call that opens a link: its attach takes several round trips), links
+    are attached in the background, ahead of need: one more whenever every attached link is busy
+    (up to the ceiling), and a request never waits for an attach while another link can carry it;
+    it takes whichever comes first, a link set free or a link attached. Without it a request that
+    finds no free link below the window opens one and pays the attach itself."""
 
     def __init__(
         self,
@@ -91,6 +97,7 @@ class LinkPool(Generic[L]):
         *,
         ceiling: int,
         first: L | None = None,
+        attach: Callable[[L], Awaitable[object]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if open_link is None and first is None:
@@ -104,6 +111,19 @@ class LinkPool(Generic[L]):
         self._busy = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._attach = attach
+        self._attaching: set[asyncio.Task[None]] = set()
+        self.waited_s = 0.0  # total time requests waited for a link (diagnosis)
+        self.requests = 0
+
+    def describe(self) -> str:
+        """One line for a log at close: how many links, and how long requests waited for one."""
+        rtt = self.window.round_trip_s
+        round_trip = "-" if rtt is None else f"{rtt * 1000:.1f} ms"
+        return (
+            f"{len(self.links)} links (window {self.window.size}), {self.requests} requests waited "
+            f"{self.waited_s:.2f} s in all for a link, round trip {round_trip}"
+        )
 
     @property
     def in_flight(self) -> int:
@@ -112,6 +132,7 @@ class LinkPool(Generic[L]):
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[L]:
         self.window.asked(self._busy + len(self._waiters) + 1)
+        self.requests += 1
         link = await self._acquire()
         started = self._clock()
         answered = False
@@ -125,32 +146,71 @@ class LinkPool(Generic[L]):
             await self._release(link)
 
     async def _acquire(self) -> L:
-        while True:
-            if self._closed:
-                raise RuntimeError("the link pool is closed")
-            if self._busy < self.window.size:
-                if self._idle:
-                    self._busy += 1
-                    return self._idle.pop()
-                if self._open_link is not None and len(self.links) < self.window.ceiling:
-                    link = self._open_link()
-                    self.links.append(link)
-                    self._busy += 1
-                    return link
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
+        waited_from: float | None = None
+        try:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the link pool is closed")
+                if self._busy < self.window.size:
+                    if self._idle:
+                        self._busy += 1
+                        self._attach_ahead()
+                        return self._idle.pop()
+                    if self._open_link is not None and len(self.links) < self.window.ceiling:
+                        if self._attach is None:
+                            link = self._open_link()
+                            self.links.append(link)
+                            self._busy += 1
+                            return link
+                        # Attach as many as the requests now wanting a link, within the window.
+                        wanting = self._busy + len(self._waiters) + 1
+                        wanted = min(self.window.ceiling, self.window.size, wanting)
+                        while len(self.links) < wanted:
+                            self._start_attach()
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                if waited_from is None:
+                    waited_from = self._clock()
+                try:
+                    await waiter
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+        finally:
+            if waited_from is not None:
+                self.waited_s += self._clock() - waited_from
 
-    async def _release(self, link: L) -> None:
-        self._busy -= 1
-        if self._closed:
+    def _attach_ahead(self) -> None:
+        """Every attached link busy: attach one more now, so the next request finds it ready."""
+        all_busy = not self._attaching and self._busy >= len(self.links)
+        can_open = self._attach is not None and self._open_link is not None
+        if all_busy and can_open and len(self.links) < self.window.ceiling:
+            self._start_attach()
+
+    def _start_attach(self) -> None:
+        assert self._open_link is not None and self._attach is not None
+        link = self._open_link()
+        self.links.append(link)
+        task = asyncio.get_running_loop().create_task(self._attach_then_offer(link))
+        self._attaching.add(task)
+        task.add_done_callback(self._attaching.discard)
+
+    async def _attach_then_offer(self, link: L) -> None:
+        assert self._attach is not None
+        try:
+            # A failed attach is the SDK's to retry: the link's first request opens it again, and
+            # reports the failure as any request would.
             with contextlib.suppress(Exception):
-                await link.close()
-            return
+                await self._attach(link)
+                self._used.add(id(link))  # attached: its first request is an ordinary round trip
+        finally:
+            if self._closed:
+                with contextlib.suppress(Exception):
+                    await link.close()
+            else:
+                self._offer(link)
+
+    def _offer(self, link: L) -> None:
         self._idle.append(link)
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -158,10 +218,20 @@ class LinkPool(Generic[L]):
                 waiter.set_result(None)
                 return
 
+    async def _release(self, link: L) -> None:
+        self._busy -= 1
+        if self._closed:
+            with contextlib.suppress(Exception):
+                await link.close()
+            return
+        self._offer(link)
+
     async def close(self) -> None:
         """Close every idle link now, each busy one when its request ends; wake the waiters."""
         self._closed = True
         idle, self._idle = self._idle, []
+        for task in list(self._attaching):
+            task.cancel()
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
