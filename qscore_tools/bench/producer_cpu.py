@@ -14,7 +14,7 @@ own reply session, the same worker): both figures under one and the same load, a
 the top frames by self and inclusive samples are printed with the figures.
 
     python -m qscore_tools.bench.producer_cpu --messages 5000 [--rate 250] [--clients transfer,coalesce]
-    python -m qscore_tools.bench.producer_cpu --messages 5000 --against /work/main [--profile /tmp/prof]
+    python -m qscore_tools.bench.producer_cpu --messages 5000 --against ../before [--profile /tmp/prof]
 """
 
 from __future__ import annotations
