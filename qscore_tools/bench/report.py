@@ -300,7 +300,10 @@ def write_results(
     stamp = results_stamp(run.started_at)
     json_path = output_dir / f"{stamp}.json"
     markdown_path = output_dir / f"{stamp}.md"
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    # Compact: the per-point latency lists make an indented file ~2.7x larger, and every committed
+    # run travels with the tree to the GPU machine (qscore_tools/bench/gpu/plan.py TRAVEL_LIMIT_BYTES);
+    # the Markdown summary beside it is the readable form.
+    json_path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
     markdown_path.write_text(markdown_summary(document))
     plot_paths: list[Path] = []
     if plots:
