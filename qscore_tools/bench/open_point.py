@@ -76,6 +76,8 @@ async def run(rate: float, seconds: float, rounds: int, model: str, against: Pat
         os.environ["PYTHONSAFEPATH"] = "1"
     for index in range(rounds):
         trees = {"this": this} | ({"against": str(against)} if against is not None else {})
+        if index % 2:  # every other round the other stack starts first (any bias of order evens out)
+            trees = dict(reversed(trees.items()))
         for label, figures in (await points(rate, seconds, model, trees)).items():
             print(json.dumps({"round": index + 1, "tree": label} | figures), flush=True)
 
