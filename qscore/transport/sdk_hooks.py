@@ -15,8 +15,8 @@ re-sizing throughput drops for good. So:
 - tests/test_sdk_hooks.py fails when the installed SDK lacks one, and pyproject.toml pins
   azure-servicebus to the minor range these were checked against.
 
-The code that uses them lives with its concern (receiving.py, settlement.py, replies.py,
-link_open.py, workers/prefetch.py; the reply and request encoding in sdk_batch_encoding.py), and
+The code that uses them lives with its concern (receiving.py, frame_reads.py, settlement.py,
+replies.py, link_open.py, workers/prefetch.py; the reply and request encoding in sdk_batch_encoding.py), and
 only ever names hooks declared here. The `otel.*` hooks are OpenTelemetry SDK internals
 (qscore.telemetry.histogram_values), declared here too so one check, one log and one /readyz
 entry cover every private attribute the runtimes rely on.
@@ -164,6 +164,28 @@ HOOKS: tuple[SdkHook, ...] = (
         "reader",
         "see unread bytes (asyncio.StreamReader._buffer)",
         "as above",
+    ),
+    SdkHook(
+        "transport.receive_frame",
+        f"{_PYAMQP}.aio._transport_async:AsyncTransportMixin",
+        "receive_frame",
+        "read a frame already in the read buffer without asyncio.wait_for's task and timer "
+        "(qscore.transport.frame_reads, ~20 us a frame on Python 3.11)",
+        "every frame read through wait_for with the socket timeout",
+    ),
+    SdkHook(
+        "transport.read_buffer",
+        f"{_PYAMQP}.aio._transport_async:AsyncTransport",
+        "_read_buffer",
+        "see bytes left over from an interrupted frame read (as for transport.receive_frame)",
+        "as for transport.receive_frame",
+    ),
+    SdkHook(
+        "transport.socket_lock",
+        f"{_PYAMQP}.aio._transport_async:AsyncTransport",
+        "socket_lock",
+        "see a frame read in progress (as for transport.receive_frame)",
+        "as for transport.receive_frame",
     ),
     SdkHook(
         "receiver.prefetch_count",
