@@ -57,7 +57,7 @@ def message_property(message: Any, name: str) -> Any:
     properties = raw.properties
     if properties is None:
         return None
-    value = getattr(properties, _AMQP_FIELDS[name], None)
+    value: Any = getattr(properties, _AMQP_FIELDS[name], None)
     try:
         return value.decode("UTF-8")
     except (AttributeError, UnicodeDecodeError):
