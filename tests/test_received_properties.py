@@ -12,13 +12,18 @@ import pytest
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus._pyamqp.message import Message, Properties
 
-from qscore.transport.received import message_property
+from qscore.transport.received import enqueued_at, message_property
 
 NAMES = ("message_id", "content_type", "reply_to", "reply_to_session_id")
 
 
-def _received(properties: Any) -> ServiceBusReceivedMessage:
-    message = Message(data=[b"{}"], properties=properties, application_properties={b"a": b"b"})
+def _received(properties: Any, annotations: Any = None) -> ServiceBusReceivedMessage:
+    message = Message(
+        data=[b"{}"],
+        properties=properties,
+        application_properties={b"a": b"b"},
+        message_annotations=annotations,
+    )
     return ServiceBusReceivedMessage(message, receiver=None)
 
 
@@ -46,3 +51,21 @@ def test_objects_without_the_raw_message_are_asked_directly() -> None:
     assert message_property(item, "message_id") == "item-1"
     assert message_property(item, "content_type") == "application/json"
     assert message_property(item, "reply_to") is None
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [
+        {b"x-opt-enqueued-time": 1_765_155_600_123},
+        {b"x-opt-enqueued-time": 1_700_000_000_001, b"x-opt-sequence-number": 9},
+        {b"x-opt-enqueued-time": 999},
+        {b"x-opt-enqueued-time": -62_135_596_800_000},  # the broker's "not set" (year 1)
+        {b"x-opt-enqueued-time": 0},
+        {b"x-opt-sequence-number": 9},
+        None,
+    ],
+)
+def test_enqueued_at_is_the_sdks_enqueued_time(annotations: Any) -> None:
+    message = _received(Properties(message_id=b"m"), annotations)
+    expected = message.enqueued_time_utc
+    assert enqueued_at(message) == (None if expected is None else expected.timestamp())

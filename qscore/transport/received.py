@@ -110,7 +110,17 @@ def accept(message: ReceivedMessage) -> str | None:
     return None if value is None else wire_text(value)
 
 
+_ENQUEUED_TIME = b"x-opt-enqueued-time"  # milliseconds since the epoch, set by the broker
+
+
 def enqueued_at(message: ReceivedMessage) -> float | None:
-    """When the broker accepted the message, as epoch seconds."""
+    """When the broker accepted the message, as epoch seconds: the broker's annotation read from
+    the public `raw_amqp_message` (the SDK's `enqueued_time_utc` makes a datetime of it on every
+    access); the same float as `enqueued_time_utc.timestamp()` (whole milliseconds / 1000)."""
+    raw = getattr(message, "raw_amqp_message", None)
+    if raw is not None:
+        annotations = raw.annotations
+        milliseconds = annotations.get(_ENQUEUED_TIME) if annotations else None
+        return milliseconds / 1000 if milliseconds else None
     enqueued = message.enqueued_time_utc
     return enqueued.timestamp() if enqueued is not None else None
