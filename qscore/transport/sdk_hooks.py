@@ -45,11 +45,14 @@ _PYAMQP = "azure.servicebus._pyamqp"
 _AS_BATCH = "as for batch.message"
 _SENDER = "azure.servicebus.aio:ServiceBusSender"
 _AS_OPEN = "as for receiver.create_handler"
+_TRANSPORT = f"{_PYAMQP}.aio._transport_async:AsyncTransport"
+_AS_FRAMES = "as for transport.receive_frame"
 # OpenTelemetry's SDK (qscore.telemetry.histogram_values): a metric reader's aggregation of one
 # attribute set, found once for many histogram values.
 _OTEL = "opentelemetry.sdk.metrics._internal"
 _OTEL_CONSUMER = f"{_OTEL}.measurement_consumer:SynchronousMeasurementConsumer"
 _OTEL_MATCH = f"{_OTEL}._view_instrument_match:_ViewInstrumentMatch"
+_OTEL_STORAGE = f"{_OTEL}.metric_reader_storage:MetricReaderStorage"
 _OTEL_SPEEDS_UP = (
     "record a reply batch's stage durations with each histogram series' attributes cleaned and "
     "hashed once, not once a value and reader (qscore.telemetry.histogram_values)"
@@ -174,19 +177,9 @@ HOOKS: tuple[SdkHook, ...] = (
         "every frame read through wait_for with the socket timeout",
     ),
     SdkHook(
-        "transport.read_buffer",
-        f"{_PYAMQP}.aio._transport_async:AsyncTransport",
-        "_read_buffer",
-        "see bytes left over from an interrupted frame read (as for transport.receive_frame)",
-        "as for transport.receive_frame",
+        "transport.read_buffer", _TRANSPORT, "_read_buffer", "see an interrupted read's bytes", _AS_FRAMES
     ),
-    SdkHook(
-        "transport.socket_lock",
-        f"{_PYAMQP}.aio._transport_async:AsyncTransport",
-        "socket_lock",
-        "see a frame read in progress (as for transport.receive_frame)",
-        "as for transport.receive_frame",
-    ),
+    SdkHook("transport.socket_lock", _TRANSPORT, "socket_lock", "see a frame read in progress", _AS_FRAMES),
     SdkHook(
         "receiver.prefetch_count",
         "azure.servicebus._common.receiver_mixins:ReceiverMixin",
@@ -286,11 +279,7 @@ HOOKS: tuple[SdkHook, ...] = (
                 ("otel.instrument_enabled", f"{_OTEL}.instrument:_Synchronous", "_is_enabled"),
                 ("otel.reader_storages", _OTEL_CONSUMER, "_reader_storages"),
                 ("otel.sdk_config", _OTEL_CONSUMER, "_sdk_config"),
-                (
-                    "otel.view_matches",
-                    f"{_OTEL}.metric_reader_storage:MetricReaderStorage",
-                    "_get_or_init_view_instrument_match",
-                ),
+                ("otel.view_matches", _OTEL_STORAGE, "_get_or_init_view_instrument_match"),
                 ("otel.match_view", _OTEL_MATCH, "_view"),
                 ("otel.view_attribute_keys", f"{_OTEL}.view:View", "_attribute_keys"),
                 ("otel.match_aggregations", _OTEL_MATCH, "_attributes_aggregation"),
