@@ -2,7 +2,8 @@
 
 Startup: the middleware's `startup` (workers/middleware/), Triton client, Service Bus client, then
 the receive loop, and beside it (not before it: a starting worker's first reply waits for none of
-them) the check of the SDK hooks and the health server. Shutdown (after the receive loop has
+them) the check of the SDK hooks and the health server; then the start-up heap is frozen out of
+the garbage collector's walks (`qscore.heap`). Shutdown (after the receive loop has
 drained and the middleware's `after_drain`): the same in reverse, the middleware's `shutdown` last.
 """
 
@@ -19,6 +20,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 from qscore.claimcheck import ClaimCheckSettings
 from qscore.claimcheck.replies import ReplyClaims
+from qscore.heap import freeze_start_up_heap
 from qscore.inference.errors import ModelNotFound
 from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.loading import load_middleware
@@ -147,6 +149,8 @@ async def run_worker(
                 stop.request(f"start-up failed: {exc!r}")
             await asyncio.wait({running})
             raise
+        # Started: what is alive now (libraries, clients, links) lives as long as the worker.
+        stack.callback(freeze_start_up_heap())
         await running
     log.info("worker %s stopped", settings.worker_id)
 
