@@ -92,7 +92,7 @@ async def test_a_broken_stream_fails_its_requests_and_the_next_request_opens_ano
     triton: TritonEndpoints, digits_test_set: DigitsTestSet
 ) -> None:
     pixels = np.ascontiguousarray(digits_test_set.pixels[:10])
-    requests = RawRequests(triton.grpc_url, timeout_s=30.0)
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0, streams=1)
 
     async def infer() -> InferResult:
         return await requests.infer(
@@ -101,7 +101,7 @@ async def test_a_broken_stream_fails_its_requests_and_the_next_request_opens_ano
 
     try:
         await infer()
-        stream = requests._stream
+        stream = requests._streams[0]
         assert stream is not None
         stream.call.cancel()  # as a connection lost mid-run ends the call
         for _ in range(100):
@@ -110,7 +110,7 @@ async def test_a_broken_stream_fails_its_requests_and_the_next_request_opens_ano
             await asyncio.sleep(0.01)
         assert stream.broken
         assert (await infer()).model_version == "2"
-        assert requests._stream is not stream
+        assert requests._streams[0] is not stream
     finally:
         await requests.close()
 
