@@ -45,8 +45,9 @@ async def test_same_outputs_as_the_client_across_a_split_and_for_each_version(
         await requests.close()
 
 
-async def test_errors_are_the_clients_error_types(triton: TritonEndpoints) -> None:
-    requests = RawRequests(triton.grpc_url, timeout_s=30.0)
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_errors_are_the_clients_error_types(triton: TritonEndpoints, stream: bool) -> None:
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0, stream=stream)
     pixels = np.zeros((2, 64), dtype=np.float32)
     try:
         with pytest.raises(ModelNotFound):
@@ -76,7 +77,7 @@ async def test_concurrent_requests_on_the_stream_get_their_own_responses(
     # 2,000 rows, each 256-row request different: 8 requests in flight on one stream, answered
     # in any order, each matched to its request by id.
     pixels = np.ascontiguousarray(np.tile(digits_test_set.pixels, (5, 1))[:2000])
-    requests = RawRequests(triton.grpc_url, timeout_s=30.0)
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0, stream=True, streams=1)
     try:
         raw = await requests.infer(
             "digits", {"pixels": pixels}, version="2", outputs=OUTPUTS, max_batch_size=256
@@ -92,7 +93,7 @@ async def test_a_broken_stream_fails_its_requests_and_the_next_request_opens_ano
     triton: TritonEndpoints, digits_test_set: DigitsTestSet
 ) -> None:
     pixels = np.ascontiguousarray(digits_test_set.pixels[:10])
-    requests = RawRequests(triton.grpc_url, timeout_s=30.0, streams=1)
+    requests = RawRequests(triton.grpc_url, timeout_s=30.0, stream=True, streams=1)
 
     async def infer() -> InferResult:
         return await requests.infer(
@@ -115,12 +116,12 @@ async def test_a_broken_stream_fails_its_requests_and_the_next_request_opens_ano
         await requests.close()
 
 
-async def test_unary_calls_give_the_same_outputs(
+async def test_streamed_requests_give_the_unary_calls_outputs(
     triton: TritonEndpoints, digits_test_set: DigitsTestSet
 ) -> None:
     pixels = np.ascontiguousarray(digits_test_set.pixels[:300])
     streamed, unary = (
-        RawRequests(triton.grpc_url, timeout_s=30.0),
+        RawRequests(triton.grpc_url, timeout_s=30.0, stream=True),
         RawRequests(triton.grpc_url, timeout_s=30.0, stream=False),
     )
     try:

@@ -1,5 +1,4 @@
-"""The direct engine's Triton requests: `ModelInfer` messages built straight from the arrays,
-sent on one bidirectional `ModelStreamInfer` stream.
+"""The direct engine's Triton requests: `ModelInfer` messages built straight from the arrays.
 
 At the digits model's 256 rows a request, the client's Python per request is a large part of
 the engine's CPU. `TritonClient.infer` (the worker's client) wraps every input in an
@@ -8,15 +7,16 @@ output back through `InferResult`. Here the message is built directly (binary
 `raw_input_contents`: one copy of the rows into the message, as tritonclient makes too) and the
 outputs are read as views of the response's bytes, on one gRPC channel of the engine's own.
 
-The requests go as messages of one stream rather than one unary call each: a unary call is a
-new HTTP/2 stream with its headers, deadline and call object on both sides, which at this
-request size costs the client about as much CPU as the message itself, and Triton's front end
-more per request too (see docs/batch.md, "Direct engine pace"). Responses are matched to their
-requests by the request's `id`, which Triton echoes. A request the stream answers with an
-error is sent again as a unary call, so that a failure is the same `InferenceError` subclass,
-through the same `classify`, as `TritonClient.infer` gives (the stream carries the message, not
-the gRPC status). A broken stream fails the requests in flight on it (`InferenceUnavailable`
-for a server gone) and the next request opens a new one.
+Each request is a unary `ModelInfer` call. `stream=True` sends them instead as messages of
+bidirectional `ModelStreamInfer` streams: Triton spent 10-20% less CPU a row on them (a unary
+call is a new HTTP/2 stream, with its headers and call state, on both sides), but Triton 2.51
+(pytriton 0.7.0's) crashed with a segfault in its stream front end in one run of five
+1,000,000-row runs, so it is off: see docs/batch.md, "Direct engine pace". On a stream,
+responses are matched to their requests by the request's `id`, which Triton echoes; a request
+the stream answers with an error is sent again as a unary call, so that a failure is the same
+`InferenceError` subclass, through the same `classify`, as `TritonClient.infer` gives (the
+stream carries the message, not the gRPC status); a broken stream fails the requests in flight
+on it (`InferenceUnavailable` for a server gone) and the next request opens another.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def has_raw_form(inputs: dict[str, np.ndarray]) -> bool:
 
 
 class RawRequests:
-    """`ModelInfer` requests on one channel, created on the running loop at the first call, as
-    messages of `streams` streams in turn; `stream=False` sends each as a unary call instead."""
+    """`ModelInfer` requests on one channel, created on the running loop at the first call: unary
+    calls, or with `stream=True` messages of `streams` streams in turn."""
 
-    def __init__(self, url: str, *, timeout_s: float, stream: bool = True, streams: int = STREAMS) -> None:
+    def __init__(self, url: str, *, timeout_s: float, stream: bool = False, streams: int = STREAMS) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.use_stream = stream

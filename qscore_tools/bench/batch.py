@@ -262,11 +262,6 @@ async def _direct(
         after = await _ceiling_again(url, ceiling_concurrency, ceiling_processes, options, triton_cpu)
         after["ceiling_before_rows_per_s"] = ceiling_rows_per_s
         ceiling_rows_per_s = max(ceiling_rows_per_s, after["ceiling_after_rows_per_s"])
-        streamed = await _ceiling_again(
-            url, ceiling_concurrency, ceiling_processes, options, triton_cpu, stream=True
-        )
-        after |= {f"stream_{key}": value for key, value in streamed.items()}
-        after["direct_over_stream_ceiling"] = run.rows_per_s / streamed["ceiling_after_rows_per_s"]
     rss = []
     for rows in options.rss_rows:
         other = workdir / f"digits-{rows}.parquet"
@@ -289,19 +284,11 @@ async def _direct(
 
 
 async def _ceiling_again(
-    url: str,
-    concurrency: int,
-    processes: int,
-    options: BatchBenchOptions,
-    triton_cpu: TritonCpu,
-    *,
-    stream: bool = False,
+    url: str, concurrency: int, processes: int, options: BatchBenchOptions, triton_cpu: TritonCpu
 ) -> dict[str, Any]:
     """The ceiling's best point measured again right after the engine: the machine is shared,
     so the ratio is taken to the higher of the two (the conservative one). Triton's CPU a row
-    there is comparable with the engine run's. `stream`: the same point through the engine's
-    own streamed requests (`direct_client --stream`), the engine's client without its batch
-    work, reported beside the ratio (the goal's ceiling is tritonclient's unary calls)."""
+    there is comparable with the engine run's."""
     warmup_s = 1.0
     triton_before = triton_cpu.cpu_s()
     point = await measure_direct(
@@ -312,7 +299,6 @@ async def _ceiling_again(
         processes=processes,
         warmup_s=warmup_s,
         duration_s=options.ceiling_s,
-        stream=stream,
     )
     triton_cpu_s = triton_cpu.cpu_s() - triton_before
     # Triton is idle while the load generator starts: its CPU is the warm-up's and the window's.
@@ -321,9 +307,8 @@ async def _ceiling_again(
     client_us = (
         round(1e6 * point.client_cpu_fraction / point.samples_per_s, 2) if point.samples_per_s else 0.0
     )
-    what = "streamed through the engine's request channel" if stream else "again after the engine"
     print(
-        f"  direct-Triton ceiling {what}: {point.samples_per_s:,.0f} rows/s "
+        f"  direct-Triton ceiling again after the engine: {point.samples_per_s:,.0f} rows/s "
         f"(c={concurrency}); CPU per row: load generator {client_us:.2f} us, Triton {triton_us:.2f} us"
     )
     return {
@@ -388,12 +373,6 @@ def markdown(results: dict[str, Any]) -> str:
             f"\ndirect-Triton ceiling {results['ceiling_rows_per_s']:,.0f} rows/s{_before_after(results)}; "
             "direct engine / ceiling "
             f"= {results['direct_over_ceiling']:.2f} (goal 0.8), peak RSS {direct['peak_rss_mb']:.0f} MB"
-        )
-    if results.get("direct_over_stream_ceiling"):
-        lines.append(
-            "streamed through the engine's own request channel: "
-            f"{results['stream_ceiling_after_rows_per_s']:,.0f} rows/s; "
-            f"direct engine / that = {results['direct_over_stream_ceiling']:.2f}"
         )
     return "\n".join(lines)
 

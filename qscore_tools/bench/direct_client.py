@@ -3,9 +3,10 @@
 Run by qscore_tools.bench.direct (several at once when one client process is the bottleneck):
 `python -m qscore_tools.bench.direct_client --url 127.0.0.1:8001 --model digits --batch-size 64
 --concurrency 8 --start-at EPOCH --duration-s 5 --out result.json` (add `--rate R` for open loop).
-With `--stream`, the requests go through the batch direct engine's own request channel
-(`qscore.batch.direct_requests`: messages of one `ModelStreamInfer` stream) instead of
-tritonclient's unary `infer`: the engine's client without the batch work around it.
+With `--stream`, the requests go through the batch direct engine's request channel with its
+streams on (`qscore.batch.direct_requests`, `stream=True`: messages of `ModelStreamInfer`
+streams) instead of tritonclient's unary `infer`: how the streamed ceiling in docs/batch.md was
+measured (not part of `qscore batch bench`: streams crashed Triton 2.51 once).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-at", type=float, required=True, help="window start, epoch seconds")
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--stream", action="store_true", help="the batch direct engine's streamed requests")
+    parser.add_argument("--stream", action="store_true", help="the direct engine's streamed requests")
     return parser.parse_args(argv)
 
 
@@ -64,7 +65,7 @@ async def run(args: argparse.Namespace) -> LoadSample:
 async def run_streamed(args: argparse.Namespace) -> LoadSample:
     from qscore.batch.direct_requests import RawRequests
 
-    requests = RawRequests(args.url, timeout_s=60.0)
+    requests = RawRequests(args.url, timeout_s=60.0, stream=True)
     cycle = itertools.cycle(batches(load_pixels(), args.batch_size))
 
     async def infer_once() -> dict[str, float] | None:
