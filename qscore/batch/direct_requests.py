@@ -11,7 +11,7 @@ Each request is a unary `ModelInfer` call. `stream=True` sends them instead as m
 bidirectional `ModelStreamInfer` streams: Triton spent about 13% less CPU a row on them (a unary
 call is a new HTTP/2 stream, with its headers and call state, on both sides), but Triton 2.51
 (pytriton 0.7.0's) crashed with a segfault in its stream front end
-(`ModelStreamInferHandler::StreamInferResponseComplete`) in one run of five
+(`ModelStreamInferHandler::StreamInferResponseComplete`) twice in 24 streamed
 1,000,000-row runs, so it is off: see docs/batch.md, "Direct engine pace". On a stream,
 responses are matched to their requests by the request's `id`, which Triton echoes; a request
 the stream answers with an error is sent again as a unary call, so that a failure is the same
