@@ -222,6 +222,9 @@ def bench(
     ceiling_s: float = typer.Option(10.0, help="Seconds per ceiling level (0: skip the ceiling)."),
     rss_rows: str = typer.Option("", help="Row counts for the peak-RSS comparison, e.g. 100000,1000000."),
     out: Path = typer.Option(Path("bench/results/batch.json"), help="Where the figures go (JSON)."),
+    engine_code: Path | None = typer.Option(
+        None, help="Run the direct engine from this checkout (a before/after pair, same ceilings)."
+    ),
 ) -> None:
     """Batch throughput vs the direct-Triton ceiling, peak RSS, queue engine with N workers."""
     import asyncio
@@ -235,5 +238,6 @@ def bench(
         ceiling_s=ceiling_s,
         rss_rows=[int(r) for r in rss_rows.split(",") if r.strip()],
         out=out,
+        engine_code=engine_code,
     )
     asyncio.run(run_batch_bench(options))

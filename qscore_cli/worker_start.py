@@ -54,7 +54,7 @@ def _run(settings: WorkerSettings, log_level: str) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
     configure("qscore-worker", prometheus=settings.health_port is not None)
     try:
-        asyncio.run(run_worker(settings, freeze_startup_heap=True))
+        asyncio.run(run_worker(settings))
     except OSError as exc:  # e.g. the health port is taken
         raise UserError(f"worker could not start: {exc}") from None
     except SettingsError as exc:  # e.g. QSCORE_MIDDLEWARE names nothing importable

@@ -1,26 +1,23 @@
-"""qscore.heap: start-up's objects left out of later garbage collections (issue 23's p99)."""
+"""qscore.heap: the worker freezes its start-up heap and raises the young threshold, and undoes both."""
 
 from __future__ import annotations
 
 import gc
 
-from qscore.heap import freeze_startup_objects
+from qscore.heap import YOUNG_THRESHOLD, freeze_start_up_heap
 
 
-def _tracked(thing: object) -> bool:
-    return any(each is thing for each in gc.get_objects())
-
-
-def test_objects_alive_at_the_freeze_are_left_out_of_collections_and_later_ones_are_not() -> None:
-    before: list[object] = []  # a container: tracked by the collector
+def test_freeze_start_up_heap_and_undo() -> None:
+    before_thresholds = gc.get_threshold()
+    before_frozen = gc.get_freeze_count()
+    kept = [object(), {"alive": "at start"}]
+    restore = freeze_start_up_heap()
     try:
-        frozen = freeze_startup_objects()
-        after: list[object] = []
-        assert frozen == gc.get_freeze_count() > 0
-        assert not _tracked(before)  # in the permanent generation: no collection walks it
-        assert _tracked(after)
-        assert freeze_startup_objects() >= frozen  # a second call adds what was made since
-        assert not _tracked(after)
+        assert gc.get_freeze_count() > before_frozen  # what was alive is out of the walks
+        assert gc.get_threshold()[0] == max(before_thresholds[0], YOUNG_THRESHOLD)
+        assert gc.get_threshold()[1:] == before_thresholds[1:]
     finally:
-        gc.unfreeze()  # this test process's objects go back to the collector
-    assert _tracked(before)
+        restore()
+    assert gc.get_threshold() == before_thresholds
+    assert gc.get_freeze_count() == 0
+    assert kept

@@ -19,7 +19,7 @@ def main() -> None:
         from qscore.telemetry import configure
 
         configure("qscore-worker", prometheus=settings.health_port is not None)
-        asyncio.run(run_worker(settings, freeze_startup_heap=True))
+        asyncio.run(run_worker(settings))
     except SettingsError as exc:  # a bad QSCORE_* value: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -2,7 +2,8 @@
 
 Startup: the middleware's `startup` (workers/middleware/), Triton client, Service Bus client, then
 the receive loop, and beside it (not before it: a starting worker's first reply waits for none of
-them) the check of the SDK hooks and the health server. Shutdown (after the receive loop has
+them) the check of the SDK hooks and the health server; then the start-up heap is frozen out of
+the garbage collector's walks (`qscore.heap`). Shutdown (after the receive loop has
 drained and the middleware's `after_drain`): the same in reverse, the middleware's `shutdown` last.
 """
 
@@ -19,7 +20,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 from qscore.claimcheck import ClaimCheckSettings
 from qscore.claimcheck.replies import ReplyClaims
-from qscore.heap import freeze_startup_objects
+from qscore.heap import freeze_start_up_heap
 from qscore.inference.errors import ModelNotFound
 from qscore.middleware import Middleware, MiddlewareStack
 from qscore.middleware.loading import load_middleware
@@ -103,13 +104,8 @@ async def run_worker(
     state: WorkerState | None = None,
     handle_signals: bool = True,
     middleware: Sequence[Middleware] = (),
-    freeze_startup_heap: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop.request()`); injected parts are not closed here.
-
-    `freeze_startup_heap`: once started, leave the process's objects out of later garbage
-    collections (qscore.heap); for a worker that owns its process (the entry points pass it),
-    not for one run inside another program, whose objects it would freeze too.
 
     `middleware` runs after the built-in middleware, before QSCORE_MIDDLEWARE's
     (`settings.worker_middleware`; a bad reference raises SettingsError before anything starts)."""
@@ -146,10 +142,6 @@ async def run_worker(
         running = asyncio.ensure_future(loop.run())
         try:
             await _start_aside(settings, state, stack, loop.started, running)
-            if freeze_startup_heap:
-                # Start-up is done: its objects (libraries, clients, links) are left out of every
-                # later collection, whose full passes stopped the loop for 30-140 ms each.
-                log.debug("%d start-up objects frozen", freeze_startup_objects())
         except BaseException as exc:  # e.g. the health port is taken: drain what was taken, then raise
             if isinstance(exc, asyncio.CancelledError):
                 running.cancel()
@@ -157,6 +149,8 @@ async def run_worker(
                 stop.request(f"start-up failed: {exc!r}")
             await asyncio.wait({running})
             raise
+        # Started: what is alive now (libraries, clients, links) lives as long as the worker.
+        stack.callback(freeze_start_up_heap())
         await running
     log.info("worker %s stopped", settings.worker_id)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qscore.claimcheck import ClaimCheckSettings, ClaimResolver, ClaimStore, ResolvedBody
+from qscore.transport.received import message_property
 from workers.job import COMPLETED
 
 
@@ -32,10 +33,11 @@ class WorkerClaims:
         return int(limit) if limit else None
 
     async def resolve(self, message: Any, body: bytes) -> ResolvedBody:
-        content_type = getattr(message, "content_type", None)
+        content_type = message_property(message, "content_type")
         if self.resolver is None:
             return ResolvedBody(body, content_type)
-        return await self.resolver.resolve(content_type, body, key=str(message.message_id))
+        key = str(message_property(message, "message_id"))
+        return await self.resolver.resolve(content_type, body, key=key)
 
     async def after_settled(self, messages: Sequence[Any], outcome: str) -> None:
         """Completed (answered): delete the request's blob. Otherwise keep it: an abandoned

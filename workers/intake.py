@@ -48,6 +48,7 @@ from qscore.transport import (
     message_body,
     traceparent,
 )
+from qscore.transport.received import message_property
 from workers.batch_items import BatchedMessage, MessageItem
 from workers.claims import WorkerClaims
 from workers.held import HeldRequest
@@ -72,12 +73,12 @@ def request_envelope(message: Any) -> RequestEnvelope:
     `unreadable_properties` (dead-lettered: no reply address can be trusted) when the SDK
     cannot read them."""
     try:
-        message_id = getattr(message, "message_id", None)
+        message_id = message_property(message, "message_id")
         return RequestEnvelope(
             message_id=None if message_id is None else str(message_id),
-            reply_to=getattr(message, "reply_to", None),
-            reply_to_session_id=getattr(message, "reply_to_session_id", None),
-            content_type=getattr(message, "content_type", None),
+            reply_to=message_property(message, "reply_to"),
+            reply_to_session_id=message_property(message, "reply_to_session_id"),
+            content_type=message_property(message, "content_type"),
             traceparent=traceparent(message),
             accept=accept(message),
         )
@@ -126,7 +127,7 @@ class Intake:
         retry: list[Any] = []
         policy = self._options.reply_policy
         for message in messages:
-            if is_batch_content_type(getattr(message, "content_type", None)):
+            if is_batch_content_type(message_property(message, "content_type")):
                 await self._accept_batch(message, received_at)
                 continue
             address: ReplyAddress | None = None
@@ -141,7 +142,7 @@ class Intake:
                     envelope = dataclasses.replace(envelope, content_type=resolved.content_type)
                 check_content_type(envelope)
                 prepared = await self._preparer.prepare(
-                    request_id=str(message.message_id),
+                    request_id=str(message_property(message, "message_id")),
                     body=resolved.body,
                     received_at=received_at,
                     enqueued_at=enqueued_at(message),

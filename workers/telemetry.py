@@ -24,6 +24,7 @@ from qscore.telemetry import traces_exported as traces_exported
 from qscore.telemetry.metrics import ScoringMetrics
 from qscore.telemetry.recorder import ScoringRecorder
 from qscore.transport import traceparent
+from qscore.transport.received import message_property
 
 
 class WorkerTelemetry(ScoringRecorder):
@@ -62,7 +63,7 @@ class WorkerTelemetry(ScoringRecorder):
             "qscore.worker.process",
             getattr(message, "application_properties", None),
             queue=self._queue,
-            message_id=getattr(message, "message_id", None),
+            message_id=message_property(message, "message_id"),
         )
 
     def finish_message(self, span: Any, *, outcome: str) -> None:

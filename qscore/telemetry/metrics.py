@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
-from opentelemetry.util.types import AttributeValue
 
 from qscore.contracts import Timings
+from qscore.telemetry.histogram_values import record_values
 from qscore.telemetry.setup import generation, meter
 
 REQUESTS = "qscore.requests"
@@ -99,10 +99,10 @@ class ScoringMetrics:
     def record_replies(self, replies: Iterable[tuple[str, str, object, Timings, str | None]]) -> None:
         """Replies sent together, each (model, version, status, timings, error code): one
         `qscore.requests` add of their count per (model, version, status, error code), and each
-        reply's stage durations (`record_reply`'s figures; a histogram takes one value a record)."""
+        reply's stage durations (`record_reply`'s figures), each series' values recorded together
+        (`record_values`: the attributes cleaned and hashed once, not once a value)."""
         counts: dict[tuple[str, str, str, str | None], int] = {}
-        stages: dict[tuple[str, str, str], dict[str, AttributeValue]] = {}  # one attribute dict each
-        record = self.duration.record
+        stages: dict[tuple[str, str, str], list[float]] = {}  # each series' values, in order
         for model, version, reply_status, timings, error_code in replies:
             status = _status_text(reply_status)
             key = (model, version, status, _status_text(error_code) if error_code else None)
@@ -111,14 +111,12 @@ class ScoringMetrics:
             if status == "ok":
                 values += [("batch_wait", timings.batch_wait_ms), ("inference", timings.inference_ms)]
             for stage, milliseconds in values:
-                attributes = stages.get((model, version, stage))
-                if attributes is None:
-                    attributes = stages[(model, version, stage)] = {
-                        "model": model,
-                        "version": version,
-                        "stage": stage,
-                    }
-                record(milliseconds / 1000, attributes)
+                series = stages.get((model, version, stage))
+                if series is None:
+                    series = stages[(model, version, stage)] = []
+                series.append(milliseconds / 1000)
+        for (model, version, stage), seconds in stages.items():
+            record_values(self.duration, {"model": model, "version": version, "stage": stage}, seconds)
         for (model, version, status, error_code), count in counts.items():
             attributes = {"model": model, "version": version, "status": status}
             if error_code:

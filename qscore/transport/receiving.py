@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.frame_reads import fast_frames
 
 # A follow-up receive only runs while bytes are waiting, so it finds its frame at once; the
 # short budget bounds it when those bytes were not a message (a flow or disposition frame).
@@ -82,7 +83,9 @@ def set_further_pull(receiver: Any, seconds: float) -> bool:
 async def receive_ready(receiver: Any, *, max_count: int, wait_s: float) -> list[Any]:
     """Up to `max_count` messages: those already buffered at once, else wait up to `wait_s`
     for the first (see `set_further_pull`); then, while the connection has unread bytes (more
-    messages already on the wire), take those too with short follow-up receives."""
+    messages already on the wire), take those too with short follow-up receives. Frames already
+    in the connection's buffer are read without a timeout (`frame_reads.fast_frames`)."""
+    fast_frames(receiver)
     buffered = buffered_count(receiver)
     if buffered:
         max_count = min(max_count, buffered)

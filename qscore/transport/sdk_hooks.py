@@ -15,9 +15,11 @@ re-sizing throughput drops for good. So:
 - tests/test_sdk_hooks.py fails when the installed SDK lacks one, and pyproject.toml pins
   azure-servicebus to the minor range these were checked against.
 
-The code that uses them lives with its concern (receiving.py, settlement.py, replies.py,
-link_open.py, workers/prefetch.py; the reply and request encoding in sdk_batch_encoding.py), and
-only ever names hooks declared here.
+The code that uses them lives with its concern (receiving.py, frame_reads.py, settlement.py,
+replies.py, link_open.py, workers/prefetch.py; the reply and request encoding in sdk_batch_encoding.py), and
+only ever names hooks declared here. The `otel.*` hooks are OpenTelemetry SDK internals
+(qscore.telemetry.histogram_values), declared here too so one check, one log and one /readyz
+entry cover every private attribute the runtimes rely on.
 """
 
 from __future__ import annotations
@@ -43,6 +45,23 @@ _PYAMQP = "azure.servicebus._pyamqp"
 _AS_BATCH = "as for batch.message"
 _SENDER = "azure.servicebus.aio:ServiceBusSender"
 _AS_OPEN = "as for receiver.create_handler"
+_TRANSPORT = f"{_PYAMQP}.aio._transport_async:AsyncTransport"
+_AS_FRAMES = "as for transport.receive_frame"
+# OpenTelemetry's SDK (qscore.telemetry.histogram_values): a metric reader's aggregation of one
+# attribute set, found once for many histogram values.
+_OTEL = "opentelemetry.sdk.metrics._internal"
+_OTEL_CONSUMER = f"{_OTEL}.measurement_consumer:SynchronousMeasurementConsumer"
+_OTEL_MATCH = f"{_OTEL}._view_instrument_match:_ViewInstrumentMatch"
+_OTEL_STORAGE = f"{_OTEL}.metric_reader_storage:MetricReaderStorage"
+_OTEL_SPEEDS_UP = (
+    "record a reply batch's stage durations with each histogram series' attributes cleaned and "
+    "hashed once, not once a value and reader (qscore.telemetry.histogram_values)"
+)
+_AS_OTEL = "as for otel.measurement_consumer"
+_OTEL_FALLBACK = (
+    "Histogram.record per value (~10 us each with two readers); also taken when the once-per-process "
+    "check against record() disagrees (counted as otel.measurement_consumer)"
+)
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,18 @@ HOOKS: tuple[SdkHook, ...] = (
         "as above",
     ),
     SdkHook(
+        "transport.receive_frame",
+        f"{_PYAMQP}.aio._transport_async:AsyncTransportMixin",
+        "receive_frame",
+        "read a frame already in the read buffer without asyncio.wait_for's task and timer "
+        "(qscore.transport.frame_reads, ~20 us a frame on Python 3.11)",
+        "every frame read through wait_for with the socket timeout",
+    ),
+    SdkHook(
+        "transport.read_buffer", _TRANSPORT, "_read_buffer", "see an interrupted read's bytes", _AS_FRAMES
+    ),
+    SdkHook("transport.socket_lock", _TRANSPORT, "socket_lock", "see a frame read in progress", _AS_FRAMES),
+    SdkHook(
         "receiver.prefetch_count",
         "azure.servicebus._common.receiver_mixins:ReceiverMixin",
         "_prefetch_count",
@@ -239,6 +270,26 @@ HOOKS: tuple[SdkHook, ...] = (
         "client_ready_async",
         "step the link's handshake one frame at a time (as above)",
         _AS_OPEN,
+    ),
+    *(
+        SdkHook(name, owner, attribute, _OTEL_SPEEDS_UP if index == 0 else _AS_OTEL, _OTEL_FALLBACK)
+        for index, (name, owner, attribute) in enumerate(
+            (
+                ("otel.measurement_consumer", f"{_OTEL}.instrument:_Synchronous", "_measurement_consumer"),
+                ("otel.instrument_enabled", f"{_OTEL}.instrument:_Synchronous", "_is_enabled"),
+                ("otel.reader_storages", _OTEL_CONSUMER, "_reader_storages"),
+                ("otel.sdk_config", _OTEL_CONSUMER, "_sdk_config"),
+                ("otel.view_matches", _OTEL_STORAGE, "_get_or_init_view_instrument_match"),
+                ("otel.match_view", _OTEL_MATCH, "_view"),
+                ("otel.view_attribute_keys", f"{_OTEL}.view:View", "_attribute_keys"),
+                ("otel.match_aggregations", _OTEL_MATCH, "_attributes_aggregation"),
+                ("otel.match_lock", _OTEL_MATCH, "_lock"),
+                ("otel.match_reset_on_collect", _OTEL_MATCH, "_reset_on_collect"),
+                ("otel.match_get_or_create", _OTEL_MATCH, "_get_or_create_aggregation"),
+                ("otel.hash_attributes", f"{_OTEL}:_view_instrument_match", "_hash_attributes"),
+                ("otel.measurement", f"{_OTEL}:measurement", "Measurement"),
+            )
+        )
     ),
     SdkHook(
         "error.condition",

@@ -55,6 +55,9 @@ class BatchBenchOptions:
     out: Path = Path("bench/results/batch.json")
     direct_in_flight: int = 4
     queue_in_flight: int = 64
+    # Run the direct engine from another checkout (its root on PYTHONPATH): a before/after pair
+    # gets the same ceiling measurements. None: this code.
+    engine_code: Path | None = None
 
 
 @dataclass
@@ -250,7 +253,10 @@ async def _direct(
         "--in-flight",
         str(options.direct_in_flight),
     ]
-    run = await score_once(source, labels, workdir, engine="direct", extra=extra, triton_cpu=triton_cpu)
+    env = None if options.engine_code is None else {"PYTHONPATH": str(options.engine_code.resolve())}
+    run = await score_once(
+        source, labels, workdir, engine="direct", extra=extra, env=env, triton_cpu=triton_cpu
+    )
     after: dict[str, Any] = {}
     if ceiling_rows_per_s:
         after = await _ceiling_again(url, ceiling_concurrency, ceiling_processes, options, triton_cpu)

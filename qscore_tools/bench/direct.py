@@ -47,9 +47,12 @@ async def measure_direct(
     rate_per_s: float = 0.0,
     warmup_s: float,
     duration_s: float,
+    stream: bool = False,
 ) -> LoadPoint:
-    """One direct-Triton point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s."""
+    """One direct-Triton point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s
+    (`stream`: through the batch direct engine's streamed requests, not tritonclient's unary calls)."""
     common = ["--url", url, "--model", model, "--batch-size", str(batch_size)]
+    common += ["--stream"] if stream else []
 
     if rate_per_s > 0:
         shares = [rate_per_s / processes] * processes

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from qscore.heap import freeze_startup_objects
+from qscore.heap import freeze_start_up_heap
 from qscore.producer import OutgoingRequest, ProducerSettings, ReplyOutcome, ScoringProducer, reply_session
 from qscore_tools.bench.queue_client import CoalescingScorer
 from qscore_tools.bench.runner import local_bus
@@ -174,7 +174,7 @@ async def measure(rate: float, seconds: float, *, freeze: bool) -> dict[str, Any
                 )  # warm
                 scorer.times.clear()
                 if freeze:
-                    freeze_startup_objects()
+                    freeze_start_up_heap()
                 start = time.time() + 0.2
                 tasks = []
                 for index in range(int(rate * seconds)):
