@@ -112,15 +112,9 @@ async def measure_cold_start(
 
 
 async def _standalone(trials: int, compare: str | None = None) -> dict[str, ColdStart]:
-    from qscore_local.bus.launcher import LocalBus
-    from qscore_local.triton.launcher import LocalTriton
-    from qscore_tools.bench.workload import ROOT
+    from qscore_tools.bench.standalone import standalone_stack
 
-    bus = LocalBus()
-    endpoint = await asyncio.to_thread(bus.start)
-    triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
-    try:
-        endpoints = await asyncio.to_thread(triton.start, timeout=120)
+    async with standalone_stack(workers=0, prefix="qscore-coldstart-stack-") as stack:
         # Each tree's worker runs in that tree: `python -c` puts the working directory first on
         # sys.path, so with one shared directory both would run the same code whatever PYTHONPATH.
         trees = {"this": (os.environ.get("PYTHONPATH", ""), THIS_TREE)}
@@ -131,7 +125,7 @@ async def _standalone(trials: int, compare: str | None = None) -> dict[str, Cold
             for name, (path, tree) in trees.items():
                 os.environ["PYTHONPATH"] = path  # the worker process inherits it
                 one = await measure_cold_start(
-                    connection=endpoint.connection_string, triton_url=endpoints.grpc_url, trials=1, cwd=tree
+                    connection=stack.connection, triton_url=stack.triton_url, trials=1, cwd=tree
                 )
                 so_far = results.get(name)
                 results[name] = (
@@ -144,9 +138,6 @@ async def _standalone(trials: int, compare: str | None = None) -> dict[str, Cold
                     )
                 )
         return results
-    finally:
-        await asyncio.to_thread(triton.stop)
-        await asyncio.to_thread(bus.stop)
 
 
 def main() -> None:

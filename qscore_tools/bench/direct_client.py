@@ -16,6 +16,7 @@ import asyncio
 import itertools
 from pathlib import Path
 
+from qscore.heap import freeze_start_up_heap
 from qscore_tools.bench.latency import subsample
 from qscore_tools.bench.load import LoadSample, Operation, closed_loop, open_loop
 from qscore_tools.bench.workload import INPUT_NAME, ChildResult, batches, load_pixels
@@ -52,6 +53,7 @@ async def run(args: argparse.Namespace) -> LoadSample:
             tensor.set_data_from_numpy(batch)
             prepared.append(tensor)
         cycle = itertools.cycle(prepared)
+        freeze_start_up_heap()  # as the queue path's load client does (qscore.heap)
 
         async def infer_once() -> dict[str, float] | None:
             await client.infer(args.model, [next(cycle)])

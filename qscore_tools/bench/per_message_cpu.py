@@ -167,22 +167,18 @@ async def measure_worker_cpu_per_message(
 async def _standalone(
     messages: int, profile: Path | None, tracing: bool, rounds: int, against: Path | None
 ) -> dict[str, object]:
-    from qscore_local.bus.launcher import LocalBus
-    from qscore_local.triton.launcher import LocalTriton
-    from qscore_tools.bench.workload import ROOT
+    from qscore_tools.bench.standalone import standalone_stack
 
-    bus = LocalBus()
-    endpoint = await asyncio.to_thread(bus.start)
-    triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
-    try:
-        endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        connection = endpoint.connection_string
+    async with standalone_stack(workers=0, prefix="qscore-percpu-stack-") as stack:
         return await _drain(
-            connection, endpoints.grpc_url, messages, profile, tracing=tracing, rounds=rounds, against=against
+            stack.connection,
+            stack.triton_url,
+            messages,
+            profile,
+            tracing=tracing,
+            rounds=rounds,
+            against=against,
         )
-    finally:
-        await asyncio.to_thread(triton.stop)
-        await asyncio.to_thread(bus.stop)
 
 
 def main() -> None:

@@ -22,18 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from qscore_local.workers import WorkerPool
 from qscore_tools.bench.children import Window, run_children
 from qscore_tools.bench.latency import summarize
 from qscore_tools.bench.profiling import Profiler
 from qscore_tools.bench.queue_path import CLIENT_MODULE
+from qscore_tools.bench.standalone import standalone_stack
 from qscore_tools.bench.workload import ROOT
 
 WARMUP_S = 3.0
@@ -117,42 +116,22 @@ async def measure_point(
 
 
 async def _standalone(args: argparse.Namespace) -> dict[str, Any]:
-    from qscore_local.bus.launcher import LocalBus
-    from qscore_local.triton.launcher import LocalTriton
-
-    bus = LocalBus()
-    endpoint = await asyncio.to_thread(bus.start)
-    triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
-    work = Path(tempfile.mkdtemp(prefix="qscore-producer-cpu-"))
     profiler = Profiler(args.profile, gil=True) if args.profile is not None else None
-    try:
-        endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        env = {
-            "QSCORE_SERVICEBUS_CONNECTION": endpoint.connection_string,
-            "QSCORE_TRITON_URL": endpoints.grpc_url,
-        }
-        pool = WorkerPool(count=0, env=env, log_dir=work, drain_grace_s=5)
-        try:
-            await pool.add()
-            result: dict[str, Any] = {"rate_per_s": args.rate, "messages": args.messages}
-            for client in args.clients.split(","):
-                rounds = [
-                    await measure_point(
-                        endpoint.connection_string,
-                        client,
-                        rate_per_s=args.rate,
-                        messages=args.messages,
-                        against=args.against,
-                        profiler=profiler if index == 0 else None,
-                    )
-                    for index in range(args.rounds)
-                ]
-                result[client] = rounds[0] if args.rounds == 1 else rounds
-        finally:
-            await pool.stop()
-    finally:
-        await asyncio.to_thread(triton.stop)
-        await asyncio.to_thread(bus.stop)
+    result: dict[str, Any] = {"rate_per_s": args.rate, "messages": args.messages}
+    async with standalone_stack(workers=1, prefix="qscore-producer-cpu-") as stack:
+        for client in args.clients.split(","):
+            rounds = [
+                await measure_point(
+                    stack.connection,
+                    client,
+                    rate_per_s=args.rate,
+                    messages=args.messages,
+                    against=args.against,
+                    profiler=profiler if index == 0 else None,
+                )
+                for index in range(args.rounds)
+            ]
+            result[client] = rounds[0] if args.rounds == 1 else rounds
     if profiler is not None:
         result["profiles"] = [
             {

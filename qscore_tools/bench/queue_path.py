@@ -83,9 +83,11 @@ async def measure_queue(
     profiler: Profiler | None = None,
     client_args: Sequence[str] = (),
     samples_per_request: int = 1,
+    client_env: dict[str, str] | None = None,
 ) -> QueueMeasurement:
     """One queue-path point: closed loop at `concurrency`, or open loop at `rate_per_s` requests/s.
-    `client_args` go to every load generator (queue_client: --client, --items, --priority)."""
+    `client_args` go to every load generator (queue_client: --client, --items, --priority);
+    `client_env` is added to their environment (a checkout's PYTHONPATH, say)."""
     backlog = await wait_for_empty_queue(stack.bus_connection, request_queue)
     common = [
         "--connection",
@@ -105,7 +107,9 @@ async def measure_queue(
     profiling = None
     if profiler is not None:
         profiling = asyncio.create_task(profiler.record(stack.profile_targets(), f"{model} {label}", window))
-    samples, cpu = await run_children(CLIENT_MODULE, per_child, window=window, cpu_probes=stack.cpu_probes())
+    samples, cpu = await run_children(
+        CLIENT_MODULE, per_child, window=window, env=client_env, cpu_probes=stack.cpu_probes()
+    )
     if profiling is not None:
         await profiling
     point = merge_samples(

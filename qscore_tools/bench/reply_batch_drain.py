@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +26,6 @@ from qscore.contracts import REPLY_BATCH_CONTENT_TYPE, decode_reply_batch, is_re
 from qscore.producer import OutgoingRequest
 from qscore.producer.coalesce import batch_item
 from qscore.producer.requests import batch_message
-from qscore_local.workers import WorkerPool
 
 REPLY_QUEUE = "scoring-replies"
 REQUEST_QUEUE = "scoring-requests"
@@ -99,35 +96,16 @@ async def _phase(
 async def _run(count: int, items: int, rounds: int) -> dict[str, Any]:
     from azure.servicebus.aio import ServiceBusClient
 
-    from qscore_local.bus.launcher import LocalBus
-    from qscore_local.triton.launcher import LocalTriton
-    from qscore_tools.bench.workload import ROOT
+    from qscore_tools.bench.standalone import standalone_stack
 
-    bus = LocalBus()
-    endpoint = await asyncio.to_thread(bus.start)
-    triton = LocalTriton(repo=ROOT / "triton_repo", models=["digits"])
-    work = Path(tempfile.mkdtemp(prefix="qscore-replybatch-"))
     phases: list[dict[str, Any]] = []
-    try:
-        endpoints = await asyncio.to_thread(triton.start, timeout=120)
-        env = {
-            "QSCORE_SERVICEBUS_CONNECTION": endpoint.connection_string,
-            "QSCORE_TRITON_URL": endpoints.grpc_url,
-        }
-        pool = WorkerPool(count=0, env=env, log_dir=work, drain_grace_s=5)
-        try:
-            worker = await pool.add()
-            process = psutil.Process(worker.pid)
-            async with ServiceBusClient.from_connection_string(endpoint.connection_string) as client:
-                await _phase(client, process, 4, items, opt_in=True)  # warm: links, model metadata
-                for _ in range(rounds):
-                    for opt_in in (False, True):
-                        phases.append(await _phase(client, process, count, items, opt_in=opt_in))
-        finally:
-            await pool.stop()
-    finally:
-        await asyncio.to_thread(triton.stop)
-        await asyncio.to_thread(bus.stop)
+    async with standalone_stack(workers=1, prefix="qscore-replybatch-") as stack:
+        process = psutil.Process(stack.workers[0].pid)
+        async with ServiceBusClient.from_connection_string(stack.connection) as client:
+            await _phase(client, process, 4, items, opt_in=True)  # warm: links, model metadata
+            for _ in range(rounds):
+                for opt_in in (False, True):
+                    phases.append(await _phase(client, process, count, items, opt_in=opt_in))
     off = [p for p in phases if not p["opt_in"]]
     on = [p for p in phases if p["opt_in"]]
 
