@@ -33,7 +33,7 @@ from qscore.monitoring.records import (
 from qscore.scoring import ScoredItem
 
 # (dtype, per-request shape) of each named array, in order: requests with one signature stack.
-Signature = tuple[tuple[str, str, tuple[int, ...]], ...]
+Signature = tuple[tuple[str, np.dtype[Any], tuple[int, ...]], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +61,10 @@ def _signature(arrays: Mapping[str, np.ndarray]) -> Signature | None:
     """None where the per-request way must build it: 0-d, empty, BYTES or boolean arrays."""
     parts = []
     for name, array in arrays.items():
-        if array.ndim == 0 or array.shape[0] == 0 or array.size == 0 or array.dtype.kind not in "iuf":
+        dtype = array.dtype
+        if not array.ndim or not array.size or dtype.kind not in "iuf":
             return None
-        parts.append((name, array.dtype.str, array.shape))
+        parts.append((name, dtype, array.shape))
     return tuple(parts)
 
 
@@ -126,7 +127,7 @@ def _output_parts(
     if any(int(np.prod(shape)) > SMALL_OUTPUT_VALUES for _, _, shape in signature):
         return None
     count = len(entries)
-    kinds = {name: np.dtype(dtype).kind for name, dtype, _ in signature}
+    kinds = {name: dtype.kind for name, dtype, _ in signature}
     columns = {name: int(np.prod(shape[1:])) for name, _, shape in signature}
     names = [name for name, _, _ in signature]
     chosen = (
