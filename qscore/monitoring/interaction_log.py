@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -174,6 +174,43 @@ class InteractionLog:
         """Log a scored request; the record (array summaries, JSON) is built on the writer thread."""
         class_output = self.class_outputs.get(scored.item.request.model)
         return self.log_nowait(ScoredEntry(scored, reply, route, scored_by, class_output))
+
+    async def log_scored_many(
+        self,
+        scored: Sequence[ScoredItem],
+        replies: Sequence[ScoreReply] | None,
+        routes: Sequence[Route],
+        *,
+        scored_by: str | None = None,
+    ) -> int:
+        """Log scored requests (with their replies, under their routes) in one queue operation:
+        one lock and one wake-up for a reply batch, not one per request. How many were kept; the
+        rest were dropped and counted as `log_scored` drops them (a full queue)."""
+        if self._closed:
+            return 0
+        entries = [
+            ScoredEntry(
+                item,
+                replies[index] if replies is not None else None,
+                routes[index],
+                scored_by,
+                self.class_outputs.get(item.item.request.model),
+            )
+            for index, item in enumerate(scored)
+        ]
+        pending = self._queue  # queue.Queue's own lock, deque and condition: put_nowait for many
+        with pending.mutex:
+            room = max(0, pending.maxsize - len(pending.queue)) if pending.maxsize > 0 else len(entries)
+            kept = entries[:room]
+            if kept:
+                pending.queue.extend(kept)
+                pending.unfinished_tasks += len(kept)
+                pending.not_empty.notify()
+        lost = len(entries) - len(kept)
+        if lost:
+            self.dropped += lost
+            count_dropped(lost, "queue_full")
+        return len(kept)
 
     async def log_outcome(self, outcome: RequestOutcome) -> bool:
         """Log an error reply or a dead-letter record; built (body read) on the writer thread."""
