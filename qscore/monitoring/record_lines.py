@@ -136,12 +136,16 @@ def _output_parts(
         else next((name for name in names if kinds[name] in "iu" and columns[name] == 1), None)
     )
     candidates = [name for name in names if kinds[name] == "f" and columns[name] >= 2]
-    listed: dict[str, list[Any]] = {}
+    # Per candidate and request: is it a distribution, each row's top value and its first index
+    # (Python's max and list.index: a distribution row has no NaN, so numpy's are the same).
+    tops: dict[str, list[list[float]]] = {}
+    firsts: dict[str, list[list[int]]] = {}
     is_distribution: dict[str, list[bool]] = {}
     for name in candidates:
         rows = _stacked(entries, name, lambda scored: scored.outputs).reshape(count, -1, columns[name])
-        listed[name] = rows.tolist()
         is_distribution[name] = _distribution_rows(rows).tolist()
+        tops[name] = rows.max(axis=2).tolist()
+        firsts[name] = rows.argmax(axis=2).tolist()
     predictions: list[list[Any]] = [[] for _ in entries]
     if chosen is not None:
         predictions = (
@@ -156,10 +160,9 @@ def _output_parts(
         distribution = next((name for name in candidates if is_distribution[name][index]), None)
         confidence: list[float] = []
         if distribution is not None:
-            rows = listed[distribution][index]
-            confidence = [max(row) for row in rows]
+            confidence = tops[distribution][index]
             if chosen is None:
-                prediction = [row.index(top) for row, top in zip(rows, confidence, strict=True)]
+                prediction = firsts[distribution][index]
         parts.append((prediction, confidence))
     return parts
 
@@ -186,9 +189,8 @@ def _line(
         "input_stats": stats,
         "prediction": prediction,
         "max_probability": confidence,
-        "timings": reply.timings.model_dump()
-        if reply is not None
-        else {"inference_ms": float(scored.inference_ms)},
+        # the Timings model itself: to_json writes it as its model_dump() would be written
+        "timings": reply.timings if reply is not None else {"inference_ms": float(scored.inference_ms)},
         "scored_by": entry.scored_by or (reply.scored_by if reply is not None else None),
     }
     return BuiltLine(model, version, at, to_json(record, inf_nan_mode="null").decode() + "\n")
