@@ -73,8 +73,12 @@ def _sync_container(location: LogLocation, *, retry_total: int = DEFAULT_RETRY_T
 
 def partition(record: InteractionRecord) -> str:
     """`<model>/<version>/YYYY/MM/DD/HH` of a record (UTC), the data collector's layout."""
-    stamp = datetime.fromtimestamp(record.at, UTC)
-    return f"{record.model}/{record.version or 'unversioned'}/{stamp:%Y/%m/%d/%H}"
+    return partition_of(record.model, record.version, record.at)
+
+
+def partition_of(model: str, version: str, at: float) -> str:
+    stamp = datetime.fromtimestamp(at, UTC)
+    return f"{model}/{version or 'unversioned'}/{stamp:%Y/%m/%d/%H}"
 
 
 class BlobInteractionLog(InteractionLog):
@@ -153,16 +157,10 @@ class BlobInteractionLog(InteractionLog):
         return batch
 
     def _handle(self, batch: list[RecordSource | threading.Event | _Stop]) -> None:
-        lines: list[tuple[str, str]] = []  # (partition, JSON line)
-        for entry in batch:
-            if isinstance(entry, threading.Event | _Stop):
-                continue
-            try:
-                record = entry if isinstance(entry, InteractionRecord) else entry()
-                lines.append((partition(record), record.model_dump_json() + "\n"))
-            except Exception:  # one bad record must not stop the log
-                self.failed += 1
-                logger.exception("interaction record could not be built")
+        # (partition, JSON line); a record that cannot be built is counted and left out
+        lines = [
+            (partition_of(built.model, built.version, built.at), built.line) for built in self._lines(batch)
+        ]
         # A flush or close tries the spill now, whatever the backoff says.
         self._replay(force=any(isinstance(entry, threading.Event | _Stop) for entry in batch))
         if lines:

@@ -17,11 +17,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from qscore.contracts import ScoreReply
+from qscore.monitoring.record_lines import BuiltLine, ScoredEntry, line_of_record, scored_lines
 from qscore.monitoring.records import (
     InteractionRecord,
     Route,
@@ -41,7 +42,8 @@ WRITE_LINGER_S = 0.05
 
 logger = logging.getLogger(__name__)
 
-RecordSource = InteractionRecord | Callable[[], InteractionRecord]
+# A scored request is queued as a `ScoredEntry`: the writer builds those of a batch together.
+RecordSource = InteractionRecord | Callable[[], InteractionRecord] | ScoredEntry
 DROPPED_METRIC = "qscore.interaction_log.dropped"
 DROPPED_DESCRIPTION = "Interaction records the log could not keep"
 
@@ -86,6 +88,18 @@ def record_from_scored(
         timings=timings,
         scored_by=scored_by or (reply.scored_by if reply is not None else None),
     )
+
+
+def _line_of_entry(entry: ScoredEntry) -> BuiltLine:
+    """A scored request's line, built on its own (record_lines.py builds batches the same)."""
+    record = record_from_scored(
+        entry.scored,
+        reply=entry.reply,
+        route=entry.route,
+        scored_by=entry.scored_by,
+        class_output=entry.class_output,
+    )
+    return line_of_record(record)
 
 
 class InteractionLog:
@@ -158,15 +172,45 @@ class InteractionLog:
         scored_by: str | None = None,
     ) -> bool:
         """Log a scored request; the record (array summaries, JSON) is built on the writer thread."""
-        build = functools.partial(
-            record_from_scored,
-            scored,
-            reply=reply,
-            route=route,
-            scored_by=scored_by,
-            class_output=self.class_outputs.get(scored.item.request.model),
-        )
-        return self.log_nowait(build)
+        class_output = self.class_outputs.get(scored.item.request.model)
+        return self.log_nowait(ScoredEntry(scored, reply, route, scored_by, class_output))
+
+    async def log_scored_many(
+        self,
+        scored: Sequence[ScoredItem],
+        replies: Sequence[ScoreReply] | None,
+        routes: Sequence[Route],
+        *,
+        scored_by: str | None = None,
+    ) -> int:
+        """Log scored requests (with their replies, under their routes) in one queue operation:
+        one lock and one wake-up for a reply batch, not one per request. How many were kept; the
+        rest were dropped and counted as `log_scored` drops them (a full queue)."""
+        if self._closed:
+            return 0
+        entries = [
+            ScoredEntry(
+                item,
+                replies[index] if replies is not None else None,
+                routes[index],
+                scored_by,
+                self.class_outputs.get(item.item.request.model),
+            )
+            for index, item in enumerate(scored)
+        ]
+        pending = self._queue  # queue.Queue's own lock, deque and condition: put_nowait for many
+        with pending.mutex:
+            room = max(0, pending.maxsize - len(pending.queue)) if pending.maxsize > 0 else len(entries)
+            kept = entries[:room]
+            if kept:
+                pending.queue.extend(kept)
+                pending.unfinished_tasks += len(kept)
+                pending.not_empty.notify()
+        lost = len(entries) - len(kept)
+        if lost:
+            self.dropped += lost
+            count_dropped(lost, "queue_full")
+        return len(kept)
 
     async def log_outcome(self, outcome: RequestOutcome) -> bool:
         """Log an error reply or a dead-letter record; built (body read) on the writer thread."""
@@ -216,18 +260,8 @@ class InteractionLog:
             handle.close()
 
     def _write(self, handle: IO[str], batch: list[RecordSource | threading.Event | _Stop]) -> IO[str]:
-        lines: list[str] = []
-        flushes: list[threading.Event] = []
-        for entry in batch:
-            if isinstance(entry, threading.Event):
-                flushes.append(entry)
-                continue
-            try:
-                record = entry if isinstance(entry, InteractionRecord) else entry()  # type: ignore[operator]
-                lines.append(record.model_dump_json() + "\n")
-            except Exception:  # one bad record must not stop the log
-                self.failed += 1
-                logger.exception("interaction record could not be built")
+        flushes = [entry for entry in batch if isinstance(entry, threading.Event)]
+        lines = [built.line for built in self._lines(batch)]
         if lines:
             payload = "".join(lines)
             if handle.tell() > 0 and handle.tell() + len(payload) > self.max_bytes:
@@ -238,6 +272,30 @@ class InteractionLog:
         for event in flushes:
             event.set()
         return handle
+
+    def _lines(self, batch: list[RecordSource | threading.Event | _Stop]) -> list[BuiltLine]:
+        """The JSON lines of the batch's records, in order; a record that cannot be built is
+        counted (`failed`) and logged: one bad record must not stop the log. The scored requests
+        of the batch are built together (record_lines.py), the others one by one."""
+        scored = iter(
+            scored_lines([entry for entry in batch if isinstance(entry, ScoredEntry)], _line_of_entry)
+        )
+        lines: list[BuiltLine] = []
+        for entry in batch:
+            if isinstance(entry, threading.Event | _Stop):
+                continue
+            try:
+                if isinstance(entry, ScoredEntry):
+                    built = next(scored)
+                    if isinstance(built, Exception):
+                        raise built
+                    lines.append(built)
+                else:
+                    lines.append(line_of_record(entry if isinstance(entry, InteractionRecord) else entry()))
+            except Exception:
+                self.failed += 1
+                logger.exception("interaction record could not be built")
+        return lines
 
     def _rotate(self, handle: IO[str]) -> IO[str]:
         handle.close()

@@ -87,6 +87,15 @@ async def log_interactions(
     reply."""
     if sink is None:
         return
+    # The interaction log takes a reply batch in one queue operation (InteractionLog.log_scored_many).
+    log_many = getattr(sink, "log_scored_many", None)
+    if log_many is not None:
+        routes = [route] * len(scored) if isinstance(route, str) else list(route)
+        try:
+            await log_many(scored, replies, routes, scored_by=scored_by)
+        except Exception:
+            log.exception("interaction log failed")
+        return
     for index, item in enumerate(scored):
         reply = replies[index] if replies is not None else None
         item_route = route if isinstance(route, str) else route[index]
