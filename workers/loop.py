@@ -235,6 +235,7 @@ class ReceiveLoop:
         message_settler = MessageSettler(receiver, control=control, open_control=open_control)
         async with contextlib.AsyncExitStack() as links:
             await open_together(links, receiver, control)
+            message_settler.start()  # the first control's management link opens in the background
             held = HeldMessages(limit=settings.max_held_messages)
             self._held_by_lane.lanes[queue] = held
             self._telemetry.watch_held(self._held_by_lane)
