@@ -1,6 +1,6 @@
-"""Settlement at one round trip: waiting settlement calls join one request, control receivers are
-primed ahead of their first settlement, and windows double per round trip while requests wait
-(qscore.transport.settlement, qscore.transport.windowing).
+"""Broker waits at one round trip: waiting settlement calls (and reply deliveries) join one
+request, control receivers are primed ahead of their first settlement, and windows double per
+round trip while requests wait (qscore.transport.joining, settlement, replies, windowing).
 
 Fakes for determinism (a control whose requests end when the test says so, a fake clock); the
 last test runs the same path against the local bus, with one control receiver so that calls
@@ -175,18 +175,13 @@ async def test_the_first_control_is_primed_before_its_first_settlement() -> None
 
 
 async def test_attached_controls_are_primed() -> None:
-    opened: list[FakeControl] = []
-
     class Attachable(FakeControl):
         async def __aenter__(self) -> Attachable:
             return self
 
-    def open_control() -> Attachable:
-        opened.append(Attachable())
-        return opened[-1]
-
-    await settlement.attach_control(open_control())
-    assert opened[0].peeks == 1
+    control = Attachable()
+    await settlement.attach_control(control)  # the receiver's link, then its management link
+    assert control.peeks == 1
 
 
 def test_a_full_window_doubles_once_per_round_trip() -> None:
@@ -271,3 +266,102 @@ async def test_waiting_calls_join_against_the_bus(bus: Any, fresh_queue: str) ->
             await settler.close()
     counts = (await queue_counts(bus.connection_string))[fresh_queue]
     assert (counts.active, counts.locked) == (0, 0)  # every message completed, none left locked
+
+
+async def test_priming_the_first_control_attaches_no_second_one() -> None:
+    opened: list[FakeControl] = []
+
+    def open_control() -> FakeControl:
+        opened.append(FakeControl())
+        return opened[-1]
+
+    control = FakeControl()
+    settler = MessageSettler(FakeReceiver(), control=control, open_control=open_control)
+    settler.start()
+    await asyncio.sleep(0.01)
+    assert control.peeks == 1 and opened == []
+    await settler.close()
+
+
+class BlockingBatch:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.max_size_in_bytes = 262_144
+
+    def add_message(self, message: Any) -> None:
+        self.messages.append(message)
+
+
+class BlockingSender:
+    """One reply queue's sender link: each send waits for `release`; `refuse` names a
+    correlation id the broker refuses for good (the transfer carrying it is refused)."""
+
+    def __init__(self, release: asyncio.Event, refuse: str | None = None) -> None:
+        self.release = release
+        self.refuse = refuse
+        self.sent: list[list[str]] = []
+        self.attempts: list[list[str]] = []
+        self.sending = 0
+
+    async def create_message_batch(self) -> BlockingBatch:
+        return BlockingBatch()
+
+    async def send_messages(self, batch: Any, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        from azure.servicebus.exceptions import MessageSizeExceededError
+
+        assert self.sending == 0, "two sends on one sender link at once"
+        self.sending += 1
+        try:
+            await self.release.wait()
+            messages = batch.messages if isinstance(batch, BlockingBatch) else [batch]
+            ids = [str(message.properties.correlation_id) for message in messages]
+            self.attempts.append(ids)
+            if self.refuse in ids:
+                raise MessageSizeExceededError(message="too large")
+            self.sent.append(ids)
+        finally:
+            self.sending -= 1
+
+    async def close(self) -> None:
+        pass
+
+
+class OneLinkClient:
+    def __init__(self, sender: BlockingSender) -> None:
+        self.sender = sender
+
+    def get_queue_sender(self, queue: str) -> BlockingSender:
+        return self.sender
+
+
+async def test_reply_deliveries_waiting_for_a_link_join_one_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qscore.contracts import ReplyStatus, ScoreReply
+    from qscore.transport import replies
+    from qscore.transport.replies import ReplyAddress, ReplySender
+
+    monkeypatch.setattr(replies, "MAX_REPLY_LINKS", 1)  # one link: deliveries must join
+    monkeypatch.setattr(replies, "fast_open_sender", lambda client, queue: client.get_queue_sender(queue))
+    release = asyncio.Event()
+    link = BlockingSender(release, refuse="r4")
+    sender = ReplySender(OneLinkClient(link), lifetime=replies.ReplyLifetime(None))  # type: ignore[arg-type]
+
+    def reply(request_id: str) -> tuple[ReplyAddress, ScoreReply]:
+        score = ScoreReply(request_id=request_id, status=ReplyStatus.OK, model="digits", model_version="2")
+        return ReplyAddress("replies", "s"), score
+
+    first = asyncio.create_task(sender.deliver([reply("r0")]))
+    await asyncio.sleep(0.01)
+    later = [
+        asyncio.create_task(sender.deliver([reply("r1"), reply("r2")])),
+        asyncio.create_task(sender.deliver([reply("r3"), reply("r4")])),
+    ]
+    await asyncio.sleep(0.01)
+    release.set()
+    results = await asyncio.gather(first, *later)
+    assert results[0] == [None] and results[1] == [None, None]
+    assert results[2][0] is None and results[2][1] is not None and results[2][1].permanent
+    # r1-r4 went in one transfer; refused for good, it was sent again one by one: only r4 failed,
+    # and each of its batch-mates (and the other delivery's replies) was answered once.
+    assert link.attempts[:2] == [["r0"], ["r1", "r2", "r3", "r4"]]
+    assert link.sent == [["r0"], ["r1"], ["r2"], ["r3"]]
+    await sender.close()

@@ -28,11 +28,11 @@ Two more things keep a settlement at about one round trip when the bus is far aw
   attaches, ~2.5 extra round trips: 175 ms where a settlement took 56 ms with the bus 25 ms
   away). So a control receiver is primed as it is attached, in the background, by a management
   request that finds nothing (`prime_control`: a peek past the last sequence number), and the
-  settler's first control is primed the same way right after it opens (`MessageSettler.prime`);
+  settler's first control is primed the same way right after it opens (`MessageSettler.start`);
 - settlement requests that find every control receiver busy do not queue one behind the other:
   they join one request (per outcome) that goes out on the next free control receiver
-  (`_Coalescer`), so the N messages of any number of batches waiting cost one more round trip
-  together, not one each, whatever the window's size.
+  (`qscore.transport.joining`), so the N messages of any number of batches waiting cost one
+  more round trip together, not one each, whatever the window's size.
 
 The SDK's (pyamqp) management link grants the broker 10,000 credits for responses when it
 attaches and never grants more, so on one receiver the 10,001st management request gets no
@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qscore.transport import sdk_hooks
+from qscore.transport.joining import JoinedRequests
 from qscore.transport.link_open import attach_link
 from qscore.transport.settle_outcomes import ABANDONED, COMPLETED
 from qscore.transport.windowing import LinkPool
@@ -111,16 +112,6 @@ async def attach_control(control: Any) -> None:
     await prime_control(control)
 
 
-class _Waiting:
-    """One settlement call's lock tokens, waiting to go out in a request (maybe joined by others)."""
-
-    __slots__ = ("done", "tokens")
-
-    def __init__(self, tokens: list[str]) -> None:
-        self.tokens = tokens
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-
 class MessageSettler:
     """Completes, abandons and renews messages received by `receiver`, many per request.
 
@@ -143,10 +134,10 @@ class MessageSettler:
             self.controls = LinkPool(open_control, ceiling=max_controls, first=control, attach=attach_control)
         self.batch_requests = 0
         self.fallbacks = 0
-        # Per outcome: calls waiting for a request to carry them, and whether a request is
-        # waiting for a control receiver (calls that come meanwhile join it).
-        self._waiting: dict[str, list[_Waiting]] = {}
-        self._gathering: set[str] = set()
+        # Settle calls that find every control receiver busy join one request (per outcome).
+        self._joined: JoinedRequests[str, list[str], None, Any] = JoinedRequests(
+            self._control, self._settle_joined, weight=len, most=lambda outcome: MAX_JOINED_TOKENS
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
@@ -158,7 +149,7 @@ class MessageSettler:
     async def _prime_first(self) -> None:
         assert self.controls is not None
         with contextlib.suppress(Exception):  # the first settlement opens the link instead
-            async with self.controls.use() as control:
+            async with self.controls.use(ahead=False) as control:  # no second link for it
                 await prime_control(control)
 
     def _spawn(self, work: Any) -> None:
@@ -205,64 +196,20 @@ class MessageSettler:
     async def _in_a_request(self, outcome: str, tokens: list[str]) -> None:
         """Settle `tokens` in a request that other calls waiting meanwhile may join; raises what
         the request raised (every call it carried then falls back, each for its own messages)."""
-        waiting = _Waiting(tokens)
-        self._waiting.setdefault(outcome, []).append(waiting)
-        if outcome not in self._gathering:
-            self._gathering.add(outcome)
-            self._spawn(self._carry(outcome))
-        try:
-            await asyncio.shield(waiting.done)
-        except asyncio.CancelledError:
-            queued = self._waiting.get(outcome, [])
-            if waiting in queued:  # not sent yet: it never will be
-                queued.remove(waiting)
-            else:  # on its way: its outcome is nobody's to read now
-                waiting.done.add_done_callback(_forget_outcome)
-            raise
+        await self._joined.submit(outcome, tokens)
 
-    async def _carry(self, outcome: str) -> None:
-        """Wait for a control receiver, then send every call waiting for `outcome` as one request."""
+    def _control(self, outcome: str) -> contextlib.AbstractAsyncContextManager[Any]:
         assert self.controls is not None
-        carried: list[_Waiting] = []
-        try:
-            async with self.controls.use() as control:
-                carried = self._take(outcome)
-                if carried:
-                    tokens = [token for waiting in carried for token in waiting.tokens]
-                    try:
-                        await control._settle_message_via_mgmt_link(outcome, tokens)
-                    finally:
-                        await top_up_management_credit(control)
-                    self.batch_requests += 1
-        except BaseException as exc:
-            carried = carried or self._take(outcome, every=True)
-            failure = exc if isinstance(exc, Exception) else RuntimeError(f"settlement cancelled: {exc!r}")
-            for waiting in carried:
-                if not waiting.done.done():
-                    waiting.done.set_exception(failure)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for waiting in carried:
-            if not waiting.done.done():
-                waiting.done.set_result(None)
+        return self.controls.use()
 
-    def _take(self, outcome: str, *, every: bool = False) -> list[_Waiting]:
-        """The calls this request carries (up to MAX_JOINED_TOKENS, at least one); those left
-        over get a request of their own. Calls coming from now on wait for the next request."""
-        self._gathering.discard(outcome)
-        queued = self._waiting.pop(outcome, [])
-        taken: list[_Waiting] = []
-        count = 0
-        for index, waiting in enumerate(queued):
-            if taken and not every and count + len(waiting.tokens) > MAX_JOINED_TOKENS:
-                self._waiting[outcome] = queued[index:]
-                self._gathering.add(outcome)
-                self._spawn(self._carry(outcome))
-                break
-            taken.append(waiting)
-            count += len(waiting.tokens)
-        return taken
+    async def _settle_joined(self, outcome: str, control: Any, joined: list[list[str]]) -> list[None]:
+        every = [token for tokens in joined for token in tokens]
+        try:
+            await control._settle_message_via_mgmt_link(outcome, every)
+        finally:
+            await top_up_management_credit(control)
+        self.batch_requests += 1
+        return [None] * len(joined)
 
     async def renew_many(self, messages: Sequence[Any]) -> list[Any]:
         """Renew many locks in one request; returns the messages whose lock is gone.
@@ -322,11 +269,6 @@ class MessageSettler:
         if self.controls is not None:
             log.info("settlement: %s", self.controls.describe())
             await self.controls.close()
-
-
-def _forget_outcome(done: asyncio.Future[None]) -> None:
-    if not done.cancelled():
-        done.exception()  # read, so that asyncio does not log it as never retrieved
 
 
 def _mark_settled(receiver: Any, message: Any) -> None:

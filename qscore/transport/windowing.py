@@ -144,10 +144,12 @@ class LinkPool(Generic[L]):
         return self._busy
 
     @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[L]:
+    async def use(self, *, ahead: bool = True) -> AsyncIterator[L]:
+        """A free link to this request alone; `ahead=False`: this request (a link's priming, say)
+        does not attach another link when it leaves every attached link busy."""
         self.window.asked(self._busy + len(self._waiters) + 1)
         self.requests += 1
-        link = await self._acquire()
+        link = await self._acquire(ahead)
         started = self._clock()
         answered = False
         try:
@@ -159,7 +161,7 @@ class LinkPool(Generic[L]):
             self._used.add(id(link))
             await self._release(link)
 
-    async def _acquire(self) -> L:
+    async def _acquire(self, ahead: bool) -> L:
         waited_from: float | None = None
         try:
             while True:
@@ -168,7 +170,8 @@ class LinkPool(Generic[L]):
                 if self._busy < self.window.size:
                     if self._idle:
                         self._busy += 1
-                        self._attach_ahead()
+                        if ahead:
+                            self._attach_ahead()
                         return self._idle.pop()
                     if self._open_link is not None and len(self.links) < self.window.ceiling:
                         if self._attach is None:
