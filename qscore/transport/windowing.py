@@ -93,11 +93,14 @@ L = TypeVar("L", bound=Link)
 
 
 class LinkPool(Generic[L]):
-    """Links of one kind (each its own SDK handler), one request at a time on each, at most
-    `window.size` requests at once; links are opened (`open_link`) as the window grows, up to its
-    ceiling, and kept. `async with pool.use() as link:` waits for a free one, never for a lock
-    held by another request's round trip. A link's first request (it opens the link: several
-    round trips) does not count towards the measured round trip.
+    """Links of one kind (each its own SDK handler), one request at a time on each; links are
+    opened (`open_link`) as the window grows, up to its ceiling, and kept. A request takes any
+    free link it finds, even above the window (a window that shrank while its links stayed open
+    would only make requests wait beside idle links); the window bounds how many links are
+    opened, so a request beyond it waits for one to be set free. `async with pool.use() as
+    link:` waits for a free one, never for a lock held by another request's round trip. A
+    link's first request (it opens the link: several round trips) does not count towards the
+    measured round trip.
 
     With `attach` (an async call that opens a link: its attach takes several round trips), links
     are attached in the background, ahead of need: one more whenever every attached link is busy
@@ -167,12 +170,12 @@ class LinkPool(Generic[L]):
             while True:
                 if self._closed:
                     raise RuntimeError("the link pool is closed")
+                if self._idle:
+                    self._busy += 1
+                    if ahead:
+                        self._attach_ahead()
+                    return self._idle.pop()
                 if self._busy < self.window.size:
-                    if self._idle:
-                        self._busy += 1
-                        if ahead:
-                            self._attach_ahead()
-                        return self._idle.pop()
                     if self._open_link is not None and len(self.links) < self.window.ceiling:
                         if self._attach is None:
                             link = self._open_link()
