@@ -93,6 +93,7 @@ async def test_calls_waiting_for_a_control_join_one_request() -> None:
     # The three that waited meanwhile went out as one request, in the order they came.
     assert control.requests[1] == ("completed", [m.lock_token for batch in batches[1:] for m in batch])
     assert len(control.requests) == 2 and settler.batch_requests == 2 and settler.fallbacks == 0
+    assert settler.call_s is not None  # a call's time on the broker, its wait included (batch slots)
     assert all(message._settled for batch in batches for message in batch)
 
 

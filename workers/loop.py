@@ -305,7 +305,9 @@ class ReceiveLoop:
     def _receive_size(self, lane: _Lane) -> int:
         """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
         held, receiver = lane.held, lane.receiver
-        broker_wait_s = (lane.settler.round_trip_s or 0.0) + (self._replies.round_trip_s or 0.0)
+        # What a batch spends on the broker: its replies' delivery and its settlement, each with
+        # any wait for a link (or for the request it joined), not the round trips alone.
+        broker_wait_s = (lane.settler.call_s or 0.0) + (self._replies.call_s or 0.0)
         batcher = lane.batcher  # batches holding a slot: those counted in flight, less any queued
         running = min(batcher.in_flight_batches, batcher.max_in_flight)
         limit = lane.slots.tick(batcher.started, broker_wait_s, running)

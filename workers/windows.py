@@ -7,7 +7,11 @@ that many batches per two round trips through, and Triton would idle. So the bou
 setting (the batches Triton works on) plus the batches that, by Little's law, are waiting on the
 broker at the measured batch rate:
 
-    limit = max_in_flight_batches + ceil(batches per second x (reply + settle round trip))
+    limit = max_in_flight_batches + ceil(batches per second x (reply + settle time))
+
+(each the measured time a call spends on the broker, any wait for a link or for the request it
+joined included: `MessageSettler.call_s`, `ReplySender.call_s`; the round trips alone left out
+those waits)
 
 within [setting, setting x MAX_FACTOR]. A limit that holds the rate down still grows: the
 extra slots are a share of the limit (round trip / time a batch holds its slot), so it climbs

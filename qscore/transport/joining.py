@@ -18,6 +18,7 @@ its own messages). A call cancelled before its request went out is not sent.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
@@ -26,6 +27,8 @@ K = TypeVar("K", bound=Hashable)
 I = TypeVar("I")  # noqa: E741 - one call's part of a request
 R = TypeVar("R")
 L = TypeVar("L")
+
+SMOOTHING = 0.3  # weight of a new call's time in `call_s`
 
 
 class _Waiting(Generic[I, R]):
@@ -56,8 +59,18 @@ class JoinedRequests(Generic[K, I, R, L]):
         self._gathering: set[K] = set()  # keys whose next request waits for a link
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0  # requests sent (each carrying one call or more)
+        # A call's smoothed time from `submit` to its result: the round trip plus any wait for
+        # a link or for the request it joined, which is what a batch waiting on it spends.
+        self.call_s: float | None = None
 
     async def submit(self, key: K, item: I) -> R:
+        started = time.monotonic()
+        result = await self._submit(key, item)
+        took = time.monotonic() - started
+        self.call_s = took if self.call_s is None else (1 - SMOOTHING) * self.call_s + SMOOTHING * took
+        return result
+
+    async def _submit(self, key: K, item: I) -> R:
         waiting: _Waiting[I, R] = _Waiting(item)
         self._waiting.setdefault(key, []).append(waiting)
         if key not in self._gathering:

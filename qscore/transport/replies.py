@@ -353,6 +353,12 @@ class ReplySender:
         return found
 
     @property
+    def call_s(self) -> float | None:
+        """A delivery's measured (smoothed) time on the broker, any wait for a link or for the
+        send it joined included; the round trip until deliveries are measured."""
+        return self._joined.call_s if self._joined.call_s is not None else self.round_trip_s
+
+    @property
     def round_trip_s(self) -> float | None:
         """The longest measured (smoothed) send round trip of any reply queue; None until measured."""
         measured = [pool.window.round_trip_s for pool in self._senders.values()]

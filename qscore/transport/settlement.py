@@ -162,6 +162,12 @@ class MessageSettler:
         """The measured (smoothed) round trip of one settlement request; None until measured."""
         return None if self.controls is None else self.controls.window.round_trip_s
 
+    @property
+    def call_s(self) -> float | None:
+        """A settle call's measured (smoothed) time: its round trip and any wait for a control
+        receiver or for the request it joined; the round trip until calls are measured."""
+        return self._joined.call_s if self._joined.call_s is not None else self.round_trip_s
+
     async def complete(self, messages: Sequence[Any]) -> list[Any]:
         """Returns the messages that could not be settled (lock lost, connection gone)."""
         return await self._settle(messages, COMPLETED)
