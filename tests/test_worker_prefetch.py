@@ -245,17 +245,3 @@ def test_the_first_rate_is_taken_early_and_then_replaced(clock: FakeClock) -> No
     assert window.rate == pytest.approx(333.3, abs=0.1) and window.size == 33  # x 0.1 s ahead
     _run(window, clock, rate=200, seconds=0.4)  # the next sample (on the grid) replaces it
     assert window.rate == pytest.approx(200)
-
-
-def test_a_sample_of_a_window_taken_whole_never_shrinks_it(clock: FakeClock) -> None:
-    window = PrefetchWindow(ceiling=512)
-    window.lock_s = 30.0
-    _run(window, clock, rate=200, seconds=1.0)  # 200 msg/s x 0.1 s: 20
-    assert window.size == 20
-    for _ in range(3):  # the window, not the worker, set the pace: it doubles to 160
-        window.received(window.size, buffered=0, room=1000)
-    assert window.size == 160
-    _run(window, clock, rate=200, seconds=0.5)  # the rate it let through would say 20 again
-    assert window.size == 160
-    _run(window, clock, rate=200, seconds=1.0)  # no receive took it whole since: it follows the rate
-    assert window.size == 20

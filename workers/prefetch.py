@@ -25,14 +25,12 @@ held set for as much again, says the window, not the worker, set the pace, so it
 FLOOR until the rate is measured and the lock rule after. Growing only once per SAMPLE_S, from
 a rate the small window itself held down, took 1.5 s to reach the rate of a drain with the bus
 5 ms away: a quarter of a 3,000-message drain ran at a fraction of its speed
-(`python -m qscore_tools.bench.drain`, docs/benchmarks.md). A sample in which a receive took
-the whole window never shrinks it: its rate is the window's own (with the bus 25 ms away the
-samples kept cutting a doubled window back to what the smaller one had let through). The first
-rate is taken as soon as FLOOR messages have finished in more than SAMPLE_S / 5 of busy time,
-not after a whole SAMPLE_S: with the bus 25 ms away the window otherwise sat at FLOOR, 16
-messages a round trip, for the first half second of a 2.5 s drain. The rate is finished messages
-(completed or dead-lettered) per second of time the worker held work, so idle time does not drag
-it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
+(`python -m qscore_tools.bench.drain`, docs/benchmarks.md). Likewise the first rate is taken as
+soon as FLOOR messages have finished in more than SAMPLE_S / 5 of busy time, not after a whole
+SAMPLE_S: with the bus 25 ms away the window otherwise sat at FLOOR, 16 messages a round trip,
+for the first half second of a 2.5 s drain. The rate is
+finished messages (completed or dead-lettered) per second of time the worker held work, so idle
+time does not drag it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
 lower one smoothed, and is kept while idle.
 """
 
@@ -70,7 +68,6 @@ class PrefetchWindow:
         self._sample_started = self._last_tick = time.monotonic()
         self._was_busy = False
         self._provisional = False  # the rate is an early first sample's
-        self._set_the_pace = False  # a receive took the whole window this sample
 
     def observe_lock(self, messages: Iterable[Any]) -> None:
         """Learn the queue's lock duration from a freshly received message."""
@@ -88,10 +85,7 @@ class PrefetchWindow:
     def received(self, count: int, *, buffered: int, room: int) -> None:
         """A receive took `count` messages, left `buffered` in the SDK's buffer, and the held set
         has `room` left: double the window if it was all taken at once and there is room for it."""
-        if self.ceiling == 0 or count < self.size or buffered:
-            return
-        self._set_the_pace = True  # this sample's rate is the window's, not the worker's
-        if room < 2 * self.size:
+        if self.ceiling == 0 or count < self.size or buffered or room < 2 * self.size:
             return
         cap = self.floor if self.rate is None else self.ceiling
         if self.rate is not None and self.lock_s is not None:
@@ -129,9 +123,6 @@ class PrefetchWindow:
         if self.rate is None or self.ceiling == 0:
             return
         size = min(self.ceiling, max(self.floor, round(self.rate * (self.ahead_s + self.round_trip_s))))
-        if self._set_the_pace:  # the window held the rate down: that rate cannot shrink it
-            size = max(size, self.size)
-        self._set_the_pace = False
         if self.lock_s is not None:
             size = min(size, max(1, int(self.rate * self.lock_s * LOCK_FRACTION)))
         if size != self.size:
