@@ -214,3 +214,16 @@ def test_batch_slots_go_straight_to_the_setting_scoring_when_batches_wait_on_the
     on_broker.tick(0, broker_wait_s=0.5, in_flight=4)
     clock.now += 0.5
     assert on_broker.tick(10, broker_wait_s=0.5, in_flight=4) == 4 * MAX_FACTOR
+
+
+def test_batch_slots_take_their_first_sample_early() -> None:
+    clock = FakeClock()
+    slots = BatchSlots(4, clock=clock)
+    slots.tick(0, broker_wait_s=0.15, in_flight=4)
+    clock.now += 0.05
+    assert slots.tick(2, broker_wait_s=0.15, in_flight=4) == 4  # too soon, too few batches
+    clock.now += 0.06
+    # 0.11 s in, the setting's worth started (36 batches/s, 0.15 s of each on the broker: f > 1)
+    assert slots.tick(4, broker_wait_s=0.15, in_flight=4) == 4 * MAX_FACTOR
+    clock.now += 0.1
+    assert slots.tick(8, broker_wait_s=0.01, in_flight=4) == 4 * MAX_FACTOR  # then every SAMPLE_S

@@ -234,3 +234,14 @@ async def test_link_credit_is_topped_up_once_half_the_window_is_used() -> None:
     assert receiver._handler._link.flows == [90]  # buffered + credit = the window, never more
     receiver = _receiver(credit=0, buffered=100)
     assert not await top_up_link_credit(receiver, 100)  # the buffer holds the window already
+
+
+def test_the_first_rate_is_taken_early_and_then_replaced(clock: FakeClock) -> None:
+    window = PrefetchWindow(ceiling=512)
+    window.tick(held=5)
+    clock.now += 0.15  # 0.15 s busy, 50 finished: past the floor, well before a whole sample
+    window.finished(50)
+    window.tick(held=5)
+    assert window.rate == pytest.approx(333.3, abs=0.1) and window.size == 33  # x 0.1 s ahead
+    _run(window, clock, rate=200, seconds=0.4)  # the next sample (on the grid) replaces it
+    assert window.rate == pytest.approx(200)

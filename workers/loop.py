@@ -235,6 +235,7 @@ class ReceiveLoop:
         message_settler = MessageSettler(receiver, control=control, open_control=open_control)
         async with contextlib.AsyncExitStack() as links:
             await open_together(links, receiver, control)
+            message_settler.start()  # the first control's management link opens in the background
             held = HeldMessages(limit=settings.max_held_messages)
             self._held_by_lane.lanes[queue] = held
             self._telemetry.watch_held(self._held_by_lane)
@@ -304,7 +305,9 @@ class ReceiveLoop:
     def _receive_size(self, lane: _Lane) -> int:
         """Messages to ask for now: room in the held set, the prefetch window, the job budget."""
         held, receiver = lane.held, lane.receiver
-        broker_wait_s = (lane.settler.round_trip_s or 0.0) + (self._replies.round_trip_s or 0.0)
+        # What a batch spends on the broker: its replies' delivery and its settlement, each with
+        # any wait for a link (or for the request it joined), not the round trips alone.
+        broker_wait_s = (lane.settler.call_s or 0.0) + (self._replies.call_s or 0.0)
         batcher = lane.batcher  # batches holding a slot: those counted in flight, less any queued
         running = min(batcher.in_flight_batches, batcher.max_in_flight)
         limit = lane.slots.tick(batcher.started, broker_wait_s, running)

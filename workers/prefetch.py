@@ -25,7 +25,10 @@ held set for as much again, says the window, not the worker, set the pace, so it
 FLOOR until the rate is measured and the lock rule after. Growing only once per SAMPLE_S, from
 a rate the small window itself held down, took 1.5 s to reach the rate of a drain with the bus
 5 ms away: a quarter of a 3,000-message drain ran at a fraction of its speed
-(`python -m qscore_tools.bench.drain`, docs/benchmarks.md). The rate is
+(`python -m qscore_tools.bench.drain`, docs/benchmarks.md). Likewise the first rate is taken as
+soon as FLOOR messages have finished in more than SAMPLE_S / 5 of busy time, not after a whole
+SAMPLE_S: with the bus 25 ms away the window otherwise sat at FLOOR, 16 messages a round trip,
+for the first half second of a 2.5 s drain. The rate is
 finished messages (completed or dead-lettered) per second of time the worker held work, so idle
 time does not drag it down; it is sampled every SAMPLE_S, follows a higher sample at once and a
 lower one smoothed, and is kept while idle.
@@ -64,6 +67,7 @@ class PrefetchWindow:
         self._busy_s = 0.0
         self._sample_started = self._last_tick = time.monotonic()
         self._was_busy = False
+        self._provisional = False  # the rate is an early first sample's
 
     def observe_lock(self, messages: Iterable[Any]) -> None:
         """Learn the queue's lock duration from a freshly received message."""
@@ -99,18 +103,23 @@ class PrefetchWindow:
         if self._was_busy:
             self._busy_s += now - self._last_tick
         self._last_tick, self._was_busy = now, held > 0
-        if now - self._sample_started >= SAMPLE_S:
-            self._sample(now)
+        first_ready = self.rate is None and self._finished >= self.floor and self._busy_s > SAMPLE_S / 5
+        if first_ready or now - self._sample_started >= SAMPLE_S:
+            self._sample(now, first=first_ready)
         return self.size
 
-    def _sample(self, now: float) -> None:
+    def _sample(self, now: float, *, first: bool = False) -> None:
         if self._busy_s > SAMPLE_S / 5 and self._finished:
             sample = self._finished / self._busy_s
             # Up at once, down smoothed: a window that holds the rate down must not also hold
-            # back its own growth (at a 50 ms round trip a smoothed climb took seconds).
+            # back its own growth (at a 50 ms round trip a smoothed climb took seconds). An early
+            # first sample (a short one) is replaced by the next, not kept as a high mark.
             smoothed = sample if self.rate is None else (1 - SMOOTHING) * self.rate + SMOOTHING * sample
-            self.rate = max(sample, smoothed)
-        self._finished, self._busy_s, self._sample_started = 0, 0.0, now
+            self.rate = sample if self._provisional else max(sample, smoothed)
+            self._provisional = first
+        self._finished, self._busy_s = 0, 0.0
+        if not first:  # an early first sample keeps the SAMPLE_S grid
+            self._sample_started = now
         if self.rate is None or self.ceiling == 0:
             return
         size = min(self.ceiling, max(self.floor, round(self.rate * (self.ahead_s + self.round_trip_s))))

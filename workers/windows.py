@@ -7,7 +7,11 @@ that many batches per two round trips through, and Triton would idle. So the bou
 setting (the batches Triton works on) plus the batches that, by Little's law, are waiting on the
 broker at the measured batch rate:
 
-    limit = max_in_flight_batches + ceil(batches per second x (reply + settle round trip))
+    limit = max_in_flight_batches + ceil(batches per second x (reply + settle time))
+
+(each the measured time a call spends on the broker, any wait for a link or for the request it
+joined included: `MessageSettler.call_s`, `ReplySender.call_s`; the round trips alone left out
+those waits)
 
 within [setting, setting x MAX_FACTOR]. A limit that holds the rate down still grows: the
 extra slots are a share of the limit (round trip / time a batch holds its slot), so it climbs
@@ -22,6 +26,10 @@ share f = rate x round trip / in-flight waits on the broker, so
 
 keeps the setting's worth scoring. Where Triton binds, a batch's slot time is mostly Triton's
 and f is small: the bound stays near the setting.
+
+The first sample is taken early, once the setting's worth of batches has started and
+SAMPLE_S / 5 has passed (a fresh worker's first half second is a fifth of a drain with the bus
+25 ms away); from then on every SAMPLE_S.
 """
 
 from __future__ import annotations
@@ -57,7 +65,9 @@ class BatchSlots:
             self._in_flight = in_flight
         self._last_tick = now
         elapsed = now - self._sample_started
-        if elapsed < SAMPLE_S:
+        enough = started - self._started_before >= self.setting
+        first = self.rate is None and elapsed >= SAMPLE_S / 5 and enough
+        if elapsed < SAMPLE_S and not first:
             return self.limit
         sample = (started - self._started_before) / elapsed
         average_in_flight = self._in_flight_s / elapsed

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from qscore.claimcheck.store import ClaimStoreUnavailable
 from qscore.contracts import ScoreReply
 from qscore.contracts.reply_batch import ReplyMessagePlan
+from qscore.transport.joining import JoinedRequests
 from qscore.transport.link_open import attach_link, fast_open_sender
 from qscore.transport.reply_batches import DEFAULT_LINK_MAX_BYTES, plan_reply_messages, reply_batch_message
 from qscore.transport.reply_messages import (
@@ -144,6 +145,8 @@ log = logging.getLogger(__name__)
 
 # Sender links (connections) per reply queue: sends in flight at once, as the window asks.
 MAX_REPLY_LINKS = 8
+# A reply's bytes in a transfer beyond its body (properties, annotations): for joining sends.
+REPLY_OVERHEAD_BYTES = 256
 
 
 class ReplySender:
@@ -156,7 +159,9 @@ class ReplySender:
     sender (frames of two batches interleave, and a failed send's reopen races). But a send takes
     a broker round trip, so concurrent deliveries to one queue each get a link of the queue's
     pool (qscore.transport.windowing.LinkPool), which opens more, up to MAX_REPLY_LINKS, as the
-    measured send rate x round trip asks for; queues are sent to at the same time.
+    measured send rate x round trip asks for; queues are sent to at the same time. Deliveries
+    that find every link of their queue busy join one send (qscore.transport.joining), up to a
+    transfer's worth of bytes, so they wait one round trip together rather than one each.
     """
 
     def __init__(
@@ -173,6 +178,14 @@ class ReplySender:
         self._send_timeout_s = send_timeout_s
         self._senders: dict[str, LinkPool[ServiceBusSender]] = {}
         self._link_max_bytes: dict[str, int] = {}  # per reply queue, once its link told it
+        # Deliveries to a queue that find each of its links busy join one send, up to what one
+        # transfer holds (qscore.transport.joining).
+        self._joined: JoinedRequests[str, Indexed, dict[int, SendFailure], ServiceBusSender] = JoinedRequests(
+            lambda queue: self._sender(queue).use(),
+            self._send_joined,
+            weight=self._joined_weight,
+            most=self._joined_most,
+        )
 
     async def send(self, replies: Sequence[tuple[ReplyAddress, ScoreReply]]) -> None:
         """Send all replies; returns once the broker has accepted every one (ReplySendError otherwise)."""
@@ -252,15 +265,43 @@ class ReplySender:
         return outgoing_reply(address, reply, reference=reference, time_to_live_s=ttl_s)
 
     async def _deliver_to(self, queue: str, indexed: Indexed) -> dict[int, SendFailure]:
+        try:  # on a link of the queue's, with other deliveries to it waiting meanwhile
+            return await self._joined.submit(queue, indexed)
+        except Exception as exc:  # no link to send on (the queue's pool closed meanwhile, say)
+            failure = classify_send_error(exc)
+            return {index: failure for index, _ in indexed}
+
+    async def _send_joined(
+        self, queue: str, sender: ServiceBusSender, deliveries: list[Indexed]
+    ) -> list[dict[int, SendFailure]]:
+        """One send of several deliveries' replies to `queue`; each delivery's failures by its
+        own indexes (a transfer refused for good is still sent again one by one, so a reply the
+        broker refuses fails alone)."""
+        joined: Indexed = []
+        owners: list[tuple[int, int]] = []  # per joined index: (delivery, its own index)
+        for number, indexed in enumerate(deliveries):
+            for index, message in indexed:
+                joined.append((len(owners), message))
+                owners.append((number, index))
         sent: set[int] = set()
         try:
-            async with self._sender(queue).use() as sender:  # a link to this send alone
-                return await self._send_packed(sender, indexed, sent)
+            failed = await self._send_packed(sender, joined, sent)
         except Exception as exc:  # the link would not open, or the queue refused everything
             failure = exc.failure if isinstance(exc, _QueueRefused) else classify_send_error(exc)
             if failure.permanent:
                 await self._forget(queue)  # a queue created later gets a fresh link
-            return {index: failure for index, _ in indexed if index not in sent}
+            failed = {index: failure for index, _ in joined if index not in sent}
+        results: list[dict[int, SendFailure]] = [{} for _ in deliveries]
+        for index, failure in failed.items():
+            number, own = owners[index]
+            results[number][own] = failure
+        return results
+
+    def _joined_weight(self, indexed: Indexed) -> int:
+        return sum(len(message.body) + REPLY_OVERHEAD_BYTES for _, message in indexed)
+
+    def _joined_most(self, queue: str) -> int:
+        return self._link_max_bytes.get(queue, DEFAULT_LINK_MAX_BYTES)
 
     async def _send_packed(
         self, sender: ServiceBusSender, indexed: Indexed, sent: set[int]
@@ -310,6 +351,12 @@ class ReplySender:
             else:
                 sent.add(index)
         return found
+
+    @property
+    def call_s(self) -> float | None:
+        """A delivery's measured (smoothed) time on the broker, any wait for a link or for the
+        send it joined included; the round trip until deliveries are measured."""
+        return self._joined.call_s if self._joined.call_s is not None else self.round_trip_s
 
     @property
     def round_trip_s(self) -> float | None:

@@ -9,9 +9,11 @@ link, and how many is sized like a TCP window, from what is measured (Little's l
     size = ceil(requests per second x round-trip seconds) + HEADROOM, within [1, ceiling]
 
 The rate counts requests as they are asked for, including those that wait for a link. A window
-too small for the demand holds the rate down, so while requests waited it grows faster, like
-TCP's slow start: up to twice its size, never past the most requests that wanted to go at once.
-An idle window keeps its last size. Both figures are smoothed.
+too small for the demand holds the rate down, so it grows like TCP's slow start: a request that
+finds the window full doubles it (`waited`), at most once per measured round trip, at once, not
+at the next sample: a drain lasts a couple of seconds, and growing from 1 in 0.25 s steps took
+most of a second of it with the bus 25 ms away. A sample in which requests waited never shrinks
+the window. An idle window keeps its last size. Both figures are smoothed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class InFlightWindow:
         self._asked = 0
         self._most_wanting = 0
         self._sample_started = clock()
+        self._grown_at = -math.inf
 
     def asked(self, wanting: int = 1) -> None:
         self._asked += 1
@@ -51,6 +54,17 @@ class InFlightWindow:
         now = self._clock()
         if now - self._sample_started >= SAMPLE_S:
             self._sample(now)
+
+    def waited(self) -> None:
+        """A request found the window full: double it, within the ceiling, once a round trip is
+        measured and at most once per round trip (the requests let in meanwhile show whether
+        that was enough)."""
+        rtt = self.round_trip_s
+        now = self._clock()
+        if rtt is None or self.size >= self.ceiling or now - self._grown_at < rtt:
+            return
+        self.size = min(self.ceiling, 2 * self.size)
+        self._grown_at = now
 
     def answered(self, seconds: float) -> None:
         rtt = self.round_trip_s
@@ -65,7 +79,7 @@ class InFlightWindow:
             return
         need = math.ceil(self.rate * self.round_trip_s) + HEADROOM
         if most_wanting > self.size:  # requests waited for a link: the rate understates the need
-            need = max(need, min(2 * self.size, most_wanting))
+            need = max(need, self.size, min(2 * self.size, most_wanting))
         self.size = max(1, min(self.ceiling, need))
 
 
@@ -79,11 +93,14 @@ L = TypeVar("L", bound=Link)
 
 
 class LinkPool(Generic[L]):
-    """Links of one kind (each its own SDK handler), one request at a time on each, at most
-    `window.size` requests at once; links are opened (`open_link`) as the window grows, up to its
-    ceiling, and kept. `async with pool.use() as link:` waits for a free one, never for a lock
-    held by another request's round trip. A link's first request (it opens the link: several
-    round trips) does not count towards the measured round trip.
+    """Links of one kind (each its own SDK handler), one request at a time on each; links are
+    opened (`open_link`) as the window grows, up to its ceiling, and kept. A request takes any
+    free link it finds, even above the window (a window that shrank while its links stayed open
+    would only make requests wait beside idle links); the window bounds how many links are
+    opened, so a request beyond it waits for one to be set free. `async with pool.use() as
+    link:` waits for a free one, never for a lock held by another request's round trip. A
+    link's first request (it opens the link: several round trips) does not count towards the
+    measured round trip.
 
     With `attach` (an async call that opens a link: its attach takes several round trips), links
     are attached in the background, ahead of need: one more whenever every attached link is busy
@@ -130,10 +147,12 @@ class LinkPool(Generic[L]):
         return self._busy
 
     @contextlib.asynccontextmanager
-    async def use(self) -> AsyncIterator[L]:
+    async def use(self, *, ahead: bool = True) -> AsyncIterator[L]:
+        """A free link to this request alone; `ahead=False`: this request (a link's priming, say)
+        does not attach another link when it leaves every attached link busy."""
         self.window.asked(self._busy + len(self._waiters) + 1)
         self.requests += 1
-        link = await self._acquire()
+        link = await self._acquire(ahead)
         started = self._clock()
         answered = False
         try:
@@ -145,17 +164,18 @@ class LinkPool(Generic[L]):
             self._used.add(id(link))
             await self._release(link)
 
-    async def _acquire(self) -> L:
+    async def _acquire(self, ahead: bool) -> L:
         waited_from: float | None = None
         try:
             while True:
                 if self._closed:
                     raise RuntimeError("the link pool is closed")
-                if self._busy < self.window.size:
-                    if self._idle:
-                        self._busy += 1
+                if self._idle:
+                    self._busy += 1
+                    if ahead:
                         self._attach_ahead()
-                        return self._idle.pop()
+                    return self._idle.pop()
+                if self._busy < self.window.size:
                     if self._open_link is not None and len(self.links) < self.window.ceiling:
                         if self._attach is None:
                             link = self._open_link()
@@ -167,6 +187,10 @@ class LinkPool(Generic[L]):
                         wanted = min(self.window.ceiling, self.window.size, wanting)
                         while len(self.links) < wanted:
                             self._start_attach()
+                elif self.window.size < self.window.ceiling:
+                    self.window.waited()
+                    if self._busy < self.window.size:
+                        continue  # grown: take a free link, or attach one
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
                 if waited_from is None:
