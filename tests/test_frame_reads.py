@@ -82,3 +82,31 @@ def test_a_transport_without_the_fields_keeps_the_sdks_reads_counted_once() -> N
     assert sdk_hooks.fallback_counts().get("transport.reader", 0) == before + 1
     assert frame_reads.fast_frames(Receiver(None)) is False  # not open yet: nothing counted
     assert sdk_hooks.fallback_counts().get("transport.reader", 0) == before + 1
+
+
+async def test_a_reader_of_buffered_frames_gives_other_tasks_turns() -> None:
+    """Buffered reads do not yield, so a busy lane's receiver would read a whole receive's frames
+    while the other lane's receiver waited: every YIELD_EVERY reads the loop gets a turn."""
+    frames = 32  # four times YIELD_EVERY
+    transport = _Transport(b"".join(_frame(b"m%d" % i) for i in range(frames)))
+
+    async def sdk_receive_frame(timeout: float | None = None, **kwargs: Any) -> Any:  # noqa: ASYNC109
+        header = await transport.reader.readexactly(8)
+        return await transport.reader.readexactly(int.from_bytes(header[:4], "big") - 8)
+
+    receive = frame_reads._wrapped(transport, sdk_receive_frame)
+    turns = 0
+
+    async def other_lane() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_lane())
+    await asyncio.sleep(0)
+    started = turns
+    payloads = [await receive(timeout=1.0) for _ in range(frames)]
+    other.cancel()
+    assert payloads == [b"m%d" % i for i in range(frames)]  # in order, none lost
+    assert turns - started >= 3  # 4 yields in 32 reads (none before: the old reader never yielded)

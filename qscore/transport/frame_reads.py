@@ -19,12 +19,18 @@ transport.read_buffer, transport.socket_lock, transport.receive_frame); a transp
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 _WRAPPED = "_qscore_fast_frames"  # set on a transport whose reads this module wraps
 _HEADER = 8  # an AMQP frame header: 4 bytes of size (header included), then offset, type, channel
+# A buffered read never yields to the event loop, and a receive takes every frame on the wire:
+# without a turn now and then one lane's receiver could read a whole large receive while the
+# other lanes' receivers, lock renewal and batch tasks waited (the SDK's own reads yield on
+# every frame). The reader gives the loop a turn every this many buffered reads.
+YIELD_EVERY = 8
 # Frame reads through wrapped transports: "buffered" (no timeout) or "waited" (the SDK's own).
 reads: Counter[str] = Counter()
 
@@ -86,11 +92,20 @@ def frame_waiting(transport: Any) -> bool:
 
 
 def _wrapped(transport: Any, receive_frame: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    streak = 0  # buffered reads since this connection's reader last gave the event loop a turn
+
     async def receive_buffered_frame(timeout: float | None = None, **kwargs: Any) -> Any:  # noqa: ASYNC109 (the SDK's signature)
+        nonlocal streak
         if timeout is not None and frame_waiting(transport):
+            streak += 1
+            if streak >= YIELD_EVERY:
+                streak = 0
+                await asyncio.sleep(0)
+        if timeout is not None and frame_waiting(transport):  # again: the turn may have read it
             timeout = None  # the read cannot wait: no timer, no task
             reads["buffered"] += 1
         else:
+            streak = 0  # the SDK's read gives the loop its turns
             reads["waited"] += 1
         return await receive_frame(timeout=timeout, **kwargs)
 
