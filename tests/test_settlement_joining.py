@@ -9,11 +9,14 @@ must join."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from qscore.transport import settlement
+from qscore.transport.joining import JoinedRequests
 from qscore.transport.settlement import MessageSettler
 from qscore.transport.windowing import InFlightWindow, LinkPool
 
@@ -366,3 +369,17 @@ async def test_reply_deliveries_waiting_for_a_link_join_one_send(monkeypatch: py
     assert link.attempts[:2] == [["r0"], ["r1", "r2", "r3", "r4"]]
     assert link.sent == [["r0"], ["r1"], ["r2"], ["r3"]]
     await sender.close()
+
+
+async def test_a_request_with_the_wrong_number_of_results_fails_every_call_it_carried() -> None:
+    @contextlib.asynccontextmanager
+    async def link(key: str) -> AsyncIterator[str]:
+        yield "link"
+
+    async def send(key: str, link: str, items: list[int]) -> list[int]:
+        return items[:-1]  # one result short
+
+    joined: JoinedRequests[str, int, int, str] = JoinedRequests(link, send)
+    outcomes = await asyncio.gather(*(joined.submit("k", i) for i in range(3)), return_exceptions=True)
+    # None misaligned, none left waiting:
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)

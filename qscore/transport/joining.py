@@ -98,6 +98,8 @@ class JoinedRequests(Generic[K, I, R, L]):
                 carried = self._take(key)
                 items = [waiting.item for waiting in carried]
                 results = await self._send(key, link, items) if items else []
+            if len(results) != len(carried):  # never hand one call another's result
+                raise RuntimeError(f"a joined request gave {len(results)} results for {len(carried)} calls")
             if carried:
                 self.requests += 1
         except BaseException as exc:
